@@ -1,0 +1,220 @@
+"""Configuration: one TOML file, one small frozen dataclass per section.
+
+The same merchant table serves the gateway (shared secret for digests, REST credentials for
+Klarna) and the sandbox (which accepts those REST credentials), so a demo cannot drift
+between the two. Secrets may be written inline, read from an environment variable
+(``<key>_env``) or from a file (``<key>_file``). Every problem raises :class:`ConfigError`
+naming the offending key, e.g. ``merchants[1].rest_password_env``.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+
+#: Klarna's documented base URLs (order-management.md §1).
+REGION_BASE_URLS: dict[tuple[str, str], str] = {
+    ("eu", "production"): "https://api.klarna.com",
+    ("eu", "playground"): "https://api.playground.klarna.com",
+    ("na", "production"): "https://api-na.klarna.com",
+    ("na", "playground"): "https://api-na.playground.klarna.com",
+    ("oc", "production"): "https://api-oc.klarna.com",
+    ("oc", "playground"): "https://api-oc.playground.klarna.com",
+}
+
+DEFAULT_LISTEN = "tcp:8080"
+DEFAULT_ADMIN_LISTEN = "tcp:8081:interface=127.0.0.1"
+DEFAULT_SANDBOX_LISTEN = "tcp:8089:interface=127.0.0.1"
+DEFAULT_DB_URL = "sqlite:///gateway.db"
+DEFAULT_ADMIN_TOKEN = "sandbox-admin"
+
+
+@dataclass(frozen=True)
+class Merchant:
+    """One legacy estore (eid) and the REST credentials that act for it."""
+
+    eid: int
+    shared_secret: str = field(repr=False)
+    rest_username: str
+    rest_password: str = field(repr=False)
+    base_url: str
+    pass_through: bool = True
+
+    @property
+    def secret_bytes(self) -> bytes:
+        """The secret as the SDKs hash it: ISO-8859-1 bytes."""
+        return self.shared_secret.encode("iso-8859-1")
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Tunables of the gateway process. Defaults are what production should run with."""
+
+    admin_token: str = DEFAULT_ADMIN_TOKEN
+    max_body_bytes: int = 1024 * 1024
+    max_xml_depth: int = 32
+    rno_start: int = 8000000000
+    invno_start: int = 9000000000
+    rest_timeout_seconds: float = 3.0
+    retry_budget_seconds: float = 7.5
+    coalesce_window_seconds: float = 30.0
+    recover_on_start: bool = True
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    admin_token: str = DEFAULT_ADMIN_TOKEN
+
+
+@dataclass(frozen=True)
+class Config:
+    merchants: tuple[Merchant, ...]
+    gateway: GatewaySettings = GatewaySettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    source: str = "<memory>"
+
+    def merchant(self, eid: int) -> Merchant | None:
+        for m in self.merchants:
+            if m.eid == eid:
+                return m
+        return None
+
+    def with_base_url(self, base_url: str) -> Config:
+        """Every merchant pointed at ``base_url`` (how ``serve --sandbox`` aims at the sandbox)."""
+        from dataclasses import replace
+
+        return replace(self, merchants=tuple(replace(m, base_url=base_url) for m in self.merchants))
+
+
+def _secret(section: dict[str, Any], key: str, path: str, *, required: bool = True) -> str | None:
+    inline, env, file = section.get(key), section.get(f"{key}_env"), section.get(f"{key}_file")
+    given = [k for k, v in ((key, inline), (f"{key}_env", env), (f"{key}_file", file)) if v is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give only one of {', '.join(given)}", f"{path}.{given[1]}")
+    if inline is not None:
+        if not isinstance(inline, str) or not inline:
+            raise ConfigError("must be a non-empty string", f"{path}.{key}")
+        return inline
+    if env is not None:
+        if not isinstance(env, str) or env not in os.environ:
+            raise ConfigError(f"environment variable {env!r} is not set", f"{path}.{key}_env")
+        return os.environ[env]
+    if file is not None:
+        try:
+            return Path(str(file)).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"cannot read file: {e.strerror}", f"{path}.{key}_file") from None
+    if required:
+        raise ConfigError(f"missing (give {key}, {key}_env or {key}_file)", f"{path}.{key}")
+    return None
+
+
+def _merchant(raw: Any, index: int) -> Merchant:
+    path = f"merchants[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a table", path)
+    known = {"eid", "shared_secret", "shared_secret_env", "shared_secret_file", "rest_username",
+             "rest_password", "rest_password_env", "rest_password_file", "region", "environment",
+             "base_url", "pass_through"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError("unknown key", f"{path}.{key}")
+    eid = raw.get("eid")
+    if isinstance(eid, str) and eid.isdigit():
+        eid = int(eid)
+    if not isinstance(eid, int) or isinstance(eid, bool) or eid <= 0:
+        raise ConfigError("must be a positive integer", f"{path}.eid")
+    secret = _secret(raw, "shared_secret", path)
+    assert secret is not None
+    try:
+        secret.encode("iso-8859-1")
+    except UnicodeEncodeError:
+        raise ConfigError("must be ISO-8859-1 text (the SDKs hash Latin-1 bytes)",
+                          f"{path}.shared_secret") from None
+    username = raw.get("rest_username")
+    if not isinstance(username, str) or not username:
+        raise ConfigError("must be a non-empty string", f"{path}.rest_username")
+    password = _secret(raw, "rest_password", path)
+    assert password is not None
+    base_url = raw.get("base_url")
+    if base_url is not None:
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ConfigError("must be an http(s) URL", f"{path}.base_url")
+    else:
+        region = raw.get("region", "eu")
+        environment = raw.get("environment", "playground")
+        if (region, environment) not in REGION_BASE_URLS:
+            bad = "region" if region not in {r for r, _ in REGION_BASE_URLS} else "environment"
+            raise ConfigError("must be one of eu/na/oc and production/playground", f"{path}.{bad}")
+        base_url = REGION_BASE_URLS[(region, environment)]
+    pass_through = raw.get("pass_through", True)
+    if not isinstance(pass_through, bool):
+        raise ConfigError("must be true or false", f"{path}.pass_through")
+    return Merchant(eid=eid, shared_secret=secret, rest_username=username,
+                    rest_password=password, base_url=base_url.rstrip("/"), pass_through=pass_through)
+
+
+def _section(raw: dict[str, Any], name: str, cls: type, path: str) -> Any:
+    section = raw.get(name, {})
+    if not isinstance(section, dict):
+        raise ConfigError("must be a table", name)
+    kwargs: dict[str, Any] = {}
+    defaults = cls()
+    for key, value in section.items():
+        if key == "admin_token_env":
+            kwargs["admin_token"] = _secret(section, "admin_token", name)
+            continue
+        if not hasattr(defaults, key):
+            raise ConfigError("unknown key", f"{name}.{key}")
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise ConfigError(f"must be of type {expected.__name__}", f"{name}.{key}")
+        if expected in (int, float) and value < 0:
+            raise ConfigError("must not be negative", f"{name}.{key}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def parse_config(raw: dict[str, Any], source: str = "<memory>") -> Config:
+    """Build a :class:`Config` from a decoded TOML document, naming any bad key."""
+    for key in raw:
+        if key not in {"merchants", "gateway", "sandbox"}:
+            raise ConfigError("unknown section", key)
+    merchants_raw = raw.get("merchants", [])
+    if not isinstance(merchants_raw, list):
+        raise ConfigError("must be an array of tables ([[merchants]])", "merchants")
+    merchants = tuple(_merchant(m, i) for i, m in enumerate(merchants_raw))
+    seen: set[int] = set()
+    for i, m in enumerate(merchants):
+        if m.eid in seen:
+            raise ConfigError(f"duplicate eid {m.eid}", f"merchants[{i}].eid")
+        seen.add(m.eid)
+    gateway = _section(raw, "gateway", GatewaySettings, "gateway")
+    if gateway.retry_budget_seconds >= 9.0:
+        raise ConfigError("must end before legacy clients give up (under 9 s)",
+                          "gateway.retry_budget_seconds")
+    sandbox = _section(raw, "sandbox", SandboxSettings, "sandbox")
+    return Config(merchants=merchants, gateway=gateway, sandbox=sandbox, source=source)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML config file."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", str(path)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}", str(path)) from None
+    return parse_config(raw, source=str(path))
+
+
+def default_sandbox_config_path() -> Path:
+    """``config/sandbox.toml`` of the source tree (the demo merchants)."""
+    return Path(__file__).resolve().parent.parent / "config" / "sandbox.toml"
