@@ -1,0 +1,203 @@
+"""The admin HTTP API (its own listener, bearer token from config).
+
+Routes (exact, other tools depend on them):
+- ``POST /v1/reservations`` ``{"eid", "order_id", "rno"?}`` → 201 ``{"eid", "rno", "order_id"}``
+- ``GET /v1/reservations/{eid}/{rno}`` → the mapping with its invoices and credits
+- ``POST /v1/sandbox/orders`` (sandbox mode) → 201 ``{"order_id", "rno"}``
+- ``GET /v1/journal/{eid}`` → the latest calls with the REST steps they became
+- ``GET /healthz`` (no token)
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from gateway.config import Config
+from gateway.om.client import OmClient, RestResponseError, RestTransportError
+from gateway.store.store import Invoice, JournalEntry, ReservationConflictError, Store
+
+log = Logger()
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def invoice_json(inv: Invoice) -> dict[str, Any]:
+    return {
+        "invno": inv.invno, "capture_id": inv.capture_id,
+        "captured_amount": inv.captured_amount, "refunded_amount": inv.refunded_amount,
+        "adopted": inv.adopted, "order_lines": inv.lines, "refunded_quantities": inv.refunded_qty,
+        "credits": [{"credno": c.credno, "refund_id": c.refund_id,
+                     "refunded_amount": c.refunded_amount, "adopted": c.adopted,
+                     "order_lines": c.lines} for c in inv.credits],
+    }
+
+
+def entry_json(e: JournalEntry) -> dict[str, Any]:
+    return {
+        "id": e.id, "method": e.method, "state": e.state, "call": e.call, "reply": e.reply,
+        "fault_code": e.fault_code, "fault_string": e.fault_string, "order_id": e.order_id,
+        "notes": e.notes, "created_at": e.created_at,
+        "rest_steps": [{"step": s.step, "method": s.http_method, "path": s.path,
+                        "body": s.body, "purpose": s.purpose, "state": s.state,
+                        "idempotency_key": s.idempotency_key, "result": s.result}
+                       for s in e.steps],
+    }
+
+
+class AdminResource(Resource):
+    isLeaf = True
+
+    def __init__(self, config: Config, store: Store, om: OmClient, *,
+                 sandbox_mode: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.store = store
+        self.om = om
+        self.sandbox_mode = sandbox_mode
+
+    def render(self, request: server.Request) -> Any:
+        d = defer.ensureDeferred(self._handle(request))
+        d.addErrback(lambda f: log.failure("admin request failed", f))
+        return server.NOT_DONE_YET
+
+    async def _handle(self, request: server.Request) -> None:
+        status, body = 500, {"error": "internal error"}
+        try:
+            status, body = await self._route(request)
+        except HttpError as e:
+            status, body = e.status, {"error": e.message}
+        except Exception:
+            log.failure("admin handler crashed")
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+        request.setHeader(b"Content-Length", str(len(data)).encode())
+        request.write(data)
+        request.finish()
+
+    def _authorize(self, request: server.Request) -> None:
+        got = request.getHeader(b"Authorization") or ""
+        want = f"Bearer {self.config.gateway.admin_token}"
+        if not hmac.compare_digest(got.encode(), want.encode()):
+            raise HttpError(401, "missing or wrong bearer token")
+
+    async def _route(self, request: server.Request) -> tuple[int, Any]:
+        method = request.method.decode()
+        parts = [p.decode() for p in request.postpath if p]
+        if parts == ["healthz"] and method == "GET":
+            await self.store.install_id()
+            return 200, {"status": "ok"}
+        self._authorize(request)
+        routes: dict[tuple[str, int, str], Callable[..., Awaitable[tuple[int, Any]]]] = {
+            ("POST", 2, "v1/reservations"): self._add_reservation,
+            ("GET", 4, "v1/reservations"): self._show_reservation,
+            ("POST", 3, "v1/sandbox/orders"): self._sandbox_order,
+            ("GET", 3, "v1/journal"): self._journal,
+        }
+        for (m, n, prefix), handler in routes.items():
+            if method == m and len(parts) == n and "/".join(parts).startswith(prefix):
+                return await handler(request, parts)
+        raise HttpError(404, "no such route")
+
+    @staticmethod
+    def _json_body(request: server.Request) -> dict[str, Any]:
+        raw = request.content.read(1 << 20) if request.content else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            raise HttpError(400, "body is not JSON") from None
+        if not isinstance(body, dict):
+            raise HttpError(400, "body must be a JSON object")
+        return body
+
+    def _eid(self, value: Any) -> int:
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise HttpError(400, "eid must be an integer")
+        if self.config.merchant(value) is None:
+            raise HttpError(404, f"eid {value} is not configured")
+        return value
+
+    async def _add_reservation(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        body = self._json_body(request)
+        eid = self._eid(body.get("eid"))
+        order_id, rno = body.get("order_id"), body.get("rno")
+        if not isinstance(order_id, str) or not order_id or len(order_id) > 255:
+            raise HttpError(400, "order_id must be a non-empty string")
+        if rno is not None and (not isinstance(rno, (str, int)) or not str(rno).strip()
+                                or len(str(rno)) > 64):
+            raise HttpError(400, "rno must be a non-empty string of at most 64 characters")
+        merchant = self.config.merchant(eid)
+        assert merchant is not None
+        try:
+            order = await self.om.get_order(merchant, order_id)
+        except RestResponseError as e:
+            if e.status == 404:
+                raise HttpError(422, f"order {order_id} does not exist for eid {eid}") from None
+            raise HttpError(502, f"Klarna answered {e.status} {e.error_code}") from None
+        except RestTransportError:
+            raise HttpError(502, "Klarna did not answer") from None
+        try:
+            res = await self.store.register_reservation(eid, order_id,
+                                                        None if rno is None else str(rno),
+                                                        "admin", status=order.get("status"))
+        except ReservationConflictError as e:
+            raise HttpError(409, str(e)) from None
+        return 201, {"eid": res.eid, "rno": res.rno, "order_id": res.order_id}
+
+    async def _show_reservation(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        eid = self._eid(parts[2])
+        res = await self.store.get_reservation(eid, parts[3])
+        if res is None:
+            raise HttpError(404, f"rno {parts[3]} is unknown for eid {eid}")
+        invoices = await self.store.invoices_for(res.id)
+        return 200, {"eid": res.eid, "rno": res.rno, "order_id": res.order_id,
+                     "status": res.status, "origin": res.origin,
+                     "invoices": [invoice_json(i) for i in invoices]}
+
+    async def _journal(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        eid = self._eid(parts[2])
+        entries = await self.store.journal_for(eid)
+        return 200, {"eid": eid, "calls": [entry_json(e) for e in entries]}
+
+    async def _sandbox_order(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        if not self.sandbox_mode:
+            raise HttpError(404, "only available with serve --sandbox")
+        body = self._json_body(request)
+        eid = self._eid(body.get("eid"))
+        merchant = self.config.merchant(eid)
+        assert merchant is not None
+        fields = ("purchase_country", "purchase_currency", "locale", "order_amount",
+                  "order_tax_amount", "order_lines")
+        missing = [f for f in fields if f not in body]
+        if missing:
+            raise HttpError(400, f"missing {', '.join(missing)}")
+        payload = {k: v for k, v in body.items() if k != "eid"}
+        token = str(body.get("authorization_token") or f"auth-{uuid.uuid4()}")
+        payload.pop("authorization_token", None)
+        try:
+            created = await self.om.create_order(merchant, token, payload)
+        except RestResponseError as e:
+            raise HttpError(e.status if 400 <= e.status < 500 else 502,
+                            "; ".join(e.messages) or str(e.error_code)) from None
+        order_id = str(created["order_id"])
+        res = await self.store.register_reservation(eid, order_id, None, "sandbox",
+                                                    status="AUTHORIZED")
+        return 201, {"order_id": order_id, "rno": res.rno,
+                     "fraud_status": created.get("fraud_status")}

@@ -1,0 +1,374 @@
+"""The call engine: decode → authenticate → journal → plan → execute → reply.
+
+Data flows one way. The XML-RPC edge hands ``(method, params)`` to :meth:`CallEngine.dispatch`;
+the engine finds the merchant, checks the digest, decodes the call, claims it in the journal
+(coalescing identical calls), reads the order over REST, asks ``gateway.translate`` for a
+plan, commits the plan's steps with their idempotency keys, sends them, records each
+success with its mapping rows, and returns the legacy reply. Every failure leaves as a
+:class:`~gateway.errors.GatewayError`.
+
+Money safety lives here and in the store, never in one process's memory:
+- a step's idempotency key is committed before the request leaves, and reused by any retry,
+  restart or other process resuming the entry;
+- when the retry budget (default 7.5 s, under the SDKs' ~9 s) runs out, the entry stays
+  pending with its lease released and the client gets 9119; its own retry of the same call
+  lands on the same entry and continues it instead of starting a second operation;
+- one legacy call at a time per order (a lease on the reservation row), so per-invoice
+  refund limits and partial-capture arithmetic see a consistent state.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import asdict
+from decimal import Decimal
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from gateway.config import Config, Merchant
+from gateway.errors import (
+    GatewayError, InvalidDigestError, MerchantMisconfiguredError, NotAllowedError,
+    UnknownEstoreError, UnknownInvoiceError, UnknownReservationError,
+    UpstreamUnavailableError, FaultCode, AmountError, GoodsListError,
+)
+from gateway.legacy.calls import (
+    Activate, CancelReservation, CreditInvoice, CreditPart, DecodedCall, EmailInvoice,
+    ExtendExpiryDate, SendInvoice, Update,
+)
+from gateway.legacy.decode import check_method, decode_call, extract_eid
+from gateway.legacy.digest import verify_digest
+from gateway.om.client import (
+    DeadlineExceededError, OmClient, RestResponseError, RestTransportError, created_id,
+    order_path,
+)
+from gateway.store.store import JournalEntry, Reservation, Step, Store
+from gateway.translate import plan_call
+from gateway.translate.plan import OrderContext
+from gateway.translate.replies import reply_for
+
+log = Logger()
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_POLL = 0.05
+
+
+def call_fingerprint(call: DecodedCall) -> str:
+    """Same eid, method and parameters → same fingerprint (the coalescing key)."""
+    def default(o: Any) -> Any:
+        if isinstance(o, Decimal):
+            return str(o)
+        raise TypeError(type(o).__name__)
+    payload = json.dumps({"method": call.method, "call": asdict(call)}, sort_keys=True,
+                         default=default, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _call_json(call: DecodedCall) -> dict[str, Any]:
+    return json.loads(json.dumps({"method": call.method, **asdict(call)},
+                                 default=lambda o: str(o)))
+
+
+def rest_error_to_fault(e: RestResponseError, *, what: str) -> GatewayError:
+    """Map a definitive REST refusal to the legacy fault table (translation.md §3)."""
+    message = "; ".join(e.messages) or (e.error_code or f"HTTP {e.status}")
+    cid = e.correlation_id
+    if e.status == 401:
+        return MerchantMisconfiguredError("Klarna refused the gateway's REST credentials "
+                                          "for this eid", correlation_id=cid)
+    if e.status == 404:
+        if what == "invoice":
+            return UnknownInvoiceError(f"Klarna does not know this invoice: {message}",
+                                       correlation_id=cid)
+        return UnknownReservationError(f"Klarna does not know this order: {message}",
+                                       correlation_id=cid)
+    if e.status == 403:
+        if "amount" in message.lower() and e.error_code in ("CAPTURE_NOT_ALLOWED",
+                                                            "REFUND_NOT_ALLOWED"):
+            return AmountError(f"Klarna refused the amount: {message}", correlation_id=cid)
+        return NotAllowedError(f"Klarna refused: {message}", correlation_id=cid)
+    if e.status in (400, 422):
+        return GoodsListError(f"Klarna refused the request: {message}", correlation_id=cid) \
+            if "order_lines" in message else NotAllowedError(
+                f"Klarna refused the request: {message}", correlation_id=cid)
+    if e.status == 429 or e.status >= 500:
+        return UpstreamUnavailableError("Klarna is unavailable, retry the same call",
+                                        correlation_id=cid)
+    return NotAllowedError(f"Klarna refused: {message}", correlation_id=cid)
+
+
+class CallEngine:
+    """Runs legacy calls. One per process; stateless apart from its collaborators."""
+
+    def __init__(self, config: Config, store: Store, om: OmClient, reactor: Any) -> None:
+        self.config = config
+        self.store = store
+        self.om = om
+        self.reactor = reactor
+        s = config.gateway
+        self.budget = s.retry_budget_seconds
+        self.lease_seconds = s.retry_budget_seconds + 2 * s.rest_timeout_seconds + 1.0
+        self.coalesce_seconds = s.coalesce_window_seconds
+
+    # -- the edge's entry point ---------------------------------------------------------
+
+    async def dispatch(self, method: str, params: list[Any]) -> Any:
+        """Authenticate and run one legacy call; returns the XML-RPC reply value."""
+        check_method(method)
+        eid = extract_eid(method, params)
+        merchant = self.config.merchant(eid)
+        if merchant is None:
+            raise UnknownEstoreError(f"eid {eid} is not configured on this gateway")
+        if not verify_digest(method, params, merchant.secret_bytes):
+            raise InvalidDigestError("digest does not match")
+        call = decode_call(method, params)
+        return await self.run(merchant, call)
+
+    async def run(self, merchant: Merchant, call: DecodedCall) -> Any:
+        deadline = self.reactor.seconds() + self.budget
+        fingerprint = call_fingerprint(call)
+        token = uuid.uuid4().hex
+        while True:
+            begin = await self.store.begin_call(
+                eid=call.eid, method=call.method, fingerprint=fingerprint,
+                call=_call_json(call), lease_token=token, lease_seconds=self.lease_seconds,
+                coalesce_seconds=self.coalesce_seconds, rno=getattr(call, "rno", None),
+                invno=getattr(call, "invno", None))
+            if begin.action == "replay":
+                return self._outcome(begin.entry)
+            if begin.action == "run":
+                return await self._run_claimed(merchant, call, begin.entry, token, deadline)
+            # An identical call is in flight: wait for its outcome (or for its lease to lapse).
+            entry = begin.entry
+            while entry.state == "pending" and entry.lease_until is not None \
+                    and entry.lease_until > self.reactor.seconds():
+                if self.reactor.seconds() >= deadline:
+                    raise UpstreamUnavailableError(
+                        "an identical call is still in progress; retry the same call")
+                await _sleep(self.reactor, _POLL)
+                entry = await self.store.get_entry(entry.id)
+            if entry.state != "pending":
+                return self._outcome(entry)
+
+    def _outcome(self, entry: JournalEntry) -> Any:
+        if entry.state == "done":
+            return entry.reply
+        if entry.state == "failed" and entry.fault_code is not None:
+            err = GatewayError(_strip_symbol(entry.fault_string or ""),
+                               code=FaultCode(entry.fault_code))
+            raise err
+        raise UpstreamUnavailableError("the call is still in progress; retry the same call")
+
+    # -- one claimed journal entry ------------------------------------------------------
+
+    async def _run_claimed(self, merchant: Merchant, call: DecodedCall, entry: JournalEntry,
+                           token: str, deadline: float) -> Any:
+        try:
+            reservation, invoice_invno = await self._resolve(merchant, call, deadline)
+            locked = await self._lock_order(reservation, token, deadline)
+            try:
+                return await self._execute(merchant, call, entry, reservation, invoice_invno,
+                                           deadline)
+            finally:
+                if locked:
+                    await self.store.release_order_lock(reservation.id, token)
+        except (DeadlineExceededError, RestTransportError, UpstreamUnavailableError) as e:
+            # Unknown outcome: keep the entry pending and resumable, free its lease so the
+            # client's retry continues it at once.
+            await self.store.release_lease(entry.id, token)
+            if isinstance(e, UpstreamUnavailableError):
+                raise
+            last = e.last if isinstance(e, DeadlineExceededError) else e
+            cid = getattr(last, "correlation_id", None)
+            raise UpstreamUnavailableError(
+                "Klarna did not answer in time; retry the same call to continue it",
+                correlation_id=cid, debug_context=str(last)) from None
+        except GatewayError as e:
+            await self.store.finish_call(entry.id, fault_code=int(e.fault_code),
+                                         fault_string=e.fault_string)
+            raise
+
+    async def _resolve(self, merchant: Merchant, call: DecodedCall,
+                       deadline: float) -> tuple[Reservation, str | None]:
+        """The reservation the call acts on (and the invno, for invoice calls)."""
+        if isinstance(call, (CreditPart, CreditInvoice, EmailInvoice, SendInvoice)):
+            invoice = await self.store.get_invoice(call.eid, call.invno)
+            if invoice is None:
+                raise UnknownInvoiceError(f"invoice {call.invno} is unknown for eid {call.eid}")
+            return await self.store.get_reservation_by_id(invoice.reservation_id), call.invno
+        rno = call.rno  # type: ignore[union-attr]
+        reservation = await self.store.get_reservation(call.eid, rno)
+        if reservation is not None:
+            return reservation, None
+        if merchant.pass_through and _UUID.match(rno):
+            try:
+                order = await self.om.get_order(merchant, rno, deadline=deadline)
+            except RestResponseError as e:
+                if e.status == 404:
+                    raise UnknownReservationError(
+                        f"reservation {rno} is unknown for eid {call.eid}") from None
+                raise rest_error_to_fault(e, what="order") from None
+            return await self.store.register_reservation(
+                call.eid, rno, rno, "pass_through", status=order.get("status")), None
+        raise UnknownReservationError(f"reservation {rno} is unknown for eid {call.eid}")
+
+    async def _lock_order(self, reservation: Reservation, token: str, deadline: float) -> bool:
+        while not await self.store.acquire_order_lock(reservation.id, token,
+                                                      self.lease_seconds):
+            if self.reactor.seconds() >= deadline:
+                raise UpstreamUnavailableError(
+                    "another call on this reservation is still in progress; retry")
+            await _sleep(self.reactor, _POLL)
+        return True
+
+    async def _execute(self, merchant: Merchant, call: DecodedCall, entry: JournalEntry,
+                       reservation: Reservation, invno: str | None, deadline: float) -> Any:
+        order: dict[str, Any] | None = None
+        if not entry.steps:
+            order = await self._read_order(merchant, reservation, deadline)
+            invoices = tuple(await self.store.invoices_for(reservation.id))
+            invoice = next((i for i in invoices if i.invno == invno), None)
+            ctx = OrderContext(reservation=reservation, order=order, invoices=invoices,
+                               invoice=invoice)
+            plan = plan_call(call, ctx)
+            if not plan.steps:
+                reply = plan.immediate_reply
+                await self.store.finish_call(entry.id, reply=reply, notes=list(plan.notes))
+                return reply
+            entry = await self.store.plan_steps(entry.id, reservation.order_id,
+                                                list(plan.steps),
+                                                allocate_invno=plan.allocate_invno,
+                                                notes=list(plan.notes))
+        applied: list[str] = [s.purpose for s in entry.steps if s.state == "done"]
+        for step in entry.steps:
+            if step.state != "planned":
+                continue
+            try:
+                await self._send_step(merchant, step, deadline)
+            except RestResponseError as e:
+                if e.retryable:
+                    raise DeadlineExceededError(RestTransportError(str(e))) from e
+                fault = rest_error_to_fault(e, what="order")
+                if applied:
+                    fault.public_message = (f"{fault.public_message} (applied: "
+                                            f"{'; '.join(applied)}; not applied: {step.purpose})")
+                raise fault from None
+            applied.append(step.purpose)
+        entry = await self.store.get_entry(entry.id)
+        after: dict[str, Any] | None = None
+        if call.method == "extend_expiry_date":
+            after = await self.om.get_order(merchant, reservation.order_id, deadline=deadline)
+        reply = reply_for(call.method, invno=entry_invno(entry, call), order=after)
+        await self.store.finish_call(entry.id, reply=reply)
+        return reply
+
+    async def _send_step(self, merchant: Merchant, step: Step, deadline: float) -> None:
+        resp = await self.om.request(merchant, step.http_method, step.path, step.body,
+                                     idempotency_key=step.idempotency_key, deadline=deadline)
+        result: dict[str, Any] = {}
+        kind = (step.effect or {}).get("kind")
+        if kind == "capture":
+            result["capture_id"] = created_id(resp, "capture")
+        elif kind == "refund":
+            result["refund_id"] = created_id(resp, "refund")
+        await self.store.complete_step(step.journal_id, step.step, resp.status, result)
+
+    async def _read_order(self, merchant: Merchant, reservation: Reservation,
+                          deadline: float) -> dict[str, Any]:
+        """GET the order; adopt captures/refunds made outside the gateway before acting."""
+        try:
+            order = await self.om.get_order(merchant, reservation.order_id, deadline=deadline)
+        except RestResponseError as e:
+            if e.retryable:
+                raise DeadlineExceededError(RestTransportError(str(e))) from e
+            raise rest_error_to_fault(e, what="order") from None
+        captures = list(order.get("captures") or [])
+        refunds = list(order.get("refunds") or [])
+        if captures or refunds:
+            invnos, refund_ids = await self.store.adopt(reservation, captures, refunds)
+            if invnos or refund_ids:
+                log.info("adopted captures {invnos} and refunds {refunds} made outside the "
+                         "gateway on order {order_id}", invnos=invnos, refunds=refund_ids,
+                         order_id=reservation.order_id)
+        if order.get("status") != reservation.status:
+            await self.store.set_reservation_status(reservation.id, str(order.get("status")))
+        return order
+
+    # -- recovery -----------------------------------------------------------------------
+
+    async def resume(self, entry: JournalEntry) -> str:
+        """Finish an unfinished journal entry left by a crash or an exhausted budget.
+
+        Returns a one-word outcome for reports: done, failed, pending or skipped.
+        """
+        merchant = self.config.merchant(entry.eid)
+        if merchant is None:
+            return "skipped"
+        token = uuid.uuid4().hex
+        if not await self.store.take_over(entry.id, token, self.lease_seconds):
+            return "skipped"
+        if not entry.steps:
+            await self.store.finish_call(
+                entry.id, fault_code=int(FaultCode.TIMEOUT),
+                fault_string="timeout: the call ended before any request was sent")
+            return "failed"
+        call = call_from_json(entry.call)
+        deadline = self.reactor.seconds() + self.budget
+        try:
+            await self._run_claimed(merchant, call, entry, token, deadline)
+        except UpstreamUnavailableError:
+            return "pending"
+        except GatewayError:
+            return "failed"
+        return "done"
+
+
+def entry_invno(entry: JournalEntry, call: DecodedCall) -> str | None:
+    if isinstance(call, Activate):
+        for step in entry.steps:
+            if step.effect and step.effect.get("kind") == "capture":
+                return str(step.effect["invno"])
+        return None
+    return getattr(call, "invno", None)
+
+
+_CALL_TYPES: dict[str, type] = {
+    "activate": Activate, "cancel_reservation": CancelReservation, "update": Update,
+    "credit_part": CreditPart, "credit_invoice": CreditInvoice,
+    "extend_expiry_date": ExtendExpiryDate, "email_invoice": EmailInvoice,
+    "send_invoice": SendInvoice,
+}
+
+
+def call_from_json(data: dict[str, Any]) -> DecodedCall:
+    """Rebuild a decoded call from its journal JSON (recovery needs only ids and method)."""
+    from gateway.legacy.calls import Address, ArtNo, Goods, ShipmentInfo
+
+    data = dict(data)
+    cls = _CALL_TYPES[data.pop("method")]
+    if "artnos" in data:
+        data["artnos"] = tuple(ArtNo(**a) for a in data["artnos"])
+    if "goods" in data:
+        data["goods"] = tuple(Goods(**{**g, "vat": Decimal(g["vat"]),
+                                       "discount": Decimal(g["discount"])})
+                              for g in data["goods"])
+    for key in ("dlv_addr", "bill_addr"):
+        if data.get(key) is not None:
+            data[key] = Address(**data[key])
+    if "shipment_info" in data:
+        data["shipment_info"] = ShipmentInfo(**data["shipment_info"])
+    return cls(**data)  # type: ignore[no-any-return]
+
+
+def _strip_symbol(fault_string: str) -> str:
+    head, sep, tail = fault_string.partition(": ")
+    return tail if sep and " " not in head else fault_string
+
+
+def _sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d

@@ -1,0 +1,300 @@
+"""The XML-RPC endpoint: a ``twisted.web`` resource that turns HTTP POSTs into dispatch calls.
+
+This is the one place where failures become ``<fault>`` replies (STYLE rule 4):
+
+* :class:`~gateway.errors.GatewayError` → its code and ``fault_string``;
+* a leaked ``twisted.internet.defer.CancelledError`` (an upstream timeout nobody mapped) →
+  9119 ``timeout``;
+* anything else → logged with its traceback, answered -32603 ``internal_error: internal
+  error``, never Python text. A reply value that is not XML-RPC-safe counts as "anything
+  else" (``encode_response`` raises ``TypeError``).
+
+Why not ``twisted.web.xmlrpc.XMLRPC``: it parses with the unhardened stdlib parser, turns
+doubles into floats and cancels the handler's Deferred when the client disconnects. A legacy
+money call (``activate``, ``credit_part``) must run to completion and be recorded even if the
+client went away; its retry then finds the recorded outcome.
+
+Bodies are bounded twice: :func:`make_site` builds a ``Site`` whose :class:`LimitedRequest`
+refuses an oversized declared ``Content-Length`` (or an oversized chunked body) before
+buffering it, and :class:`LegacyResource` re-checks what it was handed, so it stays safe
+under a plain ``Site`` too.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any, Final
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from gateway.errors import (
+    FaultCode,
+    GatewayError,
+    ParseError,
+    UpstreamUnavailableError,
+)
+from gateway.legacy.decode import EID_POSITIONS, extract_eid
+from gateway.legacy.xmlrpc import (
+    DEFAULT_MAX_DEPTH,
+    encode_fault,
+    encode_response,
+    parse_method_call,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "CallRecord",
+    "Dispatch",
+    "LegacyResource",
+    "LimitedRequest",
+    "make_site",
+]
+
+DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
+CONTENT_TYPE: Final = b"text/xml; charset=ISO-8859-1"
+INTERNAL_ERROR_TEXT: Final = f"{FaultCode.INTERNAL_ERROR.symbol}: internal error"
+
+#: ``dispatch(method, params)``: runs one legacy call and returns its XML-RPC-safe result.
+Dispatch = Callable[[str, list[Any]], Awaitable[Any]]
+
+_log = Logger(namespace="gateway.legacy.access")
+_errors = Logger(namespace="gateway.legacy.resource")
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One finished XML-RPC call, for the access log and the optional ``on_call`` hook.
+
+    ``fault_code`` is ``None`` for a successful reply. ``client_gone`` is true when the
+    client disconnected before the reply could be written (the call still completed).
+    """
+
+    method: str | None
+    eid: int | None
+    fault_code: int | None
+    duration: float
+    client_gone: bool = False
+
+    @property
+    def outcome(self) -> str:
+        return "ok" if self.fault_code is None else str(self.fault_code)
+
+
+def _too_large_fault(limit: int) -> bytes:
+    error = ParseError(f"request body larger than {limit} bytes")
+    return encode_fault(error.fault_code, error.fault_string)
+
+
+class LegacyResource(Resource):
+    """POST on any path is an XML-RPC call; every other HTTP method gets 405.
+
+    Args:
+        dispatch: ``async (method, params) -> result``; raises ``GatewayError`` for faults.
+        max_body_bytes: bodies above this are answered with a parse_error fault.
+        max_depth: XML element nesting limit passed to ``parse_method_call``.
+        on_call: optional hook called with a :class:`CallRecord` after each call (metrics).
+        clock: time source for durations (``reactor`` in production); ``time.monotonic``
+            when omitted.
+    """
+
+    isLeaf = True
+    allowedMethods = (b"POST",)
+
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        on_call: Callable[[CallRecord], None] | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        super().__init__()
+        self._dispatch = dispatch
+        self._max_body_bytes = max_body_bytes
+        self._max_depth = max_depth
+        self._on_call = on_call
+        self._now: Callable[[], float] = clock.seconds if clock is not None else time.monotonic
+
+    def render_POST(self, request: server.Request) -> int:  # noqa: N802 - Twisted API
+        started = self._now()
+        state = _RequestState()
+        request.notifyFinish().addErrback(state.client_gone)
+        body = self._read_body(request)
+        d = defer.ensureDeferred(self._answer(request, body, started, state))
+        # _answer handles its own errors; this only guards against a bug in the guard.
+        d.addErrback(lambda f: _errors.failure("legacy reply failed", f))
+        return server.NOT_DONE_YET
+
+    def _read_body(self, request: server.Request) -> bytes | None:
+        """The request body, or ``None`` when it exceeds the limit."""
+        declared = request.getHeader(b"content-length")
+        if declared is not None:
+            try:
+                if int(declared) > self._max_body_bytes:
+                    return None
+            except ValueError:
+                return None
+        content = request.content
+        if content is None:
+            return b""
+        content.seek(0)
+        body = content.read(self._max_body_bytes + 1)
+        if len(body) > self._max_body_bytes:
+            return None
+        return body
+
+    async def _answer(
+        self, request: server.Request, body: bytes | None, started: float,
+        state: _RequestState,
+    ) -> None:
+        method: str | None = None
+        eid: int | None = None
+        fault_code: int | None = None
+        try:
+            if body is None:
+                raise ParseError(f"request body larger than {self._max_body_bytes} bytes")
+            method, params = parse_method_call(body, max_depth=self._max_depth)
+            eid = _best_effort_eid(method, params)
+            result = await defer.ensureDeferred(self._dispatch(method, params))
+            payload = encode_response(result)
+        except GatewayError as error:
+            fault_code = int(error.fault_code)
+            if error.debug_context:
+                _errors.debug("fault {code} on {method}: {context}", code=fault_code,
+                              method=method, context=error.debug_context)
+            payload = encode_fault(fault_code, error.fault_string)
+        except defer.CancelledError:
+            error = UpstreamUnavailableError("upstream timeout")
+            fault_code = int(error.fault_code)
+            payload = encode_fault(fault_code, error.fault_string)
+        except Exception:  # noqa: BLE001 - the one place that turns bugs into a fault
+            _errors.failure("internal error in legacy call {method} (eid {eid})",
+                            method=method, eid=eid)
+            fault_code = int(FaultCode.INTERNAL_ERROR)
+            payload = encode_fault(fault_code, INTERNAL_ERROR_TEXT)
+
+        if not state.gone and not request.finished:
+            _write_reply(request, payload)
+        record = CallRecord(method=method, eid=eid, fault_code=fault_code,
+                            duration=self._now() - started, client_gone=state.gone)
+        _log.info(
+            "legacy call method={method} eid={eid} outcome={outcome} "
+            "duration_ms={duration_ms:.1f}{gone}",
+            method=record.method or "-", eid=record.eid if record.eid is not None else "-",
+            outcome=record.outcome, duration_ms=record.duration * 1000,
+            gone=" client_gone" if record.client_gone else "",
+        )
+        if self._on_call is not None:
+            try:
+                self._on_call(record)
+            except Exception:  # noqa: BLE001 - a metrics bug must not break replies
+                _errors.failure("on_call hook failed")
+
+
+class _RequestState:
+    """Whether the client went away before we could reply."""
+
+    __slots__ = ("gone",)
+
+    def __init__(self) -> None:
+        self.gone = False
+
+    def client_gone(self, _failure: object) -> None:
+        self.gone = True
+
+
+def _best_effort_eid(method: str, params: list[Any]) -> int | None:
+    """The call's eid for the access log, if it can be read; never raises."""
+    if method not in EID_POSITIONS:
+        return None
+    try:
+        return extract_eid(method, params)
+    except GatewayError:
+        return None
+
+
+def _write_reply(request: server.Request, payload: bytes) -> None:
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", CONTENT_TYPE)
+    request.setHeader(b"Content-Length", str(len(payload)).encode("ascii"))
+    request.write(payload)
+    request.finish()
+
+
+class LimitedRequest(server.Request):
+    """A ``Request`` that refuses bodies above ``max_body_bytes`` without buffering them.
+
+    Twisted buffers the whole body before ``render`` runs. This subclass looks at the
+    declared ``Content-Length`` in ``gotLength`` (and at the running total of a chunked
+    body) and, when it is too large, answers at once with HTTP 200 and a parse_error fault
+    (what legacy clients can show their integrator), then closes the connection. The
+    request never reaches the resource.
+    """
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._refused = False
+        self._received = 0
+
+    def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted API
+        if length is not None and length > self.max_body_bytes:
+            self._refuse(length)
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted API
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > self.max_body_bytes:
+            self._refuse(self._received)
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
+        if self._refused:
+            return  # already answered; the connection is closing
+        super().requestReceived(command, path, version)
+
+    def _refuse(self, size: int) -> None:
+        self._refused = True
+        if self.content is not None:
+            self.content.close()
+        self.content = BytesIO()
+        channel = self.channel
+        if channel is None:
+            return
+        _errors.warn("refused request body of {size} bytes (limit {limit})",
+                     size=size, limit=self.max_body_bytes)
+        payload = _too_large_fault(self.max_body_bytes)
+        head = (
+            b"HTTP/1.1 200 OK\r\n"
+            b"Content-Type: " + CONTENT_TYPE + b"\r\n"
+            b"Content-Length: " + str(len(payload)).encode("ascii") + b"\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        channel.persistent = False
+        channel.transport.write(head + payload)
+        channel.loseConnection()
+
+
+def make_site(resource: Resource, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> server.Site:
+    """A ``Site`` serving ``resource`` that refuses bodies above ``max_body_bytes`` early.
+
+    Form-body parsing is off (XML-RPC bodies are never forms, and parsing is wasted memory).
+    """
+    request_class = type(
+        "LimitedRequest", (LimitedRequest,), {"max_body_bytes": max_body_bytes},
+    )
+    site = server.Site(resource, requestFactory=request_class,
+                       parsePOSTFormSubmission=False)
+    return site

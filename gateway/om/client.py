@@ -1,0 +1,229 @@
+"""The Order Management REST client (treq on Twisted).
+
+One persistent connection pool for the process; HTTP Basic per merchant; every request has
+a timeout; every POST/PATCH carries the ``Klarna-Idempotency-Key`` its caller journaled
+before calling. Retries follow Klarna's policy (order-management.md §7): GETs and keyed
+mutations are retried on 5xx, 429, timeouts and connection loss, with backoff, inside a
+deadline the caller sets; a 4xx is never retried. Success is only a documented 2xx, and
+the ids of created captures and refunds are read from the response headers.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import treq
+from treq.client import HTTPClient
+from twisted.internet import defer, error as ierror
+from twisted.internet.defer import CancelledError
+from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
+from twisted.web.http_headers import Headers
+
+from gateway.config import Merchant
+
+log = Logger()
+
+USER_AGENT = "Library/klarna-gateway_0.1.0 Language/Python_3.11"
+
+
+@dataclass(frozen=True)
+class OmResponse:
+    status: int
+    headers: dict[str, str]
+    body: Any  # decoded JSON, or None for empty bodies
+
+
+class OmError(Exception):
+    """Base of REST client errors."""
+
+
+class RestResponseError(OmError):
+    """Klarna answered with a non-2xx status; ``error_code`` from its JSON error body."""
+
+    def __init__(self, status: int, error_code: str | None, messages: list[str],
+                 correlation_id: str | None) -> None:
+        super().__init__(f"HTTP {status} {error_code}: {'; '.join(messages)}")
+        self.status = status
+        self.error_code = error_code
+        self.messages = messages
+        self.correlation_id = correlation_id
+
+    @property
+    def retryable(self) -> bool:
+        return self.status >= 500 or self.status == 429
+
+
+class RestTransportError(OmError):
+    """No answer: timeout, connection refused, reset, or a truncated response."""
+
+    retryable = True
+
+
+class DeadlineExceededError(OmError):
+    """The retry budget ran out; ``last`` is the last failure seen."""
+
+    def __init__(self, last: OmError) -> None:
+        super().__init__(f"retry budget exhausted; last error: {last}")
+        self.last = last
+
+
+def _auth_header(merchant: Merchant) -> bytes:
+    raw = f"{merchant.rest_username}:{merchant.rest_password}".encode()
+    return b"Basic " + base64.b64encode(raw)
+
+
+class OmClient:
+    """Speaks Order Management for any configured merchant.
+
+    Args:
+        reactor: provides ``seconds()``/``callLater`` (injected, so tests can drive time).
+        timeout: per-attempt timeout in seconds.
+        pool: shared persistent connection pool (one per process).
+    """
+
+    def __init__(self, reactor: Any, *, timeout: float = 3.0,
+                 pool: HTTPConnectionPool | None = None, max_per_host: int = 16) -> None:
+        self.reactor = reactor
+        self.timeout = timeout
+        if pool is None:
+            pool = HTTPConnectionPool(reactor, persistent=True)
+            pool.maxPersistentPerHost = max_per_host
+            pool.cachedConnectionTimeout = 60
+        self.pool = pool
+        self.http = HTTPClient(Agent(reactor, pool=pool))
+        self._rng = random.Random()
+
+    async def close(self) -> None:
+        await self.pool.closeCachedConnections()
+
+    async def request_once(self, merchant: Merchant, method: str, path: str,
+                           body: Any = None, *, idempotency_key: str | None = None,
+                           timeout: float | None = None) -> OmResponse:
+        """One attempt. Raises RestResponseError (non-2xx) or RestTransportError."""
+        headers = {b"Authorization": [_auth_header(merchant)],
+                   b"User-Agent": [USER_AGENT.encode()],
+                   b"Accept": [b"application/json"]}
+        data = None
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+            headers[b"Content-Type"] = [b"application/json"]
+        if idempotency_key is not None:
+            headers[b"Klarna-Idempotency-Key"] = [idempotency_key.encode()]
+        url = merchant.base_url + path
+        started = time.monotonic()
+        try:
+            resp = await self.http.request(method, url, data=data, headers=Headers(headers),
+                                           timeout=timeout or self.timeout)
+            raw = await treq.content(resp)
+        except (CancelledError, defer.TimeoutError, ierror.TimeoutError) as e:
+            log.info("OM {method} {path} timed out", method=method, path=path)
+            raise RestTransportError(f"timeout after {timeout or self.timeout}s") from e
+        except (ierror.ConnectError, ierror.ConnectionLost, ierror.ConnectionDone,
+                ResponseFailed, ierror.ConnectionRefusedError, ierror.DNSLookupError) as e:
+            log.info("OM {method} {path} failed: {err}", method=method, path=path,
+                     err=type(e).__name__)
+            raise RestTransportError(type(e).__name__) from e
+        status = resp.code
+        hdrs = {k.decode().lower(): v[-1].decode("latin-1")
+                for k, v in resp.headers.getAllRawHeaders()}
+        log.debug("OM {method} {path} -> {status} in {ms:.1f} ms", method=method, path=path,
+                  status=status, ms=(time.monotonic() - started) * 1000)
+        decoded: Any = None
+        if raw:
+            try:
+                decoded = json.loads(raw)
+            except ValueError:
+                decoded = None
+        if 200 <= status < 300:
+            if raw and decoded is None and "json" in hdrs.get("content-type", ""):
+                raise RestTransportError("2xx with an unreadable JSON body")
+            return OmResponse(status, hdrs, decoded)
+        err = decoded if isinstance(decoded, dict) else {}
+        messages = err.get("error_messages") or ([err["error_message"]]
+                                                 if err.get("error_message") else [])
+        raise RestResponseError(status, err.get("error_code"), [str(x) for x in messages],
+                                err.get("correlation_id"))
+
+    async def request(self, merchant: Merchant, method: str, path: str, body: Any = None, *,
+                      idempotency_key: str | None = None, deadline: float | None = None,
+                      ) -> OmResponse:
+        """Send with retries until ``deadline`` (reactor seconds).
+
+        Raises:
+            RestResponseError: a 4xx (never retried), or a 5xx/429 on an unkeyed mutation.
+            DeadlineExceededError: retryable failures until the budget ran out.
+        """
+        retry_allowed = method == "GET" or idempotency_key is not None
+        attempt = 0
+        while True:
+            attempt += 1
+            now = self.reactor.seconds()
+            remaining = None if deadline is None else deadline - now
+            per_try = self.timeout if remaining is None else min(self.timeout, remaining)
+            if per_try <= 0.05:
+                raise DeadlineExceededError(RestTransportError("no time left"))
+            try:
+                return await self.request_once(merchant, method, path, body,
+                                               idempotency_key=idempotency_key,
+                                               timeout=per_try)
+            except (RestResponseError, RestTransportError) as e:
+                if not (retry_allowed and e.retryable):
+                    raise
+                delay = min(2.0, 0.1 * (2 ** (attempt - 1))) * (0.5 + self._rng.random())
+                if deadline is not None and self.reactor.seconds() + delay >= deadline - 0.05:
+                    raise DeadlineExceededError(e) from e
+                log.info("OM {method} {path} attempt {n} failed ({err}); retrying in {d:.2f}s",
+                         method=method, path=path, n=attempt, err=e, d=delay)
+                await _sleep(self.reactor, delay)
+
+    # -- typed helpers (paths per order-management.md §2) --------------------------------
+
+    async def get_order(self, merchant: Merchant, order_id: str, *,
+                        deadline: float | None = None) -> dict[str, Any]:
+        resp = await self.request(merchant, "GET", order_path(order_id), deadline=deadline)
+        if not isinstance(resp.body, dict):
+            raise RestTransportError("order body is not a JSON object")
+        return resp.body
+
+    async def list_captures(self, merchant: Merchant, order_id: str, *,
+                            deadline: float | None = None) -> list[dict[str, Any]]:
+        resp = await self.request(merchant, "GET", order_path(order_id) + "/captures",
+                                  deadline=deadline)
+        return list(resp.body or [])
+
+    async def create_order(self, merchant: Merchant, authorization_token: str,
+                           body: dict[str, Any]) -> dict[str, Any]:
+        """Klarna Payments order creation (used by the sandbox admin route only)."""
+        resp = await self.request(merchant, "POST",
+                                  f"/payments/v1/authorizations/{authorization_token}/order",
+                                  body, idempotency_key=f"create-{authorization_token}")
+        return dict(resp.body or {})
+
+
+def order_path(order_id: str) -> str:
+    from urllib.parse import quote
+
+    return f"/ordermanagement/v1/orders/{quote(order_id, safe='')}"
+
+
+def created_id(resp: OmResponse, kind: str) -> str:
+    """The id of a created capture/refund: its ``Capture-Id``/``Refund-Id`` header, else the
+    last segment of ``Location``. A 201 without either is not a success we can record."""
+    header = {"capture": "capture-id", "refund": "refund-id"}[kind]
+    value = resp.headers.get(header)
+    if not value and resp.headers.get("location"):
+        value = resp.headers["location"].rstrip("/").rsplit("/", 1)[-1]
+    if not value:
+        raise RestTransportError(f"{resp.status} without {header} or Location header")
+    return value
+
+
+def _sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d

@@ -1,0 +1,32 @@
+"""Recovery of unfinished journal entries (on start, and from ``klarna-gateway reconcile``).
+
+An entry is unfinished when it is pending and nobody holds a live lease on it: its process
+died, or its retry budget ran out and the client was told 9119. Its REST steps were
+journaled with their idempotency keys before they were sent, so resuming re-sends them
+with the same keys: Klarna applies each at most once and answers with the first outcome.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from twisted.logger import Logger
+
+from gateway.engine import CallEngine
+from gateway.store.store import Store
+
+log = Logger()
+
+
+async def recover_unfinished(engine: CallEngine, store: Store, *, eid: int | None = None,
+                             since: float | None = None) -> Counter[str]:
+    """Resume every unfinished entry once; returns counts of outcomes."""
+    outcomes: Counter[str] = Counter()
+    for entry in await store.unfinished_entries(eid=eid, since=since):
+        try:
+            outcome = await engine.resume(entry)
+        except Exception:  # one bad entry must not stop the others
+            log.failure("resuming journal entry {id} failed", id=entry.id)
+            outcome = "error"
+        outcomes[outcome] += 1
+        log.info("journal entry {id} ({method}) resumed: {outcome}", id=entry.id,
+                 method=entry.method, outcome=outcome)
+    return outcomes

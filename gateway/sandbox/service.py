@@ -1,0 +1,87 @@
+"""Standalone runner for the sandbox: build the site, listen on an endpoint, run the reactor.
+
+``klarna-gateway sandbox [--listen ENDPOINT] [--config FILE]`` calls :func:`run_sandbox`;
+tests call :func:`listen_sandbox` with ``tcp:0:interface=127.0.0.1``. Endpoints are Twisted
+endpoint strings so operators can choose TCP or a UNIX socket without code changes.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.web.server import Site
+
+from gateway.config import DEFAULT_SANDBOX_LISTEN, Config, default_sandbox_config_path, load_config
+from gateway.errors import ConfigError
+from gateway.sandbox.resource import SandboxResource
+
+log = Logger()
+
+
+def make_sandbox_site(config: Config, reactor: Any) -> Site:
+    """A :class:`Site` whose ``resource`` is a fresh :class:`SandboxResource`."""
+    root = SandboxResource(config, reactor)
+    site = Site(root, reactor=reactor)
+    site.displayTracebacks = False
+    return site
+
+
+def listen_sandbox(reactor: Any, config: Config, endpoint: str) -> Deferred[IListeningPort]:
+    """Listen on ``endpoint`` (e.g. ``tcp:0:interface=127.0.0.1``); fires with the port.
+
+    The site is reachable as ``port.factory`` and its root as ``port.factory.resource``.
+    """
+    site = make_sandbox_site(config, reactor)
+    return serverFromString(reactor, endpoint).listen(site)
+
+
+def _url_of(port: IListeningPort) -> str:
+    address = port.getHost()
+    host = getattr(address, "host", None)
+    if host is None:
+        return f"unix:{getattr(address, 'name', address)}"
+    return f"http://{host}:{address.port}"
+
+
+def run_sandbox(listen: str = DEFAULT_SANDBOX_LISTEN, config_path: str | None = None) -> int:
+    """Run the sandbox until SIGINT/SIGTERM; returns the process exit status.
+
+    Orders live in memory only and vanish when the process stops.
+    """
+    from twisted.internet import reactor
+
+    try:
+        config = load_config(config_path or default_sandbox_config_path())
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    status: dict[str, int] = {"code": 0}
+
+    def listening(port: IListeningPort) -> None:
+        log.info("Klarna sandbox listening on {url} (config {source}, merchants {eids})",
+                 url=_url_of(port), source=config.source,
+                 eids=", ".join(str(m.eid) for m in config.merchants))
+        reactor.addSystemEventTrigger("before", "shutdown", port.stopListening)
+
+    def failed(reason: Any) -> None:
+        log.failure("Klarna sandbox cannot listen on {endpoint}", reason, endpoint=listen)
+        status["code"] = 1
+        reactor.stop()
+
+    try:
+        d = listen_sandbox(reactor, config, listen)
+    except ValueError as e:  # malformed endpoint string
+        print(f"Error in --listen {listen!r}: {e}", file=sys.stderr)
+        return 1
+    d.addCallbacks(listening, failed)
+    # The reactor installs SIGINT/SIGTERM handlers that stop it cleanly; make sure SIGTERM
+    # is not ignored by an inherited disposition.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    reactor.run()
+    return status["code"]

@@ -1,0 +1,106 @@
+"""Running SQL off the reactor thread.
+
+Every interaction is a named plain function ``fn(conn, *args)`` run inside one transaction
+(``engine.begin()``) on a dedicated thread pool, the way Synapse's ``DatabasePool`` does it.
+SQLite gets one thread (one writer, no lock fights); PostgreSQL as many as the engine pool.
+Interactions must be safe to run again: serialisation failures and deadlocks are retried a
+bounded number of times. ORM objects never leave the thread: functions return plain values.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from twisted.internet import threads
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+T = TypeVar("T")
+log = Logger()
+
+_RETRYABLE_PG_CODES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` and use the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """An engine configured for its dialect (SQLite: WAL, busy timeout, FKs on)."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            if ":memory:" not in url:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+
+
+def _is_retryable(e: DBAPIError) -> bool:
+    code = getattr(getattr(e, "orig", None), "sqlstate", None)
+    if code in _RETRYABLE_PG_CODES:
+        return True
+    return isinstance(e, OperationalError) and "database is locked" in str(e)
+
+
+class Database:
+    """An engine plus the thread pool its interactions run on."""
+
+    def __init__(self, url: str, reactor: Any, *, pool_size: int = 5) -> None:
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url, pool_size=pool_size)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._reactor = reactor
+        threads_max = 1 if self.is_sqlite else pool_size
+        self._pool = ThreadPool(minthreads=1, maxthreads=threads_max, name="gateway-db")
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self._pool.start()
+            self._started = True
+
+    def stop(self) -> None:
+        if self._started:
+            self._pool.stop()
+            self._started = False
+        self.engine.dispose()
+
+    def run_sync(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in a transaction on the calling thread (CLI, migrations)."""
+        for attempt in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn, *args)
+            except DBAPIError as e:
+                if attempt == 4 or not _is_retryable(e):
+                    raise
+                log.info("retrying {desc} after {error}", desc=desc, error=type(e).__name__)
+                time.sleep(0.01 * (2**attempt))
+        raise AssertionError("unreachable")
+
+    async def run_interaction(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one transaction on the database thread pool."""
+        self.start()
+        return await threads.deferToThreadPool(self._reactor, self._pool, self.run_sync,
+                                               desc, fn, *args)
+
+
+def connection_dialect(conn: Connection) -> str:
+    return conn.dialect.name

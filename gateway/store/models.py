@@ -1,0 +1,151 @@
+"""The gateway's tables: the mapping (reservation ↔ order, invoice ↔ capture, credit ↔ refund)
+and the call journal.
+
+This is the gateway's memory, not a cache: a lost invoice row is a merchant who can never
+credit that invoice. Every correctness rule that must hold across processes is a database
+constraint here (unique numbers per eid, one row per capture/refund id, one in-flight
+journal entry per call fingerprint), never a dict in one process's memory.
+
+Alembic migrations in ``gateway/store/migrations`` create exactly these tables; a test
+compares the two.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+#: One row: facts about this database (its install id seeds idempotency keys).
+meta = Table(
+    "gateway_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+#: SQLite stand-in for PostgreSQL sequences (name → next value to hand out).
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("next_value", BigInteger, nullable=False),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("eid", BigInteger, nullable=False),
+    Column("rno", String(64), nullable=False),
+    Column("order_id", String(255), nullable=False),
+    Column("status", String(32), nullable=True),
+    Column("origin", String(16), nullable=False),  # admin | import | pass_through | sandbox
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    # A short lease serialising legacy calls on one order across processes.
+    Column("lock_token", String(64), nullable=True),
+    Column("lock_until", Float, nullable=True),
+    UniqueConstraint("eid", "rno", name="uq_reservations_eid_rno"),
+    UniqueConstraint("eid", "order_id", name="uq_reservations_eid_order"),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("eid", BigInteger, nullable=False),
+    Column("invno", String(64), nullable=False),
+    Column("reservation_id", Integer, ForeignKey("reservations.id"), nullable=False),
+    Column("order_id", String(255), nullable=False),
+    Column("capture_id", String(255), nullable=False),
+    Column("captured_amount", BigInteger, nullable=False),
+    Column("refunded_amount", BigInteger, nullable=False, default=0),
+    Column("lines_json", Text, nullable=False),  # the capture's order lines
+    Column("refunded_qty_json", Text, nullable=False),  # {reference: qty refunded}
+    Column("adopted", Boolean, nullable=False, default=False),  # made outside the gateway
+    Column("journal_id", Integer, nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("eid", "invno", name="uq_invoices_eid_invno"),
+    UniqueConstraint("order_id", "capture_id", name="uq_invoices_capture"),
+)
+
+credits = Table(
+    "credits",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("eid", BigInteger, nullable=False),
+    Column("invoice_id", Integer, ForeignKey("invoices.id"), nullable=True),
+    Column("order_id", String(255), nullable=False),
+    Column("refund_id", String(255), nullable=False),
+    Column("credno", String(255), nullable=False),
+    Column("refunded_amount", BigInteger, nullable=False),
+    Column("lines_json", Text, nullable=False),
+    Column("adopted", Boolean, nullable=False, default=False),
+    Column("journal_id", Integer, nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("order_id", "refund_id", name="uq_credits_refund"),
+)
+Index("ix_credits_invoice", credits.c.invoice_id)
+
+#: One row per legacy call that passed authentication.
+journal = Table(
+    "journal",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("eid", BigInteger, nullable=False),
+    Column("method", String(64), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    # Equal to fingerprint while the entry is in flight (and during the coalescing window
+    # after success); NULL otherwise. Unique: two identical calls cannot both be in flight,
+    # in one process or in several.
+    Column("inflight", String(64), nullable=True, unique=True),
+    Column("call_json", Text, nullable=False),
+    Column("rno", String(64), nullable=True),
+    Column("invno", String(64), nullable=True),
+    Column("order_id", String(255), nullable=True),
+    Column("state", String(16), nullable=False),  # pending | done | failed
+    Column("reply_json", Text, nullable=True),
+    Column("fault_code", Integer, nullable=True),
+    Column("fault_string", Text, nullable=True),
+    Column("notes_json", Text, nullable=True),  # v2/REST differences met on this call
+    Column("lease_token", String(64), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_journal_state", journal.c.state)
+Index("ix_journal_fingerprint", journal.c.fingerprint)
+
+#: The REST mutations a journal entry planned: intent and key committed before sending.
+journal_steps = Table(
+    "journal_steps",
+    metadata,
+    Column("journal_id", Integer, ForeignKey("journal.id"), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("http_method", String(8), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("body_json", Text, nullable=True),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("purpose", Text, nullable=False),
+    Column("effect_json", Text, nullable=True),  # what to record when it succeeds
+    Column("state", String(16), nullable=False),  # planned | done | failed
+    Column("response_status", Integer, nullable=True),
+    Column("result_json", Text, nullable=True),  # e.g. {"capture_id": ...}
+    Column("updated_at", Float, nullable=False),
+)
+
+SCHEMA_HEAD = "0001"

@@ -1,0 +1,59 @@
+"""Schema upgrades (Alembic) and the start-up version check.
+
+Only ``klarna-gateway db upgrade`` migrates a shared PostgreSQL database; a ``serve`` process
+refuses to start against an older or unknown schema, so two processes never race a
+migration. A SQLite store belongs to one process, so ``serve`` upgrades it itself: that
+keeps the newcomer's single command working.
+"""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from gateway.store.models import SCHEMA_HEAD, meta
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class SchemaError(Exception):
+    """The database schema is not the one this code expects."""
+
+
+def _alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Migrate to the newest schema; returns (before, after) revisions."""
+    before = current_revision(engine)
+    cfg = _alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    with engine.begin() as conn:
+        if conn.execute(select(meta.c.value).where(meta.c.key == "install_id")).first() is None:
+            conn.execute(meta.insert().values(key="install_id", value=str(uuid.uuid4())))
+    return before, current_revision(engine) or ""
+
+
+def check(engine: Engine) -> None:
+    """Raise :class:`SchemaError` unless the database is at :data:`SCHEMA_HEAD`."""
+    rev = current_revision(engine)
+    if rev != SCHEMA_HEAD:
+        raise SchemaError(
+            f"database schema is {rev or 'empty'}, this gateway needs {SCHEMA_HEAD}: "
+            "run `klarna-gateway db upgrade --db URL` first"
+        )

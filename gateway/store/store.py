@@ -1,0 +1,678 @@
+"""The store's domain operations: mapping rows and the call journal.
+
+Each public ``async def name(...)`` runs a nested ``name_txn(conn, ...)`` through
+:meth:`Database.run_interaction`, so every SQL statement runs off the reactor in one
+transaction. Results leave as frozen dataclasses. The rules that keep money safe across
+processes are enforced by the database (unique keys, conditional updates), not by memory:
+
+- a journal entry's ``inflight`` column is unique, so two identical calls cannot both run;
+- a REST step's intent and idempotency key are committed before the request is sent;
+- a step's outcome and the mapping rows it creates commit in one transaction.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from gateway.store import models as m
+from gateway.store.database import Database
+
+
+class ReservationConflictError(Exception):
+    """The rno or order id is already registered for this eid (with another partner)."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: int
+    eid: int
+    rno: str
+    order_id: str
+    status: str | None
+    origin: str
+
+
+@dataclass(frozen=True)
+class Credit:
+    id: int
+    invoice_id: int | None
+    refund_id: str
+    credno: str
+    refunded_amount: int
+    lines: list[dict[str, Any]]
+    adopted: bool
+
+
+@dataclass(frozen=True)
+class Invoice:
+    id: int
+    eid: int
+    invno: str
+    reservation_id: int
+    order_id: str
+    capture_id: str
+    captured_amount: int
+    refunded_amount: int
+    lines: list[dict[str, Any]]
+    refunded_qty: dict[str, int]
+    adopted: bool
+    credits: tuple[Credit, ...] = ()
+
+
+@dataclass(frozen=True)
+class Step:
+    journal_id: int
+    step: int
+    http_method: str
+    path: str
+    body: dict[str, Any] | None
+    idempotency_key: str
+    purpose: str
+    effect: dict[str, Any] | None
+    state: str
+    result: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: int
+    eid: int
+    method: str
+    fingerprint: str
+    call: dict[str, Any]
+    state: str
+    reply: Any
+    fault_code: int | None
+    fault_string: str | None
+    order_id: str | None
+    lease_until: float | None
+    created_at: float
+    updated_at: float
+    notes: list[str] = field(default_factory=list)
+    steps: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True)
+class BeginResult:
+    """What to do with a legacy call: ``run`` it (new or resumed), ``wait`` for its twin, or
+    ``replay`` a twin's finished outcome."""
+
+    action: str  # run | wait | replay
+    entry: JournalEntry
+
+
+def _loads(s: str | None) -> Any:
+    return None if s is None else json.loads(s)
+
+
+def _dumps(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, separators=(",", ":"))
+
+
+def _reservation(row: Any) -> Reservation:
+    return Reservation(id=row.id, eid=row.eid, rno=row.rno, order_id=row.order_id,
+                       status=row.status, origin=row.origin)
+
+
+def _credit(row: Any) -> Credit:
+    return Credit(id=row.id, invoice_id=row.invoice_id, refund_id=row.refund_id,
+                  credno=row.credno, refunded_amount=row.refunded_amount,
+                  lines=json.loads(row.lines_json), adopted=bool(row.adopted))
+
+
+def _invoice(row: Any, credits: tuple[Credit, ...] = ()) -> Invoice:
+    return Invoice(id=row.id, eid=row.eid, invno=row.invno, reservation_id=row.reservation_id,
+                   order_id=row.order_id, capture_id=row.capture_id,
+                   captured_amount=row.captured_amount, refunded_amount=row.refunded_amount,
+                   lines=json.loads(row.lines_json),
+                   refunded_qty=json.loads(row.refunded_qty_json), adopted=bool(row.adopted),
+                   credits=credits)
+
+
+def _step(row: Any) -> Step:
+    return Step(journal_id=row.journal_id, step=row.step, http_method=row.http_method,
+                path=row.path, body=_loads(row.body_json), idempotency_key=row.idempotency_key,
+                purpose=row.purpose, effect=_loads(row.effect_json), state=row.state,
+                result=_loads(row.result_json))
+
+
+def _entry(conn: Connection, row: Any) -> JournalEntry:
+    steps = tuple(
+        _step(s) for s in conn.execute(
+            select(m.journal_steps).where(m.journal_steps.c.journal_id == row.id)
+            .order_by(m.journal_steps.c.step))
+    )
+    return JournalEntry(
+        id=row.id, eid=row.eid, method=row.method, fingerprint=row.fingerprint,
+        call=json.loads(row.call_json), state=row.state, reply=_loads(row.reply_json),
+        fault_code=row.fault_code, fault_string=row.fault_string, order_id=row.order_id,
+        lease_until=row.lease_until, created_at=row.created_at, updated_at=row.updated_at,
+        notes=_loads(row.notes_json) or [], steps=steps,
+    )
+
+
+def next_number_txn(conn: Connection, name: str, start: int) -> str:
+    """A decimal number unique across every process sharing this database.
+
+    PostgreSQL: ``nextval`` of a real sequence (never rolled back, never repeated).
+    SQLite: a counter row updated inside the single-writer transaction.
+    The configured ``start`` is an offset, so the first number handed out is ``start``.
+    """
+    if conn.dialect.name == "postgresql":
+        n = conn.execute(text(f"SELECT nextval('{name}_seq')")).scalar_one()
+    else:
+        row = conn.execute(select(m.counters.c.next_value).where(m.counters.c.name == name)).first()
+        if row is None:
+            n = 1
+            conn.execute(m.counters.insert().values(name=name, next_value=2))
+        else:
+            n = row.next_value
+            conn.execute(update(m.counters).where(m.counters.c.name == name)
+                         .values(next_value=n + 1))
+    return str(start + int(n) - 1)
+
+
+class Store:
+    """The gateway's persistent memory. ``clock`` supplies ``seconds()`` (the reactor)."""
+
+    def __init__(self, db: Database, clock: Any, *, rno_start: int = 8000000000,
+                 invno_start: int = 9000000000) -> None:
+        self.db = db
+        self.clock = clock
+        self.rno_start = rno_start
+        self.invno_start = invno_start
+        self._install_id: str | None = None
+
+    # -- meta ---------------------------------------------------------------------------
+
+    async def install_id(self) -> str:
+        if self._install_id is None:
+            self._install_id = await self.db.run_interaction("install_id", self.install_id_txn)
+        return self._install_id
+
+    @staticmethod
+    def install_id_txn(conn: Connection) -> str:
+        row = conn.execute(select(m.meta.c.value).where(m.meta.c.key == "install_id")).first()
+        if row is None:
+            value = str(uuid.uuid4())
+            conn.execute(m.meta.insert().values(key="install_id", value=value))
+            return value
+        return str(row.value)
+
+    def idempotency_key(self, install_id: str, journal_id: int, step: int) -> str:
+        """Deterministic per (database, journal entry, step): any process resuming the entry
+        sends the same key, so Klarna applies the mutation at most once."""
+        return str(uuid.uuid5(uuid.UUID(install_id), f"journal:{journal_id}:step:{step}"))
+
+    # -- reservations -------------------------------------------------------------------
+
+    async def register_reservation(self, eid: int, order_id: str, rno: str | None,
+                                   origin: str, status: str | None = None) -> Reservation:
+        return await self.db.run_interaction("register_reservation",
+                                             self.register_reservation_txn, eid, order_id,
+                                             rno, origin, status)
+
+    def register_reservation_txn(self, conn: Connection, eid: int, order_id: str,
+                                 rno: str | None, origin: str,
+                                 status: str | None = None) -> Reservation:
+        """Register (eid, rno) ↔ order_id. Registering the same pair again is a no-op."""
+        existing = conn.execute(select(m.reservations).where(and_(
+            m.reservations.c.eid == eid,
+            or_(m.reservations.c.order_id == order_id,
+                *( [m.reservations.c.rno == rno] if rno else [] )),
+        ))).all()
+        for row in existing:
+            if row.order_id == order_id and (rno is None or row.rno == rno):
+                return _reservation(row)
+        if existing:
+            row = existing[0]
+            what = "order_id" if row.order_id == order_id else "rno"
+            raise ReservationConflictError(
+                f"{what} already registered for eid {eid} (rno {row.rno} ↔ order {row.order_id})")
+        if rno is None:
+            rno = next_number_txn(conn, "rno", self.rno_start)
+        now = self.clock.seconds()
+        try:
+            with conn.begin_nested():
+                rid = conn.execute(m.reservations.insert().values(
+                    eid=eid, rno=rno, order_id=order_id, status=status, origin=origin,
+                    created_at=now, updated_at=now)).inserted_primary_key[0]
+        except IntegrityError:
+            raise ReservationConflictError(f"rno {rno} or order {order_id} already registered "
+                                           f"for eid {eid}") from None
+        return Reservation(id=rid, eid=eid, rno=rno, order_id=order_id, status=status,
+                           origin=origin)
+
+    async def get_reservation(self, eid: int, rno: str) -> Reservation | None:
+        return await self.db.run_interaction("get_reservation", self.get_reservation_txn,
+                                             eid, rno)
+
+    @staticmethod
+    def get_reservation_txn(conn: Connection, eid: int, rno: str) -> Reservation | None:
+        row = conn.execute(select(m.reservations).where(
+            and_(m.reservations.c.eid == eid, m.reservations.c.rno == rno))).first()
+        return None if row is None else _reservation(row)
+
+    async def get_reservation_by_id(self, rid: int) -> Reservation:
+        def txn(conn: Connection) -> Reservation:
+            return _reservation(conn.execute(
+                select(m.reservations).where(m.reservations.c.id == rid)).one())
+        return await self.db.run_interaction("get_reservation_by_id", txn)
+
+    async def set_reservation_status(self, rid: int, status: str) -> None:
+        def txn(conn: Connection) -> None:
+            conn.execute(update(m.reservations).where(m.reservations.c.id == rid)
+                         .values(status=status, updated_at=self.clock.seconds()))
+        await self.db.run_interaction("set_reservation_status", txn)
+
+    async def list_reservations(self, eid: int | None = None) -> list[Reservation]:
+        def txn(conn: Connection) -> list[Reservation]:
+            q = select(m.reservations).order_by(m.reservations.c.id)
+            if eid is not None:
+                q = q.where(m.reservations.c.eid == eid)
+            return [_reservation(r) for r in conn.execute(q)]
+        return await self.db.run_interaction("list_reservations", txn)
+
+    # -- order locks --------------------------------------------------------------------
+
+    async def acquire_order_lock(self, rid: int, token: str, ttl: float) -> bool:
+        """Take the per-order lease if it is free or expired (atomic across processes)."""
+        def txn(conn: Connection) -> bool:
+            now = self.clock.seconds()
+            res = conn.execute(update(m.reservations).where(and_(
+                m.reservations.c.id == rid,
+                or_(m.reservations.c.lock_token.is_(None), m.reservations.c.lock_until < now,
+                    m.reservations.c.lock_token == token),
+            )).values(lock_token=token, lock_until=now + ttl))
+            return res.rowcount == 1
+        return await self.db.run_interaction("acquire_order_lock", txn)
+
+    async def release_order_lock(self, rid: int, token: str) -> None:
+        def txn(conn: Connection) -> None:
+            conn.execute(update(m.reservations).where(and_(
+                m.reservations.c.id == rid, m.reservations.c.lock_token == token,
+            )).values(lock_token=None, lock_until=None))
+        await self.db.run_interaction("release_order_lock", txn)
+
+    # -- invoices and credits -----------------------------------------------------------
+
+    async def get_invoice(self, eid: int, invno: str) -> Invoice | None:
+        return await self.db.run_interaction("get_invoice", self.get_invoice_txn, eid, invno)
+
+    @staticmethod
+    def get_invoice_txn(conn: Connection, eid: int, invno: str) -> Invoice | None:
+        row = conn.execute(select(m.invoices).where(
+            and_(m.invoices.c.eid == eid, m.invoices.c.invno == invno))).first()
+        if row is None:
+            return None
+        credits = tuple(_credit(c) for c in conn.execute(
+            select(m.credits).where(m.credits.c.invoice_id == row.id).order_by(m.credits.c.id)))
+        return _invoice(row, credits)
+
+    async def invoices_for(self, rid: int) -> list[Invoice]:
+        return await self.db.run_interaction("invoices_for", self.invoices_for_txn, rid)
+
+    @staticmethod
+    def invoices_for_txn(conn: Connection, rid: int) -> list[Invoice]:
+        out = []
+        for row in conn.execute(select(m.invoices).where(m.invoices.c.reservation_id == rid)
+                                .order_by(m.invoices.c.id)):
+            credits = tuple(_credit(c) for c in conn.execute(
+                select(m.credits).where(m.credits.c.invoice_id == row.id)
+                .order_by(m.credits.c.id)))
+            out.append(_invoice(row, credits))
+        return out
+
+    async def known_refund_ids(self, order_id: str) -> set[str]:
+        def txn(conn: Connection) -> set[str]:
+            return {r.refund_id for r in conn.execute(
+                select(m.credits.c.refund_id).where(m.credits.c.order_id == order_id))}
+        return await self.db.run_interaction("known_refund_ids", txn)
+
+    async def adopt(self, reservation: Reservation, captures: list[dict[str, Any]],
+                    refunds: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+        """Record captures/refunds made outside the gateway; returns (new invnos, refund ids).
+
+        Matching is by id only, never by position. A refund is attached to the invoice of
+        the capture that holds its line references (Klarna's refund allocation), else left
+        unattached (``invoice_id`` NULL) and reported by reconcile.
+        """
+        return await self.db.run_interaction("adopt", self.adopt_txn, reservation, captures,
+                                             refunds)
+
+    def adopt_txn(self, conn: Connection, reservation: Reservation,
+                  captures: list[dict[str, Any]],
+                  refunds: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+        now = self.clock.seconds()
+        known_captures = {r.capture_id: r for r in conn.execute(
+            select(m.invoices).where(m.invoices.c.order_id == reservation.order_id))}
+        new_invnos: list[str] = []
+        for cap in captures:
+            if cap["capture_id"] in known_captures:
+                continue
+            if self._capture_pending_txn(conn, reservation.order_id):
+                # A journaled capture whose answer we have not seen yet may be this one:
+                # leave it for that entry (or reconcile) to record under its own invno.
+                continue
+            invno = next_number_txn(conn, "invno", self.invno_start)
+            conn.execute(m.invoices.insert().values(
+                eid=reservation.eid, invno=invno, reservation_id=reservation.id,
+                order_id=reservation.order_id, capture_id=cap["capture_id"],
+                captured_amount=int(cap.get("captured_amount", 0)),
+                refunded_amount=0, lines_json=_dumps(cap.get("order_lines") or []),
+                refunded_qty_json="{}", adopted=True, created_at=now))
+            new_invnos.append(invno)
+        known_refunds = {r.refund_id for r in conn.execute(
+            select(m.credits.c.refund_id).where(m.credits.c.order_id == reservation.order_id))}
+        new_refunds: list[str] = []
+        if refunds and self._refund_pending_txn(conn, reservation.order_id):
+            refunds = []
+        for ref in refunds:
+            if ref["refund_id"] in known_refunds:
+                continue
+            invoice = self._allocate_refund_txn(conn, reservation.order_id, ref)
+            lines = ref.get("order_lines") or []
+            conn.execute(m.credits.insert().values(
+                eid=reservation.eid, invoice_id=None if invoice is None else invoice.id,
+                order_id=reservation.order_id, refund_id=ref["refund_id"],
+                credno=str(ref.get("reference") or ""),
+                refunded_amount=int(ref.get("refunded_amount", 0)),
+                lines_json=_dumps(lines), adopted=True, created_at=now))
+            if invoice is not None:
+                self._add_refund_to_invoice_txn(conn, invoice, int(ref.get("refunded_amount", 0)),
+                                                lines)
+            new_refunds.append(ref["refund_id"])
+        return new_invnos, new_refunds
+
+    @staticmethod
+    def _capture_pending_txn(conn: Connection, order_id: str) -> bool:
+        return conn.execute(select(func.count()).select_from(m.journal_steps.join(
+            m.journal, m.journal.c.id == m.journal_steps.c.journal_id)).where(and_(
+                m.journal.c.order_id == order_id, m.journal_steps.c.state == "planned",
+                m.journal_steps.c.path.like("%/captures")))).scalar_one() > 0
+
+    @staticmethod
+    def _refund_pending_txn(conn: Connection, order_id: str) -> bool:
+        return conn.execute(select(func.count()).select_from(m.journal_steps.join(
+            m.journal, m.journal.c.id == m.journal_steps.c.journal_id)).where(and_(
+                m.journal.c.order_id == order_id, m.journal_steps.c.state == "planned",
+                m.journal_steps.c.path.like("%/refunds")))).scalar_one() > 0
+
+    @staticmethod
+    def _allocate_refund_txn(conn: Connection, order_id: str, ref: dict[str, Any]) -> Any:
+        invoices = list(conn.execute(select(m.invoices).where(m.invoices.c.order_id == order_id)
+                                     .order_by(m.invoices.c.id)))
+        refs = {ln.get("reference") for ln in ref.get("order_lines") or []}
+        amount = int(ref.get("refunded_amount", 0))
+        for inv in invoices:
+            lines = json.loads(inv.lines_json)
+            if refs and refs <= {ln.get("reference") for ln in lines} \
+                    and inv.captured_amount - inv.refunded_amount >= amount:
+                return inv
+        for inv in invoices:
+            if inv.captured_amount - inv.refunded_amount >= amount:
+                return inv
+        return None
+
+    @staticmethod
+    def _add_refund_to_invoice_txn(conn: Connection, invoice: Any, amount: int,
+                                   lines: list[dict[str, Any]]) -> None:
+        qty = json.loads(invoice.refunded_qty_json)
+        for ln in lines:
+            ref = str(ln.get("reference") or ln.get("name") or "")
+            qty[ref] = qty.get(ref, 0) + int(ln.get("quantity") or 0)
+        conn.execute(update(m.invoices).where(m.invoices.c.id == invoice.id).values(
+            refunded_amount=m.invoices.c.refunded_amount + amount, refunded_qty_json=_dumps(qty)))
+
+    # -- journal ------------------------------------------------------------------------
+
+    async def begin_call(self, *, eid: int, method: str, fingerprint: str,
+                         call: dict[str, Any], lease_token: str, lease_seconds: float,
+                         coalesce_seconds: float, rno: str | None = None,
+                         invno: str | None = None) -> BeginResult:
+        return await self.db.run_interaction(
+            "begin_call", self.begin_call_txn, eid, method, fingerprint, call, lease_token,
+            lease_seconds, coalesce_seconds, rno, invno)
+
+    def begin_call_txn(self, conn: Connection, eid: int, method: str, fingerprint: str,
+                       call: dict[str, Any], lease_token: str, lease_seconds: float,
+                       coalesce_seconds: float, rno: str | None,
+                       invno: str | None) -> BeginResult:
+        """Claim the call's fingerprint, or find the identical call that holds it.
+
+        - no twin: insert a new pending entry holding ``inflight`` → run;
+        - twin pending with a live lease (another request is working on it) → wait;
+        - twin pending with an expired or released lease (crashed process, or a previous
+          attempt that ran out of budget and answered 9119) → take the lease over and run:
+          the client's retry continues the same operation with the same idempotency keys;
+        - twin done within the coalescing window → replay its reply;
+        - twin done longer ago → release its claim and start a new entry.
+        """
+        now = self.clock.seconds()
+        for _ in range(3):
+            row = conn.execute(select(m.journal).where(m.journal.c.inflight == fingerprint)).first()
+            if row is not None:
+                if row.state == "pending":
+                    if row.lease_until is not None and row.lease_until > now \
+                            and row.lease_token != lease_token:
+                        return BeginResult("wait", _entry(conn, row))
+                    res = conn.execute(update(m.journal).where(and_(
+                        m.journal.c.id == row.id, m.journal.c.state == "pending",
+                        or_(m.journal.c.lease_until.is_(None), m.journal.c.lease_until <= now,
+                            m.journal.c.lease_token == lease_token),
+                    )).values(lease_token=lease_token, lease_until=now + lease_seconds,
+                              attempts=m.journal.c.attempts + 1, updated_at=now))
+                    fresh = conn.execute(select(m.journal).where(m.journal.c.id == row.id)).one()
+                    return BeginResult("run" if res.rowcount == 1 else "wait", _entry(conn, fresh))
+                if row.state == "done" and row.updated_at + coalesce_seconds > now:
+                    return BeginResult("replay", _entry(conn, row))
+                conn.execute(update(m.journal).where(m.journal.c.id == row.id)
+                             .values(inflight=None))
+            try:
+                with conn.begin_nested():
+                    jid = conn.execute(m.journal.insert().values(
+                        eid=eid, method=method, fingerprint=fingerprint, inflight=fingerprint,
+                        call_json=_dumps(call), rno=rno, invno=invno, state="pending",
+                        lease_token=lease_token, lease_until=now + lease_seconds, attempts=1,
+                        created_at=now, updated_at=now)).inserted_primary_key[0]
+            except IntegrityError:
+                continue  # another process claimed it between our read and insert
+            row = conn.execute(select(m.journal).where(m.journal.c.id == jid)).one()
+            return BeginResult("run", _entry(conn, row))
+        row = conn.execute(select(m.journal).where(m.journal.c.inflight == fingerprint)).one()
+        return BeginResult("wait", _entry(conn, row))
+
+    async def get_entry(self, journal_id: int) -> JournalEntry:
+        def txn(conn: Connection) -> JournalEntry:
+            return _entry(conn, conn.execute(
+                select(m.journal).where(m.journal.c.id == journal_id)).one())
+        return await self.db.run_interaction("get_entry", txn)
+
+    async def renew_lease(self, journal_id: int, lease_token: str, seconds: float) -> bool:
+        def txn(conn: Connection) -> bool:
+            now = self.clock.seconds()
+            return conn.execute(update(m.journal).where(and_(
+                m.journal.c.id == journal_id, m.journal.c.lease_token == lease_token,
+                m.journal.c.state == "pending")).values(lease_until=now + seconds)).rowcount == 1
+        return await self.db.run_interaction("renew_lease", txn)
+
+    async def release_lease(self, journal_id: int, lease_token: str) -> None:
+        """Leave the entry pending but free: the client's retry (or recovery) resumes it."""
+        def txn(conn: Connection) -> None:
+            conn.execute(update(m.journal).where(and_(
+                m.journal.c.id == journal_id, m.journal.c.lease_token == lease_token,
+            )).values(lease_token=None, lease_until=None, updated_at=self.clock.seconds()))
+        await self.db.run_interaction("release_lease", txn)
+
+    async def plan_steps(self, journal_id: int, order_id: str | None,
+                         steps: Sequence[Any], *, allocate_invno: bool = False,
+                         notes: list[str] | None = None) -> JournalEntry:
+        """Commit the REST steps (with their idempotency keys) before any is sent.
+
+        ``steps`` are :class:`gateway.translate.plan.RestStep` values (anything with
+        ``http_method``, ``path``, ``body``, ``purpose`` and ``effect``).
+
+        With ``allocate_invno`` the next invoice number is issued now and written into each
+        capture effect, so a resumed entry answers with the same invno.
+        """
+        install_id = await self.install_id()
+
+        def txn(conn: Connection) -> JournalEntry:
+            now = self.clock.seconds()
+            existing = conn.execute(select(func.count()).select_from(m.journal_steps).where(
+                m.journal_steps.c.journal_id == journal_id)).scalar_one()
+            if existing:
+                raise RuntimeError(f"journal {journal_id} already has a plan")
+            invno = next_number_txn(conn, "invno", self.invno_start) if allocate_invno else None
+            for i, s in enumerate(steps, start=1):
+                effect = dict(s.effect) if s.effect else None
+                if effect is not None and effect.get("kind") == "capture":
+                    effect["invno"] = invno
+                conn.execute(m.journal_steps.insert().values(
+                    journal_id=journal_id, step=i, http_method=s.http_method, path=s.path,
+                    body_json=None if s.body is None else _dumps(s.body),
+                    idempotency_key=self.idempotency_key(install_id, journal_id, i),
+                    purpose=s.purpose, effect_json=None if effect is None else _dumps(effect),
+                    state="planned", updated_at=now))
+            values: dict[str, Any] = {"order_id": order_id, "updated_at": now}
+            if invno is not None:
+                values["invno"] = invno
+            if notes:
+                values["notes_json"] = _dumps(notes)
+            conn.execute(update(m.journal).where(m.journal.c.id == journal_id).values(**values))
+            return _entry(conn, conn.execute(
+                select(m.journal).where(m.journal.c.id == journal_id)).one())
+        return await self.db.run_interaction("plan_steps", txn)
+
+    async def complete_step(self, journal_id: int, step: int, status: int,
+                            result: dict[str, Any]) -> None:
+        """Mark a step done and record its effect (mapping rows) in the same transaction."""
+        await self.db.run_interaction("complete_step", self.complete_step_txn, journal_id,
+                                      step, status, result)
+
+    def complete_step_txn(self, conn: Connection, journal_id: int, step: int, status: int,
+                          result: dict[str, Any]) -> None:
+        now = self.clock.seconds()
+        row = conn.execute(select(m.journal_steps).where(and_(
+            m.journal_steps.c.journal_id == journal_id, m.journal_steps.c.step == step))).one()
+        if row.state == "done":
+            return
+        entry = conn.execute(select(m.journal).where(m.journal.c.id == journal_id)).one()
+        effect = _loads(row.effect_json) or {}
+        body = _loads(row.body_json) or {}
+        kind = effect.get("kind")
+        if kind == "capture":
+            self._record_capture_txn(conn, entry, effect, body, result, now)
+        elif kind == "refund":
+            self._record_refund_txn(conn, entry, effect, body, result, now)
+        elif kind == "status":
+            conn.execute(update(m.reservations).where(
+                m.reservations.c.id == effect["reservation_id"]).values(
+                    status=effect["status"], updated_at=now))
+        conn.execute(update(m.journal_steps).where(and_(
+            m.journal_steps.c.journal_id == journal_id, m.journal_steps.c.step == step,
+        )).values(state="done", response_status=status, result_json=_dumps(result),
+                  updated_at=now))
+
+    @staticmethod
+    def _record_capture_txn(conn: Connection, entry: Any, effect: dict[str, Any],
+                            body: dict[str, Any], result: dict[str, Any], now: float) -> None:
+        capture_id = result["capture_id"]
+        existing = conn.execute(select(m.invoices).where(and_(
+            m.invoices.c.order_id == effect["order_id"],
+            m.invoices.c.capture_id == capture_id))).first()
+        if existing is not None:
+            if existing.invno != effect["invno"] and existing.adopted:
+                # Adopted by a read before our answer arrived: it is ours; give it our invno.
+                conn.execute(update(m.invoices).where(m.invoices.c.id == existing.id).values(
+                    invno=effect["invno"], adopted=False, journal_id=entry.id))
+            return
+        conn.execute(m.invoices.insert().values(
+            eid=entry.eid, invno=effect["invno"], reservation_id=effect["reservation_id"],
+            order_id=effect["order_id"], capture_id=capture_id,
+            captured_amount=int(body["captured_amount"]), refunded_amount=0,
+            lines_json=_dumps(body.get("order_lines") or []), refunded_qty_json="{}",
+            adopted=False, journal_id=entry.id, created_at=now))
+
+    def _record_refund_txn(self, conn: Connection, entry: Any, effect: dict[str, Any],
+                           body: dict[str, Any], result: dict[str, Any], now: float) -> None:
+        refund_id = result["refund_id"]
+        existing = conn.execute(select(m.credits).where(and_(
+            m.credits.c.order_id == effect["order_id"],
+            m.credits.c.refund_id == refund_id))).first()
+        if existing is not None:
+            return
+        invoice = conn.execute(select(m.invoices).where(
+            m.invoices.c.id == effect["invoice_id"])).one()
+        lines = body.get("order_lines") or []
+        conn.execute(m.credits.insert().values(
+            eid=entry.eid, invoice_id=invoice.id, order_id=effect["order_id"],
+            refund_id=refund_id, credno=str(effect.get("credno") or ""),
+            refunded_amount=int(body["refunded_amount"]), lines_json=_dumps(lines),
+            adopted=False, journal_id=entry.id, created_at=now))
+        self._add_refund_to_invoice_txn(conn, invoice, int(body["refunded_amount"]), lines)
+
+    async def finish_call(self, journal_id: int, *, reply: Any = None,
+                          fault_code: int | None = None, fault_string: str | None = None,
+                          notes: list[str] | None = None) -> None:
+        """Record the outcome. A success keeps its ``inflight`` claim for the coalescing
+        window (so a client retrying after a lost answer gets the same reply); a fault
+        releases it at once."""
+        def txn(conn: Connection) -> None:
+            now = self.clock.seconds()
+            values: dict[str, Any] = {"updated_at": now, "lease_token": None,
+                                      "lease_until": None}
+            if fault_code is None:
+                values.update(state="done", reply_json=_dumps(reply))
+            else:
+                values.update(state="failed", fault_code=fault_code, fault_string=fault_string,
+                              inflight=None)
+                # Steps never sent (or refused) stay on record but no longer block adoption.
+                conn.execute(update(m.journal_steps).where(and_(
+                    m.journal_steps.c.journal_id == journal_id,
+                    m.journal_steps.c.state == "planned")).values(state="abandoned",
+                                                                  updated_at=now))
+            if notes:
+                values["notes_json"] = _dumps(notes)
+            conn.execute(update(m.journal).where(m.journal.c.id == journal_id).values(**values))
+        await self.db.run_interaction("finish_call", txn)
+
+    async def unfinished_entries(self, eid: int | None = None,
+                                 since: float | None = None) -> list[JournalEntry]:
+        """Pending entries nobody holds a live lease on (what recovery completes)."""
+        def txn(conn: Connection) -> list[JournalEntry]:
+            now = self.clock.seconds()
+            q = select(m.journal).where(and_(
+                m.journal.c.state == "pending",
+                or_(m.journal.c.lease_until.is_(None), m.journal.c.lease_until <= now),
+            )).order_by(m.journal.c.id)
+            if eid is not None:
+                q = q.where(m.journal.c.eid == eid)
+            if since is not None:
+                q = q.where(m.journal.c.created_at >= since)
+            return [_entry(conn, r) for r in conn.execute(q)]
+        return await self.db.run_interaction("unfinished_entries", txn)
+
+    async def take_over(self, journal_id: int, lease_token: str, lease_seconds: float) -> bool:
+        def txn(conn: Connection) -> bool:
+            now = self.clock.seconds()
+            return conn.execute(update(m.journal).where(and_(
+                m.journal.c.id == journal_id, m.journal.c.state == "pending",
+                or_(m.journal.c.lease_until.is_(None), m.journal.c.lease_until <= now),
+            )).values(lease_token=lease_token, lease_until=now + lease_seconds,
+                      updated_at=now)).rowcount == 1
+        return await self.db.run_interaction("take_over", txn)
+
+    async def journal_for(self, eid: int, *, limit: int = 50) -> list[JournalEntry]:
+        def txn(conn: Connection) -> list[JournalEntry]:
+            return [_entry(conn, r) for r in conn.execute(
+                select(m.journal).where(m.journal.c.eid == eid)
+                .order_by(m.journal.c.id.desc()).limit(limit))]
+        return await self.db.run_interaction("journal_for", txn)
