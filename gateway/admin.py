@@ -91,9 +91,9 @@ class AdminResource(Resource):
         request.finish()
 
     def _authorize(self, request: server.Request) -> None:
-        got = request.getHeader(b"Authorization") or ""
-        want = f"Bearer {self.config.gateway.admin_token}"
-        if not hmac.compare_digest(got.encode(), want.encode()):
+        got = request.getHeader(b"Authorization") or b""
+        want = f"Bearer {self.config.gateway.admin_token}".encode()
+        if not hmac.compare_digest(got, want):
             raise HttpError(401, "missing or wrong bearer token")
 
     async def _route(self, request: server.Request) -> tuple[int, Any]:

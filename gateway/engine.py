@@ -54,6 +54,9 @@ log = Logger()
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _POLL = 0.05
+#: Klarna honours an idempotency key for 24 h; past 23 h the engine stops trusting it and
+#: settles a journaled step from the order's own captures/refunds before re-sending.
+KEY_TRUST_SECONDS = 23 * 3600.0
 
 
 def call_fingerprint(call: DecodedCall) -> str:
@@ -243,14 +246,22 @@ class CallEngine:
                                                 allocate_invno=plan.allocate_invno,
                                                 notes=list(plan.notes))
         applied: list[str] = [s.purpose for s in entry.steps if s.state == "done"]
+        stale = self.reactor.seconds() - entry.created_at > KEY_TRUST_SECONDS
         for step in entry.steps:
             if step.state != "planned":
+                continue
+            if stale and await self._settle_from_rest(merchant, reservation, step, deadline):
+                applied.append(step.purpose)
                 continue
             try:
                 await self._send_step(merchant, step, deadline)
             except RestResponseError as e:
                 if e.retryable:
                     raise DeadlineExceededError(RestTransportError(str(e))) from e
+                if e.status == 403 and await self._settle_from_rest(merchant, reservation,
+                                                                    step, deadline):
+                    applied.append(step.purpose)
+                    continue
                 fault = rest_error_to_fault(e, what="order")
                 if applied:
                     fault.public_message = (f"{fault.public_message} (applied: "
@@ -264,6 +275,41 @@ class CallEngine:
         reply = reply_for(call.method, invno=entry_invno(entry, call), order=after)
         await self.store.finish_call(entry.id, reply=reply)
         return reply
+
+    async def _settle_from_rest(self, merchant: Merchant, reservation: Reservation,
+                                step: Step, deadline: float) -> bool:
+        """Decide from the order itself whether a journaled step already took effect.
+
+        Used when the step's idempotency key may have expired at Klarna (entry older than
+        :data:`KEY_TRUST_SECONDS`) and when a status change is refused: a capture or refund
+        the store has no row for, with exactly the journaled amount, is this step's; a
+        cancel/release whose target status the order already has is done.
+        """
+        order = await self.om.get_order(merchant, reservation.order_id, deadline=deadline)
+        effect = step.effect or {}
+        kind, body = effect.get("kind"), step.body or {}
+        if kind == "status":
+            if order.get("status") == effect.get("status"):
+                await self.store.complete_step(step.journal_id, step.step, 204, {})
+                return True
+            return False
+        if kind == "capture":
+            known = {i.capture_id for i in await self.store.invoices_for(reservation.id)}
+            for cap in order.get("captures") or []:
+                if cap["capture_id"] not in known and \
+                        int(cap.get("captured_amount", -1)) == int(body["captured_amount"]):
+                    await self.store.complete_step(step.journal_id, step.step, 201,
+                                                   {"capture_id": cap["capture_id"]})
+                    return True
+        if kind == "refund":
+            known_refunds = await self.store.known_refund_ids(reservation.order_id)
+            for ref in order.get("refunds") or []:
+                if ref["refund_id"] not in known_refunds and \
+                        int(ref.get("refunded_amount", -1)) == int(body["refunded_amount"]):
+                    await self.store.complete_step(step.journal_id, step.step, 201,
+                                                   {"refund_id": ref["refund_id"]})
+                    return True
+        return False
 
     async def _send_step(self, merchant: Merchant, step: Step, deadline: float) -> None:
         resp = await self.om.request(merchant, step.http_method, step.path, step.body,

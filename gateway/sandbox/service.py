@@ -6,7 +6,6 @@ endpoint strings so operators can choose TCP or a UNIX socket without code chang
 """
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Any
 
@@ -80,8 +79,5 @@ def run_sandbox(listen: str = DEFAULT_SANDBOX_LISTEN, config_path: str | None = 
         print(f"Error in --listen {listen!r}: {e}", file=sys.stderr)
         return 1
     d.addCallbacks(listening, failed)
-    # The reactor installs SIGINT/SIGTERM handlers that stop it cleanly; make sure SIGTERM
-    # is not ignored by an inherited disposition.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    reactor.run()
+    reactor.run()  # installs SIGINT/SIGTERM handlers that stop the reactor cleanly
     return status["code"]

@@ -305,7 +305,7 @@ CHECK_ERRORS: list[tuple[str, dict[str, Any], str]] = [
     ("negative tax rate", valid_line(tax_rate=-1), "tax_rate -1 is negative"),
     ("name too long", valid_line(name="n" * 256), "name is 256 characters"),
     ("no name", valid_line(name=""), "name is missing"),
-    ("reference too long", valid_line(reference="r" * 256), "reference must be"),
+    ("reference too long", valid_line(reference="R" * 256), "reference must be"),
     ("amount beyond limit",
      valid_line(quantity=1, unit_price=200_000_001, total_amount=200_000_001,
                 total_tax_amount=40_000_000), "unit_price 200000001 is beyond"),

@@ -1,0 +1,164 @@
+"""``klarna-gateway reconcile``: finish what was left unfinished, then compare store and REST.
+
+1. Every unfinished journal entry (pending, no live lease) is resumed: its journaled steps
+   are re-sent with their original idempotency keys, so nothing is applied twice.
+2. Every reservation in scope is read over REST; captures and refunds the store has no row
+   for are attached (a capture journaled by a pending entry gets that entry's invno, anything
+   else is adopted with a new invno), then every remaining disagreement is listed:
+   an invoice whose capture is gone or differs in amount, a credit whose refund is missing,
+   a refunded total that differs, and entries still unfinished.
+Exit status 0 means the store and Klarna agree; 1 means the table below needs a human.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway.config import Config
+from gateway.engine import CallEngine
+from gateway.om.client import OmClient, RestResponseError, RestTransportError, DeadlineExceededError
+from gateway.recovery import recover_unfinished
+from gateway.store.store import Reservation, Store
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    eid: int
+    rno: str
+    order_id: str
+    what: str
+    store: str
+    rest: str
+
+
+async def reconcile(engine: CallEngine, store: Store, om: OmClient, config: Config, *,
+                    eid: int | None = None, since: float | None = None,
+                    ) -> tuple[dict[str, int], list[Discrepancy]]:
+    outcomes = dict(await recover_unfinished(engine, store, eid=eid, since=since))
+    problems: list[Discrepancy] = []
+    for res in await store.list_reservations(eid):
+        merchant = config.merchant(res.eid)
+        if merchant is None:
+            continue
+        try:
+            order = await om.get_order(merchant, res.order_id,
+                                       deadline=engine.reactor.seconds() + 10)
+        except (RestResponseError, RestTransportError, DeadlineExceededError) as e:
+            problems.append(_d(res, "order unreadable", "registered", str(e)))
+            continue
+        problems += await compare_order(store, res, order)
+    for entry in await store.unfinished_entries(eid=eid, since=since):
+        problems.append(Discrepancy(entry.eid, str(entry.call.get("rno") or ""),
+                                    entry.order_id or "", f"unfinished {entry.method} "
+                                    f"(journal {entry.id})", "pending", "unknown"))
+    return outcomes, problems
+
+
+def _d(res: Reservation, what: str, store: str, rest: str) -> Discrepancy:
+    return Discrepancy(res.eid, res.rno, res.order_id, what, store, rest)
+
+
+async def compare_order(store: Store, res: Reservation,
+                        order: dict[str, Any]) -> list[Discrepancy]:
+    """Attach missed captures/refunds, then list what still disagrees for one order."""
+    captures = list(order.get("captures") or [])
+    refunds = list(order.get("refunds") or [])
+    await store.adopt(res, captures, refunds)
+    if order.get("status") != res.status:
+        await store.set_reservation_status(res.id, str(order.get("status")))
+    problems: list[Discrepancy] = []
+    invoices = await store.invoices_for(res.id)
+    rest_caps = {c["capture_id"]: c for c in captures}
+    for inv in invoices:
+        cap = rest_caps.get(inv.capture_id)
+        if cap is None:
+            problems.append(_d(res, f"invoice {inv.invno}", f"capture {inv.capture_id}",
+                               "no such capture"))
+        elif int(cap.get("captured_amount", 0)) != inv.captured_amount:
+            problems.append(_d(res, f"invoice {inv.invno} amount", str(inv.captured_amount),
+                               str(cap.get("captured_amount"))))
+    known = {i.capture_id for i in invoices}
+    for cid in rest_caps:
+        if cid not in known:
+            problems.append(_d(res, "capture without invoice", "missing", cid))
+    rest_refunds = {r["refund_id"]: r for r in refunds}
+    credits = [c for inv in invoices for c in inv.credits]
+    store_refund_ids = await store.known_refund_ids(res.order_id)
+    for c in credits:
+        ref = rest_refunds.get(c.refund_id)
+        if ref is None:
+            problems.append(_d(res, f"credit {c.credno or '-'}", f"refund {c.refund_id}",
+                               "no such refund"))
+        elif int(ref.get("refunded_amount", 0)) != c.refunded_amount:
+            problems.append(_d(res, f"credit {c.credno or '-'} amount",
+                               str(c.refunded_amount), str(ref.get("refunded_amount"))))
+    for rid in rest_refunds:
+        if rid not in store_refund_ids:
+            problems.append(_d(res, "refund without credit", "missing", rid))
+    stored_refunded = sum(i.refunded_amount for i in invoices)
+    if stored_refunded != int(order.get("refunded_amount", 0)):
+        problems.append(_d(res, "refunded total", str(stored_refunded),
+                           str(order.get("refunded_amount"))))
+    stored_captured = sum(i.captured_amount for i in invoices)
+    if stored_captured != int(order.get("captured_amount", 0)):
+        problems.append(_d(res, "captured total", str(stored_captured),
+                           str(order.get("captured_amount"))))
+    return problems
+
+
+def format_table(problems: list[Discrepancy]) -> str:
+    head = ("eid", "rno", "order_id", "what", "store", "rest")
+    rows = [head] + [(str(p.eid), p.rno, p.order_id, p.what, p.store, p.rest) for p in problems]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    """CLI body of ``klarna-gateway reconcile``."""
+    from twisted.internet import task
+
+    from gateway.cli import _config
+    from gateway.store import schema
+    from gateway.store.database import Database
+
+    config = _config(args.config, sandbox=args.config is None)
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            print(f"--since: not an ISO-8601 time: {args.since!r}", file=sys.stderr)
+            return 2
+    result = {"code": 0}
+
+    async def main(reactor: Any) -> None:
+        db = Database(args.db, reactor)
+        om = OmClient(reactor, timeout=config.gateway.rest_timeout_seconds)
+        try:
+            schema.check(db.engine)
+            store = Store(db, reactor, rno_start=config.gateway.rno_start,
+                          invno_start=config.gateway.invno_start)
+            engine = CallEngine(config, store, om, reactor)
+            outcomes, problems = await reconcile(engine, store, om, config, eid=args.eid,
+                                                 since=since)
+            resumed = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none"
+            print(f"unfinished calls resumed: {resumed}")
+            if problems:
+                print(f"{len(problems)} discrepancies between the store and Klarna:")
+                print(format_table(problems))
+                result["code"] = 1
+            else:
+                print("store and Klarna agree")
+        finally:
+            await om.close()
+            db.stop()
+
+    try:
+        task.react(main)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            return int(e.code) if isinstance(e.code, int) else 1
+    return result["code"]

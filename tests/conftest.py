@@ -1,0 +1,74 @@
+"""Suite-wide fixtures. ``gw``: a real gateway + sandbox on loopback with a real store.
+
+The store is SQLite in the test's temp dir; with ``GATEWAY_TEST_PG_DSN`` set, tests marked
+``postgres`` (and the ``gw_pg`` fixture) use a fresh PostgreSQL schema per test.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from tests.harness import Harness, pg_schema_url, start_gateway
+
+PG_DSN = os.environ.get("GATEWAY_TEST_PG_DSN")
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    skip = pytest.mark.skip(reason="GATEWAY_TEST_PG_DSN is not set")
+    for item in items:
+        if "postgres" in item.keywords and not PG_DSN:
+            item.add_marker(skip)
+
+
+@pytest_twisted.async_yield_fixture
+async def gw(tmp_path: Any) -> AsyncIterator[Harness]:
+    h = await start_gateway(f"sqlite:///{tmp_path}/gateway.db")
+    try:
+        yield h
+    finally:
+        await h.gateway.stop()
+    assert not h.violations, "sandbox responses violating the OpenAPI spec:\n" + "\n".join(
+        h.violations)
+
+
+def make_pg_schema() -> tuple[str, Any]:
+    """Create a fresh schema; returns (url, drop function)."""
+    from sqlalchemy import create_engine, text
+
+    from gateway.store.database import normalise_url
+
+    assert PG_DSN
+    url, name = pg_schema_url(PG_DSN)
+    admin = create_engine(normalise_url(PG_DSN))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+    return url, drop
+
+
+@pytest_twisted.async_yield_fixture
+async def gw_pg() -> AsyncIterator[Harness]:
+    if not PG_DSN:
+        pytest.skip("GATEWAY_TEST_PG_DSN is not set")
+    url, drop = make_pg_schema()
+    from gateway.store import schema
+    from gateway.store.database import make_engine
+
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    engine.dispose()
+    h = await start_gateway(url, upgrade_sqlite=False)
+    try:
+        yield h
+    finally:
+        await h.gateway.stop()
+        drop()
+    assert not h.violations, "\n".join(h.violations)
