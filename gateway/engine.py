@@ -207,6 +207,9 @@ class CallEngine:
         if reservation is not None:
             return reservation, None
         if merchant.pass_through and _UUID.match(rno):
+            known = await self.store.get_reservation_by_order(call.eid, rno)
+            if known is not None:  # the order id of a registered reservation: an alias
+                return known, None
             try:
                 order = await self.om.get_order(merchant, rno, deadline=deadline)
             except RestResponseError as e:

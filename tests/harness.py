@@ -80,6 +80,19 @@ class Harness:
         assert resp.code == 201, data
         return data
 
+    async def create_unregistered_order(self, eid: int = 1234) -> str:
+        """An order born in the sandbox that the gateway has never heard of."""
+        line = order_line("ART-9", "Hjortron", 1, 20000)
+        body = {"purchase_country": "SE", "purchase_currency": "SEK", "locale": "sv-SE",
+                "order_amount": 20000, "order_tax_amount": line["total_tax_amount"],
+                "order_lines": [line]}
+        resp = await treq.post(
+            f"{self.sandbox}/payments/v1/authorizations/auth-{uuid.uuid4()}/order",
+            json=body, auth=REST_AUTH[eid])
+        data = await resp.json()
+        assert resp.code == 200, data
+        return str(data["order_id"])
+
     async def order(self, order_id: str, eid: int = 1234) -> dict[str, Any]:
         """Read an order straight from the sandbox (the REST truth)."""
         resp = await treq.get(f"{self.sandbox}/ordermanagement/v1/orders/{order_id}",

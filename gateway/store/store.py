@@ -260,6 +260,13 @@ class Store:
             and_(m.reservations.c.eid == eid, m.reservations.c.rno == rno))).first()
         return None if row is None else _reservation(row)
 
+    async def get_reservation_by_order(self, eid: int, order_id: str) -> Reservation | None:
+        def txn(conn: Connection) -> Reservation | None:
+            row = conn.execute(select(m.reservations).where(and_(
+                m.reservations.c.eid == eid, m.reservations.c.order_id == order_id))).first()
+            return None if row is None else _reservation(row)
+        return await self.db.run_interaction("get_reservation_by_order", txn)
+
     async def get_reservation_by_id(self, rid: int) -> Reservation:
         def txn(conn: Connection) -> Reservation:
             return _reservation(conn.execute(

@@ -68,7 +68,10 @@ def plan_credit_invoice(call: CreditInvoice, ctx: OrderContext) -> Plan:
         raise AmountError(f"nothing left to refund on invoice {invoice.invno}")
     body: dict[str, Any] = {"refunded_amount": amount}
     notes: tuple[str, ...] = ()
-    rest = remaining_lines(invoice.lines, invoice.refunded_qty)
+    try:
+        rest = remaining_lines(invoice.lines, invoice.refunded_qty)
+    except ValueError:  # lines of an adopted capture may not follow the line identity
+        rest = []
     if rest and lines_total(rest) == amount:
         body["order_lines"] = rest
     else:
