@@ -122,6 +122,19 @@ class LegacyResource(Resource):
         self._on_call = on_call
         self._now: Callable[[], float] = clock.seconds if clock is not None else time.monotonic
 
+    def render(self, request: server.Request) -> bytes | int:
+        """POST is XML-RPC; anything else is 405 with ``Allow: POST``.
+
+        Overridden (rather than relying on ``Resource.render``) because the default turns
+        HEAD into a GET lookup and renders its 405 page with a deprecated helper.
+        """
+        if request.method == b"POST":
+            return self.render_POST(request)
+        request.setResponseCode(405)
+        request.setHeader(b"Allow", b"POST")
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return b"405 Method Not Allowed: XML-RPC calls are POSTed\n"
+
     def render_POST(self, request: server.Request) -> int:  # noqa: N802 - Twisted API
         started = self._now()
         state = _RequestState()
