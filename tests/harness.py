@@ -119,6 +119,11 @@ class Harness:
         assert resp.code == 201, data
         return str(data["id"])
 
+    async def faults(self) -> list[dict[str, Any]]:
+        resp = await treq.get(f"{self.sandbox}/sandbox/v1/faults", headers=ADMIN)
+        assert resp.code == 200
+        return await resp.json()
+
     async def clear_faults(self) -> None:
         resp = await treq.delete(f"{self.sandbox}/sandbox/v1/faults", headers=ADMIN)
         await resp.content()

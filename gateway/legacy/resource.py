@@ -194,7 +194,11 @@ class LegacyResource(Resource):
             payload = encode_fault(fault_code, INTERNAL_ERROR_TEXT)
 
         if not state.gone and not request.finished:
-            _write_reply(request, payload)
+            try:
+                _write_reply(request, payload)
+            except Exception:  # noqa: BLE001 - the connection died under us; call is done
+                state.gone = True
+                _errors.failure("could not write legacy reply for {method}", method=method)
         record = CallRecord(method=method, eid=eid, fault_code=fault_code,
                             duration=self._now() - started, client_gone=state.gone)
         _log.info(
@@ -296,6 +300,8 @@ class LimitedRequest(server.Request):
             b"Connection: close\r\n\r\n"
         )
         channel.persistent = False
+        # Otherwise the channel would send "100 Continue" after our final answer.
+        self.requestHeaders.removeHeader(b"Expect")
         channel.transport.write(head + payload)
         channel.loseConnection()
 

@@ -51,6 +51,8 @@ DEFAULT_MAX_DEPTH: Final = 32
 _MAX_INT_CHARS: Final = 100
 _MAX_DOUBLE_CHARS: Final = 1100
 _MAX_ERROR_DETAIL: Final = 200
+_MAX_DOUBLE_EXPONENT: Final = 400
+_LXML_LOCATION_RE: Final = re.compile(r"\s*\(<string>, line \d+\)$")
 
 _INT_RE: Final = re.compile(r"[+-]?[0-9]+")
 _DOUBLE_RE: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -164,7 +166,7 @@ def _is_encoding_error(exc: etree.XMLSyntaxError) -> bool:
 
 
 def _detail(exc: BaseException) -> str:
-    text = str(exc).replace("\n", " ").strip()
+    text = _LXML_LOCATION_RE.sub("", str(exc).replace("\n", " ").strip())
     return text[:_MAX_ERROR_DETAIL] if text else type(exc).__name__
 
 
@@ -287,9 +289,14 @@ def _decode_double(text: str, where: str) -> Decimal:
     if len(stripped) > _MAX_DOUBLE_CHARS or not _DOUBLE_RE.fullmatch(stripped):
         raise ParseError(f"{where}: <double> is not a number: {stripped[:40]!r}")
     try:
-        return Decimal(stripped)
+        value = Decimal(stripped)
     except InvalidOperation:  # pragma: no cover - the regex already rules this out
         raise ParseError(f"{where}: <double> is not a number") from None
+    # An IEEE double never exceeds ~1.8e308 nor goes below ~5e-324; refusing exponents far
+    # outside that keeps "1e999999" from turning into a million-digit number downstream.
+    if value and not -_MAX_DOUBLE_EXPONENT <= value.adjusted() <= _MAX_DOUBLE_EXPONENT:
+        raise ParseError(f"{where}: <double> is out of range")
+    return value
 
 
 def _decode_boolean(text: str, where: str) -> bool:

@@ -6,8 +6,12 @@ from typing import Any
 
 import pytest
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from gateway.errors import (
     BadArtnoListError,
+    GatewayError,
     FaultCode,
     GoodsListError,
     InvalidParamsError,
@@ -33,6 +37,7 @@ from gateway.legacy.decode import (
     decode_call,
     extract_eid,
 )
+from gateway.legacy.digest import verify_digest
 from gateway.legacy.xmlrpc import parse_method_call
 
 PHP_DECL = b'<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
@@ -325,3 +330,36 @@ def test_extract_eid_refusals() -> None:
         extract_eid("activate", [])
     with pytest.raises(MethodNotFoundError):
         extract_eid("nope", ["4.1", "v", 1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing: whatever parse_method_call can produce, decoding and digests only raise GatewayError
+# ---------------------------------------------------------------------------------------------
+
+_KEYS = st.sampled_from(["artnos", "artno", "qty", "goods", "goods_list", "price", "vat",
+                         "discount", "flags", "title", "dlv_addr", "bill_addr", "country",
+                         "shipment_info", "delay_adjust", "bclass", "ocr", "orderid1",
+                         "orderid2", "reference", "cust_no", "zip", "x"])
+_LEAVES = (st.none() | st.booleans() | st.integers() | st.text(max_size=6)
+           | st.sampled_from(["", "0", "12", "-1", "1.5", "4.1"])
+           | st.decimals(allow_nan=False, allow_infinity=False, places=None)
+           | st.binary(max_size=4))
+_PARAM = st.recursive(_LEAVES, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(_KEYS, inner, max_size=5), max_leaves=25)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(SERVED_METHODS)), st.lists(_PARAM, max_size=10),
+       st.booleans())
+def test_decode_and_digest_never_raise_non_gateway_errors(method: str, params: list[Any],
+                                                          with_envelope: bool) -> None:
+    """Random parameter lists (with or without a valid envelope) never crash decode_call,
+    extract_eid or verify_digest with anything but a GatewayError."""
+    if with_envelope:
+        params = ["4.1", "php:api:5.0.0", *params]
+    for fn in (lambda: decode_call(method, params), lambda: extract_eid(method, params),
+               lambda: verify_digest(method, params, b"s3cr3t")):
+        try:
+            fn()
+        except GatewayError:
+            pass

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import CapturedSdk, make_sdk
+from legacy_sdk_capture import CapturedSdk, make_sdk
 
 import klarna
 from gateway.errors import InvalidParamsError, MethodNotFoundError

@@ -294,6 +294,21 @@ async def test_oversized_content_length_refused_before_buffering() -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_oversized_with_expect_continue_gets_only_the_final_answer() -> None:
+    """curl-style `Expect: 100-continue` with an oversized body: the client gets the fault
+    and no `100 Continue` (so it never starts sending the body)."""
+    harness, port = await _start(_never_called, site_limit=10_000)
+    try:
+        request = (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Type: text/xml\r\n"
+                   b"Expect: 100-continue\r\nContent-Length: 50000000\r\n\r\n")
+        raw = await threads.deferToThread(_raw_exchange, harness.port, request)
+        assert raw.startswith(b"HTTP/1.1 200 OK") and b"100 Continue" not in raw
+        assert raw.endswith(b"</methodResponse>\n")
+    finally:
+        await _stop(harness, port)
+
+
+@pytest_twisted.ensureDeferred
 async def test_oversized_chunked_body_refused() -> None:
     """A chunked body that grows past the limit is refused mid-stream the same way."""
     harness, port = await _start(_never_called, site_limit=1000)
@@ -388,7 +403,7 @@ async def test_keep_alive_serves_several_calls() -> None:
 @pytest_twisted.ensureDeferred
 async def test_sdk_against_real_site() -> None:
     """The unmodified PY SDK talks to the Site (path-less uri → /RPC2) and parses replies."""
-    from conftest import make_sdk
+    from legacy_sdk_capture import make_sdk
 
     seen: list[tuple[str, list[Any]]] = []
 
