@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -27,6 +27,9 @@ from gateway.store.database import Database
 from gateway.store.store import Store
 
 log = Logger()
+
+#: Seconds between sweeps for unfinished journal entries whose lease has lapsed.
+RECOVERY_INTERVAL = 5.0
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Gateway:
         self.legacy_port: IListeningPort | None = None
         self.admin_port: IListeningPort | None = None
         self.recovery: defer.Deferred[Any] | None = None
+        self.recovery_loop: task.LoopingCall | None = None
 
     @property
     def legacy_url(self) -> str:
@@ -106,12 +110,25 @@ class Gateway:
         log.info("legacy XML-RPC listening on {url}; admin API on {admin}",
                  url=self.legacy_url, admin=self.admin_url)
         if opts.recover and s.recover_on_start:
-            from gateway.recovery import recover_unfinished
+            # Now, and then periodically: entries whose lease lapsed (a dead process, or a
+            # client that never retried) are finished without waiting for anyone.
+            self.recovery_loop = task.LoopingCall(self._recover_once)
+            self.recovery_loop.clock = self.reactor
+            self.recovery_loop.start(RECOVERY_INTERVAL, now=True)
 
-            self.recovery = defer.ensureDeferred(recover_unfinished(self.engine, self.store))
-            self.recovery.addErrback(lambda f: log.failure("recovery failed", f))
+    def _recover_once(self) -> defer.Deferred[Any]:
+        from gateway.recovery import recover_unfinished
+
+        assert self.engine is not None and self.store is not None
+        if self.recovery is not None and not self.recovery.called:
+            return defer.succeed(None)
+        self.recovery = defer.ensureDeferred(recover_unfinished(self.engine, self.store))
+        self.recovery.addErrback(lambda f: log.failure("recovery failed", f))
+        return defer.succeed(None)
 
     async def stop(self) -> None:
+        if self.recovery_loop is not None and self.recovery_loop.running:
+            self.recovery_loop.stop()
         for port in (self.legacy_port, self.admin_port, self.sandbox_port):
             if port is not None:
                 await port.stopListening()

@@ -184,9 +184,9 @@ class LegacyResource(Resource):
                               method=method, context=error.debug_context)
             payload = encode_fault(fault_code, error.fault_string)
         except defer.CancelledError:
-            error = UpstreamUnavailableError("upstream timeout")
-            fault_code = int(error.fault_code)
-            payload = encode_fault(fault_code, error.fault_string)
+            timeout = UpstreamUnavailableError("upstream timeout")
+            fault_code = int(timeout.fault_code)
+            payload = encode_fault(fault_code, timeout.fault_string)
         except Exception:  # noqa: BLE001 - the one place that turns bugs into a fault
             _errors.failure("internal error in legacy call {method} (eid {eid})",
                             method=method, eid=eid)

@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from gateway.config import Config
+from gateway.config import Config, Merchant
 from gateway.sandbox.clock import SandboxClock
 from gateway.sandbox.control import ControlApi
 from gateway.sandbox.errors import OmError
@@ -204,7 +204,7 @@ class SandboxResource(Resource):
                                                   outcome.response.status, now))
         return outcome.response
 
-    def _authenticate(self, request: Request) -> Any:
+    def _authenticate(self, request: Request) -> Merchant | None:
         username = request.getUser().decode("utf-8", "replace")
         password = request.getPassword().decode("utf-8", "replace")
         merchant = self._merchants.get(username)

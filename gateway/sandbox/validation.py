@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from gateway.sandbox.errors import OmError
@@ -29,6 +30,8 @@ class Str:
     min_len: int = 0
     pattern: str | None = None
     choices: tuple[str, ...] | None = None
+    #: ``"date"``: must also be a real calendar date (YYYY-MM-DD), as the order schema says.
+    format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,11 @@ def validate(spec: Spec, value: Any, path: str = "") -> Any:
             raise bad_value(where)
         if spec.pattern is not None and not re.fullmatch(spec.pattern, value):
             raise bad_value(where)
+        if spec.format == "date":
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise bad_value(where) from None
         return value
     if isinstance(spec, Int):
         if not isinstance(value, int) or isinstance(value, bool):
@@ -240,7 +248,7 @@ SHIPPING_INFO_REQUEST = Obj({"shipping_info": Arr(SHIPPING_INFO, max_items=500, 
 EXTEND_DUE_DATE_REQUEST = Obj({"number_of_days": Int(minimum=1, maximum=365)},
                               frozenset({"number_of_days"}))
 
-CUSTOMER = Obj({"date_of_birth": Str(10, pattern=r"\d{4}-\d{2}-\d{2}"),
+CUSTOMER = Obj({"date_of_birth": Str(10, pattern=r"\d{4}-\d{2}-\d{2}", format="date"),
                 "national_identification_number": Str(255)})
 
 #: Klarna Payments ``create_order_request`` (and the customer-token ``customer_token_order``,

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
+from legacy_sdk_capture import make_sdk
 from twisted.internet import defer, reactor, task, threads
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.web import server
 
 from gateway.errors import InvalidDigestError, NotAllowedError
@@ -117,7 +118,6 @@ async def test_post_on_any_path() -> None:
 
 
 def _fmt(event: dict[str, Any]) -> str:
-    from twisted.logger import formatEvent
     return formatEvent(event)
 
 
@@ -403,8 +403,6 @@ async def test_keep_alive_serves_several_calls() -> None:
 @pytest_twisted.ensureDeferred
 async def test_sdk_against_real_site() -> None:
     """The unmodified PY SDK talks to the Site (path-less uri → /RPC2) and parses replies."""
-    from legacy_sdk_capture import make_sdk
-
     seen: list[tuple[str, list[Any]]] = []
 
     async def dispatch(method: str, params: list[Any]) -> Any:

@@ -172,3 +172,33 @@ async def test_discount_line_arithmetic(sandbox):
     reply = await sandbox.request("POST", PAY.format("tok-d"),
                                   json_body=order_body(2500, lines=lines))
     assert reply.status == 200, reply.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_customer_date_of_birth_must_be_a_date(sandbox):
+    """customer.date_of_birth must be a real YYYY-MM-DD date; a valid one is shown on the order."""
+    reply = await sandbox.request("POST", PAY.format("tok-dob"),
+                                  json_body=order_body(customer={"date_of_birth": "1980-13-45"}))
+    assert reply.status == 400
+    assert reply.json()["error_messages"] == ["Bad value: customer.date_of_birth"]
+    order_id = await sandbox.create_order(customer={"date_of_birth": "1980-01-31"})
+    assert (await sandbox.get_order(order_id))["customer"] == {"date_of_birth": "1980-01-31"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_sandbox_does_not_import_the_gateway_client():
+    """Hard rule: the emulator shares no code with gateway.om/translate/legacy/store."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "gateway" / "sandbox"
+    forbidden = ("gateway.om", "gateway.translate", "gateway.legacy", "gateway.store")
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith(forbidden), (source.name, name)

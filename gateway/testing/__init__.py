@@ -1,0 +1,1 @@
+"""Tools for driving real gateway and sandbox processes (kill tests, soak runs, benchmarks)."""
