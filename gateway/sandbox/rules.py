@@ -146,7 +146,8 @@ def refund(order: Order, body: dict[str, Any], now: datetime) -> Refund:
 def cancel(order: Order) -> None:
     """Cancel an order that has no captures."""
     if order.captures:
-        raise OmError(403, "CANCEL_NOT_ALLOWED", "Order has previous captures. Cancel not possible.")
+        raise OmError(403, "CANCEL_NOT_ALLOWED",
+                      "Order has previous captures. Cancel not possible.")
     state = _state_word(order)
     if state:
         raise OmError(403, "CANCEL_NOT_ALLOWED", f"Order is {state}. Cancel not possible.")
@@ -177,7 +178,8 @@ def extend_authorization_time(order: Order, now: datetime) -> None:
         raise _not_allowed(f"Order is fully captured. {suffix}")
     cap = order.authorization_cap
     if order.expires_at >= cap:
-        raise _not_allowed(f"Order has reached the maximum authorization time of 180 days. {suffix}")
+        raise _not_allowed("Order has reached the maximum authorization time of 180 days. "
+                           + suffix)
     order.expires_at = max(order.expires_at, min(now + AUTHORIZATION_PERIOD, cap))
 
 

@@ -119,7 +119,7 @@ async def _refused(sandbox, body, status=400):
 
 @pytest_twisted.ensureDeferred
 async def test_order_birth_validation_names_the_field(sandbox):
-    """Bad create-order bodies are refused with BAD_VALUE / UNPROCESSABLE_ENTITY naming the field."""
+    """Bad create-order bodies get BAD_VALUE / UNPROCESSABLE_ENTITY naming the field."""
     lines = sample_lines(10000)
     lines[0]["total_amount"] = 9999
     error = await _refused(sandbox, order_body(9999, lines=lines))

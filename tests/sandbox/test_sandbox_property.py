@@ -27,7 +27,8 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("POST", "{o}/release-remaining-authorization"), ("POST", "{o}/shipping-info"),
     ("POST", "{o}/captures"), ("GET", "{o}/captures"), ("GET", "{o}/captures/{c}"),
     ("POST", "{o}/captures/{c}/shipping-info"), ("POST", "{o}/captures/{c}/trigger-send-out"),
-    ("GET", "{o}/captures/{c}/extend-due-date-options"), ("PATCH", "{o}/captures/{c}/extend-due-date"),
+    ("GET", "{o}/captures/{c}/extend-due-date-options"),
+    ("PATCH", "{o}/captures/{c}/extend-due-date"),
     ("PATCH", "{o}/captures/{c}/customer-details"),
     ("POST", "{o}/refunds"), ("GET", "{o}/refunds/{r}"),
     # weight the state-moving operations
@@ -114,7 +115,8 @@ def om_requests(draw: Any) -> dict[str, Any]:
         "capture": draw(foreign_ids if draw(st.integers(0, 4)) == 4 else st.integers(0, 2)),
         "refund": draw(foreign_ids if draw(st.integers(0, 4)) == 4 else st.integers(0, 2)),
         "body": draw(bodies if draw(st.integers(0, 2)) == 2
-                     else PLAUSIBLE.get(template, structured_bodies)), "merchant": 5678 if draw(st.integers(0, 9)) == 9 else 1234,
+                     else PLAUSIBLE.get(template, structured_bodies)),
+        "merchant": 5678 if draw(st.integers(0, 9)) == 9 else 1234,
         "key": draw(st.one_of(st.none(), st.sampled_from(("k1", "k2")))),
         "new_order": draw(st.integers(0, 3)) == 3,
         "initial_capture": draw(st.sampled_from((4000, 0, 10000))),

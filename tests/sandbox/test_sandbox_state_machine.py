@@ -109,7 +109,8 @@ async def test_capture_field_limits(sandbox):
     lines = sample_lines(100)
     lines[0]["name"] = "n" * 256
     reply = await capture(sandbox, order_id, 100, order_lines=lines)
-    assert error_of(reply)[2] == "The size of the order_lines[0].name value must be between 0 and 255"
+    assert error_of(reply)[2] == (
+        "The size of the order_lines[0].name value must be between 0 and 255")
 
 
 @pytest_twisted.ensureDeferred
@@ -155,8 +156,8 @@ async def test_release_remaining_authorization(sandbox):
     assert (order["status"], order["remaining_authorized_amount"], order["captured_amount"]) == (
         "CAPTURED", 0, 2500)
     reply = await post(sandbox, order_id, "release-remaining-authorization")
-    assert error_of(reply) == (403, "NOT_ALLOWED",
-                               "Order is fully captured. Remaining authorization cannot be released.")
+    assert error_of(reply) == (
+        403, "NOT_ALLOWED", "Order is fully captured. Remaining authorization cannot be released.")
     assert error_of(await capture(sandbox, order_id, 1))[:2] == (403, "CAPTURE_NOT_ALLOWED")
 
 
@@ -227,7 +228,8 @@ async def test_update_authorization(sandbox):
     reply = await patch(sandbox, order_id, "authorization", {"order_amount": 7000})
     assert error_of(reply) == (403, "NOT_ALLOWED",
                                "Resulting authorization amount 7000 cannot be less than the "
-                               "captured amount 8000 for order. Order authorization cannot be updated")
+                               "captured amount 8000 for order. Order authorization cannot be "
+                               "updated")
     reply = await patch(sandbox, order_id, "authorization",
                         {"order_amount": 9000, "order_lines": sample_lines(8000)})
     assert error_of(reply)[:2] == (400, "BAD_VALUE")
@@ -296,7 +298,8 @@ async def test_shipping_info_send_out_and_due_date(sandbox):
     reply = await post(sandbox, order_id, "captures/nope/trigger-send-out")
     assert error_of(reply)[:2] == (403, "NOT_ALLOWED")
     capture_id = (await capture(sandbox, order_id, 1000)).headers["capture-id"]
-    assert (await post(sandbox, order_id, f"captures/{capture_id}/shipping-info", info)).status == 204
+    reply = await post(sandbox, order_id, f"captures/{capture_id}/shipping-info", info)
+    assert reply.status == 204
     assert (await post(sandbox, order_id, f"captures/{capture_id}/trigger-send-out")).status == 204
     reply = await post(sandbox, order_id, "captures/nope/trigger-send-out")
     assert error_of(reply)[:2] == (404, "NO_SUCH_CAPTURE")
