@@ -369,12 +369,16 @@ class Store:
                 # leave it for that entry (or reconcile) to record under its own invno.
                 continue
             invno = next_number_txn(conn, "invno", self.invno_start)
-            conn.execute(m.invoices.insert().values(
-                eid=reservation.eid, invno=invno, reservation_id=reservation.id,
-                order_id=reservation.order_id, capture_id=cap["capture_id"],
-                captured_amount=int(cap.get("captured_amount", 0)),
-                refunded_amount=0, lines_json=_dumps(cap.get("order_lines") or []),
-                refunded_qty_json="{}", adopted=True, created_at=now))
+            try:
+                with conn.begin_nested():
+                    conn.execute(m.invoices.insert().values(
+                        eid=reservation.eid, invno=invno, reservation_id=reservation.id,
+                        order_id=reservation.order_id, capture_id=cap["capture_id"],
+                        captured_amount=int(cap.get("captured_amount", 0)),
+                        refunded_amount=0, lines_json=_dumps(cap.get("order_lines") or []),
+                        refunded_qty_json="{}", adopted=True, created_at=now))
+            except IntegrityError:
+                continue  # another process recorded it first
             new_invnos.append(invno)
         known_refunds = {r.refund_id for r in conn.execute(
             select(m.credits.c.refund_id).where(m.credits.c.order_id == reservation.order_id))}
@@ -386,12 +390,16 @@ class Store:
                 continue
             invoice = self._allocate_refund_txn(conn, reservation.order_id, ref)
             lines = ref.get("order_lines") or []
-            conn.execute(m.credits.insert().values(
-                eid=reservation.eid, invoice_id=None if invoice is None else invoice.id,
-                order_id=reservation.order_id, refund_id=ref["refund_id"],
-                credno=str(ref.get("reference") or ""),
-                refunded_amount=int(ref.get("refunded_amount", 0)),
-                lines_json=_dumps(lines), adopted=True, created_at=now))
+            try:
+                with conn.begin_nested():
+                    conn.execute(m.credits.insert().values(
+                        eid=reservation.eid, invoice_id=None if invoice is None else invoice.id,
+                        order_id=reservation.order_id, refund_id=ref["refund_id"],
+                        credno=str(ref.get("reference") or ""),
+                        refunded_amount=int(ref.get("refunded_amount", 0)),
+                        lines_json=_dumps(lines), adopted=True, created_at=now))
+            except IntegrityError:
+                continue
             if invoice is not None:
                 self._add_refund_to_invoice_txn(conn, invoice, int(ref.get("refunded_amount", 0)),
                                                 lines)
@@ -617,7 +625,7 @@ class Store:
         if existing is not None:
             return
         invoice = conn.execute(select(m.invoices).where(
-            m.invoices.c.id == effect["invoice_id"])).one()
+            m.invoices.c.id == effect["invoice_id"]).with_for_update()).one()
         lines = body.get("order_lines") or []
         conn.execute(m.credits.insert().values(
             eid=entry.eid, invoice_id=invoice.id, order_id=effect["order_id"],

@@ -1,0 +1,219 @@
+"""The store on real SQLite and (with GATEWAY_TEST_PG_DSN) real PostgreSQL.
+
+Every test runs against both engines: the rules that keep money safe across processes
+(unique numbers, one in-flight entry per fingerprint, leases, step + row in one
+transaction) are database constraints, so they are tested on the databases themselves.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_twisted
+from sqlalchemy import inspect
+from twisted.internet import reactor, task
+
+from gateway.store import schema
+from gateway.store.database import Database
+from gateway.store.models import metadata
+from gateway.store.store import ReservationConflictError, Store
+from gateway.translate.plan import RestStep
+from tests.conftest import PG_DSN, make_pg_schema
+
+ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+class Store2:
+    """Two Store objects on one database: two gateway processes, as far as SQL can tell."""
+
+    def __init__(self, url: str) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(1_000_000)
+        self.dbs = [Database(url, reactor), Database(url, reactor)]
+        self.a, self.b = (Store(db, self.clock) for db in self.dbs)
+
+    def stop(self) -> None:
+        for db in self.dbs:
+            db.stop()
+
+
+@pytest_twisted.async_yield_fixture(params=ENGINES)
+async def stores(request: Any, tmp_path: Any) -> AsyncIterator[Store2]:
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.db"
+    else:
+        url, drop = make_pg_schema()
+    db = Database(url, reactor)
+    schema.upgrade(db.engine)
+    db.stop()
+    s = Store2(url)
+    try:
+        yield s
+    finally:
+        s.stop()
+        if drop:
+            drop()
+
+
+def capture_step(res: Any, amount: int = 1000) -> RestStep:
+    return RestStep("POST", f"/ordermanagement/v1/orders/{res.order_id}/captures",
+                    {"captured_amount": amount, "order_lines": []}, "capture",
+                    {"kind": "capture", "reservation_id": res.id, "order_id": res.order_id})
+
+
+@pytest_twisted.ensureDeferred
+async def test_migrations_create_exactly_the_models(stores: Store2) -> None:
+    """Alembic's schema and the SQLAlchemy models agree, table by table, column by column."""
+    insp = inspect(stores.dbs[0].engine)
+    for table in metadata.sorted_tables:
+        cols = {c["name"] for c in insp.get_columns(table.name)}
+        assert cols == {c.name for c in table.columns}, table.name
+    schema.check(stores.dbs[0].engine)
+
+
+@pytest_twisted.ensureDeferred
+async def test_reservations_numbers_and_conflicts(stores: Store2) -> None:
+    """rno issued from the configured start; same pair again is a no-op; conflicts refused;
+    rows are scoped by eid."""
+    a = stores.a
+    r1 = await a.register_reservation(1234, "order-1", None, "admin")
+    assert r1.rno == "8000000000"
+    assert (await a.register_reservation(1234, "order-1", None, "admin")).id == r1.id
+    r2 = await a.register_reservation(1234, "order-2", "2400000001", "import")
+    assert r2.rno == "2400000001"
+    with pytest.raises(ReservationConflictError):
+        await a.register_reservation(1234, "order-3", "2400000001", "admin")
+    with pytest.raises(ReservationConflictError):
+        await a.register_reservation(1234, "order-2", "777", "admin")
+    assert await a.get_reservation(5678, "2400000001") is None
+    other = await a.register_reservation(5678, "order-9", "2400000001", "admin")
+    assert other.eid == 5678
+
+
+@pytest_twisted.ensureDeferred
+async def test_numbers_are_unique_across_processes(stores: Store2) -> None:
+    """Two 'processes' issuing invnos concurrently never hand out the same number."""
+    from gateway.store.store import next_number_txn
+
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def issue(db: Database) -> None:
+        for _ in range(25):
+            n = db.run_sync("n", next_number_txn, "invno", 9000000000)
+            with lock:
+                got.append(n)
+    threads = [threading.Thread(target=issue, args=(db,)) for db in stores.dbs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == len(set(got)) == 50
+    assert min(int(n) for n in got) == 9000000000
+
+
+@pytest_twisted.ensureDeferred
+async def test_identical_calls_coalesce_across_processes(stores: Store2) -> None:
+    """Same fingerprint: one runs, the twin (other process) waits; after success the twin
+    replays within the window and starts anew after it; a fault releases at once."""
+    a, b, clock = stores.a, stores.b, stores.clock
+    kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="f" * 64,
+                              call={"method": "activate"}, lease_seconds=10,
+                              coalesce_seconds=30)
+    first = await a.begin_call(lease_token="A", **kw)
+    twin = await b.begin_call(lease_token="B", **kw)
+    assert (first.action, twin.action) == ("run", "wait")
+    await a.finish_call(first.entry.id, reply=["ok", "9000000000"])
+    replay = await b.begin_call(lease_token="B", **kw)
+    assert replay.action == "replay" and replay.entry.reply == ["ok", "9000000000"]
+    clock.advance(31)
+    fresh = await b.begin_call(lease_token="B", **kw)
+    assert fresh.action == "run" and fresh.entry.id != first.entry.id
+    await b.finish_call(fresh.entry.id, fault_code=9103, fault_string="not_allowed_operation: x")
+    again = await a.begin_call(lease_token="A", **kw)
+    assert again.action == "run" and again.entry.id != fresh.entry.id
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_begin_only_one_runs(stores: Store2) -> None:
+    """Both processes claim the same fingerprint at the same instant: exactly one runs."""
+    import asyncio  # noqa: F401  (the two interactions run on two real thread pools)
+    from twisted.internet import defer
+
+    kw: dict[str, Any] = dict(eid=1234, method="credit_part", fingerprint="c" * 64,
+                              call={}, lease_seconds=10, coalesce_seconds=30)
+    results = await defer.gatherResults([
+        defer.ensureDeferred(stores.a.begin_call(lease_token="A", **kw)),
+        defer.ensureDeferred(stores.b.begin_call(lease_token="B", **kw))])
+    assert sorted(r.action for r in results) == ["run", "wait"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_lapsed_lease_is_taken_over(stores: Store2) -> None:
+    """A pending entry whose lease lapsed (dead process) is resumed by the next twin."""
+    kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="d" * 64, call={},
+                              lease_seconds=10, coalesce_seconds=30)
+    first = await stores.a.begin_call(lease_token="A", **kw)
+    stores.clock.advance(11)
+    assert [e.id for e in await stores.b.unfinished_entries()] == [first.entry.id]
+    second = await stores.b.begin_call(lease_token="B", **kw)
+    assert second.action == "run" and second.entry.id == first.entry.id
+
+
+@pytest_twisted.ensureDeferred
+async def test_step_outcome_and_invoice_row_commit_together(stores: Store2) -> None:
+    """Keys are committed with the plan; completing the capture step writes the invoice
+    with the planned invno; completing it again changes nothing."""
+    a = stores.a
+    res = await a.register_reservation(1234, "order-1", None, "admin")
+    begin = await a.begin_call(eid=1234, method="activate", fingerprint="e" * 64, call={},
+                               lease_token="A", lease_seconds=10, coalesce_seconds=30)
+    entry = await a.plan_steps(begin.entry.id, res.order_id, [capture_step(res)],
+                               allocate_invno=True)
+    [step] = entry.steps
+    assert step.state == "planned" and len(step.idempotency_key) == 36
+    same_key = a.idempotency_key(await a.install_id(), begin.entry.id, 1)
+    assert step.idempotency_key == same_key
+    await a.complete_step(entry.id, 1, 201, {"capture_id": "cap-1"})
+    await a.complete_step(entry.id, 1, 201, {"capture_id": "cap-1"})
+    [inv] = await a.invoices_for(res.id)
+    assert inv.invno == step.effect["invno"] == "9000000000" and inv.capture_id == "cap-1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_adoption_by_id_and_pending_capture_guard(stores: Store2) -> None:
+    """Captures/refunds made elsewhere are adopted by id; while a capture of ours is in
+    flight unknown captures are left alone (it may be ours), and an adopted capture that
+    turns out to be ours takes our invno."""
+    a = stores.a
+    res = await a.register_reservation(1234, "order-1", None, "admin")
+    invnos, _ = await a.adopt(res, [{"capture_id": "ext-1", "captured_amount": 500}], [])
+    assert len(invnos) == 1
+    assert await a.adopt(res, [{"capture_id": "ext-1", "captured_amount": 500}], []) == ([], [])
+    _, refunds = await a.adopt(res, [], [{"refund_id": "r-1", "refunded_amount": 200,
+                                          "reference": "CR"}])
+    assert refunds == ["r-1"]
+    [inv] = await a.invoices_for(res.id)
+    assert inv.refunded_amount == 200 and inv.credits[0].credno == "CR"
+    begin = await a.begin_call(eid=1234, method="activate", fingerprint="g" * 64, call={},
+                               lease_token="A", lease_seconds=10, coalesce_seconds=30)
+    await a.plan_steps(begin.entry.id, res.order_id, [capture_step(res)], allocate_invno=True)
+    assert await a.adopt(res, [{"capture_id": "cap-2", "captured_amount": 1000}], []) == ([], [])
+    await a.complete_step(begin.entry.id, 1, 201, {"capture_id": "cap-2"})
+    assert {i.capture_id: i.adopted for i in await a.invoices_for(res.id)} == {
+        "ext-1": True, "cap-2": False}
+
+
+@pytest_twisted.ensureDeferred
+async def test_order_lease_is_exclusive(stores: Store2) -> None:
+    """One legacy call per order at a time, across processes; a lapsed lease is free."""
+    res = await stores.a.register_reservation(1234, "order-1", None, "admin")
+    assert await stores.a.acquire_order_lock(res.id, "A", 10)
+    assert not await stores.b.acquire_order_lock(res.id, "B", 10)
+    stores.clock.advance(11)
+    assert await stores.b.acquire_order_lock(res.id, "B", 10)
+    await stores.b.release_order_lock(res.id, "B")
+    assert await stores.a.acquire_order_lock(res.id, "A", 10)
