@@ -145,11 +145,11 @@ def order_line(reference: str, name: str, quantity: int, unit_price: int, *,
 
 
 def install_conformance(gateway: Gateway, violations: list[str]) -> None:
-    from tests.conformance import OpenApiChecker
+    from tests.conformance import default_checker
 
     assert gateway.sandbox_port is not None
     resource = gateway.sandbox_port.factory.resource  # type: ignore[attr-defined]
-    checker = OpenApiChecker()
+    checker = default_checker()
 
     def on_response(method: str, path: str, status: int, headers: Any, body: bytes) -> None:
         for problem in checker.check(method, path, status, headers, body):
