@@ -600,6 +600,10 @@ class Store:
     def _record_capture_txn(conn: Connection, entry: Any, effect: dict[str, Any],
                             body: dict[str, Any], result: dict[str, Any], now: float) -> None:
         capture_id = result["capture_id"]
+        if effect.get("status_after"):
+            conn.execute(update(m.reservations).where(
+                m.reservations.c.id == effect["reservation_id"]).values(
+                    status=effect["status_after"], updated_at=now))
         existing = conn.execute(select(m.invoices).where(and_(
             m.invoices.c.order_id == effect["order_id"],
             m.invoices.c.capture_id == capture_id))).first()

@@ -67,6 +67,8 @@ def plan(call: Activate, ctx: OrderContext) -> Plan:
         purpose=("capture " + ("listed articles" if call.artnos else "everything uncaptured")
                  + f" ({body['captured_amount']} minor units)"),
         effect={"kind": "capture", "reservation_id": ctx.reservation.id,
-                "order_id": ctx.order_id},
+                "order_id": ctx.order_id,
+                "status_after": ("CAPTURED" if body["captured_amount"] == remaining
+                                 else "PART_CAPTURED")},
     )
     return Plan(steps=(step,), notes=tuple(notes), allocate_invno=True)

@@ -53,7 +53,7 @@ def test_full_activate_captures_remaining_amount_with_lines() -> None:
     assert step.body is not None and step.body["captured_amount"] == 35000
     assert sum(ln["total_amount"] for ln in step.body["order_lines"]) == 35000
     assert plan.allocate_invno and step.effect == {"kind": "capture", "reservation_id": 1,
-                                                   "order_id": "o-1"}
+                                                   "order_id": "o-1", "status_after": "CAPTURED"}
     json.dumps(step.body)  # JSON-safe: ints only
 
 

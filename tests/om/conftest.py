@@ -1,0 +1,1 @@
+from tests.sandbox_fixtures import sandbox  # noqa: F401

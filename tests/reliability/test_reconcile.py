@@ -1,0 +1,46 @@
+"""reconcile: attaches what the store missed, lists what still disagrees, exits non-zero."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.testing.processes import (
+    REST_AUTH, GatewayProcess, SandboxProcess, http, run_cli, write_config,
+)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Any:
+    sb = SandboxProcess(log_path=tmp_path / "sandbox.log").start()
+    yield sb
+    sb.stop()
+
+
+def test_reconcile_adopts_and_reports(tmp_path: Path, sandbox: SandboxProcess) -> None:
+    """A capture made outside is attached (exit 0); a mapping whose order vanished from
+    Klarna is listed in the table (exit 1)."""
+    config = write_config(tmp_path / "gw.toml", sandbox.url)
+    db = f"sqlite:///{tmp_path}/gw.db"
+    gw = GatewayProcess(config, db, log_path=tmp_path / "gw.log").start()
+    order_id = sandbox.create_order()
+    rno = gw.register(1234, order_id)
+    gw.stop()
+    status, _, _ = http("POST", f"{sandbox.url}/ordermanagement/v1/orders/{order_id}/captures",
+                        {"captured_amount": 5000}, auth=REST_AUTH[1234])
+    assert status == 201
+    ok = run_cli("reconcile", "--config", str(config), "--db", db, "--eid", "1234")
+    assert ok.returncode == 0 and "store and Klarna agree" in ok.stdout, ok.stdout + ok.stderr
+    gw.start()
+    try:
+        [inv] = gw.mapping(1234, rno)["invoices"]
+        assert inv["adopted"] and inv["captured_amount"] == 5000
+    finally:
+        gw.stop()
+    http("POST", sandbox.url + "/sandbox/v1/reset", bearer="sandbox-admin")
+    bad = run_cli("reconcile", "--config", str(config), "--db", db,
+                  "--since", "2000-01-01T00:00:00Z")
+    assert bad.returncode == 1
+    assert "discrepancies between the store and Klarna" in bad.stdout
+    assert order_id in bad.stdout and "order unreadable" in bad.stdout
