@@ -45,7 +45,7 @@ from gateway.om.client import (
     DeadlineExceededError, OmClient, RestResponseError, RestTransportError, created_id,
     order_path,
 )
-from gateway.store.store import JournalEntry, Reservation, Step, Store
+from gateway.store.store import BeginResult, Invoice, JournalEntry, Reservation, Step, Store
 from gateway.translate import plan_call
 from gateway.translate.plan import OrderContext
 from gateway.translate.replies import reply_for
@@ -143,7 +143,7 @@ class CallEngine:
             if begin.action == "replay":
                 return self._outcome(begin.entry)
             if begin.action == "run":
-                return await self._run_claimed(merchant, call, begin.entry, token, deadline)
+                return await self._run_claimed(merchant, call, begin, token, deadline)
             # An identical call is in flight: wait for its outcome (or for its lease to lapse).
             entry = begin.entry
             while entry.state == "pending" and entry.lease_until is not None \
@@ -167,21 +167,26 @@ class CallEngine:
 
     # -- one claimed journal entry ------------------------------------------------------
 
-    async def _run_claimed(self, merchant: Merchant, call: DecodedCall, entry: JournalEntry,
+    async def _run_claimed(self, merchant: Merchant, call: DecodedCall, begin: BeginResult,
                            token: str, deadline: float) -> Any:
+        entry = begin.entry
+        reservation, locked = begin.reservation, begin.locked
+        invoices = begin.invoices
         try:
-            reservation, invoice_invno = await self._resolve(merchant, call, deadline)
-            locked = await self._lock_order(reservation, token, deadline)
-            try:
-                return await self._execute(merchant, call, entry, reservation, invoice_invno,
-                                           deadline)
-            finally:
-                if locked:
-                    await self.store.release_order_lock(reservation.id, token)
+            if reservation is None:
+                reservation = await self._resolve_slow(merchant, call, deadline)
+            if not locked:
+                await self._lock_order(reservation, token, deadline)
+                locked = True
+                invoices = tuple(await self.store.invoices_for(reservation.id))
+            return await self._execute(merchant, call, entry, reservation, invoices,
+                                       (reservation.id, token), deadline)
         except (DeadlineExceededError, RestTransportError, UpstreamUnavailableError) as e:
             # Unknown outcome: keep the entry pending and resumable, free its lease so the
             # client's retry continues it at once.
-            await self.store.release_lease(entry.id, token)
+            await self.store.release_lease(
+                entry.id, token,
+                release=(reservation.id, token) if locked and reservation else None)
             if isinstance(e, UpstreamUnavailableError):
                 raise
             last = e.last if isinstance(e, DeadlineExceededError) else e
@@ -190,26 +195,21 @@ class CallEngine:
                 "Klarna did not answer in time; retry the same call to continue it",
                 correlation_id=cid, debug_context=str(last)) from None
         except GatewayError as e:
-            await self.store.finish_call(entry.id, fault_code=int(e.fault_code),
-                                         fault_string=e.fault_string)
+            await self.store.finish_call(
+                entry.id, fault_code=int(e.fault_code), fault_string=e.fault_string,
+                release=(reservation.id, token) if locked and reservation else None)
             raise
 
-    async def _resolve(self, merchant: Merchant, call: DecodedCall,
-                       deadline: float) -> tuple[Reservation, str | None]:
-        """The reservation the call acts on (and the invno, for invoice calls)."""
+    async def _resolve_slow(self, merchant: Merchant, call: DecodedCall,
+                            deadline: float) -> Reservation:
+        """The call named no registered reservation/invoice: pass-through or a fault."""
         if isinstance(call, (CreditPart, CreditInvoice, EmailInvoice, SendInvoice)):
-            invoice = await self.store.get_invoice(call.eid, call.invno)
-            if invoice is None:
-                raise UnknownInvoiceError(f"invoice {call.invno} is unknown for eid {call.eid}")
-            return await self.store.get_reservation_by_id(invoice.reservation_id), call.invno
+            raise UnknownInvoiceError(f"invoice {call.invno} is unknown for eid {call.eid}")
         rno = call.rno  # type: ignore[union-attr]
-        reservation = await self.store.get_reservation(call.eid, rno)
-        if reservation is not None:
-            return reservation, None
         if merchant.pass_through and _UUID.match(rno):
             known = await self.store.get_reservation_by_order(call.eid, rno)
             if known is not None:  # the order id of a registered reservation: an alias
-                return known, None
+                return known
             try:
                 order = await self.om.get_order(merchant, rno, deadline=deadline)
             except RestResponseError as e:
@@ -218,52 +218,64 @@ class CallEngine:
                         f"reservation {rno} is unknown for eid {call.eid}") from None
                 raise rest_error_to_fault(e, what="order") from None
             return await self.store.register_reservation(
-                call.eid, rno, rno, "pass_through", status=order.get("status")), None
+                call.eid, rno, rno, "pass_through", status=order.get("status"))
         raise UnknownReservationError(f"reservation {rno} is unknown for eid {call.eid}")
 
-    async def _lock_order(self, reservation: Reservation, token: str, deadline: float) -> bool:
+    async def _lock_order(self, reservation: Reservation, token: str, deadline: float) -> None:
         while not await self.store.acquire_order_lock(reservation.id, token,
                                                       self.lease_seconds):
             if self.reactor.seconds() >= deadline:
                 raise UpstreamUnavailableError(
                     "another call on this reservation is still in progress; retry")
             await _sleep(self.reactor, _POLL)
-        return True
 
     async def _execute(self, merchant: Merchant, call: DecodedCall, entry: JournalEntry,
-                       reservation: Reservation, invno: str | None, deadline: float) -> Any:
-        order: dict[str, Any] | None = None
+                       reservation: Reservation, invoices: tuple[Invoice, ...],
+                       release: tuple[int, str], deadline: float) -> Any:
         if not entry.steps:
             order = await self._read_order(merchant, reservation, deadline)
-            invoices = tuple(await self.store.invoices_for(reservation.id))
+            if order.pop("_adopted", False):
+                invoices = tuple(await self.store.invoices_for(reservation.id))
+            invno = getattr(call, "invno", None)
             invoice = next((i for i in invoices if i.invno == invno), None)
             ctx = OrderContext(reservation=reservation, order=order, invoices=invoices,
                                invoice=invoice)
             plan = plan_call(call, ctx)
             if not plan.steps:
                 reply = plan.immediate_reply
-                await self.store.finish_call(entry.id, reply=reply, notes=list(plan.notes))
+                await self.store.finish_call(entry.id, reply=reply, notes=list(plan.notes),
+                                             release=release)
                 return reply
             entry = await self.store.plan_steps(entry.id, reservation.order_id,
                                                 list(plan.steps),
                                                 allocate_invno=plan.allocate_invno,
                                                 notes=list(plan.notes))
         applied: list[str] = [s.purpose for s in entry.steps if s.state == "done"]
+        planned = [s for s in entry.steps if s.state == "planned"]
+        reply_first = call.method != "extend_expiry_date"  # extend's reply needs a GET after
+        reply = reply_for(call.method, invno=entry_invno(entry, call), order=None) \
+            if reply_first else None
         stale = self.reactor.seconds() - entry.created_at > KEY_TRUST_SECONDS
-        for step in entry.steps:
-            if step.state != "planned":
-                continue
-            if stale and await self._settle_from_rest(merchant, reservation, step, deadline):
+        finished = False
+        for i, step in enumerate(planned):
+            last = i == len(planned) - 1
+            finish = ({"reply": reply, "release": release}
+                      if last and reply_first else None)
+            if stale and await self._settle_from_rest(merchant, reservation, step, deadline,
+                                                      finish=finish):
                 applied.append(step.purpose)
+                finished = finish is not None
                 continue
             try:
-                await self._send_step(merchant, step, deadline)
+                await self._send_step(merchant, step, deadline, finish=finish)
+                finished = finish is not None
             except RestResponseError as e:
                 if e.retryable:
                     raise DeadlineExceededError(RestTransportError(str(e))) from e
-                if e.status == 403 and await self._settle_from_rest(merchant, reservation,
-                                                                    step, deadline):
+                if e.status == 403 and await self._settle_from_rest(
+                        merchant, reservation, step, deadline, finish=finish):
                     applied.append(step.purpose)
+                    finished = finish is not None
                     continue
                 fault = rest_error_to_fault(e, what="order")
                 if applied:
@@ -271,16 +283,16 @@ class CallEngine:
                                             f"{'; '.join(applied)}; not applied: {step.purpose})")
                 raise fault from None
             applied.append(step.purpose)
-        entry = await self.store.get_entry(entry.id)
-        after: dict[str, Any] | None = None
-        if call.method == "extend_expiry_date":
+        if not reply_first:
             after = await self.om.get_order(merchant, reservation.order_id, deadline=deadline)
-        reply = reply_for(call.method, invno=entry_invno(entry, call), order=after)
-        await self.store.finish_call(entry.id, reply=reply)
+            reply = reply_for(call.method, invno=None, order=after)
+        if not finished:
+            await self.store.finish_call(entry.id, reply=reply, release=release)
         return reply
 
     async def _settle_from_rest(self, merchant: Merchant, reservation: Reservation,
-                                step: Step, deadline: float) -> bool:
+                                step: Step, deadline: float,
+                                finish: dict[str, Any] | None = None) -> bool:
         """Decide from the order itself whether a journaled step already took effect.
 
         Used when the step's idempotency key may have expired at Klarna (entry older than
@@ -293,7 +305,8 @@ class CallEngine:
         kind, body = effect.get("kind"), step.body or {}
         if kind == "status":
             if order.get("status") == effect.get("status"):
-                await self.store.complete_step(step.journal_id, step.step, 204, {})
+                await self.store.complete_step(step.journal_id, step.step, 204, {},
+                                               finish=finish)
                 return True
             return False
         if kind == "capture":
@@ -302,7 +315,8 @@ class CallEngine:
                 if cap["capture_id"] not in known and \
                         int(cap.get("captured_amount", -1)) == int(body["captured_amount"]):
                     await self.store.complete_step(step.journal_id, step.step, 201,
-                                                   {"capture_id": cap["capture_id"]})
+                                                   {"capture_id": cap["capture_id"]},
+                                                   finish=finish)
                     return True
         if kind == "refund":
             known_refunds = await self.store.known_refund_ids(reservation.order_id)
@@ -310,11 +324,13 @@ class CallEngine:
                 if ref["refund_id"] not in known_refunds and \
                         int(ref.get("refunded_amount", -1)) == int(body["refunded_amount"]):
                     await self.store.complete_step(step.journal_id, step.step, 201,
-                                                   {"refund_id": ref["refund_id"]})
+                                                   {"refund_id": ref["refund_id"]},
+                                                   finish=finish)
                     return True
         return False
 
-    async def _send_step(self, merchant: Merchant, step: Step, deadline: float) -> None:
+    async def _send_step(self, merchant: Merchant, step: Step, deadline: float,
+                         finish: dict[str, Any] | None = None) -> None:
         resp = await self.om.request(merchant, step.http_method, step.path, step.body,
                                      idempotency_key=step.idempotency_key, deadline=deadline)
         result: dict[str, Any] = {}
@@ -323,7 +339,8 @@ class CallEngine:
             result["capture_id"] = created_id(resp, "capture")
         elif kind == "refund":
             result["refund_id"] = created_id(resp, "refund")
-        await self.store.complete_step(step.journal_id, step.step, resp.status, result)
+        await self.store.complete_step(step.journal_id, step.step, resp.status, result,
+                                       finish=finish)
 
     async def _read_order(self, merchant: Merchant, reservation: Reservation,
                           deadline: float) -> dict[str, Any]:
@@ -339,6 +356,7 @@ class CallEngine:
         if captures or refunds:
             invnos, refund_ids = await self.store.adopt(reservation, captures, refunds)
             if invnos or refund_ids:
+                order["_adopted"] = True
                 log.info("adopted captures {invnos} and refunds {refunds} made outside the "
                          "gateway on order {order_id}", invnos=invnos, refunds=refund_ids,
                          order_id=reservation.order_id)
@@ -367,7 +385,11 @@ class CallEngine:
         call = call_from_json(entry.call)
         deadline = self.reactor.seconds() + self.budget
         try:
-            await self._run_claimed(merchant, call, entry, token, deadline)
+            begin = await self.store.resolve(BeginResult("run", entry), call.eid,
+                                             getattr(call, "rno", None),
+                                             getattr(call, "invno", None), token,
+                                             self.lease_seconds)
+            await self._run_claimed(merchant, call, begin, token, deadline)
         except UpstreamUnavailableError:
             return "pending"
         except GatewayError:

@@ -21,7 +21,12 @@ from treq.client import HTTPClient
 from twisted.internet import defer, error as ierror
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
+from twisted.web.client import (
+    Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseFailed,
+    _StandardEndpointFactory,
+)
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
 from twisted.web.http_headers import Headers
 
 from gateway.config import Merchant
@@ -95,7 +100,8 @@ class OmClient:
             pool.maxPersistentPerHost = max_per_host
             pool.cachedConnectionTimeout = 60
         self.pool = pool
-        self.http = HTTPClient(Agent(reactor, pool=pool))
+        self.http = HTTPClient(Agent.usingEndpointFactory(
+            reactor, _NoDelayEndpointFactory(reactor), pool=pool))
         self._rng = random.Random()
 
     async def close(self) -> None:
@@ -203,6 +209,34 @@ class OmClient:
                                   f"/payments/v1/authorizations/{authorization_token}/order",
                                   body, idempotency_key=f"create-{authorization_token}")
         return dict(resp.body or {})
+
+
+@implementer(IAgentEndpointFactory)
+class _NoDelayEndpointFactory:
+    """Agent endpoints with TCP_NODELAY: treq writes a request's headers and body
+    separately, and Nagle + delayed ACKs would add milliseconds to every POST."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._inner = _StandardEndpointFactory(reactor, BrowserLikePolicyForHTTPS(), None,
+                                               None)
+
+    def endpointForURI(self, uri: Any) -> Any:
+        return _NoDelayEndpoint(self._inner.endpointForURI(uri))
+
+
+class _NoDelayEndpoint:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        def nodelay(proto: Any) -> Any:
+            transport = proto.transport
+            while transport is not None and not hasattr(transport, "setTcpNoDelay"):
+                transport = getattr(transport, "transport", None)  # unwrap TLS
+            if transport is not None:
+                transport.setTcpNoDelay(True)
+            return proto
+        return self._inner.connect(factory).addCallback(nodelay)
 
 
 def order_path(order_id: str) -> str:

@@ -106,6 +106,13 @@ class BeginResult:
 
     action: str  # run | wait | replay
     entry: JournalEntry
+    #: With ``action == "run"``: the reservation the call names (by rno, or by invno for
+    #: invoice calls), the invoice, all invoices of the reservation, and whether this
+    #: claim also took the order lease. ``None`` reservation = unknown rno/invno.
+    reservation: Reservation | None = None
+    invoice: Invoice | None = None
+    invoices: tuple[Invoice, ...] = ()
+    locked: bool = False
 
 
 def _loads(s: str | None) -> Any:
@@ -291,22 +298,28 @@ class Store:
 
     async def acquire_order_lock(self, rid: int, token: str, ttl: float) -> bool:
         """Take the per-order lease if it is free or expired (atomic across processes)."""
-        def txn(conn: Connection) -> bool:
-            now = self.clock.seconds()
-            res = conn.execute(update(m.reservations).where(and_(
-                m.reservations.c.id == rid,
-                or_(m.reservations.c.lock_token.is_(None), m.reservations.c.lock_until < now,
-                    m.reservations.c.lock_token == token),
-            )).values(lock_token=token, lock_until=now + ttl))
-            return res.rowcount == 1
-        return await self.db.run_interaction("acquire_order_lock", txn)
+        return await self.db.run_interaction("acquire_order_lock",
+                                             self.acquire_order_lock_txn, rid, token, ttl)
+
+    def acquire_order_lock_txn(self, conn: Connection, rid: int, token: str,
+                               ttl: float) -> bool:
+        now = self.clock.seconds()
+        res = conn.execute(update(m.reservations).where(and_(
+            m.reservations.c.id == rid,
+            or_(m.reservations.c.lock_token.is_(None), m.reservations.c.lock_until < now,
+                m.reservations.c.lock_token == token),
+        )).values(lock_token=token, lock_until=now + ttl))
+        return res.rowcount == 1
 
     async def release_order_lock(self, rid: int, token: str) -> None:
-        def txn(conn: Connection) -> None:
-            conn.execute(update(m.reservations).where(and_(
-                m.reservations.c.id == rid, m.reservations.c.lock_token == token,
-            )).values(lock_token=None, lock_until=None))
-        await self.db.run_interaction("release_order_lock", txn)
+        await self.db.run_interaction("release_order_lock", self.release_order_lock_txn,
+                                      rid, token)
+
+    @staticmethod
+    def release_order_lock_txn(conn: Connection, rid: int, token: str) -> None:
+        conn.execute(update(m.reservations).where(and_(
+            m.reservations.c.id == rid, m.reservations.c.lock_token == token,
+        )).values(lock_token=None, lock_until=None))
 
     # -- invoices and credits -----------------------------------------------------------
 
@@ -452,9 +465,43 @@ class Store:
                          call: dict[str, Any], lease_token: str, lease_seconds: float,
                          coalesce_seconds: float, rno: str | None = None,
                          invno: str | None = None) -> BeginResult:
-        return await self.db.run_interaction(
-            "begin_call", self.begin_call_txn, eid, method, fingerprint, call, lease_token,
-            lease_seconds, coalesce_seconds, rno, invno)
+        def txn(conn: Connection) -> BeginResult:
+            begin = self.begin_call_txn(conn, eid, method, fingerprint, call, lease_token,
+                                        lease_seconds, coalesce_seconds, rno, invno)
+            if begin.action != "run":
+                return begin
+            return self._resolve_txn(conn, begin, eid, rno, invno, lease_token, lease_seconds)
+        return await self.db.run_interaction("begin_call", txn)
+
+    async def resolve(self, begin: BeginResult, eid: int, rno: str | None, invno: str | None,
+                      token: str, ttl: float) -> BeginResult:
+        """:meth:`_resolve_txn` on its own (recovery resuming an entry it took over)."""
+        return await self.db.run_interaction("resolve", self._resolve_txn, begin, eid, rno,
+                                             invno, token, ttl)
+
+    def _resolve_txn(self, conn: Connection, begin: BeginResult, eid: int, rno: str | None,
+                     invno: str | None, token: str, ttl: float) -> BeginResult:
+        """Find the call's reservation/invoice and try to take the order lease, so the
+        common case needs one transaction before the first REST request."""
+        from dataclasses import replace
+
+        invoice = None
+        if invno is not None:
+            invoice = self.get_invoice_txn(conn, eid, invno)
+            if invoice is None:
+                return begin
+            reservation = _reservation(conn.execute(select(m.reservations).where(
+                m.reservations.c.id == invoice.reservation_id)).one())
+        else:
+            if rno is None:
+                return begin
+            reservation = self.get_reservation_txn(conn, eid, rno)
+            if reservation is None:
+                return begin
+        locked = self.acquire_order_lock_txn(conn, reservation.id, token, ttl)
+        invoices = tuple(self.invoices_for_txn(conn, reservation.id)) if locked else ()
+        return replace(begin, reservation=reservation, invoice=invoice, invoices=invoices,
+                       locked=locked)
 
     def begin_call_txn(self, conn: Connection, eid: int, method: str, fingerprint: str,
                        call: dict[str, Any], lease_token: str, lease_seconds: float,
@@ -518,9 +565,13 @@ class Store:
                 m.journal.c.state == "pending")).values(lease_until=now + seconds)).rowcount == 1
         return await self.db.run_interaction("renew_lease", txn)
 
-    async def release_lease(self, journal_id: int, lease_token: str) -> None:
-        """Leave the entry pending but free: the client's retry (or recovery) resumes it."""
+    async def release_lease(self, journal_id: int, lease_token: str, *,
+                            release: tuple[int, str] | None = None) -> None:
+        """Leave the entry pending but free: the client's retry (or recovery) resumes it.
+        ``release=(reservation_id, token)`` frees the order lease too."""
         def txn(conn: Connection) -> None:
+            if release is not None:
+                self.release_order_lock_txn(conn, *release)
             conn.execute(update(m.journal).where(and_(
                 m.journal.c.id == journal_id, m.journal.c.lease_token == lease_token,
             )).values(lease_token=None, lease_until=None, updated_at=self.clock.seconds()))
@@ -567,10 +618,18 @@ class Store:
         return await self.db.run_interaction("plan_steps", txn)
 
     async def complete_step(self, journal_id: int, step: int, status: int,
-                            result: dict[str, Any]) -> None:
-        """Mark a step done and record its effect (mapping rows) in the same transaction."""
-        await self.db.run_interaction("complete_step", self.complete_step_txn, journal_id,
-                                      step, status, result)
+                            result: dict[str, Any], *, finish: dict[str, Any] | None = None,
+                            ) -> None:
+        """Mark a step done and record its effect (mapping rows) in the same transaction.
+
+        ``finish`` (keyword arguments of :meth:`finish_call`) also records the call's
+        outcome in that transaction: the last step of a call costs one commit.
+        """
+        def txn(conn: Connection) -> None:
+            self.complete_step_txn(conn, journal_id, step, status, result)
+            if finish is not None:
+                self.finish_call_txn(conn, journal_id, **finish)
+        await self.db.run_interaction("complete_step", txn)
 
     def complete_step_txn(self, conn: Connection, journal_id: int, step: int, status: int,
                           result: dict[str, Any]) -> None:
@@ -640,28 +699,37 @@ class Store:
 
     async def finish_call(self, journal_id: int, *, reply: Any = None,
                           fault_code: int | None = None, fault_string: str | None = None,
-                          notes: list[str] | None = None) -> None:
+                          notes: list[str] | None = None,
+                          release: tuple[int, str] | None = None) -> None:
         """Record the outcome. A success keeps its ``inflight`` claim for the coalescing
         window (so a client retrying after a lost answer gets the same reply); a fault
-        releases it at once."""
-        def txn(conn: Connection) -> None:
-            now = self.clock.seconds()
-            values: dict[str, Any] = {"updated_at": now, "lease_token": None,
-                                      "lease_until": None}
-            if fault_code is None:
-                values.update(state="done", reply_json=_dumps(reply))
-            else:
-                values.update(state="failed", fault_code=fault_code, fault_string=fault_string,
-                              inflight=None)
-                # Steps never sent (or refused) stay on record but no longer block adoption.
-                conn.execute(update(m.journal_steps).where(and_(
-                    m.journal_steps.c.journal_id == journal_id,
-                    m.journal_steps.c.state == "planned")).values(state="abandoned",
-                                                                  updated_at=now))
-            if notes:
-                values["notes_json"] = _dumps(notes)
-            conn.execute(update(m.journal).where(m.journal.c.id == journal_id).values(**values))
-        await self.db.run_interaction("finish_call", txn)
+        releases it at once. ``release=(reservation_id, token)`` frees the order lease in
+        the same transaction."""
+        await self.db.run_interaction("finish_call", self.finish_call_txn, journal_id, reply,
+                                      fault_code, fault_string, notes, release)
+
+    def finish_call_txn(self, conn: Connection, journal_id: int, reply: Any = None,
+                        fault_code: int | None = None, fault_string: str | None = None,
+                        notes: list[str] | None = None,
+                        release: tuple[int, str] | None = None) -> None:
+        if release is not None:
+            self.release_order_lock_txn(conn, *release)
+        now = self.clock.seconds()
+        values: dict[str, Any] = {"updated_at": now, "lease_token": None,
+                                  "lease_until": None}
+        if fault_code is None:
+            values.update(state="done", reply_json=_dumps(reply))
+        else:
+            values.update(state="failed", fault_code=fault_code, fault_string=fault_string,
+                          inflight=None)
+            # Steps never sent (or refused) stay on record but no longer block adoption.
+            conn.execute(update(m.journal_steps).where(and_(
+                m.journal_steps.c.journal_id == journal_id,
+                m.journal_steps.c.state == "planned")).values(state="abandoned",
+                                                              updated_at=now))
+        if notes:
+            values["notes_json"] = _dumps(notes)
+        conn.execute(update(m.journal).where(m.journal.c.id == journal_id).values(**values))
 
     async def unfinished_entries(self, eid: int | None = None,
                                  since: float | None = None) -> list[JournalEntry]:
