@@ -62,6 +62,9 @@ class GatewaySettings:
     rest_timeout_seconds: float = 3.0
     retry_budget_seconds: float = 7.5
     coalesce_window_seconds: float = 30.0
+    #: After a 9119 ("retry the same call"), how long an identical call still continues or
+    #: replays that operation instead of starting a new one.
+    retry_window_seconds: float = 86400.0
     recover_on_start: bool = True
 
 

@@ -115,6 +115,7 @@ class CallEngine:
         self.budget = s.retry_budget_seconds
         self.lease_seconds = s.retry_budget_seconds + 2 * s.rest_timeout_seconds + 1.0
         self.coalesce_seconds = s.coalesce_window_seconds
+        self.retry_window = s.retry_window_seconds
 
     # -- the edge's entry point ---------------------------------------------------------
 
@@ -186,7 +187,8 @@ class CallEngine:
             # client's retry continues it at once.
             await self.store.release_lease(
                 entry.id, token,
-                release=(reservation.id, token) if locked and reservation else None)
+                release=(reservation.id, token) if locked and reservation else None,
+                retry_window=self.retry_window)
             if isinstance(e, UpstreamUnavailableError):
                 raise
             last = e.last if isinstance(e, DeadlineExceededError) else e

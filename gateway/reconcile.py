@@ -118,13 +118,8 @@ def format_table(problems: list[Discrepancy]) -> str:
 
 def run_reconcile(args: argparse.Namespace) -> int:
     """CLI body of ``klarna-gateway reconcile``."""
-    from twisted.internet import task
+    from gateway.cli import _with_store
 
-    from gateway.cli import _config
-    from gateway.store import schema
-    from gateway.store.database import Database
-
-    config = _config(args.config, sandbox=args.config is None)
     since = None
     if args.since:
         try:
@@ -132,33 +127,21 @@ def run_reconcile(args: argparse.Namespace) -> int:
         except ValueError:
             print(f"--since: not an ISO-8601 time: {args.since!r}", file=sys.stderr)
             return 2
-    result = {"code": 0}
 
-    async def main(reactor: Any) -> None:
-        db = Database(args.db, reactor)
+    async def run(store: Store, config: Config, reactor: Any) -> int:
         om = OmClient(reactor, timeout=config.gateway.rest_timeout_seconds)
         try:
-            schema.check(db.engine)
-            store = Store(db, reactor, rno_start=config.gateway.rno_start,
-                          invno_start=config.gateway.invno_start)
             engine = CallEngine(config, store, om, reactor)
             outcomes, problems = await reconcile(engine, store, om, config, eid=args.eid,
                                                  since=since)
-            resumed = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none"
-            print(f"unfinished calls resumed: {resumed}")
-            if problems:
-                print(f"{len(problems)} discrepancies between the store and Klarna:")
-                print(format_table(problems))
-                result["code"] = 1
-            else:
-                print("store and Klarna agree")
         finally:
             await om.close()
-            db.stop()
-
-    try:
-        task.react(main)
-    except SystemExit as e:
-        if e.code not in (0, None):
-            return int(e.code) if isinstance(e.code, int) else 1
-    return result["code"]
+        resumed = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none"
+        print(f"unfinished calls resumed: {resumed}")
+        if problems:
+            print(f"{len(problems)} discrepancies between the store and Klarna:")
+            print(format_table(problems))
+            return 1
+        print("store and Klarna agree")
+        return 0
+    return _with_store(args, run)

@@ -124,6 +124,9 @@ journal = Table(
     Column("lease_token", String(64), nullable=True),
     Column("lease_until", Float, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
+    # Set when a client was told 9119 ("retry the same call"): until then an identical
+    # call continues or replays this entry, however late the retry comes.
+    Column("retry_until", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )

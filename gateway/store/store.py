@@ -533,7 +533,8 @@ class Store:
                               attempts=m.journal.c.attempts + 1, updated_at=now))
                     fresh = conn.execute(select(m.journal).where(m.journal.c.id == row.id)).one()
                     return BeginResult("run" if res.rowcount == 1 else "wait", _entry(conn, fresh))
-                if row.state == "done" and row.updated_at + coalesce_seconds > now:
+                if row.state == "done" and (row.updated_at + coalesce_seconds > now
+                                            or (row.retry_until or 0) > now):
                     return BeginResult("replay", _entry(conn, row))
                 conn.execute(update(m.journal).where(m.journal.c.id == row.id)
                              .values(inflight=None))
@@ -566,15 +567,23 @@ class Store:
         return await self.db.run_interaction("renew_lease", txn)
 
     async def release_lease(self, journal_id: int, lease_token: str, *,
-                            release: tuple[int, str] | None = None) -> None:
+                            release: tuple[int, str] | None = None,
+                            retry_window: float = 0.0) -> None:
         """Leave the entry pending but free: the client's retry (or recovery) resumes it.
-        ``release=(reservation_id, token)`` frees the order lease too."""
+        ``release=(reservation_id, token)`` frees the order lease too; ``retry_window``
+        keeps the call's fingerprint bound to this entry that long (the client was told to
+        retry the same call, so its retry must continue this operation, not start one)."""
         def txn(conn: Connection) -> None:
             if release is not None:
                 self.release_order_lock_txn(conn, *release)
+            now = self.clock.seconds()
+            values: dict[str, Any] = {"lease_token": None, "lease_until": None,
+                                      "updated_at": now}
+            if retry_window:
+                values["retry_until"] = now + retry_window
             conn.execute(update(m.journal).where(and_(
                 m.journal.c.id == journal_id, m.journal.c.lease_token == lease_token,
-            )).values(lease_token=None, lease_until=None, updated_at=self.clock.seconds()))
+            )).values(**values))
         await self.db.run_interaction("release_lease", txn)
 
     async def plan_steps(self, journal_id: int, order_id: str | None,

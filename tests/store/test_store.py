@@ -217,3 +217,21 @@ async def test_order_lease_is_exclusive(stores: Store2) -> None:
     assert await stores.b.acquire_order_lock(res.id, "B", 10)
     await stores.b.release_order_lock(res.id, "B")
     assert await stores.a.acquire_order_lock(res.id, "A", 10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_9119_the_same_call_stays_bound_for_the_retry_window(stores: Store2) -> None:
+    """A client told 9119 may retry late: the identical call still replays the operation
+    (finished meanwhile by recovery) after the coalescing window, until the retry window."""
+    a, clock = stores.a, stores.clock
+    kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="h" * 64, call={},
+                              lease_seconds=10, coalesce_seconds=30)
+    first = await a.begin_call(lease_token="A", **kw)
+    await a.release_lease(first.entry.id, "A", retry_window=3600)  # the client got 9119
+    assert await a.take_over(first.entry.id, "R", 10)  # recovery finishes it
+    await a.finish_call(first.entry.id, reply=["ok", "9000000007"])
+    clock.advance(600)
+    late = await a.begin_call(lease_token="B", **kw)
+    assert late.action == "replay" and late.entry.reply == ["ok", "9000000007"]
+    clock.advance(3600)
+    assert (await a.begin_call(lease_token="C", **kw)).action == "run"

@@ -91,6 +91,7 @@ def upgrade() -> None:
         sa.Column("lease_token", sa.String(64), nullable=True),
         sa.Column("lease_until", sa.Float, nullable=True),
         sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("retry_until", sa.Float, nullable=True),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("updated_at", sa.Float, nullable=False),
     )
