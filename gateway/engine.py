@@ -248,7 +248,7 @@ class CallEngine:
                 await self.store.finish_call(entry.id, reply=reply, notes=list(plan.notes),
                                              release=release)
                 return reply
-            entry = await self.store.plan_steps(entry.id, reservation.order_id,
+            entry = await self.store.plan_steps(entry, reservation.order_id,
                                                 list(plan.steps),
                                                 allocate_invno=plan.allocate_invno,
                                                 notes=list(plan.notes))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Sequence
 from typing import Any
 
@@ -483,8 +483,6 @@ class Store:
                      invno: str | None, token: str, ttl: float) -> BeginResult:
         """Find the call's reservation/invoice and try to take the order lease, so the
         common case needs one transaction before the first REST request."""
-        from dataclasses import replace
-
         invoice = None
         if invno is not None:
             invoice = self.get_invoice_txn(conn, eid, invno)
@@ -547,8 +545,12 @@ class Store:
                         created_at=now, updated_at=now)).inserted_primary_key[0]
             except IntegrityError:
                 continue  # another process claimed it between our read and insert
-            row = conn.execute(select(m.journal).where(m.journal.c.id == jid)).one()
-            return BeginResult("run", _entry(conn, row))
+            # A new entry has no steps and holds exactly what was inserted: no re-read.
+            return BeginResult("run", JournalEntry(
+                id=jid, eid=eid, method=method, fingerprint=fingerprint, call=call,
+                state="pending", reply=None, fault_code=None, fault_string=None,
+                order_id=None, lease_until=now + lease_seconds, created_at=now,
+                updated_at=now))
         row = conn.execute(select(m.journal).where(m.journal.c.inflight == fingerprint)).one()
         return BeginResult("wait", _entry(conn, row))
 
@@ -586,7 +588,7 @@ class Store:
             )).values(**values))
         await self.db.run_interaction("release_lease", txn)
 
-    async def plan_steps(self, journal_id: int, order_id: str | None,
+    async def plan_steps(self, entry: JournalEntry, order_id: str | None,
                          steps: Sequence[Any], *, allocate_invno: bool = False,
                          notes: list[str] | None = None) -> JournalEntry:
         """Commit the REST steps (with their idempotency keys) before any is sent.
@@ -599,31 +601,36 @@ class Store:
         """
         install_id = await self.install_id()
 
+        journal_id = entry.id
+
         def txn(conn: Connection) -> JournalEntry:
+            # (journal_id, step) is the primary key: a second plan for one entry fails here.
             now = self.clock.seconds()
-            existing = conn.execute(select(func.count()).select_from(m.journal_steps).where(
-                m.journal_steps.c.journal_id == journal_id)).scalar_one()
-            if existing:
-                raise RuntimeError(f"journal {journal_id} already has a plan")
             invno = next_number_txn(conn, "invno", self.invno_start) if allocate_invno else None
+            planned: list[Step] = []
             for i, s in enumerate(steps, start=1):
                 effect = dict(s.effect) if s.effect else None
                 if effect is not None and effect.get("kind") == "capture":
                     effect["invno"] = invno
+                key = self.idempotency_key(install_id, journal_id, i)
                 conn.execute(m.journal_steps.insert().values(
                     journal_id=journal_id, step=i, http_method=s.http_method, path=s.path,
                     body_json=None if s.body is None else _dumps(s.body),
-                    idempotency_key=self.idempotency_key(install_id, journal_id, i),
-                    purpose=s.purpose, effect_json=None if effect is None else _dumps(effect),
+                    idempotency_key=key, purpose=s.purpose,
+                    effect_json=None if effect is None else _dumps(effect),
                     state="planned", updated_at=now))
+                planned.append(Step(journal_id=journal_id, step=i, http_method=s.http_method,
+                                    path=s.path, body=_loads(_dumps(s.body)) if s.body else None,
+                                    idempotency_key=key, purpose=s.purpose, effect=effect,
+                                    state="planned", result=None))
             values: dict[str, Any] = {"order_id": order_id, "updated_at": now}
             if invno is not None:
                 values["invno"] = invno
             if notes:
                 values["notes_json"] = _dumps(notes)
             conn.execute(update(m.journal).where(m.journal.c.id == journal_id).values(**values))
-            return _entry(conn, conn.execute(
-                select(m.journal).where(m.journal.c.id == journal_id)).one())
+            return replace(entry, order_id=order_id, steps=tuple(planned),
+                           notes=list(notes or []), updated_at=now)
         return await self.db.run_interaction("plan_steps", txn)
 
     async def complete_step(self, journal_id: int, step: int, status: int,

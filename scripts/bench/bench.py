@@ -118,6 +118,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--db", default=None, help="gateway store URL (default: SQLite in a temp dir)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kgw-bench-"))
     n, c = args.requests, args.concurrency
@@ -127,7 +128,7 @@ def main() -> int:
                              str(bare_port)])
     sandbox = SandboxProcess(log_path=work / "sandbox.log").start()
     config = write_config(work / "gw.toml", sandbox.url)
-    db = f"sqlite:///{work}/gw.db"
+    db = args.db or f"sqlite:///{work}/gw.db"
     db_upgrade(db)
     gw = GatewayProcess(config, db, log_path=work / "gw.log").start()
     try:
@@ -147,7 +148,7 @@ def main() -> int:
         sandbox.stop()
         bare.terminate()
         bare.wait()
-    print(f"requests={n} concurrency={c} (load generator, bare server, gateway and sandbox "
+    print(f"requests={n} concurrency={c} store={db.split(':')[0]} (load generator, bare server, gateway and sandbox "
           f"share the machine's cores)")
     print(f"bare twisted.web.xmlrpc cancel_reservation: {bare_rps:8.1f} req/s  "
           f"p50 {pct(bare_lat, .5):6.2f} ms  p99 {pct(bare_lat, .99):6.2f} ms")

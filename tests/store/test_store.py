@@ -171,7 +171,7 @@ async def test_step_outcome_and_invoice_row_commit_together(stores: Store2) -> N
     res = await a.register_reservation(1234, "order-1", None, "admin")
     begin = await a.begin_call(eid=1234, method="activate", fingerprint="e" * 64, call={},
                                lease_token="A", lease_seconds=10, coalesce_seconds=30)
-    entry = await a.plan_steps(begin.entry.id, res.order_id, [capture_step(res)],
+    entry = await a.plan_steps(begin.entry, res.order_id, [capture_step(res)],
                                allocate_invno=True)
     [step] = entry.steps
     assert step.state == "planned" and len(step.idempotency_key) == 36
@@ -200,7 +200,7 @@ async def test_adoption_by_id_and_pending_capture_guard(stores: Store2) -> None:
     assert inv.refunded_amount == 200 and inv.credits[0].credno == "CR"
     begin = await a.begin_call(eid=1234, method="activate", fingerprint="g" * 64, call={},
                                lease_token="A", lease_seconds=10, coalesce_seconds=30)
-    await a.plan_steps(begin.entry.id, res.order_id, [capture_step(res)], allocate_invno=True)
+    await a.plan_steps(begin.entry, res.order_id, [capture_step(res)], allocate_invno=True)
     assert await a.adopt(res, [{"capture_id": "cap-2", "captured_amount": 1000}], []) == ([], [])
     await a.complete_step(begin.entry.id, 1, 201, {"capture_id": "cap-2"})
     assert {i.capture_id: i.adopted for i in await a.invoices_for(res.id)} == {
