@@ -43,7 +43,6 @@ from gateway.legacy.decode import check_method, decode_call, extract_eid
 from gateway.legacy.digest import verify_digest
 from gateway.om.client import (
     DeadlineExceededError, OmClient, RestResponseError, RestTransportError, created_id,
-    order_path,
 )
 from gateway.store.store import BeginResult, Invoice, JournalEntry, Reservation, Step, Store
 from gateway.translate import plan_call

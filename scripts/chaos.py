@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import xmlrpc.client
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -135,8 +135,8 @@ class Soak:
             gw = self.gateway()
             if first and kill:
                 out: list[tuple[str, Any]] = []
-                t = threading.Thread(target=lambda: out.append(self.attempt(call, gw)),
-                                     daemon=True)
+                t = threading.Thread(target=lambda out=out, gw=gw: out.append(
+                    self.attempt(call, gw)), daemon=True)
                 t.start()
                 time.sleep(self.rng.uniform(0.0, 0.4))
                 gw.kill()

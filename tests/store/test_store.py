@@ -20,7 +20,7 @@ from gateway.store.database import Database
 from gateway.store.models import metadata
 from gateway.store.store import ReservationConflictError, Store
 from gateway.translate.plan import RestStep
-from tests.conftest import PG_DSN, make_pg_schema
+from tests.conftest import make_pg_schema
 
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
