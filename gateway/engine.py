@@ -22,7 +22,7 @@ import hashlib
 import json
 import re
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from decimal import Decimal
 from typing import Any
 
@@ -44,7 +44,9 @@ from gateway.legacy.digest import verify_digest
 from gateway.om.client import (
     DeadlineExceededError, OmClient, RestResponseError, RestTransportError, created_id,
 )
-from gateway.store.store import BeginResult, Invoice, JournalEntry, Reservation, Step, Store
+from gateway.store.store import (
+    BeginResult, ClaimContendedError, JournalEntry, LeaseLostError, Reservation, Step, Store,
+)
 from gateway.translate import plan_call
 from gateway.translate.plan import OrderContext
 from gateway.translate.replies import reply_for
@@ -135,11 +137,11 @@ class CallEngine:
         fingerprint = call_fingerprint(call)
         token = uuid.uuid4().hex
         while True:
-            begin = await self.store.begin_call(
-                eid=call.eid, method=call.method, fingerprint=fingerprint,
-                call=_call_json(call), lease_token=token, lease_seconds=self.lease_seconds,
-                coalesce_seconds=self.coalesce_seconds, rno=getattr(call, "rno", None),
-                invno=getattr(call, "invno", None))
+            try:
+                begin = await self._begin(call, fingerprint, token)
+            except ClaimContendedError:
+                raise UpstreamUnavailableError("an identical call is starting elsewhere; "
+                                               "retry the same call") from None
             if begin.action == "replay":
                 return self._outcome(begin.entry)
             if begin.action == "run":
@@ -156,6 +158,13 @@ class CallEngine:
             if entry.state != "pending":
                 return self._outcome(entry)
 
+    async def _begin(self, call: DecodedCall, fingerprint: str, token: str) -> BeginResult:
+        return await self.store.begin_call(
+            eid=call.eid, method=call.method, fingerprint=fingerprint, call=_call_json(call),
+            lease_token=token, lease_seconds=self.lease_seconds,
+            coalesce_seconds=self.coalesce_seconds, rno=getattr(call, "rno", None),
+            invno=getattr(call, "invno", None))
+
     def _outcome(self, entry: JournalEntry) -> Any:
         if entry.state == "done":
             return entry.reply
@@ -171,16 +180,22 @@ class CallEngine:
                            token: str, deadline: float) -> Any:
         entry = begin.entry
         reservation, locked = begin.reservation, begin.locked
-        invoices = begin.invoices
         try:
             if reservation is None:
                 reservation = await self._resolve_slow(merchant, call, deadline)
             if not locked:
                 await self._lock_order(reservation, token, deadline)
                 locked = True
-                invoices = tuple(await self.store.invoices_for(reservation.id))
-            return await self._execute(merchant, call, entry, reservation, invoices,
-                                       (reservation.id, token), deadline)
+                invoices, captures, refunds = await self.store.order_state(reservation,
+                                                                           entry.id)
+                begin = replace(begin, invoices=invoices, pending_captures=captures,
+                                pending_refunds=refunds)
+            return await self._execute(merchant, call, entry, reservation, begin,
+                                       token, deadline)
+        except LeaseLostError:
+            # Another runner took this entry over while we were slow: it owns the outcome.
+            raise UpstreamUnavailableError("the call is being completed elsewhere; retry "
+                                           "the same call") from None
         except (DeadlineExceededError, RestTransportError, UpstreamUnavailableError) as e:
             # Unknown outcome: keep the entry pending and resumable, free its lease so the
             # client's retry continues it at once.
@@ -195,9 +210,26 @@ class CallEngine:
             raise UpstreamUnavailableError(
                 "Klarna did not answer in time; retry the same call to continue it",
                 correlation_id=cid, debug_context=str(last)) from None
+        except RestResponseError as e:  # a 4xx from a read (settling, extend's re-read)
+            fault = rest_error_to_fault(e, what=_what(call))
+            await self.store.finish_call(
+                entry.id, fault_code=int(fault.fault_code), fault_string=fault.fault_string,
+                release=(reservation.id, token) if locked and reservation else None,
+                token=token)
+            raise fault from None
         except GatewayError as e:
             await self.store.finish_call(
                 entry.id, fault_code=int(e.fault_code), fault_string=e.fault_string,
+                release=(reservation.id, token) if locked and reservation else None,
+                token=token)
+            raise
+        except Exception:
+            # A bug: keep the entry pending (recoverable), free the leases, log, and answer
+            # the generic internal fault at the edge.
+            log.failure("journal entry {id} ({method}) crashed", id=entry.id,
+                        method=call.method)
+            await self.store.release_lease(
+                entry.id, token,
                 release=(reservation.id, token) if locked and reservation else None)
             raise
 
@@ -231,9 +263,20 @@ class CallEngine:
             await _sleep(self.reactor, _POLL)
 
     async def _execute(self, merchant: Merchant, call: DecodedCall, entry: JournalEntry,
-                       reservation: Reservation, invoices: tuple[Invoice, ...],
-                       release: tuple[int, str], deadline: float) -> Any:
+                       reservation: Reservation, begin: BeginResult, token: str,
+                       deadline: float) -> Any:
+        release = (reservation.id, token)
         if not entry.steps:
+            # Money whose outcome is unknown (an earlier call answered 9119, or a crash)
+            # must settle before new money moves on this order: otherwise limits computed
+            # now could be exceeded when it completes. Recovery finishes it within seconds.
+            if isinstance(call, Activate) and begin.pending_captures:
+                raise UpstreamUnavailableError(
+                    "an earlier activation of this reservation is still unfinished; retry")
+            if isinstance(call, (CreditPart, CreditInvoice)) and begin.pending_refunds:
+                raise UpstreamUnavailableError(
+                    "an earlier credit on this reservation is still unfinished; retry")
+            invoices = begin.invoices
             order = await self._read_order(merchant, reservation, deadline)
             if order.pop("_adopted", False):
                 invoices = tuple(await self.store.invoices_for(reservation.id))
@@ -241,16 +284,21 @@ class CallEngine:
             invoice = next((i for i in invoices if i.invno == invno), None)
             ctx = OrderContext(reservation=reservation, order=order, invoices=invoices,
                                invoice=invoice)
-            plan = plan_call(call, ctx)
+            try:
+                plan = plan_call(call, ctx)
+            except ValueError as e:  # Klarna's own lines break their arithmetic
+                raise NotAllowedError("cannot split the order's lines: Klarna's order lines "
+                                      "do not follow total = quantity x unit_price - discount",
+                                      debug_context=str(e)) from None
             if not plan.steps:
                 reply = plan.immediate_reply
                 await self.store.finish_call(entry.id, reply=reply, notes=list(plan.notes),
-                                             release=release)
+                                             release=release, token=token)
                 return reply
-            entry = await self.store.plan_steps(entry, reservation.order_id,
-                                                list(plan.steps),
-                                                allocate_invno=plan.allocate_invno,
-                                                notes=list(plan.notes))
+            entry = await self.store.plan_steps(
+                entry, reservation.order_id, list(plan.steps), lease_token=token,
+                lease_seconds=self.lease_seconds, order_lock=release,
+                allocate_invno=plan.allocate_invno, notes=list(plan.notes))
         applied: list[str] = [s.purpose for s in entry.steps if s.state == "done"]
         planned = [s for s in entry.steps if s.state == "planned"]
         reply_first = call.method != "extend_expiry_date"  # extend's reply needs a GET after
@@ -260,40 +308,44 @@ class CallEngine:
         finished = False
         for i, step in enumerate(planned):
             last = i == len(planned) - 1
-            finish = ({"reply": reply, "release": release}
+            finish = ({"reply": reply, "release": release, "token": token}
                       if last and reply_first else None)
+            renew = None if last else (token, self.lease_seconds, release)
             if stale and await self._settle_from_rest(merchant, reservation, step, deadline,
-                                                      finish=finish):
+                                                      finish=finish, renew=renew):
                 applied.append(step.purpose)
                 finished = finish is not None
                 continue
             try:
-                await self._send_step(merchant, step, deadline, finish=finish)
+                await self._send_step(merchant, step, deadline, finish=finish, renew=renew)
                 finished = finish is not None
             except RestResponseError as e:
                 if e.retryable:
                     raise DeadlineExceededError(RestTransportError(str(e))) from e
                 if e.status == 403 and await self._settle_from_rest(
-                        merchant, reservation, step, deadline, finish=finish):
+                        merchant, reservation, step, deadline, finish=finish, renew=renew):
                     applied.append(step.purpose)
                     finished = finish is not None
                     continue
-                fault = rest_error_to_fault(e, what="order")
-                if applied:
+                fault = rest_error_to_fault(e, what=_what(call))
+                if applied or len(planned) > 1:
+                    not_applied = "; ".join(s.purpose for s in planned[i:])
                     fault.public_message = (f"{fault.public_message} (applied: "
-                                            f"{'; '.join(applied)}; not applied: {step.purpose})")
+                                            f"{'; '.join(applied) or 'nothing'}; "
+                                            f"not applied: {not_applied})")
                 raise fault from None
             applied.append(step.purpose)
         if not reply_first:
             after = await self.om.get_order(merchant, reservation.order_id, deadline=deadline)
             reply = reply_for(call.method, invno=None, order=after)
         if not finished:
-            await self.store.finish_call(entry.id, reply=reply, release=release)
+            await self.store.finish_call(entry.id, reply=reply, release=release, token=token)
         return reply
 
     async def _settle_from_rest(self, merchant: Merchant, reservation: Reservation,
                                 step: Step, deadline: float,
-                                finish: dict[str, Any] | None = None) -> bool:
+                                finish: dict[str, Any] | None = None,
+                                renew: Any = None) -> bool:
         """Decide from the order itself whether a journaled step already took effect.
 
         Used when the step's idempotency key may have expired at Klarna (entry older than
@@ -306,32 +358,36 @@ class CallEngine:
         kind, body = effect.get("kind"), step.body or {}
         if kind == "status":
             if order.get("status") == effect.get("status"):
-                await self.store.complete_step(step.journal_id, step.step, 204, {},
-                                               finish=finish)
+                await self._complete(step, 204, {}, finish, renew)
                 return True
             return False
         if kind == "capture":
             known = {i.capture_id for i in await self.store.invoices_for(reservation.id)}
             for cap in order.get("captures") or []:
-                if cap["capture_id"] not in known and \
-                        int(cap.get("captured_amount", -1)) == int(body["captured_amount"]):
-                    await self.store.complete_step(step.journal_id, step.step, 201,
-                                                   {"capture_id": cap["capture_id"]},
-                                                   finish=finish)
+                if cap["capture_id"] not in known and _same_money(cap, body, "captured_amount"):
+                    await self._complete(step, 201, {"capture_id": cap["capture_id"]},
+                                         finish, renew)
                     return True
         if kind == "refund":
             known_refunds = await self.store.known_refund_ids(reservation.order_id)
             for ref in order.get("refunds") or []:
                 if ref["refund_id"] not in known_refunds and \
-                        int(ref.get("refunded_amount", -1)) == int(body["refunded_amount"]):
-                    await self.store.complete_step(step.journal_id, step.step, 201,
-                                                   {"refund_id": ref["refund_id"]},
-                                                   finish=finish)
+                        _same_money(ref, body, "refunded_amount"):
+                    await self._complete(step, 201, {"refund_id": ref["refund_id"]},
+                                         finish, renew)
                     return True
         return False
 
+    async def _complete(self, step: Step, status: int, result: dict[str, Any],
+                        finish: dict[str, Any] | None, renew: Any) -> None:
+        """Record a step's success; stop if our lease is gone (another runner owns it)."""
+        owned = await self.store.complete_step(step.journal_id, step.step, status, result,
+                                               finish=finish, renew=renew)
+        if not owned and renew is not None:
+            raise LeaseLostError(f"journal {step.journal_id}")
+
     async def _send_step(self, merchant: Merchant, step: Step, deadline: float,
-                         finish: dict[str, Any] | None = None) -> None:
+                         finish: dict[str, Any] | None = None, renew: Any = None) -> None:
         resp = await self.om.request(merchant, step.http_method, step.path, step.body,
                                      idempotency_key=step.idempotency_key, deadline=deadline)
         result: dict[str, Any] = {}
@@ -340,8 +396,7 @@ class CallEngine:
             result["capture_id"] = created_id(resp, "capture")
         elif kind == "refund":
             result["refund_id"] = created_id(resp, "refund")
-        await self.store.complete_step(step.journal_id, step.step, resp.status, result,
-                                       finish=finish)
+        await self._complete(step, resp.status, result, finish, renew)
 
     async def _read_order(self, merchant: Merchant, reservation: Reservation,
                           deadline: float) -> dict[str, Any]:
@@ -376,12 +431,15 @@ class CallEngine:
         if merchant is None:
             return "skipped"
         token = uuid.uuid4().hex
-        if not await self.store.take_over(entry.id, token, self.lease_seconds):
+        fresh = await self.store.take_over(entry.id, token, self.lease_seconds)
+        if fresh is None:
             return "skipped"
+        entry = fresh  # decide from the entry as it is now, not as the sweep listed it
         if not entry.steps:
             await self.store.finish_call(
                 entry.id, fault_code=int(FaultCode.TIMEOUT),
-                fault_string="timeout: the call ended before any request was sent")
+                fault_string="timeout: the call ended before any request was sent",
+                token=token)
             return "failed"
         call = call_from_json(entry.call)
         deadline = self.reactor.seconds() + self.budget
@@ -396,6 +454,30 @@ class CallEngine:
         except GatewayError:
             return "failed"
         return "done"
+
+
+def _what(call: DecodedCall) -> str:
+    """Which legacy id a REST 404 refers to (9109 for reservations, 8101 for invoices)."""
+    if isinstance(call, (CreditPart, CreditInvoice, EmailInvoice, SendInvoice)):
+        return "invoice"
+    return "order"
+
+
+def _line_key(lines: Any) -> list[tuple[Any, ...]]:
+    return sorted((str(ln.get("reference")), int(ln.get("quantity") or 0),
+                   int(ln.get("total_amount") or 0)) for ln in lines or [])
+
+
+def _same_money(found: dict[str, Any], body: dict[str, Any], amount_key: str) -> bool:
+    """Is a capture/refund we have no row for the one a journaled step sent? Same amount,
+    same lines and same reference/description — never just the amount, or a portal
+    capture of equal value would be booked as ours."""
+    if int(found.get(amount_key, -1)) != int(body[amount_key]):
+        return False
+    if body.get("order_lines") and _line_key(found.get("order_lines")) != \
+            _line_key(body.get("order_lines")):
+        return False
+    return all(found.get(k) == body[k] for k in ("reference", "description") if k in body)
 
 
 def entry_invno(entry: JournalEntry, call: DecodedCall) -> str | None:

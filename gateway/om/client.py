@@ -60,7 +60,8 @@ class RestResponseError(OmError):
 
     @property
     def retryable(self) -> bool:
-        return self.status >= 500 or self.status == 429
+        """5xx, 429, and 409 (Klarna still processing the same idempotency key)."""
+        return self.status >= 500 or self.status in (409, 429)
 
 
 class RestTransportError(OmError):
@@ -122,18 +123,29 @@ class OmClient:
             headers[b"Klarna-Idempotency-Key"] = [idempotency_key.encode()]
         url = merchant.base_url + path
         started = time.monotonic()
+        limit = timeout or self.timeout
+
+        async def exchange() -> tuple[Any, bytes]:
+            resp = await self.http.request(method, url, data=data, headers=Headers(headers))
+            return resp, await treq.content(resp)
+
+        # One timer over the whole exchange: treq's own timeout stops at the headers, and a
+        # body that stalls must not keep a call past its budget (or its journal lease).
+        attempt = defer.ensureDeferred(exchange())
+        timer = self.reactor.callLater(limit, attempt.cancel)
         try:
-            resp = await self.http.request(method, url, data=data, headers=Headers(headers),
-                                           timeout=timeout or self.timeout)
-            raw = await treq.content(resp)
+            resp, raw = await attempt
         except (CancelledError, defer.TimeoutError, ierror.TimeoutError) as e:
             log.info("OM {method} {path} timed out", method=method, path=path)
-            raise RestTransportError(f"timeout after {timeout or self.timeout}s") from e
+            raise RestTransportError(f"timeout after {limit}s") from e
         except (ierror.ConnectError, ierror.ConnectionLost, ierror.ConnectionDone,
                 ResponseFailed, ierror.ConnectionRefusedError, ierror.DNSLookupError) as e:
             log.info("OM {method} {path} failed: {err}", method=method, path=path,
                      err=type(e).__name__)
             raise RestTransportError(type(e).__name__) from e
+        finally:
+            if timer.active():
+                timer.cancel()
         status = resp.code
         hdrs = {k.decode().lower(): v[-1].decode("latin-1")
                 for k, v in resp.headers.getAllRawHeaders()}

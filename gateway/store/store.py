@@ -25,6 +25,15 @@ from gateway.store import models as m
 from gateway.store.database import Database
 
 
+class LeaseLostError(Exception):
+    """This runner no longer owns the journal entry (its lease lapsed and another runner
+    took over): it must stop without sending or finishing anything."""
+
+
+class ClaimContendedError(Exception):
+    """The call's fingerprint kept changing hands while we tried to claim it."""
+
+
 class ReservationConflictError(Exception):
     """The rno or order id is already registered for this eid (with another partner)."""
 
@@ -113,6 +122,10 @@ class BeginResult:
     invoice: Invoice | None = None
     invoices: tuple[Invoice, ...] = ()
     locked: bool = False
+    #: Capture/refund steps of *other* unfinished entries on this order: money whose
+    #: outcome is not known yet, so new captures/refunds must wait for it.
+    pending_captures: int = 0
+    pending_refunds: int = 0
 
 
 def _loads(s: str | None) -> Any:
@@ -497,9 +510,28 @@ class Store:
             if reservation is None:
                 return begin
         locked = self.acquire_order_lock_txn(conn, reservation.id, token, ttl)
-        invoices = tuple(self.invoices_for_txn(conn, reservation.id)) if locked else ()
+        if not locked:
+            return replace(begin, reservation=reservation, invoice=invoice)
+        invoices, captures, refunds = self.order_state_txn(conn, reservation, begin.entry.id)
         return replace(begin, reservation=reservation, invoice=invoice, invoices=invoices,
-                       locked=locked)
+                       locked=True, pending_captures=captures, pending_refunds=refunds)
+
+    async def order_state(self, reservation: Reservation, journal_id: int,
+                          ) -> tuple[tuple[Invoice, ...], int, int]:
+        return await self.db.run_interaction("order_state", self.order_state_txn,
+                                             reservation, journal_id)
+
+    def order_state_txn(self, conn: Connection, reservation: Reservation, journal_id: int,
+                        ) -> tuple[tuple[Invoice, ...], int, int]:
+        """(invoices, pending capture steps, pending refund steps of other entries)."""
+        invoices = tuple(self.invoices_for_txn(conn, reservation.id))
+        pending = conn.execute(select(m.journal_steps.c.path).select_from(m.journal_steps.join(
+            m.journal, m.journal.c.id == m.journal_steps.c.journal_id)).where(and_(
+                m.journal.c.order_id == reservation.order_id, m.journal.c.id != journal_id,
+                m.journal.c.state == "pending", m.journal_steps.c.state == "planned"))).all()
+        captures = sum(1 for r in pending if r.path.endswith("/captures"))
+        refunds = sum(1 for r in pending if r.path.endswith("/refunds"))
+        return invoices, captures, refunds
 
     def begin_call_txn(self, conn: Connection, eid: int, method: str, fingerprint: str,
                        call: dict[str, Any], lease_token: str, lease_seconds: float,
@@ -551,7 +583,9 @@ class Store:
                 state="pending", reply=None, fault_code=None, fault_string=None,
                 order_id=None, lease_until=now + lease_seconds, created_at=now,
                 updated_at=now))
-        row = conn.execute(select(m.journal).where(m.journal.c.inflight == fingerprint)).one()
+        row = conn.execute(select(m.journal).where(m.journal.c.inflight == fingerprint)).first()
+        if row is None:
+            raise ClaimContendedError(fingerprint)
         return BeginResult("wait", _entry(conn, row))
 
     async def get_entry(self, journal_id: int) -> JournalEntry:
@@ -589,7 +623,9 @@ class Store:
         await self.db.run_interaction("release_lease", txn)
 
     async def plan_steps(self, entry: JournalEntry, order_id: str | None,
-                         steps: Sequence[Any], *, allocate_invno: bool = False,
+                         steps: Sequence[Any], *, lease_token: str, lease_seconds: float,
+                         order_lock: tuple[int, str] | None = None,
+                         allocate_invno: bool = False,
                          notes: list[str] | None = None) -> JournalEntry:
         """Commit the REST steps (with their idempotency keys) before any is sent.
 
@@ -606,6 +642,7 @@ class Store:
         def txn(conn: Connection) -> JournalEntry:
             # (journal_id, step) is the primary key: a second plan for one entry fails here.
             now = self.clock.seconds()
+            self._renew_txn(conn, journal_id, lease_token, lease_seconds, order_lock, now)
             invno = next_number_txn(conn, "invno", self.invno_start) if allocate_invno else None
             planned: list[Step] = []
             for i, s in enumerate(steps, start=1):
@@ -633,19 +670,50 @@ class Store:
                            notes=list(notes or []), updated_at=now)
         return await self.db.run_interaction("plan_steps", txn)
 
+    def _renew_txn(self, conn: Connection, journal_id: int, token: str, seconds: float,
+                   order_lock: tuple[int, str] | None, now: float) -> None:
+        """Extend our leases, or raise :class:`LeaseLostError` if we no longer hold them.
+
+        Every write that lets a runner go on sending is fenced this way, so a runner that
+        outlived its lease (a stalled request, a slow database) can never act after another
+        runner took the entry over.
+        """
+        owned = conn.execute(update(m.journal).where(and_(
+            m.journal.c.id == journal_id, m.journal.c.lease_token == token,
+            m.journal.c.state == "pending")).values(lease_until=now + seconds,
+                                                    updated_at=now)).rowcount == 1
+        if owned and order_lock is not None:
+            owned = conn.execute(update(m.reservations).where(and_(
+                m.reservations.c.id == order_lock[0],
+                m.reservations.c.lock_token == order_lock[1])).values(
+                    lock_until=now + seconds)).rowcount == 1
+        if not owned:
+            raise LeaseLostError(f"journal {journal_id}")
+
     async def complete_step(self, journal_id: int, step: int, status: int,
                             result: dict[str, Any], *, finish: dict[str, Any] | None = None,
-                            ) -> None:
+                            renew: tuple[str, float, tuple[int, str] | None] | None = None,
+                            ) -> bool:
         """Mark a step done and record its effect (mapping rows) in the same transaction.
 
-        ``finish`` (keyword arguments of :meth:`finish_call`) also records the call's
-        outcome in that transaction: the last step of a call costs one commit.
+        Recording a REST success is always right (it happened), so it is not fenced. Then,
+        fenced by the lease: ``finish`` (keyword arguments of :meth:`finish_call`) records
+        the call's outcome in the same commit, or ``renew=(token, seconds, order_lock)``
+        extends the leases for the next step. Returns False if the lease was lost.
         """
-        def txn(conn: Connection) -> None:
+        def txn(conn: Connection) -> bool:
             self.complete_step_txn(conn, journal_id, step, status, result)
             if finish is not None:
-                self.finish_call_txn(conn, journal_id, **finish)
-        await self.db.run_interaction("complete_step", txn)
+                return self.finish_call_txn(conn, journal_id, **finish)
+            if renew is not None:
+                try:
+                    with conn.begin_nested():
+                        self._renew_txn(conn, journal_id, renew[0], renew[1], renew[2],
+                                        self.clock.seconds())
+                except LeaseLostError:
+                    return False
+            return True
+        return await self.db.run_interaction("complete_step", txn)
 
     def complete_step_txn(self, conn: Connection, journal_id: int, step: int, status: int,
                           result: dict[str, Any]) -> None:
@@ -716,21 +784,30 @@ class Store:
     async def finish_call(self, journal_id: int, *, reply: Any = None,
                           fault_code: int | None = None, fault_string: str | None = None,
                           notes: list[str] | None = None,
-                          release: tuple[int, str] | None = None) -> None:
+                          release: tuple[int, str] | None = None,
+                          token: str | None = None) -> bool:
         """Record the outcome. A success keeps its ``inflight`` claim for the coalescing
         window (so a client retrying after a lost answer gets the same reply); a fault
         releases it at once. ``release=(reservation_id, token)`` frees the order lease in
-        the same transaction."""
-        await self.db.run_interaction("finish_call", self.finish_call_txn, journal_id, reply,
-                                      fault_code, fault_string, notes, release)
+        the same transaction. ``token`` fences the write: only the lease holder finishes
+        (returns False otherwise, changing nothing)."""
+        return await self.db.run_interaction("finish_call", self.finish_call_txn, journal_id,
+                                             reply, fault_code, fault_string, notes, release,
+                                             token)
 
     def finish_call_txn(self, conn: Connection, journal_id: int, reply: Any = None,
                         fault_code: int | None = None, fault_string: str | None = None,
                         notes: list[str] | None = None,
-                        release: tuple[int, str] | None = None) -> None:
+                        release: tuple[int, str] | None = None,
+                        token: str | None = None) -> bool:
         if release is not None:
             self.release_order_lock_txn(conn, *release)
         now = self.clock.seconds()
+        fence = [m.journal.c.id == journal_id, m.journal.c.state == "pending"]
+        if token is not None:
+            fence.append(m.journal.c.lease_token == token)
+        if conn.execute(select(m.journal.c.id).where(and_(*fence))).first() is None:
+            return False
         values: dict[str, Any] = {"updated_at": now, "lease_token": None,
                                   "lease_until": None}
         if fault_code is None:
@@ -746,6 +823,7 @@ class Store:
         if notes:
             values["notes_json"] = _dumps(notes)
         conn.execute(update(m.journal).where(m.journal.c.id == journal_id).values(**values))
+        return True
 
     async def unfinished_entries(self, eid: int | None = None,
                                  since: float | None = None) -> list[JournalEntry]:
@@ -763,14 +841,21 @@ class Store:
             return [_entry(conn, r) for r in conn.execute(q)]
         return await self.db.run_interaction("unfinished_entries", txn)
 
-    async def take_over(self, journal_id: int, lease_token: str, lease_seconds: float) -> bool:
-        def txn(conn: Connection) -> bool:
+    async def take_over(self, journal_id: int, lease_token: str,
+                        lease_seconds: float) -> JournalEntry | None:
+        """Take a lapsed lease; returns the entry as it is *now* (decide from this copy,
+        never from the one a sweep listed earlier), or None if someone else holds it."""
+        def txn(conn: Connection) -> JournalEntry | None:
             now = self.clock.seconds()
-            return conn.execute(update(m.journal).where(and_(
+            taken = conn.execute(update(m.journal).where(and_(
                 m.journal.c.id == journal_id, m.journal.c.state == "pending",
                 or_(m.journal.c.lease_until.is_(None), m.journal.c.lease_until <= now),
             )).values(lease_token=lease_token, lease_until=now + lease_seconds,
                       updated_at=now)).rowcount == 1
+            if not taken:
+                return None
+            return _entry(conn, conn.execute(
+                select(m.journal).where(m.journal.c.id == journal_id)).one())
         return await self.db.run_interaction("take_over", txn)
 
     async def journal_for(self, eid: int, *, limit: int = 50) -> list[JournalEntry]:

@@ -172,7 +172,7 @@ async def test_step_outcome_and_invoice_row_commit_together(stores: Store2) -> N
     begin = await a.begin_call(eid=1234, method="activate", fingerprint="e" * 64, call={},
                                lease_token="A", lease_seconds=10, coalesce_seconds=30)
     entry = await a.plan_steps(begin.entry, res.order_id, [capture_step(res)],
-                               allocate_invno=True)
+                               lease_token="A", lease_seconds=10, allocate_invno=True)
     [step] = entry.steps
     assert step.state == "planned" and len(step.idempotency_key) == 36
     same_key = a.idempotency_key(await a.install_id(), begin.entry.id, 1)
@@ -200,7 +200,8 @@ async def test_adoption_by_id_and_pending_capture_guard(stores: Store2) -> None:
     assert inv.refunded_amount == 200 and inv.credits[0].credno == "CR"
     begin = await a.begin_call(eid=1234, method="activate", fingerprint="g" * 64, call={},
                                lease_token="A", lease_seconds=10, coalesce_seconds=30)
-    await a.plan_steps(begin.entry, res.order_id, [capture_step(res)], allocate_invno=True)
+    await a.plan_steps(begin.entry, res.order_id, [capture_step(res)], lease_token="A",
+                       lease_seconds=10, allocate_invno=True)
     assert await a.adopt(res, [{"capture_id": "cap-2", "captured_amount": 1000}], []) == ([], [])
     await a.complete_step(begin.entry.id, 1, 201, {"capture_id": "cap-2"})
     assert {i.capture_id: i.adopted for i in await a.invoices_for(res.id)} == {
@@ -229,9 +230,58 @@ async def test_after_9119_the_same_call_stays_bound_for_the_retry_window(stores:
     first = await a.begin_call(lease_token="A", **kw)
     await a.release_lease(first.entry.id, "A", retry_window=3600)  # the client got 9119
     assert await a.take_over(first.entry.id, "R", 10)  # recovery finishes it
-    await a.finish_call(first.entry.id, reply=["ok", "9000000007"])
+    assert await a.finish_call(first.entry.id, reply=["ok", "9000000007"], token="R")
     clock.advance(600)
     late = await a.begin_call(lease_token="B", **kw)
     assert late.action == "replay" and late.entry.reply == ["ok", "9000000007"]
     clock.advance(3600)
     assert (await a.begin_call(lease_token="C", **kw)).action == "run"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_runner_that_lost_its_lease_is_fenced_out(stores: Store2) -> None:
+    """Runner A stalls past its lease; B takes the entry over. A can no longer plan,
+    renew or finish (LeaseLostError / False); B can. A capture A did send is still
+    recorded (it happened), by id, once."""
+    from gateway.store.store import LeaseLostError
+
+    a, b, clock = stores.a, stores.b, stores.clock
+    res = await a.register_reservation(1234, "order-1", None, "admin")
+    kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="i" * 64, call={},
+                              lease_seconds=10, coalesce_seconds=30, rno=res.rno)
+    first = await a.begin_call(lease_token="A", **kw)
+    assert first.locked
+    clock.advance(11)
+    fresh = await b.take_over(first.entry.id, "B", 10)
+    assert fresh is not None and fresh.steps == ()
+    with pytest.raises(LeaseLostError):
+        await a.plan_steps(first.entry, res.order_id, [capture_step(res)], lease_token="A",
+                           lease_seconds=10, allocate_invno=True)
+    assert (await a.get_entry(first.entry.id)).steps == ()  # nothing of A's plan committed
+    planned = await b.plan_steps(fresh, res.order_id, [capture_step(res)], lease_token="B",
+                                 lease_seconds=10, allocate_invno=True)
+    assert not await a.finish_call(first.entry.id, reply="x", token="A")
+    assert not await a.complete_step(first.entry.id, 1, 201, {"capture_id": "cap-1"},
+                                     renew=("A", 10, None))
+    assert await b.complete_step(first.entry.id, 1, 201, {"capture_id": "cap-1"},
+                                 finish={"reply": ["ok", planned.steps[0].effect["invno"]],
+                                         "token": "B"})
+    [inv] = await a.invoices_for(res.id)
+    assert inv.capture_id == "cap-1"
+    assert (await a.get_entry(first.entry.id)).state == "done"
+
+
+@pytest_twisted.ensureDeferred
+async def test_pending_money_of_other_entries_is_reported(stores: Store2) -> None:
+    """A planned capture of an unfinished entry shows up as pending for the next call."""
+    a = stores.a
+    res = await a.register_reservation(1234, "order-1", None, "admin")
+    kw: dict[str, Any] = dict(eid=1234, lease_seconds=10, coalesce_seconds=30, rno=res.rno)
+    first = await a.begin_call(method="activate", fingerprint="j" * 64, call={},
+                               lease_token="A", **kw)
+    await a.plan_steps(first.entry, res.order_id, [capture_step(res)], lease_token="A",
+                       lease_seconds=10, order_lock=(res.id, "A"), allocate_invno=True)
+    await a.release_lease(first.entry.id, "A", release=(res.id, "A"), retry_window=60)
+    other = await a.begin_call(method="activate", fingerprint="k" * 64, call={},
+                               lease_token="C", **kw)
+    assert other.action == "run" and other.locked and other.pending_captures == 1
