@@ -1,7 +1,7 @@
 """``klarna-gateway``: the console script.
 
 Subcommands: ``serve``, ``sandbox``, ``db upgrade``, ``config check``,
-``reservations add|show|import``, ``reconcile``. Long-running commands run the reactor
+``reservations add|show|import``, ``reconcile``, ``explain``. Long-running commands run the reactor
 themselves; one-shot commands use ``task.react``. Only this module imports the global
 reactor.
 """
@@ -236,6 +236,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return run_reconcile(args)
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from gateway.explain import run_explain
+
+    return run_explain(args)
+
+
 # -- parser -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,6 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eid", type=int, default=None)
     s.add_argument("--since", default=None, help="ISO-8601 time; only calls since then")
     s.set_defaults(func=cmd_reconcile)
+
+    s = sub.add_parser("explain", help="dry run: the REST requests a captured legacy "
+                                       "request would become (sends no mutation)")
+    s.add_argument("file", help="an XML-RPC request body as the ERP sent it")
+    s.add_argument("--db", default=DEFAULT_DB_URL)
+    s.add_argument("--config", default=None)
+    s.set_defaults(func=cmd_explain)
     return p
 
 
