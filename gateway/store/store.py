@@ -467,7 +467,8 @@ class Store:
                                    lines: list[dict[str, Any]]) -> None:
         qty = json.loads(invoice.refunded_qty_json)
         for ln in lines:
-            ref = str(ln.get("reference") or ln.get("name") or "")
+            # Keyed as gateway.translate.split keys lines: the reference, "" without one.
+            ref = ln.get("reference") if isinstance(ln.get("reference"), str) else ""
             qty[ref] = qty.get(ref, 0) + int(ln.get("quantity") or 0)
         conn.execute(update(m.invoices).where(m.invoices.c.id == invoice.id).values(
             refunded_amount=m.invoices.c.refunded_amount + amount, refunded_qty_json=_dumps(qty)))

@@ -63,10 +63,8 @@ class OrderContext:
 
 
 def qty_by_reference(parts: list[Mapping[str, Any]]) -> dict[str, int]:
-    """Sum ``quantity`` per line ``reference`` over captures' or refunds' ``order_lines``."""
-    out: dict[str, int] = {}
-    for part in parts:
-        for line in part.get("order_lines") or []:
-            ref = str(line.get("reference") or line.get("name") or "")
-            out[ref] = out.get(ref, 0) + int(line.get("quantity") or 0)
-    return out
+    """Sum ``quantity`` per line ``reference`` over captures' or refunds' ``order_lines``,
+    keyed exactly as :func:`gateway.translate.split.done_per_line` reads it."""
+    from gateway.translate.split import quantities_by_ref
+
+    return quantities_by_ref(line for part in parts for line in part.get("order_lines") or [])
