@@ -17,12 +17,68 @@ from dataclasses import dataclass, field, replace
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.store import models as m
 from gateway.store.database import Database
+
+
+# Hot-path statements, built once: building a Core statement per call costs several times
+# more than executing it on SQLite (measured: 56 µs vs 14 µs for a select). Parameters are
+# bound at execution; names are prefixed ``b_`` so they never collide with column names.
+_J, _R, _S, _I, _C = m.journal, m.reservations, m.journal_steps, m.invoices, m.credits
+_SEL_INFLIGHT = select(_J).where(_J.c.inflight == bindparam("b_fp"))
+_SEL_JOURNAL = select(_J).where(_J.c.id == bindparam("b_id"))
+_SEL_STEPS = select(_S).where(_S.c.journal_id == bindparam("b_id")).order_by(_S.c.step)
+_INS_JOURNAL = _J.insert()
+_SEL_RES_BY_RNO = select(_R).where(and_(_R.c.eid == bindparam("b_eid"),
+                                        _R.c.rno == bindparam("b_rno")))
+_SEL_RES_BY_ID = select(_R).where(_R.c.id == bindparam("b_id"))
+_LOCK_ORDER = update(_R).where(and_(
+    _R.c.id == bindparam("b_id"),
+    or_(_R.c.lock_token.is_(None), _R.c.lock_until < bindparam("b_now"),
+        _R.c.lock_token == bindparam("b_tok")))).values(lock_token=bindparam("b_tok"),
+                                                        lock_until=bindparam("b_until"))
+_UNLOCK_ORDER = update(_R).where(and_(_R.c.id == bindparam("b_id"),
+                                      _R.c.lock_token == bindparam("b_tok"))).values(
+    lock_token=None, lock_until=None)
+_RENEW_ORDER = update(_R).where(and_(_R.c.id == bindparam("b_id"),
+                                     _R.c.lock_token == bindparam("b_tok"))).values(
+    lock_until=bindparam("b_until"))
+_RENEW_JOURNAL = update(_J).where(and_(_J.c.id == bindparam("b_id"),
+                                       _J.c.lease_token == bindparam("b_tok"),
+                                       _J.c.state == "pending")).values(
+    lease_until=bindparam("b_until"), updated_at=bindparam("b_now"))
+_SEL_INVOICES = select(_I).where(_I.c.reservation_id == bindparam("b_id")).order_by(_I.c.id)
+_SEL_CREDITS_OF = select(_C).where(_C.c.invoice_id.in_(bindparam("b_ids", expanding=True))
+                                   ).order_by(_C.c.id)
+_SEL_PENDING_PATHS = select(_S.c.path).select_from(_S.join(_J, _J.c.id == _S.c.journal_id)).where(
+    and_(_J.c.order_id == bindparam("b_order"), _J.c.id != bindparam("b_id"),
+         _J.c.state == "pending", _S.c.state == "planned"))
+_INS_STEP = _S.insert()
+_SEL_STEP = select(_S).where(and_(_S.c.journal_id == bindparam("b_id"),
+                                  _S.c.step == bindparam("b_step")))
+_FENCE = select(_J.c.id).where(and_(_J.c.id == bindparam("b_id"), _J.c.state == "pending"))
+_FENCE_TOKEN = select(_J.c.id).where(and_(_J.c.id == bindparam("b_id"),
+                                          _J.c.state == "pending",
+                                          _J.c.lease_token == bindparam("b_tok")))
+_UPD_JOURNAL = update(_J).where(_J.c.id == bindparam("b_id"))
+_UPD_STEP = update(_S).where(and_(_S.c.journal_id == bindparam("b_id"),
+                                  _S.c.step == bindparam("b_step")))
+_UPD_RES = update(_R).where(_R.c.id == bindparam("b_id"))
+_SEL_COUNTER = select(m.counters.c.next_value).where(m.counters.c.name == bindparam("b_name"))
+_UPD_COUNTER = update(m.counters).where(m.counters.c.name == bindparam("b_name")).values(
+    next_value=bindparam("b_next"))
+_SEL_INVOICE = select(_I).where(and_(_I.c.eid == bindparam("b_eid"),
+                                     _I.c.invno == bindparam("b_invno")))
+_SEL_INVOICE_BY_CAPTURE = select(_I).where(and_(_I.c.order_id == bindparam("b_order"),
+                                                _I.c.capture_id == bindparam("b_capture")))
+_SEL_CREDIT_BY_REFUND = select(_C).where(and_(_C.c.order_id == bindparam("b_order"),
+                                              _C.c.refund_id == bindparam("b_refund")))
+_INS_INVOICE = _I.insert()
+_INS_CREDIT = _C.insert()
 
 
 class LeaseLostError(Exception):
@@ -164,11 +220,7 @@ def _step(row: Any) -> Step:
 
 
 def _entry(conn: Connection, row: Any) -> JournalEntry:
-    steps = tuple(
-        _step(s) for s in conn.execute(
-            select(m.journal_steps).where(m.journal_steps.c.journal_id == row.id)
-            .order_by(m.journal_steps.c.step))
-    )
+    steps = tuple(_step(s) for s in conn.execute(_SEL_STEPS, {"b_id": row.id}))
     return JournalEntry(
         id=row.id, eid=row.eid, method=row.method, fingerprint=row.fingerprint,
         call=json.loads(row.call_json), state=row.state, reply=_loads(row.reply_json),
@@ -188,14 +240,13 @@ def next_number_txn(conn: Connection, name: str, start: int) -> str:
     if conn.dialect.name == "postgresql":
         n = conn.execute(text(f"SELECT nextval('{name}_seq')")).scalar_one()
     else:
-        row = conn.execute(select(m.counters.c.next_value).where(m.counters.c.name == name)).first()
+        row = conn.execute(_SEL_COUNTER, {"b_name": name}).first()
         if row is None:
             n = 1
             conn.execute(m.counters.insert().values(name=name, next_value=2))
         else:
             n = row.next_value
-            conn.execute(update(m.counters).where(m.counters.c.name == name)
-                         .values(next_value=n + 1))
+            conn.execute(_UPD_COUNTER, {"b_name": name, "b_next": n + 1})
     return str(start + int(n) - 1)
 
 
@@ -276,8 +327,7 @@ class Store:
 
     @staticmethod
     def get_reservation_txn(conn: Connection, eid: int, rno: str) -> Reservation | None:
-        row = conn.execute(select(m.reservations).where(
-            and_(m.reservations.c.eid == eid, m.reservations.c.rno == rno))).first()
+        row = conn.execute(_SEL_RES_BY_RNO, {"b_eid": eid, "b_rno": rno}).first()
         return None if row is None else _reservation(row)
 
     async def get_reservation_by_order(self, eid: int, order_id: str) -> Reservation | None:
@@ -317,11 +367,8 @@ class Store:
     def acquire_order_lock_txn(self, conn: Connection, rid: int, token: str,
                                ttl: float) -> bool:
         now = self.clock.seconds()
-        res = conn.execute(update(m.reservations).where(and_(
-            m.reservations.c.id == rid,
-            or_(m.reservations.c.lock_token.is_(None), m.reservations.c.lock_until < now,
-                m.reservations.c.lock_token == token),
-        )).values(lock_token=token, lock_until=now + ttl))
+        res = conn.execute(_LOCK_ORDER, {"b_id": rid, "b_now": now, "b_tok": token,
+                                         "b_until": now + ttl})
         return res.rowcount == 1
 
     async def release_order_lock(self, rid: int, token: str) -> None:
@@ -330,9 +377,7 @@ class Store:
 
     @staticmethod
     def release_order_lock_txn(conn: Connection, rid: int, token: str) -> None:
-        conn.execute(update(m.reservations).where(and_(
-            m.reservations.c.id == rid, m.reservations.c.lock_token == token,
-        )).values(lock_token=None, lock_until=None))
+        conn.execute(_UNLOCK_ORDER, {"b_id": rid, "b_tok": token})
 
     # -- invoices and credits -----------------------------------------------------------
 
@@ -341,12 +386,10 @@ class Store:
 
     @staticmethod
     def get_invoice_txn(conn: Connection, eid: int, invno: str) -> Invoice | None:
-        row = conn.execute(select(m.invoices).where(
-            and_(m.invoices.c.eid == eid, m.invoices.c.invno == invno))).first()
+        row = conn.execute(_SEL_INVOICE, {"b_eid": eid, "b_invno": invno}).first()
         if row is None:
             return None
-        credits = tuple(_credit(c) for c in conn.execute(
-            select(m.credits).where(m.credits.c.invoice_id == row.id).order_by(m.credits.c.id)))
+        credits = tuple(_credit(c) for c in conn.execute(_SEL_CREDITS_OF, {"b_ids": [row.id]}))
         return _invoice(row, credits)
 
     async def invoices_for(self, rid: int) -> list[Invoice]:
@@ -354,14 +397,13 @@ class Store:
 
     @staticmethod
     def invoices_for_txn(conn: Connection, rid: int) -> list[Invoice]:
-        out = []
-        for row in conn.execute(select(m.invoices).where(m.invoices.c.reservation_id == rid)
-                                .order_by(m.invoices.c.id)):
-            credits = tuple(_credit(c) for c in conn.execute(
-                select(m.credits).where(m.credits.c.invoice_id == row.id)
-                .order_by(m.credits.c.id)))
-            out.append(_invoice(row, credits))
-        return out
+        rows = list(conn.execute(_SEL_INVOICES, {"b_id": rid}))
+        if not rows:
+            return []
+        credits: dict[int, list[Credit]] = {}
+        for c in conn.execute(_SEL_CREDITS_OF, {"b_ids": [r.id for r in rows]}):
+            credits.setdefault(c.invoice_id, []).append(_credit(c))
+        return [_invoice(r, tuple(credits.get(r.id, ()))) for r in rows]
 
     async def known_refund_ids(self, order_id: str) -> set[str]:
         def txn(conn: Connection) -> set[str]:
@@ -502,8 +544,8 @@ class Store:
             invoice = self.get_invoice_txn(conn, eid, invno)
             if invoice is None:
                 return begin
-            reservation = _reservation(conn.execute(select(m.reservations).where(
-                m.reservations.c.id == invoice.reservation_id)).one())
+            reservation = _reservation(conn.execute(
+                _SEL_RES_BY_ID, {"b_id": invoice.reservation_id}).one())
         else:
             if rno is None:
                 return begin
@@ -526,10 +568,8 @@ class Store:
                         ) -> tuple[tuple[Invoice, ...], int, int]:
         """(invoices, pending capture steps, pending refund steps of other entries)."""
         invoices = tuple(self.invoices_for_txn(conn, reservation.id))
-        pending = conn.execute(select(m.journal_steps.c.path).select_from(m.journal_steps.join(
-            m.journal, m.journal.c.id == m.journal_steps.c.journal_id)).where(and_(
-                m.journal.c.order_id == reservation.order_id, m.journal.c.id != journal_id,
-                m.journal.c.state == "pending", m.journal_steps.c.state == "planned"))).all()
+        pending = conn.execute(_SEL_PENDING_PATHS, {"b_order": reservation.order_id,
+                                                    "b_id": journal_id}).all()
         captures = sum(1 for r in pending if r.path.endswith("/captures"))
         refunds = sum(1 for r in pending if r.path.endswith("/refunds"))
         return invoices, captures, refunds
@@ -550,7 +590,7 @@ class Store:
         """
         now = self.clock.seconds()
         for _ in range(3):
-            row = conn.execute(select(m.journal).where(m.journal.c.inflight == fingerprint)).first()
+            row = conn.execute(_SEL_INFLIGHT, {"b_fp": fingerprint}).first()
             if row is not None:
                 if row.state == "pending":
                     if row.lease_until is not None and row.lease_until > now \
@@ -571,11 +611,12 @@ class Store:
                              .values(inflight=None))
             try:
                 with conn.begin_nested():
-                    jid = conn.execute(m.journal.insert().values(
-                        eid=eid, method=method, fingerprint=fingerprint, inflight=fingerprint,
-                        call_json=_dumps(call), rno=rno, invno=invno, state="pending",
-                        lease_token=lease_token, lease_until=now + lease_seconds, attempts=1,
-                        created_at=now, updated_at=now)).inserted_primary_key[0]
+                    jid = conn.execute(_INS_JOURNAL, {
+                        "eid": eid, "method": method, "fingerprint": fingerprint,
+                        "inflight": fingerprint, "call_json": _dumps(call), "rno": rno,
+                        "invno": invno, "state": "pending", "lease_token": lease_token,
+                        "lease_until": now + lease_seconds, "attempts": 1, "created_at": now,
+                        "updated_at": now}).inserted_primary_key[0]
             except IntegrityError:
                 continue  # another process claimed it between our read and insert
             # A new entry has no steps and holds exactly what was inserted: no re-read.
@@ -651,12 +692,12 @@ class Store:
                 if effect is not None and effect.get("kind") == "capture":
                     effect["invno"] = invno
                 key = self.idempotency_key(install_id, journal_id, i)
-                conn.execute(m.journal_steps.insert().values(
-                    journal_id=journal_id, step=i, http_method=s.http_method, path=s.path,
-                    body_json=None if s.body is None else _dumps(s.body),
-                    idempotency_key=key, purpose=s.purpose,
-                    effect_json=None if effect is None else _dumps(effect),
-                    state="planned", updated_at=now))
+                conn.execute(_INS_STEP, {
+                    "journal_id": journal_id, "step": i, "http_method": s.http_method,
+                    "path": s.path, "body_json": None if s.body is None else _dumps(s.body),
+                    "idempotency_key": key, "purpose": s.purpose,
+                    "effect_json": None if effect is None else _dumps(effect),
+                    "state": "planned", "updated_at": now})
                 planned.append(Step(journal_id=journal_id, step=i, http_method=s.http_method,
                                     path=s.path, body=_loads(_dumps(s.body)) if s.body else None,
                                     idempotency_key=key, purpose=s.purpose, effect=effect,
@@ -666,7 +707,7 @@ class Store:
                 values["invno"] = invno
             if notes:
                 values["notes_json"] = _dumps(notes)
-            conn.execute(update(m.journal).where(m.journal.c.id == journal_id).values(**values))
+            conn.execute(_UPD_JOURNAL, {"b_id": journal_id, **values})
             return replace(entry, order_id=order_id, steps=tuple(planned),
                            notes=list(notes or []), updated_at=now)
         return await self.db.run_interaction("plan_steps", txn)
@@ -679,15 +720,12 @@ class Store:
         outlived its lease (a stalled request, a slow database) can never act after another
         runner took the entry over.
         """
-        owned = conn.execute(update(m.journal).where(and_(
-            m.journal.c.id == journal_id, m.journal.c.lease_token == token,
-            m.journal.c.state == "pending")).values(lease_until=now + seconds,
-                                                    updated_at=now)).rowcount == 1
+        owned = conn.execute(_RENEW_JOURNAL, {"b_id": journal_id, "b_tok": token,
+                                              "b_until": now + seconds,
+                                              "b_now": now}).rowcount == 1
         if owned and order_lock is not None:
-            owned = conn.execute(update(m.reservations).where(and_(
-                m.reservations.c.id == order_lock[0],
-                m.reservations.c.lock_token == order_lock[1])).values(
-                    lock_until=now + seconds)).rowcount == 1
+            owned = conn.execute(_RENEW_ORDER, {"b_id": order_lock[0], "b_tok": order_lock[1],
+                                                "b_until": now + seconds}).rowcount == 1
         if not owned:
             raise LeaseLostError(f"journal {journal_id}")
 
@@ -719,11 +757,10 @@ class Store:
     def complete_step_txn(self, conn: Connection, journal_id: int, step: int, status: int,
                           result: dict[str, Any]) -> None:
         now = self.clock.seconds()
-        row = conn.execute(select(m.journal_steps).where(and_(
-            m.journal_steps.c.journal_id == journal_id, m.journal_steps.c.step == step))).one()
+        row = conn.execute(_SEL_STEP, {"b_id": journal_id, "b_step": step}).one()
         if row.state == "done":
             return
-        entry = conn.execute(select(m.journal).where(m.journal.c.id == journal_id)).one()
+        entry = conn.execute(_SEL_JOURNAL, {"b_id": journal_id}).one()
         effect = _loads(row.effect_json) or {}
         body = _loads(row.body_json) or {}
         kind = effect.get("kind")
@@ -732,44 +769,40 @@ class Store:
         elif kind == "refund":
             self._record_refund_txn(conn, entry, effect, body, result, now)
         elif kind == "status":
-            conn.execute(update(m.reservations).where(
-                m.reservations.c.id == effect["reservation_id"]).values(
-                    status=effect["status"], updated_at=now))
-        conn.execute(update(m.journal_steps).where(and_(
-            m.journal_steps.c.journal_id == journal_id, m.journal_steps.c.step == step,
-        )).values(state="done", response_status=status, result_json=_dumps(result),
-                  updated_at=now))
+            conn.execute(_UPD_RES, {"b_id": effect["reservation_id"],
+                                    "status": effect["status"], "updated_at": now})
+        conn.execute(_UPD_STEP, {"b_id": journal_id, "b_step": step, "state": "done",
+                                 "response_status": status, "result_json": _dumps(result),
+                                 "updated_at": now})
 
     @staticmethod
     def _record_capture_txn(conn: Connection, entry: Any, effect: dict[str, Any],
                             body: dict[str, Any], result: dict[str, Any], now: float) -> None:
         capture_id = result["capture_id"]
         if effect.get("status_after"):
-            conn.execute(update(m.reservations).where(
-                m.reservations.c.id == effect["reservation_id"]).values(
-                    status=effect["status_after"], updated_at=now))
-        existing = conn.execute(select(m.invoices).where(and_(
-            m.invoices.c.order_id == effect["order_id"],
-            m.invoices.c.capture_id == capture_id))).first()
+            conn.execute(_UPD_RES, {"b_id": effect["reservation_id"],
+                                    "status": effect["status_after"], "updated_at": now})
+        existing = conn.execute(_SEL_INVOICE_BY_CAPTURE, {"b_order": effect["order_id"],
+                                                          "b_capture": capture_id}).first()
         if existing is not None:
             if existing.invno != effect["invno"] and existing.adopted:
                 # Adopted by a read before our answer arrived: it is ours; give it our invno.
                 conn.execute(update(m.invoices).where(m.invoices.c.id == existing.id).values(
                     invno=effect["invno"], adopted=False, journal_id=entry.id))
             return
-        conn.execute(m.invoices.insert().values(
-            eid=entry.eid, invno=effect["invno"], reservation_id=effect["reservation_id"],
-            order_id=effect["order_id"], capture_id=capture_id,
-            captured_amount=int(body["captured_amount"]), refunded_amount=0,
-            lines_json=_dumps(body.get("order_lines") or []), refunded_qty_json="{}",
-            adopted=False, journal_id=entry.id, created_at=now))
+        conn.execute(_INS_INVOICE, {
+            "eid": entry.eid, "invno": effect["invno"],
+            "reservation_id": effect["reservation_id"], "order_id": effect["order_id"],
+            "capture_id": capture_id, "captured_amount": int(body["captured_amount"]),
+            "refunded_amount": 0, "lines_json": _dumps(body.get("order_lines") or []),
+            "refunded_qty_json": "{}", "adopted": False, "journal_id": entry.id,
+            "created_at": now})
 
     def _record_refund_txn(self, conn: Connection, entry: Any, effect: dict[str, Any],
                            body: dict[str, Any], result: dict[str, Any], now: float) -> None:
         refund_id = result["refund_id"]
-        existing = conn.execute(select(m.credits).where(and_(
-            m.credits.c.order_id == effect["order_id"],
-            m.credits.c.refund_id == refund_id))).first()
+        existing = conn.execute(_SEL_CREDIT_BY_REFUND, {"b_order": effect["order_id"],
+                                                        "b_refund": refund_id}).first()
         if existing is not None:
             return
         invoice = conn.execute(select(m.invoices).where(
@@ -804,10 +837,9 @@ class Store:
         if release is not None:
             self.release_order_lock_txn(conn, *release)
         now = self.clock.seconds()
-        fence = [m.journal.c.id == journal_id, m.journal.c.state == "pending"]
-        if token is not None:
-            fence.append(m.journal.c.lease_token == token)
-        if conn.execute(select(m.journal.c.id).where(and_(*fence))).first() is None:
+        fenced = conn.execute(_FENCE_TOKEN, {"b_id": journal_id, "b_tok": token}) \
+            if token is not None else conn.execute(_FENCE, {"b_id": journal_id})
+        if fenced.first() is None:
             return False
         values: dict[str, Any] = {"updated_at": now, "lease_token": None,
                                   "lease_until": None}
@@ -823,7 +855,7 @@ class Store:
                                                               updated_at=now))
         if notes:
             values["notes_json"] = _dumps(notes)
-        conn.execute(update(m.journal).where(m.journal.c.id == journal_id).values(**values))
+        conn.execute(_UPD_JOURNAL, {"b_id": journal_id, **values})
         return True
 
     async def unfinished_entries(self, eid: int | None = None,
