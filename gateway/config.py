@@ -65,6 +65,10 @@ class GatewaySettings:
     #: After a 9119 ("retry the same call"), how long an identical call still continues or
     #: replays that operation instead of starting a new one.
     retry_window_seconds: float = 86400.0
+    #: A capture/refund still unresolved this long after its call is settled from the
+    #: order itself (attached if Klarna has it, otherwise given up: it was never applied),
+    #: so one stuck request cannot block new money on its order for ever.
+    give_up_seconds: float = 900.0
     recover_on_start: bool = True
 
 

@@ -55,6 +55,15 @@ log = Logger()
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _POLL = 0.05
+
+
+class GaveUpError(GatewayError):
+    """A journal entry was given up (recorded as failed, fault 9119): see ``give_up_seconds``.
+    Unlike a plain 9119 it ends the entry, so the client's next call starts afresh."""
+
+    fault_code = FaultCode.TIMEOUT
+
+
 #: Klarna honours an idempotency key for 24 h; past 23 h the engine stops trusting it and
 #: settles a journaled step from the order's own captures/refunds before re-sending.
 KEY_TRUST_SECONDS = 23 * 3600.0
@@ -117,6 +126,7 @@ class CallEngine:
         self.lease_seconds = s.retry_budget_seconds + 2 * s.rest_timeout_seconds + 1.0
         self.coalesce_seconds = s.coalesce_window_seconds
         self.retry_window = s.retry_window_seconds
+        self.give_up_seconds = s.give_up_seconds
 
     # -- the edge's entry point ---------------------------------------------------------
 
@@ -194,15 +204,17 @@ class CallEngine:
                                        token, deadline)
         except LeaseLostError:
             # Another runner took this entry over while we were slow: it owns the outcome.
+            if locked and reservation is not None:
+                await self._quietly(self.store.release_order_lock(reservation.id, token))
             raise UpstreamUnavailableError("the call is being completed elsewhere; retry "
                                            "the same call") from None
         except (DeadlineExceededError, RestTransportError, UpstreamUnavailableError) as e:
             # Unknown outcome: keep the entry pending and resumable, free its lease so the
             # client's retry continues it at once.
-            await self.store.release_lease(
+            await self._quietly(self.store.release_lease(
                 entry.id, token,
                 release=(reservation.id, token) if locked and reservation else None,
-                retry_window=self.retry_window)
+                retry_window=self.retry_window))
             if isinstance(e, UpstreamUnavailableError):
                 raise
             last = e.last if isinstance(e, DeadlineExceededError) else e
@@ -212,26 +224,34 @@ class CallEngine:
                 correlation_id=cid, debug_context=str(last)) from None
         except RestResponseError as e:  # a 4xx from a read (settling, extend's re-read)
             fault = rest_error_to_fault(e, what=_what(call))
-            await self.store.finish_call(
+            await self._quietly(self.store.finish_call(
                 entry.id, fault_code=int(fault.fault_code), fault_string=fault.fault_string,
                 release=(reservation.id, token) if locked and reservation else None,
-                token=token)
+                token=token))
             raise fault from None
         except GatewayError as e:
-            await self.store.finish_call(
+            await self._quietly(self.store.finish_call(
                 entry.id, fault_code=int(e.fault_code), fault_string=e.fault_string,
                 release=(reservation.id, token) if locked and reservation else None,
-                token=token)
+                token=token))
             raise
         except Exception:
             # A bug: keep the entry pending (recoverable), free the leases, log, and answer
             # the generic internal fault at the edge.
             log.failure("journal entry {id} ({method}) crashed", id=entry.id,
                         method=call.method)
-            await self.store.release_lease(
+            await self._quietly(self.store.release_lease(
                 entry.id, token,
-                release=(reservation.id, token) if locked and reservation else None)
+                release=(reservation.id, token) if locked and reservation else None))
             raise
+
+    async def _quietly(self, cleanup: Any) -> None:
+        """Run a cleanup write; if the database fails it, log and go on, so the client still
+        gets the real outcome (leases then lapse on their own)."""
+        try:
+            await cleanup
+        except Exception:
+            log.failure("cleanup write failed; leases will lapse on their own")
 
     async def _resolve_slow(self, merchant: Merchant, call: DecodedCall,
                             deadline: float) -> Reservation:
@@ -304,18 +324,30 @@ class CallEngine:
         reply_first = call.method != "extend_expiry_date"  # extend's reply needs a GET after
         reply = reply_for(call.method, invno=entry_invno(entry, call), order=None) \
             if reply_first else None
-        stale = self.reactor.seconds() - entry.created_at > KEY_TRUST_SECONDS
         finished = False
         for i, step in enumerate(planned):
+            # How long ago this step's key was committed (its first send followed at once).
+            age = self.reactor.seconds() - (step.updated_at or entry.created_at)
+            stale = age > KEY_TRUST_SECONDS
             last = i == len(planned) - 1
             finish = ({"reply": reply, "release": release, "token": token}
                       if last and reply_first else None)
             renew = None if last else (token, self.lease_seconds, release)
-            if stale and await self._settle_from_rest(merchant, reservation, step, deadline,
-                                                      finish=finish, renew=renew):
+            money = (step.effect or {}).get("kind") in ("capture", "refund")
+            if (stale or (money and age > self.give_up_seconds)) and \
+                    await self._settle_from_rest(merchant, reservation, step, deadline,
+                                                 finish=finish, renew=renew):
                 applied.append(step.purpose)
                 finished = finish is not None
                 continue
+            if money and age > self.give_up_seconds:
+                # Nobody can be sending it (we hold the lease; earlier attempts ended long
+                # ago) and the order shows no such capture/refund: it was never applied.
+                raise GaveUpError(f"gave up after {int(age // 60)} minutes: Klarna never "
+                                  f"applied '{step.purpose}'; send the call again")
+            if stale and not money:
+                raise GaveUpError(f"gave up after {int(age // 3600)} hours: the outcome of "
+                                  f"'{step.purpose}' is unknown; check the order")
             try:
                 await self._send_step(merchant, step, deadline, finish=finish, renew=renew)
                 finished = finish is not None

@@ -109,12 +109,13 @@ class Gateway:
             server.Site(admin))
         log.info("legacy XML-RPC listening on {url}; admin API on {admin}",
                  url=self.legacy_url, admin=self.admin_url)
-        if opts.recover and s.recover_on_start:
-            # Now, and then periodically: entries whose lease lapsed (a dead process, or a
-            # client that never retried) are finished without waiting for anyone.
+        if opts.recover:
+            # Periodically (and at once unless recover_on_start is off): entries whose lease
+            # lapsed (a dead process, a client that never retried) are finished without
+            # waiting for anyone, so unresolved money never blocks an order for long.
             self.recovery_loop = task.LoopingCall(self._recover_once)
             self.recovery_loop.clock = self.reactor
-            self.recovery_loop.start(RECOVERY_INTERVAL, now=True)
+            self.recovery_loop.start(RECOVERY_INTERVAL, now=s.recover_on_start)
 
     def _recover_once(self) -> defer.Deferred[Any]:
         from gateway.recovery import recover_unfinished

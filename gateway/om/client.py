@@ -16,11 +16,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import treq
 from treq.client import HTTPClient
 from twisted.internet import defer, error as ierror
 from twisted.internet.defer import CancelledError
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web._newclient import ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.client import (
     Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseFailed,
     _StandardEndpointFactory,
@@ -126,16 +129,24 @@ class OmClient:
         limit = timeout or self.timeout
 
         async def exchange() -> tuple[Any, bytes]:
-            resp = await self.http.request(method, url, data=data, headers=Headers(headers))
-            return resp, await treq.content(resp)
+            resp = await self.http.request(method, url, data=data, headers=Headers(headers),
+                                           unbuffered=True)
+            return resp, await _read_body(resp)
 
         # One timer over the whole exchange: treq's own timeout stops at the headers, and a
         # body that stalls must not keep a call past its budget (or its journal lease).
         attempt = defer.ensureDeferred(exchange())
-        timer = self.reactor.callLater(limit, attempt.cancel)
+        timed_out: list[bool] = []
+
+        def expire() -> None:
+            timed_out.append(True)
+            attempt.cancel()
+        timer = self.reactor.callLater(limit, expire)
         try:
             resp, raw = await attempt
         except (CancelledError, defer.TimeoutError, ierror.TimeoutError) as e:
+            if isinstance(e, CancelledError) and not timed_out:
+                raise  # cancelled from outside (shutdown): not a timeout, do not retry
             log.info("OM {method} {path} timed out", method=method, path=path)
             raise RestTransportError(f"timeout after {limit}s") from e
         except (ierror.ConnectError, ierror.ConnectionLost, ierror.ConnectionDone,
@@ -177,14 +188,18 @@ class OmClient:
             DeadlineExceededError: retryable failures until the budget ran out.
         """
         retry_allowed = method == "GET" or idempotency_key is not None
+        # A mutation started with almost no time left would be cut off mid-flight: its
+        # outcome unknown, for nothing. Do not start one without a fair chance to finish.
+        min_attempt = 0.05 if method == "GET" else max(0.5, self.timeout / 3)
         attempt = 0
+        last: OmError = RestTransportError("no time left")
         while True:
             attempt += 1
             now = self.reactor.seconds()
             remaining = None if deadline is None else deadline - now
             per_try = self.timeout if remaining is None else min(self.timeout, remaining)
-            if per_try <= 0.05:
-                raise DeadlineExceededError(RestTransportError("no time left"))
+            if per_try < min_attempt:
+                raise DeadlineExceededError(last)
             try:
                 return await self.request_once(merchant, method, path, body,
                                                idempotency_key=idempotency_key,
@@ -192,6 +207,7 @@ class OmClient:
             except (RestResponseError, RestTransportError) as e:
                 if not (retry_allowed and e.retryable):
                     raise
+                last = e
                 delay = min(2.0, 0.1 * (2 ** (attempt - 1))) * (0.5 + self._rng.random())
                 if deadline is not None and self.reactor.seconds() + delay >= deadline - 0.05:
                     raise DeadlineExceededError(e) from e
@@ -249,6 +265,39 @@ class _NoDelayEndpoint:
                 transport.setTcpNoDelay(True)
             return proto
         return self._inner.connect(factory).addCallback(nodelay)
+
+
+class _BodyCollector(Protocol):
+    """Reads a response body into memory; cancelling its Deferred aborts the connection
+    (treq's collector cannot be cancelled, which leaked the socket of a stalled body)."""
+
+    def __init__(self, done: defer.Deferred[bytes]) -> None:
+        self.done = done
+        self.chunks: list[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self.chunks))
+        else:
+            self.done.errback(reason)
+
+
+def _read_body(response: Any) -> defer.Deferred[bytes]:
+    collector: _BodyCollector | None = None
+
+    def cancel(_: defer.Deferred[bytes]) -> None:
+        if collector is not None and collector.transport is not None:
+            collector.transport.stopProducing()
+
+    done: defer.Deferred[bytes] = defer.Deferred(canceller=cancel)
+    collector = _BodyCollector(done)
+    response.deliverBody(collector)
+    return done
 
 
 def order_path(order_id: str) -> str:

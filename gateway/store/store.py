@@ -60,11 +60,10 @@ _SEL_PENDING_PATHS = select(_S.c.path).select_from(_S.join(_J, _J.c.id == _S.c.j
 _INS_STEP = _S.insert()
 _SEL_STEP = select(_S).where(and_(_S.c.journal_id == bindparam("b_id"),
                                   _S.c.step == bindparam("b_step")))
-_FENCE = select(_J.c.id).where(and_(_J.c.id == bindparam("b_id"), _J.c.state == "pending"))
-_FENCE_TOKEN = select(_J.c.id).where(and_(_J.c.id == bindparam("b_id"),
-                                          _J.c.state == "pending",
-                                          _J.c.lease_token == bindparam("b_tok")))
 _UPD_JOURNAL = update(_J).where(_J.c.id == bindparam("b_id"))
+_FINISH = update(_J).where(and_(_J.c.id == bindparam("b_id"), _J.c.state == "pending"))
+_FINISH_TOKEN = update(_J).where(and_(_J.c.id == bindparam("b_id"), _J.c.state == "pending",
+                                      _J.c.lease_token == bindparam("b_tok")))
 _UPD_STEP = update(_S).where(and_(_S.c.journal_id == bindparam("b_id"),
                                   _S.c.step == bindparam("b_step")))
 _UPD_RES = update(_R).where(_R.c.id == bindparam("b_id"))
@@ -143,6 +142,8 @@ class Step:
     effect: dict[str, Any] | None
     state: str
     result: dict[str, Any] | None
+    #: When the step was planned (for a planned step: when its key was first committed).
+    updated_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ def _step(row: Any) -> Step:
     return Step(journal_id=row.journal_id, step=row.step, http_method=row.http_method,
                 path=row.path, body=_loads(row.body_json), idempotency_key=row.idempotency_key,
                 purpose=row.purpose, effect=_loads(row.effect_json), state=row.state,
-                result=_loads(row.result_json))
+                result=_loads(row.result_json), updated_at=row.updated_at)
 
 
 def _entry(conn: Connection, row: Any) -> JournalEntry:
@@ -701,7 +702,7 @@ class Store:
                 planned.append(Step(journal_id=journal_id, step=i, http_method=s.http_method,
                                     path=s.path, body=_loads(_dumps(s.body)) if s.body else None,
                                     idempotency_key=key, purpose=s.purpose, effect=effect,
-                                    state="planned", result=None))
+                                    state="planned", result=None, updated_at=now))
             values: dict[str, Any] = {"order_id": order_id, "updated_at": now}
             if invno is not None:
                 values["invno"] = invno
@@ -837,10 +838,6 @@ class Store:
         if release is not None:
             self.release_order_lock_txn(conn, *release)
         now = self.clock.seconds()
-        fenced = conn.execute(_FENCE_TOKEN, {"b_id": journal_id, "b_tok": token}) \
-            if token is not None else conn.execute(_FENCE, {"b_id": journal_id})
-        if fenced.first() is None:
-            return False
         values: dict[str, Any] = {"updated_at": now, "lease_token": None,
                                   "lease_until": None}
         if fault_code is None:
@@ -848,14 +845,22 @@ class Store:
         else:
             values.update(state="failed", fault_code=fault_code, fault_string=fault_string,
                           inflight=None)
+        if notes:
+            values["notes_json"] = _dumps(notes)
+        # The fence is part of the UPDATE itself: no window between checking the lease and
+        # writing the outcome in which another runner could take the entry over.
+        if token is not None:
+            done = conn.execute(_FINISH_TOKEN, {"b_id": journal_id, "b_tok": token, **values})
+        else:
+            done = conn.execute(_FINISH, {"b_id": journal_id, **values})
+        if done.rowcount != 1:
+            return False
+        if fault_code is not None:
             # Steps never sent (or refused) stay on record but no longer block adoption.
             conn.execute(update(m.journal_steps).where(and_(
                 m.journal_steps.c.journal_id == journal_id,
                 m.journal_steps.c.state == "planned")).values(state="abandoned",
                                                               updated_at=now))
-        if notes:
-            values["notes_json"] = _dumps(notes)
-        conn.execute(_UPD_JOURNAL, {"b_id": journal_id, **values})
         return True
 
     async def unfinished_entries(self, eid: int | None = None,
@@ -884,7 +889,7 @@ class Store:
                 m.journal.c.id == journal_id, m.journal.c.state == "pending",
                 or_(m.journal.c.lease_until.is_(None), m.journal.c.lease_until <= now),
             )).values(lease_token=lease_token, lease_until=now + lease_seconds,
-                      updated_at=now)).rowcount == 1
+                      attempts=m.journal.c.attempts + 1, updated_at=now)).rowcount == 1
             if not taken:
                 return None
             return _entry(conn, conn.execute(

@@ -20,7 +20,7 @@ from tests.harness import Harness
 async def _pending_entry(gw: Harness, method: str) -> Any:
     assert gw.gateway.store is not None
     [entry] = [e for e in await gw.gateway.store.journal_for(1234)
-               if e.method == method and e.state == "pending"]
+               if e.method == method and e.state == "pending" and e.steps]
     return entry
 
 
@@ -90,7 +90,16 @@ def test_settling_needs_the_same_lines_and_reference() -> None:
 class _StallingBody(resource.Resource):
     isLeaf = True
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = 0
+
     def render_GET(self, request: server.Request) -> Any:
+        self.open += 1
+
+        def gone(_: Any) -> None:
+            self.open -= 1
+        request.notifyFinish().addBoth(gone)
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Content-Length", b"100")
         request.write(b'{"order_id": ')  # headers and a little body, then nothing
@@ -99,10 +108,11 @@ class _StallingBody(resource.Resource):
 
 @pytest_twisted.ensureDeferred
 async def test_a_stalled_body_is_cut_at_the_attempt_timeout() -> None:
-    """Headers arrive, the body never completes: the attempt still ends at its timeout
-    and retries stop at the deadline (a call can never outlive its budget)."""
+    """Headers arrive, the body never completes: the attempt still ends at its timeout,
+    its connection is closed (not leaked), and retries stop at the deadline."""
+    stalling = _StallingBody()
     port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
-        server.Site(_StallingBody()))
+        server.Site(stalling))
     om = OmClient(reactor, timeout=0.5)
     m = Merchant(eid=1, shared_secret="s", rest_username="u", rest_password="p",
                  base_url=f"http://127.0.0.1:{port.getHost().port}")
@@ -115,6 +125,38 @@ async def test_a_stalled_body_is_cut_at_the_attempt_timeout() -> None:
         else:
             raise AssertionError("a stalled body must not succeed")
         assert reactor.seconds() - start < 2.5
+        from twisted.internet import task
+        await task.deferLater(reactor, 0.2, lambda: None)
+        assert stalling.open == 0, "a timed-out attempt left its connection open"
     finally:
         await om.close()
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_capture_klarna_never_applied_is_given_up(gw: Harness) -> None:
+    """A capture refused by Klarna with 5xx for longer than give_up_seconds is settled from
+    the order: not there, so the entry is given up (9119, failed) and the order is free
+    for new activations again."""
+    created = await gw.create_order()
+    await gw.fault(method="POST", path="/captures$", action="fail", status=503, times=1000)
+    k = gw.sdk()
+    k.add_art_no(qty=1, artno="ART-1")
+    f = await fault_of(gw, k.activate, created["rno"])
+    assert f.faultCode == 9119
+    other = gw.sdk()
+    other.add_art_no(qty=1, artno="ART-2")
+    f = await fault_of(gw, other.activate, created["rno"])  # blocked by the unresolved one
+    assert f.faultCode == 9119 and "unfinished" in f.faultString
+    entry = await _pending_entry(gw, "activate")
+    engine = gw.gateway.engine
+    assert engine is not None
+    saved, engine.give_up_seconds = engine.give_up_seconds, 0.0  # "fifteen minutes later"
+    try:
+        assert await engine.resume(entry) == "failed"
+    finally:
+        engine.give_up_seconds = saved
+    await gw.clear_faults()
+    _, invno = await gw.call(other.activate, created["rno"])
+    assert invno
+    assert len(mutations(await gw.operations(created["order_id"]), "/captures")) == 1
