@@ -69,7 +69,7 @@ def run_explain(args: argparse.Namespace) -> int:
                     return 1
                 reservation = await store.get_reservation_by_id(invoice.reservation_id)
             else:
-                rno = getattr(call, "rno")
+                rno = call.rno  # type: ignore[union-attr]
                 found = await store.get_reservation(eid, rno) or \
                     await store.get_reservation_by_order(eid, rno)
                 if found is None:

@@ -5,17 +5,15 @@ killing the gateway does not kill Klarna), and drive them with the official SDK.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
-import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.testing.processes import (
-    GatewayProcess, SandboxProcess, db_upgrade, run_cli, write_config,
+    GatewayProcess, SandboxProcess, db_upgrade, http, run_cli, write_config,
 )
 from tests.conftest import PG_DSN, make_pg_schema
 
@@ -62,8 +60,7 @@ def test_sigkill_mid_capture_then_restart_and_reconcile(tmp_path: Path, sandbox:
     t, out = _call_in_thread(gw.sdk().activate, rno)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # wait until the capture request has gone out
-        faults = __import__("gateway.testing.processes", fromlist=["http"]).http(
-            "GET", sandbox.url + "/sandbox/v1/faults", bearer="sandbox-admin")[2]
+        faults = http("GET", sandbox.url + "/sandbox/v1/faults", bearer="sandbox-admin")[2]
         if faults and faults[0]["hits"] >= 1:
             break
         time.sleep(0.05)
@@ -145,4 +142,3 @@ def test_serve_refuses_an_old_postgres_schema(tmp_path: Path) -> None:
         assert "db upgrade" in (tmp_path / "gw.log").read_text()
     finally:
         drop()
-    _ = (os, xmlrpc)
