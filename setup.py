@@ -9,7 +9,7 @@ setup(
     packages=find_packages(include=["gateway", "gateway.*"]),
     package_data={
         "gateway.store": ["alembic.ini", "migrations/*.py", "migrations/versions/*.py"],
-        "gateway": ["data/*.csv"],
+        "gateway": ["data/*.csv", "data/*.toml"],
     },
     install_requires=[
         "Twisted>=24.3",

@@ -223,5 +223,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def default_sandbox_config_path() -> Path:
-    """``config/sandbox.toml`` of the source tree (the demo merchants)."""
-    return Path(__file__).resolve().parent.parent / "config" / "sandbox.toml"
+    """``config/sandbox.toml`` of the source tree (the demo merchants), or the copy packaged
+    in ``gateway/data`` when installed without the source tree (a test keeps them equal)."""
+    source = Path(__file__).resolve().parent.parent / "config" / "sandbox.toml"
+    if source.exists():
+        return source
+    return Path(__file__).resolve().parent / "data" / "sandbox.toml"

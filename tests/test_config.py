@@ -72,3 +72,10 @@ def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     bad.write_text('[[merchants]]\neid = 1\nshared_secret = "s"\nrest_username = "u"\n')
     assert main(["config", "check", "--config", str(bad)]) == 1
     assert "merchants[0].rest_password" in capsys.readouterr().err
+
+
+def test_packaged_demo_config_is_the_source_one() -> None:
+    """The copy shipped inside the package (non-editable installs) equals config/sandbox.toml."""
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "gateway" / "data" / "sandbox.toml").read_bytes() == \
+        (root / "config" / "sandbox.toml").read_bytes()
