@@ -65,8 +65,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         status["code"] = 1
         reactor.stop()  # type: ignore[attr-defined]
 
-    d = defer.ensureDeferred(gateway.start())
-    d.addCallbacks(started, failed)
+    def begin() -> None:
+        d = defer.ensureDeferred(gateway.start())
+        d.addCallbacks(started, failed)
+
+    reactor.callWhenRunning(begin)  # type: ignore[attr-defined]
     reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
         "before", "shutdown", lambda: defer.ensureDeferred(gateway.stop()))
     reactor.run()  # type: ignore[attr-defined]

@@ -83,6 +83,9 @@ class Config:
     gateway: GatewaySettings = GatewaySettings()
     sandbox: SandboxSettings = SandboxSettings()
     source: str = "<memory>"
+    #: False when ``[gateway] admin_token`` was left at the demo default: fine for
+    #: ``serve --sandbox``, refused for a real gateway (the admin API registers orders).
+    admin_token_configured: bool = False
 
     def merchant(self, eid: int) -> Merchant | None:
         for m in self.merchants:
@@ -172,7 +175,7 @@ def _section(raw: dict[str, Any], name: str, cls: type, path: str) -> Any:
     kwargs: dict[str, Any] = {}
     defaults = cls()
     for key, value in section.items():
-        if key == "admin_token_env":
+        if key in ("admin_token", "admin_token_env", "admin_token_file"):
             kwargs["admin_token"] = _secret(section, "admin_token", name)
             continue
         if not hasattr(defaults, key):
@@ -203,11 +206,15 @@ def parse_config(raw: dict[str, Any], source: str = "<memory>") -> Config:
             raise ConfigError(f"duplicate eid {m.eid}", f"merchants[{i}].eid")
         seen.add(m.eid)
     gateway = _section(raw, "gateway", GatewaySettings, "gateway")
+    gateway_raw = raw.get("gateway", {})
+    admin_token_configured = any(k in gateway_raw for k in
+                                 ("admin_token", "admin_token_env", "admin_token_file"))
     if gateway.retry_budget_seconds >= 9.0:
         raise ConfigError("must end before legacy clients give up (under 9 s)",
                           "gateway.retry_budget_seconds")
     sandbox = _section(raw, "sandbox", SandboxSettings, "sandbox")
-    return Config(merchants=merchants, gateway=gateway, sandbox=sandbox, source=source)
+    return Config(merchants=merchants, gateway=gateway, sandbox=sandbox, source=source,
+                  admin_token_configured=admin_token_configured)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

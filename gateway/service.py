@@ -19,6 +19,7 @@ from twisted.web import server
 
 from gateway.admin import AdminResource
 from gateway.config import Config
+from gateway.errors import ConfigError
 from gateway.engine import CallEngine
 from gateway.legacy.resource import LegacyResource, make_site
 from gateway.om.client import OmClient
@@ -79,6 +80,10 @@ class Gateway:
 
     async def start(self) -> None:
         opts = self.options
+        if opts.sandbox_listen is None and not self.config.admin_token_configured:
+            raise ConfigError("set admin_token, admin_token_env or admin_token_file: the "
+                              "admin API must not run with the demo token outside --sandbox",
+                              "gateway.admin_token")
         if opts.sandbox_listen is not None:
             from gateway.sandbox.service import listen_sandbox
 

@@ -79,3 +79,17 @@ def test_packaged_demo_config_is_the_source_one() -> None:
     root = Path(__file__).resolve().parents[1]
     assert (root / "gateway" / "data" / "sandbox.toml").read_bytes() == \
         (root / "config" / "sandbox.toml").read_bytes()
+
+
+def test_a_real_gateway_refuses_the_demo_admin_token(tmp_path: Path) -> None:
+    """Without --sandbox, serve refuses to start when no admin token was configured."""
+    from gateway.testing.processes import run_cli
+
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('[[merchants]]\neid = 1\nshared_secret = "s"\nrest_username = "u"\n'
+                   'rest_password = "p"\n')
+    result = run_cli("serve", "--config", str(cfg), "--db", f"sqlite:///{tmp_path}/x.db",
+                     "--listen", "tcp:0:interface=127.0.0.1",
+                     "--admin-listen", "tcp:0:interface=127.0.0.1", timeout=60)
+    assert result.returncode == 1
+    assert "gateway.admin_token" in result.stderr
