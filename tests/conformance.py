@@ -35,7 +35,7 @@ from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-VENDOR_DIR = Path(__file__).resolve().parents[2] / "shared/spec/vendor"
+VENDOR_DIR = Path(__file__).resolve().parent / "data" / "vendor"
 OM_SPEC = VENDOR_DIR / "klarna-order-management.openapi.yml"
 PAYMENTS_SPEC = VENDOR_DIR / "klarna-payments.openapi.yml"
 CUSTOMER_TOKEN_SPEC = VENDOR_DIR / "klarna-customer-token.openapi.yml"
