@@ -22,7 +22,8 @@ from twisted.web.resource import Resource
 
 from gateway.config import Config
 from gateway.om.client import OmClient, RestResponseError, RestTransportError
-from gateway.store.store import Invoice, JournalEntry, ReservationConflictError, Store
+from gateway.model import Invoice, JournalEntry, Origin
+from gateway.store.store import ReservationConflictError, Store
 
 log = Logger()
 
@@ -47,11 +48,11 @@ def invoice_json(inv: Invoice) -> dict[str, Any]:
 
 def entry_json(e: JournalEntry) -> dict[str, Any]:
     return {
-        "id": e.id, "method": e.method, "state": e.state, "call": e.call, "reply": e.reply,
+        "id": e.id, "method": e.method, "state": e.state.value, "call": e.call, "reply": e.reply,
         "fault_code": e.fault_code, "fault_string": e.fault_string, "order_id": e.order_id,
         "notes": e.notes, "created_at": e.created_at,
         "rest_steps": [{"step": s.step, "method": s.http_method, "path": s.path,
-                        "body": s.body, "purpose": s.purpose, "state": s.state,
+                        "body": s.body, "purpose": s.purpose, "state": s.state.value,
                         "idempotency_key": s.idempotency_key, "result": s.result}
                        for s in e.steps],
     }
@@ -156,7 +157,8 @@ class AdminResource(Resource):
         try:
             res = await self.store.register_reservation(eid, order_id,
                                                         None if rno is None else str(rno),
-                                                        "admin", status=order.get("status"))
+                                                        Origin.ADMIN.value,
+                                                        status=order.get("status"))
         except ReservationConflictError as e:
             raise HttpError(409, str(e)) from None
         return 201, {"eid": res.eid, "rno": res.rno, "order_id": res.order_id}
@@ -197,7 +199,7 @@ class AdminResource(Resource):
             raise HttpError(e.status if 400 <= e.status < 500 else 502,
                             "; ".join(e.messages) or str(e.error_code)) from None
         order_id = str(created["order_id"])
-        res = await self.store.register_reservation(eid, order_id, None, "sandbox",
+        res = await self.store.register_reservation(eid, order_id, None, Origin.SANDBOX.value,
                                                     status="AUTHORIZED")
         return 201, {"order_id": order_id, "rno": res.rno,
                      "fraud_status": created.get("fraud_status")}

@@ -1,10 +1,11 @@
-"""The composition root: the only place that builds the gateway's objects.
+"""The running gateway: its listeners around the parts :func:`gateway.app.build` makes.
 
 ``Gateway.start()`` brings up, in order: the in-process sandbox (with ``--sandbox``), the
-database (schema checked; a single-process SQLite store is upgraded in place), the REST
-client, the call engine, the XML-RPC listener and the admin listener, then recovers
+parts (database with its schema checked, or upgraded in place for a single-process SQLite
+store; REST client; engine), the XML-RPC listener and the admin listener, then recovers
 unfinished journal entries in the background. ``stop()`` closes listeners first and the
-database last. The CLI and the tests use this same path; there is no second way to start.
+database last, and a start that fails half-way stops what it had started. The CLI and the
+tests use this same path; there is no second way to start.
 """
 from __future__ import annotations
 
@@ -18,14 +19,11 @@ from twisted.logger import Logger
 from twisted.web import server
 
 from gateway.admin import AdminResource
+from gateway.app import Components, SchemaMode, build
 from gateway.config import Config
+from gateway.engine.recovery import recover_unfinished
 from gateway.errors import ConfigError
-from gateway.engine import CallEngine
 from gateway.legacy.resource import LegacyResource, make_site
-from gateway.om.client import OmClient
-from gateway.store import schema
-from gateway.store.database import Database
-from gateway.store.store import Store
 
 log = Logger()
 
@@ -59,10 +57,7 @@ class Gateway:
         self.ports: list[IListeningPort] = []
         self.sandbox_port: IListeningPort | None = None
         self.sandbox_url: str | None = None
-        self.db: Database | None = None
-        self.store: Store | None = None
-        self.om: OmClient | None = None
-        self.engine: CallEngine | None = None
+        self.parts: Components | None = None
         self.legacy_port: IListeningPort | None = None
         self.admin_port: IListeningPort | None = None
         self.recovery: defer.Deferred[Any] | None = None
@@ -79,6 +74,13 @@ class Gateway:
         return _url_of(self.admin_port)
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         opts = self.options
         if opts.sandbox_listen is None and not self.config.admin_token_configured:
             raise ConfigError("set admin_token, admin_token_env or admin_token_file: the "
@@ -92,23 +94,18 @@ class Gateway:
             self.sandbox_url = _url_of(self.sandbox_port)
             self.config = self.config.with_base_url(self.sandbox_url)
             log.info("sandbox listening on {url}", url=self.sandbox_url)
-        self.db = Database(opts.db_url, self.reactor)
-        if self.db.is_sqlite and opts.upgrade_sqlite:
-            await self.db.run_interaction("noop", lambda conn: None)
-            await _in_thread(self.reactor, schema.upgrade, self.db.engine)
-        else:
-            await _in_thread(self.reactor, schema.check, self.db.engine)
+        sqlite = opts.db_url.startswith("sqlite")
+        self.parts = parts = await build(
+            self.config, opts.db_url, self.reactor,
+            schema_mode=SchemaMode.UPGRADE if sqlite and opts.upgrade_sqlite
+            else SchemaMode.CHECK)
         s = self.config.gateway
-        self.store = Store(self.db, self.reactor, rno_start=s.rno_start,
-                           invno_start=s.invno_start)
-        await self.store.install_id()
-        self.om = OmClient(self.reactor, timeout=s.rest_timeout_seconds)
-        self.engine = CallEngine(self.config, self.store, self.om, self.reactor)
-        legacy = LegacyResource(self.engine.dispatch, max_body_bytes=s.max_body_bytes,
-                                max_depth=s.max_xml_depth)
+        legacy = LegacyResource(parts.legacy_dispatch(), max_body_bytes=s.max_body_bytes,
+                                max_depth=s.max_xml_depth,
+                                eid_of=parts.authenticator.eid_of)
         self.legacy_port = await serverFromString(self.reactor, opts.listen).listen(
             make_site(legacy, max_body_bytes=s.max_body_bytes))
-        admin = AdminResource(self.config, self.store, self.om,
+        admin = AdminResource(self.config, parts.store, parts.om,
                               sandbox_mode=opts.sandbox_listen is not None)
         self.admin_port = await serverFromString(self.reactor, opts.admin_listen).listen(
             server.Site(admin))
@@ -122,13 +119,21 @@ class Gateway:
             self.recovery_loop.clock = self.reactor
             self.recovery_loop.start(RECOVERY_INTERVAL, now=s.recover_on_start)
 
-    def _recover_once(self) -> defer.Deferred[Any]:
-        from gateway.recovery import recover_unfinished
+    @property
+    def store(self) -> Any:
+        assert self.parts is not None
+        return self.parts.store
 
-        assert self.engine is not None and self.store is not None
+    @property
+    def engine(self) -> Any:
+        assert self.parts is not None
+        return self.parts.engine
+
+    def _recover_once(self) -> defer.Deferred[Any]:
+        assert self.parts is not None
         if self.recovery is not None and not self.recovery.called:
             return defer.succeed(None)
-        self.recovery = defer.ensureDeferred(recover_unfinished(self.engine, self.store))
+        self.recovery = defer.ensureDeferred(recover_unfinished(self.parts.engine))
         self.recovery.addErrback(lambda f: log.failure("recovery failed", f))
         return defer.succeed(None)
 
@@ -140,13 +145,6 @@ class Gateway:
                 await port.stopListening()
         if self.recovery is not None and not self.recovery.called:
             self.recovery.cancel()
-        if self.om is not None:
-            await self.om.close()
-        if self.db is not None:
-            self.db.stop()
-
-
-def _in_thread(reactor: Any, fn: Any, *args: Any) -> defer.Deferred[Any]:
-    from twisted.internet import threads
-
-    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+        if self.parts is not None:
+            await self.parts.close()
+            self.parts = None

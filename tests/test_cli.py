@@ -13,7 +13,7 @@ from gateway.testing.processes import run_cli
 def db(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path}/cli.db"
     result = run_cli("db", "upgrade", "--db", url)
-    assert result.returncode == 0 and "-> 0001" in result.stdout
+    assert result.returncode == 0 and "-> 0002" in result.stdout
     return url
 
 

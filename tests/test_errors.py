@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.engine import rest_error_to_fault
+from gateway.calls.spec import Target
+from gateway.engine.faults import rest_error_to_fault
 from gateway.errors import FAULT_TABLE, FaultCode, GatewayError, NotAllowedError
 from gateway.legacy.xmlrpc import encode_fault
 from gateway.om.client import RestResponseError
@@ -52,7 +53,8 @@ def test_readme_fault_table_matches_the_code() -> None:
 def test_rest_refusals_map_to_legacy_faults(status: int, code: str | None, message: list[str],
                                             what: str, fault: FaultCode) -> None:
     """Each documented REST refusal becomes its legacy fault, carrying the correlation id."""
-    err = rest_error_to_fault(RestResponseError(status, code, message, "corr-9"), what=what)
+    err = rest_error_to_fault(RestResponseError(status, code, message, "corr-9"),
+                              Target.INVOICE if what == "invoice" else Target.RESERVATION)
     assert isinstance(err, GatewayError)
     assert err.fault_code == fault
     assert err.fault_string.endswith("(correlation_id corr-9)")

@@ -15,8 +15,9 @@ constant time. Values are taken exactly as received (``p1`` verbatim, a ``<strin
 sent), re-encoded to ISO-8859-1; a character that is not Latin-1 cannot have been hashed by
 any SDK, so that candidate simply cannot match.
 
-This module never raises on hostile parameter *content*: odd shapes only make the digest
-mismatch. It raises only when the digest parameter itself cannot be located.
+Which parts each call hashes is declared by its module in ``gateway.calls`` (with the
+building blocks below); this module never raises on hostile parameter *content*: odd shapes
+only make the digest mismatch.
 """
 from __future__ import annotations
 
@@ -24,20 +25,10 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Final
-
-from gateway.errors import InvalidParamsError, MethodNotFoundError
-
-__all__ = [
-    "DIGEST_POSITIONS",
-    "Dialect",
-    "digest_candidates",
-    "digest_parts",
-    "hash_for_digest",
-    "verify_digest",
-]
 
 
 class Dialect(Enum):
@@ -48,18 +39,6 @@ class Dialect(Enum):
     DROP_FALSY = "drop-falsy"  # P2
 
 
-#: Position of the ``digest`` parameter (counted from p0) for each served call.
-DIGEST_POSITIONS: Final[dict[str, int]] = {
-    "activate": 3,
-    "cancel_reservation": 4,
-    "update": 3,
-    "credit_part": 6,
-    "credit_invoice": 5,
-    "extend_expiry_date": 4,
-    "email_invoice": 4,
-    "send_invoice": 4,
-}
-
 #: Hash function by length of the base64 digest (§2.3).
 _HASH_BY_B64_LENGTH: Final[dict[int, Callable[[bytes], Any]]] = {
     24: hashlib.md5,
@@ -69,21 +48,24 @@ _HASH_BY_B64_LENGTH: Final[dict[int, Callable[[bytes], Any]]] = {
     88: hashlib.sha512,
 }
 
-_ACTIVATE_OPTIONAL_KEYS: Final = (
-    "bclass", "cust_no", "flags", "ocr", "orderid1", "orderid2", "reference", "reference_code",
-)
-_UPDATE_ADDRESS_KEYS: Final = ("careof", "street", "zip", "city", "country", "fname", "lname")
 _UNHASHABLE: Final = "\x00"
 
 
-class _Parts:
-    """A digest-part list plus whether the SDKs filter it (False for concatenations)."""
+@dataclass(frozen=True)
+class DigestParts:
+    """The parts (without the secret) an SDK hashes for one call, and whether the SDKs filter
+    empty/falsy parts (``False`` for the plain concatenations every SDK leaves unfiltered)."""
 
-    __slots__ = ("filtered", "values")
+    values: list[Any]
+    filtered: bool = True
 
-    def __init__(self, values: list[Any], *, filtered: bool) -> None:
-        self.values = values
-        self.filtered = filtered
+
+@dataclass(frozen=True)
+class DigestMatch:
+    """Which dialect(s) and hash a matching digest was made with (onboarding, explain)."""
+
+    hash_name: str
+    dialects: tuple[Dialect, ...]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,158 +78,76 @@ def hash_for_digest(digest: str) -> Callable[[bytes], Any] | None:
     return _HASH_BY_B64_LENGTH.get(len(digest))
 
 
-def digest_parts(method: str, params: Sequence[Any]) -> list[Any]:
-    """The unfiltered parts (without the secret) the SDKs hash for ``method``.
-
-    Exposed for tests and debugging. Raises ``MethodNotFoundError`` for a method without a
-    digest rule here.
-    """
-    return list(_parts(method, params).values)
-
-
-def digest_candidates(method: str, params: Sequence[Any], secret: bytes) -> set[bytes]:
-    """Every ISO-8859-1 byte string a legitimate SDK could have hashed for this call.
-
-    Args:
-        method: one of the served calls (:data:`DIGEST_POSITIONS`).
-        params: the full positional parameter list, p0 first.
-        secret: the merchant's shared secret (bytes, used as Latin-1 text).
-
-    Raises:
-        MethodNotFoundError: no digest rule for ``method``.
-    """
-    parts = _parts(method, params)
+def candidates(parts: DigestParts, secret: bytes) -> dict[bytes, tuple[Dialect, ...]]:
+    """Every ISO-8859-1 byte string a legitimate SDK could have hashed, with the dialects
+    that produce it."""
     secret_text = secret.decode("latin-1")
     dialects: Iterable[Dialect] = (
         (Dialect.NO_FILTER, Dialect.DROP_EMPTY, Dialect.DROP_FALSY)
         if parts.filtered else (Dialect.NO_FILTER,)
     )
-    candidates: set[bytes] = set()
+    found: dict[bytes, tuple[Dialect, ...]] = {}
     for dialect in dialects:
         joined = _join([*parts.values, secret_text], dialect)
         if joined is None:
             continue
         try:
-            candidates.add(joined.encode("latin-1"))
+            raw = joined.encode("latin-1")
         except UnicodeEncodeError:
             continue  # a real non-Latin-1 character: no SDK could have hashed it
-    return candidates
+        found[raw] = found.get(raw, ()) + (dialect,)
+    return found
 
 
-def verify_digest(method: str, params: Sequence[Any], secret: bytes) -> bool:
-    """Whether ``params``' digest matches ``secret`` under any SDK dialect and hash.
+def match(parts: DigestParts, given: Any, secret: bytes) -> DigestMatch | None:
+    """The dialect(s) and hash under which ``given`` is the digest of ``parts`` + secret.
 
-    Args:
-        method: one of the served calls.
-        params: the full positional list from p0 (as returned by ``parse_method_call``).
-        secret: the merchant's shared secret.
-
-    Returns:
-        ``True`` on a match. ``False`` for a wrong secret, an unknown digest length, a digest
-        that is not a string, or parameters no SDK could have hashed.
-
-    Raises:
-        MethodNotFoundError: no digest rule for ``method``.
-        InvalidParamsError: too few parameters to contain a digest.
+    ``None`` for a wrong secret, an unknown digest length, a digest that is not a string, or
+    parts no SDK could have hashed. Every candidate is compared in constant time, with no
+    short-circuit.
     """
-    position = DIGEST_POSITIONS.get(method)
-    if position is None:
-        raise MethodNotFoundError(f"no digest rule for {method[:64]}")
-    if len(params) <= position:
-        raise InvalidParamsError(f"digest (parameter {position}) is missing")
-    given = params[position]
     if not isinstance(given, str):
-        return False
+        return None
     hash_fn = hash_for_digest(given)
     if hash_fn is None:
-        return False
+        return None
     try:
         given_bytes = given.encode("ascii")
     except UnicodeEncodeError:
-        return False
-    matched = False
-    for candidate in digest_candidates(method, params, secret):
+        return None
+    matched: tuple[Dialect, ...] = ()
+    for candidate, dialects in candidates(parts, secret).items():
         computed = base64.b64encode(hash_fn(candidate).digest())
-        # No short-circuit: every candidate is compared.
-        matched |= hmac.compare_digest(computed, given_bytes)
-    return matched
+        if hmac.compare_digest(computed, given_bytes):
+            matched += dialects
+    if not matched:
+        return None
+    return DigestMatch(hash_name=hash_fn(b"").name, dialects=matched)
+
+
+def verify(parts: DigestParts, given: Any, secret: bytes) -> bool:
+    """Whether ``given`` matches under any SDK dialect and hash."""
+    return match(parts, given, secret) is not None
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-call part lists
+# Building blocks of the per-call part lists (used by the modules in ``gateway.calls``)
 # ---------------------------------------------------------------------------------------------
 
 
-def _param(params: Sequence[Any], index: int) -> Any:
+def param(params: Sequence[Any], index: int) -> Any:
     """``params[index]`` or ``None`` when absent (an absent part then cannot match)."""
     return params[index] if 0 <= index < len(params) else None
 
 
-def _parts(method: str, params: Sequence[Any]) -> _Parts:
-    if method == "activate":
-        return _Parts(_activate_parts(params), filtered=True)
-    if method == "update":
-        return _Parts(_update_parts(params), filtered=True)
-    if method == "credit_part":
-        parts = [_param(params, 2), _param(params, 3), *_artno_pairs(_param(params, 4))]
-        return _Parts(parts, filtered=False)
-    if method in ("cancel_reservation", "extend_expiry_date"):
-        # (rno, eid, digest): eid:rno:secret
-        return _Parts([_param(params, 3), _param(params, 2)], filtered=True)
-    if method in ("credit_invoice", "email_invoice", "send_invoice"):
-        # (eid, invno, ...): eid:invno:secret
-        return _Parts([_param(params, 2), _param(params, 3)], filtered=True)
-    raise MethodNotFoundError(f"no digest rule for {method[:64]}")
-
-
-def _protocol_prefix(params: Sequence[Any]) -> list[Any]:
+def protocol_prefix(params: Sequence[Any]) -> list[Any]:
     """``4:1``, the client version verbatim, eid, rno (``activate`` and ``update``)."""
-    proto = _param(params, 0)
+    proto = param(params, 0)
     proto_part = proto.replace(".", ":") if isinstance(proto, str) else proto
-    return [proto_part, _param(params, 1), _param(params, 2), _param(params, 4)]
+    return [proto_part, param(params, 1), param(params, 2), param(params, 4)]
 
 
-def _activate_parts(params: Sequence[Any]) -> list[Any]:
-    parts = _protocol_prefix(params)
-    info = _param(params, 5)
-    if not isinstance(info, dict):
-        info = {}
-    parts.extend(info[key] for key in _ACTIVATE_OPTIONAL_KEYS if key in info)
-    shipment = info.get("shipment_info")
-    parts.append(shipment.get("delay_adjust") if isinstance(shipment, dict) else None)
-    parts.extend(_artno_pairs(info.get("artnos")))
-    return parts
-
-
-def _update_parts(params: Sequence[Any]) -> list[Any]:
-    parts = _protocol_prefix(params)
-    info = _param(params, 5)
-    if not isinstance(info, dict):
-        info = {}
-    for key in ("dlv_addr", "bill_addr"):
-        address = info.get(key)
-        if isinstance(address, dict):
-            parts.extend(
-                address.get(field) for field in _UPDATE_ADDRESS_KEYS
-                if _php_str(address.get(field))
-            )
-    goods_list = info.get("goods_list")
-    if isinstance(goods_list, list):
-        for row in goods_list:
-            if not isinstance(row, dict):
-                continue
-            goods = row.get("goods")
-            goods = goods if isinstance(goods, dict) else {}
-            artno = goods.get("artno")
-            parts.append(artno if _php_str(artno) else goods.get("title"))
-            parts.append(row.get("qty"))
-    for key in ("orderid1", "orderid2"):
-        if _php_str(info.get(key)):
-            parts.append(info[key])
-    return parts
-
-
-def _artno_pairs(artnos: Any) -> list[Any]:
+def artno_pairs(artnos: Any) -> list[Any]:
     """``artno, qty`` for every entry of an artnos list (``''``/``[]``/junk → nothing)."""
     pairs: list[Any] = []
     if isinstance(artnos, list):
@@ -257,12 +157,17 @@ def _artno_pairs(artnos: Any) -> list[Any]:
     return pairs
 
 
+def simple(params: Sequence[Any], *positions: int) -> DigestParts:
+    """The common ``colon(p[a], p[b], ...)`` digest, filtered per SDK dialect."""
+    return DigestParts([param(params, i) for i in positions])
+
+
 # ---------------------------------------------------------------------------------------------
 # Stringification and filtering
 # ---------------------------------------------------------------------------------------------
 
 
-def _php_str(value: Any) -> str:
+def php_str(value: Any) -> str:
     """PHP's ``(string)`` of a value decoded from XML-RPC (PHP null arrives as ``''``).
 
     Arrays and structs never appear in a valid digest; they map to a string containing NUL,
@@ -310,9 +215,9 @@ def _join(values: list[Any], dialect: Dialect) -> str | None:
     if dialect is Dialect.NO_FILTER:
         strings = [_py_str(v) for v in values]
     elif dialect is Dialect.DROP_EMPTY:
-        strings = [s for s in (_php_str(v) for v in values) if s != ""]
+        strings = [s for s in (php_str(v) for v in values) if s != ""]
     else:
-        strings = [_php_str(v) for v in values if not _is_php_falsy(v)]
+        strings = [php_str(v) for v in values if not _is_php_falsy(v)]
     if any(s == _UNHASHABLE for s in strings):
         return None
     return ":".join(strings)

@@ -39,7 +39,6 @@ from gateway.errors import (
     ParseError,
     UpstreamUnavailableError,
 )
-from gateway.legacy.decode import EID_POSITIONS, extract_eid
 from gateway.legacy.xmlrpc import (
     DEFAULT_MAX_DEPTH,
     encode_fault,
@@ -101,6 +100,8 @@ class LegacyResource(Resource):
         on_call: optional hook called with a :class:`CallRecord` after each call (metrics).
         clock: time source for durations (``reactor`` in production); ``time.monotonic``
             when omitted.
+        eid_of: optional ``(method, params) -> eid | None`` for the access log (must not
+            raise).
     """
 
     isLeaf = True
@@ -114,9 +115,11 @@ class LegacyResource(Resource):
         max_depth: int = DEFAULT_MAX_DEPTH,
         on_call: Callable[[CallRecord], None] | None = None,
         clock: IReactorTime | None = None,
+        eid_of: Callable[[str, list[Any]], int | None] | None = None,
     ) -> None:
         super().__init__()
         self._dispatch = dispatch
+        self._eid_of = eid_of
         self._max_body_bytes = max_body_bytes
         self._max_depth = max_depth
         self._on_call = on_call
@@ -174,7 +177,7 @@ class LegacyResource(Resource):
             if body is None:
                 raise ParseError(f"request body larger than {self._max_body_bytes} bytes")
             method, params = parse_method_call(body, max_depth=self._max_depth)
-            eid = _best_effort_eid(method, params)
+            eid = self._eid_of(method, params) if self._eid_of is not None else None
             result = await defer.ensureDeferred(self._dispatch(method, params))
             payload = encode_response(result)
         except GatewayError as error:
@@ -225,16 +228,6 @@ class _RequestState:
 
     def client_gone(self, _failure: object) -> None:
         self.gone = True
-
-
-def _best_effort_eid(method: str, params: list[Any]) -> int | None:
-    """The call's eid for the access log, if it can be read; never raises."""
-    if method not in EID_POSITIONS:
-        return None
-    try:
-        return extract_eid(method, params)
-    except GatewayError:
-        return None
 
 
 def _write_reply(request: server.Request, payload: bytes) -> None:

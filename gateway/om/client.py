@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,24 +91,28 @@ class OmClient:
     Args:
         reactor: provides ``seconds()``/``callLater`` (injected, so tests can drive time).
         timeout: per-attempt timeout in seconds.
-        pool: shared persistent connection pool (one per process).
+        http: the treq ``HTTPClient`` to send with. Default: one over a persistent
+            connection pool with TCP_NODELAY (one per process). Tests inject one over
+            ``treq.testing.RequestTraversalAgent`` (the sandbox resource in memory).
     """
 
-    def __init__(self, reactor: Any, *, timeout: float = 3.0,
-                 pool: HTTPConnectionPool | None = None, max_per_host: int = 16) -> None:
+    def __init__(self, reactor: Any, *, timeout: float = 3.0, http: HTTPClient | None = None,
+                 max_per_host: int = 16) -> None:
         self.reactor = reactor
         self.timeout = timeout
-        if pool is None:
-            pool = HTTPConnectionPool(reactor, persistent=True)
-            pool.maxPersistentPerHost = max_per_host
-            pool.cachedConnectionTimeout = 60
-        self.pool = pool
-        self.http = HTTPClient(Agent.usingEndpointFactory(
-            reactor, _NoDelayEndpointFactory(reactor), pool=pool))
+        self.pool: HTTPConnectionPool | None = None
+        if http is None:
+            self.pool = HTTPConnectionPool(reactor, persistent=True)
+            self.pool.maxPersistentPerHost = max_per_host
+            self.pool.cachedConnectionTimeout = 60
+            http = HTTPClient(Agent.usingEndpointFactory(
+                reactor, _NoDelayEndpointFactory(reactor), pool=self.pool))
+        self.http = http
         self._rng = random.Random()
 
     async def close(self) -> None:
-        await self.pool.closeCachedConnections()
+        if self.pool is not None:
+            await self.pool.closeCachedConnections()
 
     async def request_once(self, merchant: Merchant, method: str, path: str,
                            body: Any = None, *, idempotency_key: str | None = None,
@@ -125,7 +128,7 @@ class OmClient:
         if idempotency_key is not None:
             headers[b"Klarna-Idempotency-Key"] = [idempotency_key.encode()]
         url = merchant.base_url + path
-        started = time.monotonic()
+        started = self.reactor.seconds()
         limit = timeout or self.timeout
 
         async def exchange() -> tuple[Any, bytes]:
@@ -161,7 +164,7 @@ class OmClient:
         hdrs = {k.decode().lower(): v[-1].decode("latin-1")
                 for k, v in resp.headers.getAllRawHeaders()}
         log.debug("OM {method} {path} -> {status} in {ms:.1f} ms", method=method, path=path,
-                  status=status, ms=(time.monotonic() - started) * 1000)
+                  status=status, ms=(self.reactor.seconds() - started) * 1000)
         decoded: Any = None
         if raw:
             try:

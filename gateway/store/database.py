@@ -5,9 +5,14 @@ Every interaction is a named plain function ``fn(conn, *args)`` run inside one t
 SQLite gets one thread (one writer, no lock fights); PostgreSQL as many as the engine pool.
 Interactions must be safe to run again: serialisation failures and deadlocks are retried a
 bounded number of times. ORM objects never leave the thread: functions return plain values.
+
+Tests of the engine construct ``Database(url, reactor, threaded=False)``: interactions then
+run synchronously on the calling thread (SQLite in memory or in a temp file), so a test
+driven by ``task.Clock`` needs no threads and no wall clock.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -59,6 +64,10 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
 
 
+def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
+    return threading.Thread(*args, daemon=True, **kwargs)
+
+
 def _is_retryable(e: DBAPIError) -> bool:
     code = getattr(getattr(e, "orig", None), "sqlstate", None)
     if code in _RETRYABLE_PG_CODES:
@@ -69,17 +78,22 @@ def _is_retryable(e: DBAPIError) -> bool:
 class Database:
     """An engine plus the thread pool its interactions run on."""
 
-    def __init__(self, url: str, reactor: Any, *, pool_size: int = 5) -> None:
+    def __init__(self, url: str, reactor: Any, *, pool_size: int = 5,
+                 threaded: bool = True) -> None:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, pool_size=pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.threaded = threaded
         self._reactor = reactor
         threads_max = 1 if self.is_sqlite else pool_size
         self._pool = ThreadPool(minthreads=1, maxthreads=threads_max, name="gateway-db")
+        # Daemon threads: a process (or a test) that never reached stop() must still exit;
+        # an interrupted transaction is rolled back by the database.
+        self._pool.threadFactory = _daemon_thread  # type: ignore[assignment]
         self._started = False
 
     def start(self) -> None:
-        if not self._started:
+        if not self._started and self.threaded:
             self._pool.start()
             self._started = True
 
@@ -103,7 +117,10 @@ class Database:
         raise AssertionError("unreachable")
 
     async def run_interaction(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in one transaction on the database thread pool."""
+        """Run ``fn(conn, *args)`` in one transaction on the database thread pool (or, when
+        not ``threaded``, right here: tests on a fake clock)."""
+        if not self.threaded:
+            return self.run_sync(desc, fn, *args)
         self.start()
         return await threads.deferToThreadPool(self._reactor, self._pool, self.run_sync,
                                                desc, fn, *args)

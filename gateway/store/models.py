@@ -129,8 +129,11 @@ journal = Table(
     Column("retry_until", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # When the reply was written to the client's connection; NULL: not (yet) delivered.
+    Column("delivered_at", Float, nullable=True),
 )
 Index("ix_journal_state", journal.c.state)
+Index("ix_journal_order", journal.c.order_id)
 Index("ix_journal_fingerprint", journal.c.fingerprint)
 
 #: The REST mutations a journal entry planned: intent and key committed before sending.
@@ -145,10 +148,13 @@ journal_steps = Table(
     Column("idempotency_key", String(64), nullable=False, unique=True),
     Column("purpose", Text, nullable=False),
     Column("effect_json", Text, nullable=True),  # what to record when it succeeds
-    Column("state", String(16), nullable=False),  # planned | done | failed
+    Column("state", String(16), nullable=False),  # planned | done | abandoned
+    # capture | refund | none: whether this step moves money (unresolved money blocks new
+    # captures/refunds on the order until it is settled).
+    Column("money", String(8), nullable=False, server_default="none"),
     Column("response_status", Integer, nullable=True),
     Column("result_json", Text, nullable=True),  # e.g. {"capture_id": ...}
     Column("updated_at", Float, nullable=False),
 )
 
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"

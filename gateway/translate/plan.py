@@ -1,10 +1,11 @@
 """What a legacy call becomes in REST: a :class:`Plan` of :class:`RestStep` values.
 
-Translators are pure: ``plan(call, ctx) -> Plan`` from the decoded legacy call and the order
-as REST currently reports it (plus the gateway's own invoice rows). The engine journals the
-steps (intent + idempotency key) before sending any, runs them in order, records each
-step's ``effect`` in the same transaction as its success, and then builds the legacy reply
-with :func:`gateway.translate.replies.reply_for`. A dry run prints the plan and its notes.
+Plans are pure: each call module's ``plan(call, ctx) -> Plan`` reads the decoded legacy call
+and the order as REST currently reports it (plus the gateway's own invoice rows) and returns
+the REST mutations to send. The engine journals the steps (intent + idempotency key) before
+sending any, runs them in order, records each step's typed ``effect`` in the same
+transaction as its success, and builds the legacy reply from a :class:`Result` with the call
+module's ``reply``. A dry run (``explain``) prints the plan and its notes.
 """
 from __future__ import annotations
 
@@ -12,24 +13,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.store.store import Invoice, Reservation
+from gateway.model import CaptureEffect, Effect, Invoice, MoneyKind, Reservation, money_kind
 
 
 @dataclass(frozen=True)
 class RestStep:
-    """One REST mutation. ``effect`` says what to record in the store when it succeeds:
-
-    - ``{"kind": "capture", "reservation_id", "order_id"}``: a new invoice (invno issued at
-      planning time) bound to the created capture;
-    - ``{"kind": "refund", "invoice_id", "order_id", "credno"}``: a credit on that invoice;
-    - ``{"kind": "status", "reservation_id", "status"}``: the reservation's new status.
-    """
+    """One REST mutation, and what to record in the store when it succeeds."""
 
     http_method: str
     path: str
     body: dict[str, Any] | None
     purpose: str
-    effect: dict[str, Any] | None = None
+    effect: Effect | None = None
+
+    @property
+    def money(self) -> MoneyKind:
+        return money_kind(self.effect)
 
 
 @dataclass(frozen=True)
@@ -37,15 +36,27 @@ class Plan:
     steps: tuple[RestStep, ...] = ()
     #: Where v2 and REST differ for this call (shown in the journal and dry runs).
     notes: tuple[str, ...] = ()
-    #: Issue an invoice number when journaling this plan (activate).
-    allocate_invno: bool = False
-    #: The reply when there is nothing to send (e.g. cancelling a cancelled order).
-    immediate_reply: Any = None
+
+    @property
+    def allocate_invno(self) -> bool:
+        """Issue an invoice number when journaling this plan (a capture creates an invoice)."""
+        return any(isinstance(s.effect, CaptureEffect) for s in self.steps)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a call produced, from which every call module builds its legacy reply."""
+
+    #: The invoice the call is about: the one it names, or the one its capture created.
+    invno: str | None = None
+    #: The order: as read for planning, or re-read after the steps when the call's
+    #: declaration says its reply needs it (``CallSpec.reply_reads_order``).
+    order: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class OrderContext:
-    """What a translator may look at: the order as REST reports it now, and our rows."""
+    """What a plan may look at: the order as REST reports it now, and the gateway's rows."""
 
     reservation: Reservation
     order: Mapping[str, Any]
@@ -60,6 +71,11 @@ class OrderContext:
     @property
     def status(self) -> str:
         return str(self.order.get("status", ""))
+
+    @property
+    def base(self) -> str:
+        """The order's REST path, for building step paths."""
+        return f"/ordermanagement/v1/orders/{self.order_id}"
 
 
 def qty_by_reference(parts: list[Mapping[str, Any]]) -> dict[str, int]:

@@ -45,7 +45,7 @@ from fractions import Fraction
 from typing import Any
 
 from gateway.errors import BadArtnoListError, UnknownArtnoError
-from gateway.legacy.calls import ArtNo
+from gateway.legacy.values import ArtNo
 from gateway.translate.money import lines_total, round_half_away
 
 #: Keys copied unchanged from a line into its parts (with ``unit_price`` and ``tax_rate``).

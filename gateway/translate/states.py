@@ -5,7 +5,7 @@ these messages to operators, and the code (9103) is what their software branches
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 from gateway.errors import NotAllowedError
@@ -20,7 +20,7 @@ _STATE_TEXT = {
 }
 
 
-def require_status(order: Mapping[str, Any], allowed: set[str], action: str) -> None:
+def require_status(order: Mapping[str, Any], allowed: Set[str], action: str) -> None:
     """Raise 9103 unless the order's status is one of ``allowed``."""
     status = str(order.get("status", ""))
     if status not in allowed:
@@ -35,3 +35,8 @@ def require_fraud_accepted(order: Mapping[str, Any], action: str) -> None:
         raise NotAllowedError(f"cannot {action}: fraud review is PENDING, retry later")
     if fraud in ("REJECTED", "STOPPED"):
         raise NotAllowedError(f"cannot {action}: the order was {fraud} by fraud review")
+
+
+#: Order states in which an invoice (a capture) can be credited.
+REFUNDABLE = frozenset({"PART_CAPTURED", "CAPTURED", "CANCELLED", "EXPIRED", "CLOSED",
+                        "AUTHORIZED"})

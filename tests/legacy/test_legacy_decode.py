@@ -18,27 +18,31 @@ from gateway.errors import (
     MethodNotFoundError,
     NotAllowedError,
 )
-from gateway.legacy.calls import (
-    Activate,
-    Address,
-    ArtNo,
-    CancelReservation,
-    CreditInvoice,
-    CreditPart,
-    EmailInvoice,
-    ExtendExpiryDate,
-    SendInvoice,
-    Update,
-)
-from gateway.legacy.decode import (
-    KNOWN_UNSERVED_METHODS,
-    SERVED_METHODS,
-    check_method,
-    decode_call,
-    extract_eid,
-)
-from gateway.legacy.digest import verify_digest
+from gateway.calls import REGISTRY, decode_call, verify_digest
+from gateway.calls.activate import Activate
+from gateway.calls.cancel_reservation import CancelReservation
+from gateway.calls.credit_invoice import CreditInvoice
+from gateway.calls.credit_part import CreditPart
+from gateway.calls.email_invoice import EmailInvoice
+from gateway.calls.extend_expiry_date import ExtendExpiryDate
+from gateway.calls.send_invoice import SendInvoice
+from gateway.calls.update import Update
+from gateway.config import Merchant
+from gateway.legacy import params as wire
+from gateway.legacy.auth import Authenticator
+from gateway.legacy.values import Address, ArtNo
 from gateway.legacy.xmlrpc import parse_method_call
+
+SERVED_METHODS = frozenset(REGISTRY.served)
+KNOWN_UNSERVED_METHODS = frozenset(REGISTRY.not_offered)
+
+
+def extract_eid(method: str, params: list[Any]) -> int:
+    """The eid at the method's declared position (the edge's first check)."""
+    lookup = REGISTRY.lookup(method)
+    if lookup is None:
+        raise MethodNotFoundError(f"unknown method {method}")
+    return wire.eid_at(params, lookup.eid_at)
 
 PHP_DECL = b'<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
 DIGEST = "x" * 88
@@ -287,17 +291,23 @@ def test_credit_part_arity_and_marker() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_check_method() -> None:
-    """Served → ok; known legacy calls → 9103 naming the call; anything else → -32601."""
-    for method in SERVED_METHODS:
-        check_method(method)
+def test_method_table() -> None:
+    """Served → decoded; a known legacy call with a valid eid and digest → 9103 naming the
+    call and why; anything else → -32601."""
+    import base64
+    import hashlib
+
+    merchant = Merchant(eid=5, shared_secret="s", rest_username="u", rest_password="p",
+                        base_url="http://x")
+    auth = Authenticator({5: merchant}.get, REGISTRY)
+    digest = base64.b64encode(hashlib.sha512(b"5:R1:s").digest()).decode()
     with pytest.raises(NotAllowedError) as info:
-        check_method("check_order_status")
+        auth.authenticate("check_order_status", ["4.1", "v", 5, digest, "R1", 0])
     assert info.value.fault_code == FaultCode.NOT_ALLOWED_OPERATION
-    assert info.value.fault_string == (
+    assert info.value.fault_string.startswith(
         "not_allowed_operation: check_order_status is not offered by this gateway")
     with pytest.raises(MethodNotFoundError, match="system.listMethods"):
-        check_method("system.listMethods")
+        auth.authenticate("system.listMethods", [])
     assert {"reserve_amount", "activate_reservation", "get_pclasses", "update_notes",
             "split_reservation", "return_amount", "has_account"} <= KNOWN_UNSERVED_METHODS
     assert not SERVED_METHODS & KNOWN_UNSERVED_METHODS

@@ -10,16 +10,19 @@ import pytest
 from legacy_sdk_capture import CapturedSdk, make_sdk
 
 import klarna
+from gateway.calls import REGISTRY, decode_call, digest_parts, verify_digest
+from gateway.config import Merchant
 from gateway.errors import InvalidParamsError, MethodNotFoundError
-from gateway.legacy.decode import decode_call
-from gateway.legacy.digest import (
-    DIGEST_POSITIONS,
-    digest_candidates,
-    digest_parts,
-    hash_for_digest,
-    verify_digest,
-)
+from gateway.legacy import digest as digest_rules
+from gateway.legacy.auth import Authenticator
+from gateway.legacy.digest import hash_for_digest
 from gateway.legacy.xmlrpc import parse_method_call
+
+DIGEST_POSITIONS = {name: spec.digest_at for name, spec in REGISTRY.served.items()}
+
+
+def digest_candidates(method: str, params: list[Any], secret: bytes) -> set[bytes]:
+    return set(digest_rules.candidates(digest_parts(method, params), secret))
 
 SECRET = b"s3cr3t"
 PY = "python:api:3.1.0"
@@ -81,11 +84,14 @@ def test_unknown_length_non_string_and_non_ascii_digests_mismatch() -> None:
 
 
 def test_missing_digest_and_unknown_method_raise_gateway_errors() -> None:
-    """Too few params → -32602 naming the digest; a method without a rule → -32601."""
+    """Too few params → -32602 naming the digest; an unknown method → -32601."""
+    merchant = Merchant(eid=1234, shared_secret="s3cr3t", rest_username="u",
+                        rest_password="p", base_url="http://x")
+    auth = Authenticator({1234: merchant}.get, REGISTRY)
     with pytest.raises(InvalidParamsError, match="digest"):
-        verify_digest("email_invoice", ["4.1", PY, 1234, "9000000001"], SECRET)
+        auth.authenticate("email_invoice", ["4.1", PY, 1234, "9000000001"])
     with pytest.raises(MethodNotFoundError):
-        verify_digest("check_order_status", ["4.1", PY, 1234, "x", "y"], SECRET)
+        auth.authenticate("no_such_call", ["4.1", PY, 1234, "x", "y"])
 
 
 def test_string_eid_is_hashed_as_sent() -> None:

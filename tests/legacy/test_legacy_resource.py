@@ -16,7 +16,9 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.web import server
 
+from gateway.calls import REGISTRY
 from gateway.errors import InvalidDigestError, NotAllowedError
+from gateway.legacy.auth import Authenticator
 from gateway.legacy.resource import CallRecord, LegacyResource, make_site
 
 
@@ -37,7 +39,9 @@ async def _start(dispatch: Callable[..., Any], *,
                  site_limit: int | None = 1 << 20, resource_limit: int = 1 << 20
                  ) -> tuple[Harness, Any]:
     records: list[CallRecord] = []
-    resource = LegacyResource(dispatch, max_body_bytes=resource_limit, on_call=records.append)
+    auth = Authenticator(lambda eid: None, REGISTRY)
+    resource = LegacyResource(dispatch, max_body_bytes=resource_limit, on_call=records.append,
+                              eid_of=auth.eid_of)
     site = make_site(resource, site_limit) if site_limit is not None else server.Site(resource)
     port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)
     harness = Harness(port=port.getHost().port, records=records)

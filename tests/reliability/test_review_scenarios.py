@@ -11,7 +11,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.web import resource, server
 
 from gateway.config import Merchant
-from gateway.engine import _same_money
+from gateway.engine.decisions import same_money as _same_money
 from gateway.om.client import DeadlineExceededError, OmClient, RestTransportError
 from tests.e2e.sdk import fault_of, mutations
 from tests.harness import Harness
@@ -44,7 +44,7 @@ async def test_recovery_decides_from_the_entry_as_it_is_now(gw: Harness) -> None
     k = gw.sdk()  # the SDK keeps artnos after a fault: a fresh client, the same call
     k.add_art_no(qty=1, artno="ART-1")
     risk, invno = await gw.call(k.activate, created["rno"])  # the client's late retry
-    assert invno == entry.steps[0].effect["invno"]
+    assert invno == entry.steps[0].effect.invno  # type: ignore[union-attr]
     assert len(mutations(await gw.operations(created["order_id"]), "/captures")) == 1
 
 

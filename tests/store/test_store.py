@@ -18,6 +18,9 @@ from twisted.internet import reactor, task
 from gateway.store import schema
 from gateway.store.database import Database
 from gateway.store.models import metadata
+from gateway.model import CaptureEffect, MoneyKind
+from gateway.store.journal import Fence, LeaseLostError, Outcome, idempotency_key
+from gateway.store.mapping import next_number
 from gateway.store.store import ReservationConflictError, Store
 from gateway.translate.plan import RestStep
 from tests.conftest import make_pg_schema
@@ -61,7 +64,8 @@ async def stores(request: Any, tmp_path: Any) -> AsyncIterator[Store2]:
 def capture_step(res: Any, amount: int = 1000) -> RestStep:
     return RestStep("POST", f"/ordermanagement/v1/orders/{res.order_id}/captures",
                     {"captured_amount": amount, "order_lines": []}, "capture",
-                    {"kind": "capture", "reservation_id": res.id, "order_id": res.order_id})
+                    CaptureEffect(reservation_id=res.id, order_id=res.order_id,
+                                  status_after="PART_CAPTURED"))
 
 
 @pytest_twisted.ensureDeferred
@@ -96,14 +100,12 @@ async def test_reservations_numbers_and_conflicts(stores: Store2) -> None:
 @pytest_twisted.ensureDeferred
 async def test_numbers_are_unique_across_processes(stores: Store2) -> None:
     """Two 'processes' issuing invnos concurrently never hand out the same number."""
-    from gateway.store.store import next_number_txn
-
     got: list[str] = []
     lock = threading.Lock()
 
     def issue(db: Database) -> None:
         for _ in range(25):
-            n = db.run_sync("n", next_number_txn, "invno", 9000000000)
+            n = db.run_sync("n", next_number, "invno", 9000000000)
             with lock:
                 got.append(n)
     threads = [threading.Thread(target=issue, args=(db,)) for db in stores.dbs]
@@ -122,18 +124,19 @@ async def test_identical_calls_coalesce_across_processes(stores: Store2) -> None
     a, b, clock = stores.a, stores.b, stores.clock
     kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="f" * 64,
                               call={"method": "activate"}, lease_seconds=10,
-                              coalesce_seconds=30)
-    first = await a.begin_call(lease_token="A", **kw)
-    twin = await b.begin_call(lease_token="B", **kw)
+                              coalesce_seconds=30, rno=None, invno=None)
+    first = await a.begin_call(token="A", **kw)
+    twin = await b.begin_call(token="B", **kw)
     assert (first.action, twin.action) == ("run", "wait")
-    await a.finish_call(first.entry.id, reply=["ok", "9000000000"])
-    replay = await b.begin_call(lease_token="B", **kw)
+    await a.finish_call(first.entry.id, Outcome(reply=["ok", "9000000000"]))
+    replay = await b.begin_call(token="B", **kw)
     assert replay.action == "replay" and replay.entry.reply == ["ok", "9000000000"]
     clock.advance(31)
-    fresh = await b.begin_call(lease_token="B", **kw)
+    fresh = await b.begin_call(token="B", **kw)
     assert fresh.action == "run" and fresh.entry.id != first.entry.id
-    await b.finish_call(fresh.entry.id, fault_code=9103, fault_string="not_allowed_operation: x")
-    again = await a.begin_call(lease_token="A", **kw)
+    await b.finish_call(fresh.entry.id, Outcome(fault_code=9103,
+                                                fault_string="not_allowed_operation: x"))
+    again = await a.begin_call(token="A", **kw)
     assert again.action == "run" and again.entry.id != fresh.entry.id
 
 
@@ -146,8 +149,8 @@ async def test_concurrent_begin_only_one_runs(stores: Store2) -> None:
     kw: dict[str, Any] = dict(eid=1234, method="credit_part", fingerprint="c" * 64,
                               call={}, lease_seconds=10, coalesce_seconds=30)
     results = await defer.gatherResults([
-        defer.ensureDeferred(stores.a.begin_call(lease_token="A", **kw)),
-        defer.ensureDeferred(stores.b.begin_call(lease_token="B", **kw))])
+        defer.ensureDeferred(stores.a.begin_call(token="A", **kw)),
+        defer.ensureDeferred(stores.b.begin_call(token="B", **kw))])
     assert sorted(r.action for r in results) == ["run", "wait"]
 
 
@@ -155,11 +158,11 @@ async def test_concurrent_begin_only_one_runs(stores: Store2) -> None:
 async def test_lapsed_lease_is_taken_over(stores: Store2) -> None:
     """A pending entry whose lease lapsed (dead process) is resumed by the next twin."""
     kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="d" * 64, call={},
-                              lease_seconds=10, coalesce_seconds=30)
-    first = await stores.a.begin_call(lease_token="A", **kw)
+                              lease_seconds=10, coalesce_seconds=30, rno=None, invno=None)
+    first = await stores.a.begin_call(token="A", **kw)
     stores.clock.advance(11)
     assert [e.id for e in await stores.b.unfinished_entries()] == [first.entry.id]
-    second = await stores.b.begin_call(lease_token="B", **kw)
+    second = await stores.b.begin_call(token="B", **kw)
     assert second.action == "run" and second.entry.id == first.entry.id
 
 
@@ -170,17 +173,20 @@ async def test_step_outcome_and_invoice_row_commit_together(stores: Store2) -> N
     a = stores.a
     res = await a.register_reservation(1234, "order-1", None, "admin")
     begin = await a.begin_call(eid=1234, method="activate", fingerprint="e" * 64, call={},
-                               lease_token="A", lease_seconds=10, coalesce_seconds=30)
-    entry = await a.plan_steps(begin.entry, res.order_id, [capture_step(res)],
-                               lease_token="A", lease_seconds=10, allocate_invno=True)
+                               token="A", lease_seconds=10, coalesce_seconds=30, rno=None,
+                               invno=None)
+    fence = Fence(begin.entry.id, "A")
+    entry = await a.plan_steps(fence, 10, entry=begin.entry, order_id=res.order_id,
+                               steps=[capture_step(res)], allocate_invno=True, notes=())
     [step] = entry.steps
     assert step.state == "planned" and len(step.idempotency_key) == 36
-    same_key = a.idempotency_key(await a.install_id(), begin.entry.id, 1)
+    same_key = idempotency_key(await a.install_id(), begin.entry.id, 1)
     assert step.idempotency_key == same_key
-    await a.complete_step(entry.id, 1, 201, {"capture_id": "cap-1"})
-    await a.complete_step(entry.id, 1, 201, {"capture_id": "cap-1"})
+    await a.complete_step(entry.id, 1, 201, {"capture_id": "cap-1"}, fence=fence)
+    await a.complete_step(entry.id, 1, 201, {"capture_id": "cap-1"}, fence=fence)
     [inv] = await a.invoices_for(res.id)
-    assert inv.invno == step.effect["invno"] == "9000000000" and inv.capture_id == "cap-1"
+    assert isinstance(step.effect, CaptureEffect)
+    assert inv.invno == step.effect.invno == "9000000000" and inv.capture_id == "cap-1"
 
 
 @pytest_twisted.ensureDeferred
@@ -199,11 +205,13 @@ async def test_adoption_by_id_and_pending_capture_guard(stores: Store2) -> None:
     [inv] = await a.invoices_for(res.id)
     assert inv.refunded_amount == 200 and inv.credits[0].credno == "CR"
     begin = await a.begin_call(eid=1234, method="activate", fingerprint="g" * 64, call={},
-                               lease_token="A", lease_seconds=10, coalesce_seconds=30)
-    await a.plan_steps(begin.entry, res.order_id, [capture_step(res)], lease_token="A",
-                       lease_seconds=10, allocate_invno=True)
+                               token="A", lease_seconds=10, coalesce_seconds=30, rno=None,
+                               invno=None)
+    fence = Fence(begin.entry.id, "A")
+    await a.plan_steps(fence, 10, entry=begin.entry, order_id=res.order_id,
+                       steps=[capture_step(res)], allocate_invno=True, notes=())
     assert await a.adopt(res, [{"capture_id": "cap-2", "captured_amount": 1000}], []) == ([], [])
-    await a.complete_step(begin.entry.id, 1, 201, {"capture_id": "cap-2"})
+    await a.complete_step(begin.entry.id, 1, 201, {"capture_id": "cap-2"}, fence=fence)
     assert {i.capture_id: i.adopted for i in await a.invoices_for(res.id)} == {
         "ext-1": True, "cap-2": False}
 
@@ -226,16 +234,17 @@ async def test_after_9119_the_same_call_stays_bound_for_the_retry_window(stores:
     (finished meanwhile by recovery) after the coalescing window, until the retry window."""
     a, clock = stores.a, stores.clock
     kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="h" * 64, call={},
-                              lease_seconds=10, coalesce_seconds=30)
-    first = await a.begin_call(lease_token="A", **kw)
-    await a.release_lease(first.entry.id, "A", retry_window=3600)  # the client got 9119
+                              lease_seconds=10, coalesce_seconds=30, rno=None, invno=None)
+    first = await a.begin_call(token="A", **kw)
+    await a.release_lease(Fence(first.entry.id, "A"), retry_window=3600)  # the client got 9119
     assert await a.take_over(first.entry.id, "R", 10)  # recovery finishes it
-    assert await a.finish_call(first.entry.id, reply=["ok", "9000000007"], token="R")
+    assert await a.finish_call(first.entry.id, Outcome(reply=["ok", "9000000007"]),
+                               fence=Fence(first.entry.id, "R"))
     clock.advance(600)
-    late = await a.begin_call(lease_token="B", **kw)
+    late = await a.begin_call(token="B", **kw)
     assert late.action == "replay" and late.entry.reply == ["ok", "9000000007"]
     clock.advance(3600)
-    assert (await a.begin_call(lease_token="C", **kw)).action == "run"
+    assert (await a.begin_call(token="C", **kw)).action == "run"
 
 
 @pytest_twisted.ensureDeferred
@@ -243,29 +252,29 @@ async def test_a_runner_that_lost_its_lease_is_fenced_out(stores: Store2) -> Non
     """Runner A stalls past its lease; B takes the entry over. A can no longer plan,
     renew or finish (LeaseLostError / False); B can. A capture A did send is still
     recorded (it happened), by id, once."""
-    from gateway.store.store import LeaseLostError
-
     a, b, clock = stores.a, stores.b, stores.clock
     res = await a.register_reservation(1234, "order-1", None, "admin")
     kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="i" * 64, call={},
-                              lease_seconds=10, coalesce_seconds=30, rno=res.rno)
-    first = await a.begin_call(lease_token="A", **kw)
+                              lease_seconds=10, coalesce_seconds=30, rno=res.rno, invno=None)
+    first = await a.begin_call(token="A", **kw)
     assert first.locked
     clock.advance(11)
     fresh = await b.take_over(first.entry.id, "B", 10)
     assert fresh is not None and fresh.steps == ()
+    fence_a, fence_b = Fence(first.entry.id, "A", res.id), Fence(first.entry.id, "B")
     with pytest.raises(LeaseLostError):
-        await a.plan_steps(first.entry, res.order_id, [capture_step(res)], lease_token="A",
-                           lease_seconds=10, allocate_invno=True)
+        await a.plan_steps(fence_a, 10, entry=first.entry, order_id=res.order_id,
+                           steps=[capture_step(res)], allocate_invno=True, notes=())
     assert (await a.get_entry(first.entry.id)).steps == ()  # nothing of A's plan committed
-    planned = await b.plan_steps(fresh, res.order_id, [capture_step(res)], lease_token="B",
-                                 lease_seconds=10, allocate_invno=True)
-    assert not await a.finish_call(first.entry.id, reply="x", token="A")
+    planned = await b.plan_steps(fence_b, 10, entry=fresh, order_id=res.order_id,
+                                 steps=[capture_step(res)], allocate_invno=True, notes=())
+    assert not await a.finish_call(first.entry.id, Outcome(reply="x"), fence=fence_a)
     assert not await a.complete_step(first.entry.id, 1, 201, {"capture_id": "cap-1"},
-                                     renew=("A", 10, None))
+                                     fence=Fence(first.entry.id, "A"), renew_seconds=10)
+    effect = planned.steps[0].effect
+    assert isinstance(effect, CaptureEffect)
     assert await b.complete_step(first.entry.id, 1, 201, {"capture_id": "cap-1"},
-                                 finish={"reply": ["ok", planned.steps[0].effect["invno"]],
-                                         "token": "B"})
+                                 fence=fence_b, finish=Outcome(reply=["ok", effect.invno]))
     [inv] = await a.invoices_for(res.id)
     assert inv.capture_id == "cap-1"
     assert (await a.get_entry(first.entry.id)).state == "done"
@@ -276,12 +285,15 @@ async def test_pending_money_of_other_entries_is_reported(stores: Store2) -> Non
     """A planned capture of an unfinished entry shows up as pending for the next call."""
     a = stores.a
     res = await a.register_reservation(1234, "order-1", None, "admin")
-    kw: dict[str, Any] = dict(eid=1234, lease_seconds=10, coalesce_seconds=30, rno=res.rno)
+    kw: dict[str, Any] = dict(eid=1234, lease_seconds=10, coalesce_seconds=30, rno=res.rno,
+                              invno=None)
     first = await a.begin_call(method="activate", fingerprint="j" * 64, call={},
-                               lease_token="A", **kw)
-    await a.plan_steps(first.entry, res.order_id, [capture_step(res)], lease_token="A",
-                       lease_seconds=10, order_lock=(res.id, "A"), allocate_invno=True)
-    await a.release_lease(first.entry.id, "A", release=(res.id, "A"), retry_window=60)
+                               token="A", **kw)
+    fence = Fence(first.entry.id, "A", res.id)
+    await a.plan_steps(fence, 10, entry=first.entry, order_id=res.order_id,
+                       steps=[capture_step(res)], allocate_invno=True, notes=())
+    await a.release_lease(fence, retry_window=60)
     other = await a.begin_call(method="activate", fingerprint="k" * 64, call={},
-                               lease_token="C", **kw)
-    assert other.action == "run" and other.locked and other.pending_captures == 1
+                               token="C", **kw)
+    assert other.action == "run" and other.locked
+    assert other.unresolved == {MoneyKind.CAPTURE: 1}

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import FaultCode, InvalidParamsError
-from gateway.legacy.calls import Address
+from gateway.legacy.values import Address
 from gateway.translate.address import (
     klarna_country_to_alpha2,
     legacy_address_to_rest,

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import FaultCode, GoodsListError
-from gateway.legacy.calls import Goods, GoodsFlag
+from gateway.legacy.values import Goods, GoodsFlag
 from gateway.translate.money import (
     check_order_line,
     goods_to_order_line,

@@ -12,18 +12,32 @@ from typing import Any
 import pytest
 
 from gateway.errors import AmountError, NotAllowedError
-from gateway.legacy.calls import (
-    Activate, Address, ArtNo, CancelReservation, CreditInvoice, CreditPart, EmailInvoice,
-    ExtendExpiryDate, Goods, SendInvoice, Update,
-)
-from gateway.store.store import Invoice, Reservation
-from gateway.translate import plan_call
-from gateway.translate.plan import OrderContext
-from gateway.translate.replies import reply_for
+from gateway.calls import REGISTRY
+from gateway.calls.activate import Activate
+from gateway.calls.cancel_reservation import CancelReservation
+from gateway.calls.credit_invoice import CreditInvoice
+from gateway.calls.credit_part import CreditPart
+from gateway.calls.email_invoice import EmailInvoice
+from gateway.calls.extend_expiry_date import ExtendExpiryDate
+from gateway.calls.send_invoice import SendInvoice
+from gateway.calls.update import Update
+from gateway.legacy.values import Address, ArtNo, Goods, LegacyCall
+from gateway.model import CaptureEffect, Invoice, Reservation
+from gateway.translate.plan import OrderContext, Plan, Result
 
 RES = Reservation(id=1, eid=1234, rno="8000000000", order_id="o-1", status="AUTHORIZED",
                   origin="admin")
 V = "python:api:3.1.0"
+
+
+def plan_call(call: LegacyCall, c: OrderContext) -> Plan:
+    """The plan the call's registered declaration makes."""
+    return REGISTRY.spec_for(call).plan(call, c)
+
+
+def reply_for(method: str, *, invno: str | None, order: dict[str, Any] | None,
+              call: LegacyCall | None = None) -> Any:
+    return REGISTRY.spec(method).reply(call, Result(invno=invno, order=order))
 
 
 def line(ref: str, qty: int, unit: int) -> dict[str, Any]:
@@ -52,8 +66,8 @@ def test_full_activate_captures_remaining_amount_with_lines() -> None:
     assert (step.http_method, step.path) == ("POST", "/ordermanagement/v1/orders/o-1/captures")
     assert step.body is not None and step.body["captured_amount"] == 35000
     assert sum(ln["total_amount"] for ln in step.body["order_lines"]) == 35000
-    assert plan.allocate_invno and step.effect == {"kind": "capture", "reservation_id": 1,
-                                                   "order_id": "o-1", "status_after": "CAPTURED"}
+    assert plan.allocate_invno and step.effect == CaptureEffect(
+        reservation_id=1, order_id="o-1", status_after="CAPTURED")
     json.dumps(step.body)  # JSON-safe: ints only
 
 
@@ -74,7 +88,7 @@ def test_cancel_plans() -> None:
     part = plan_call(CancelReservation(1234, V, "r"), ctx(order("PART_CAPTURED", 5000)))
     assert part.steps[0].path.endswith("/release-remaining-authorization")
     done = plan_call(CancelReservation(1234, V, "r"), ctx(order("CANCELLED")))
-    assert done.steps == () and done.immediate_reply == "ok"
+    assert done.steps == () and reply_for("cancel_reservation", invno=None, order=None) == "ok"
 
 
 def test_update_sends_only_what_changes() -> None:
@@ -91,7 +105,7 @@ def test_update_sends_only_what_changes() -> None:
     assert "billing_address" not in (plan.steps[1].body or {})
     assert plan.steps[2].body == {"merchant_reference1": "ERP-1"}
     same = plan_call(Update(1234, V, "r", orderid1="OLD"), ctx(order(merchant_reference1="OLD")))
-    assert same.steps == () and same.immediate_reply == "ok"
+    assert same.steps == () and "nothing changes" in same.notes[-1]
     with pytest.raises(AmountError):
         plan_call(Update(1234, V, "r", goods=call.goods), ctx(order("PART_CAPTURED", 20000)))
 

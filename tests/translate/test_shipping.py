@@ -6,7 +6,7 @@ import json
 import pytest
 
 from gateway.errors import FaultCode, InvalidParamsError
-from gateway.legacy.calls import ShipmentInfo
+from gateway.legacy.values import ShipmentInfo
 from gateway.translate.shipping import SHIPPING_METHODS, shipment_info_to_rest, shipping_method
 
 

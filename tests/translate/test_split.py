@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import BadArtnoListError, FaultCode, UnknownArtnoError
-from gateway.legacy.calls import ArtNo, Goods, GoodsFlag
+from gateway.legacy.values import ArtNo, Goods, GoodsFlag
 from gateway.translate.money import check_order_line, goods_to_order_line, inclusive_tax
 from gateway.translate.split import (
     capture_amount,

@@ -11,17 +11,14 @@ Exit status 0 means the store and Klarna agree; 1 means the table below needs a 
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from gateway.config import Config
-from gateway.engine import CallEngine
-from gateway.om.client import OmClient, RestResponseError, RestTransportError, DeadlineExceededError
-from gateway.recovery import recover_unfinished
-from gateway.store.store import Reservation, Store
+from gateway.app import Components
+from gateway.engine.recovery import recover_unfinished
+from gateway.model import Reservation
+from gateway.om.client import DeadlineExceededError, RestResponseError, RestTransportError
+from gateway.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -34,10 +31,10 @@ class Discrepancy:
     rest: str
 
 
-async def reconcile(engine: CallEngine, store: Store, om: OmClient, config: Config, *,
-                    eid: int | None = None, since: float | None = None,
+async def reconcile(parts: Components, *, eid: int | None = None, since: float | None = None,
                     ) -> tuple[dict[str, int], list[Discrepancy]]:
-    outcomes = dict(await recover_unfinished(engine, store, eid=eid, since=since))
+    engine, store, om, config = parts.engine, parts.store, parts.om, parts.config
+    outcomes = dict(await recover_unfinished(engine, eid=eid, since=since))
     problems: list[Discrepancy] = []
     for res in await store.list_reservations(eid):
         merchant = config.merchant(res.eid)
@@ -45,7 +42,7 @@ async def reconcile(engine: CallEngine, store: Store, om: OmClient, config: Conf
             continue
         try:
             order = await om.get_order(merchant, res.order_id,
-                                       deadline=engine.reactor.seconds() + 10)
+                                       deadline=engine.clock.seconds() + 10)
         except (RestResponseError, RestTransportError, DeadlineExceededError) as e:
             problems.append(_d(res, "order unreadable", "registered", str(e)))
             continue
@@ -114,34 +111,3 @@ def format_table(problems: list[Discrepancy]) -> str:
     rows = [head] + [(str(p.eid), p.rno, p.order_id, p.what, p.store, p.rest) for p in problems]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-
-
-def run_reconcile(args: argparse.Namespace) -> int:
-    """CLI body of ``klarna-gateway reconcile``."""
-    from gateway.cli import _with_store
-
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            print(f"--since: not an ISO-8601 time: {args.since!r}", file=sys.stderr)
-            return 2
-
-    async def run(store: Store, config: Config, reactor: Any) -> int:
-        om = OmClient(reactor, timeout=config.gateway.rest_timeout_seconds)
-        try:
-            engine = CallEngine(config, store, om, reactor)
-            outcomes, problems = await reconcile(engine, store, om, config, eid=args.eid,
-                                                 since=since)
-        finally:
-            await om.close()
-        resumed = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none"
-        print(f"unfinished calls resumed: {resumed}")
-        if problems:
-            print(f"{len(problems)} discrepancies between the store and Klarna:")
-            print(format_table(problems))
-            return 1
-        print("store and Klarna agree")
-        return 0
-    return _with_store(args, run)

@@ -1,4 +1,4 @@
-"""Recovery of unfinished journal entries (on start, and from ``klarna-gateway reconcile``).
+"""Recovery of unfinished journal entries (on start, periodically, and from ``reconcile``).
 
 An entry is unfinished when it is pending and nobody holds a live lease on it: its process
 died, or its retry budget ran out and the client was told 9119. Its REST steps were
@@ -8,22 +8,22 @@ with the same keys: Klarna applies each at most once and answers with the first 
 from __future__ import annotations
 
 from collections import Counter
+
 from twisted.logger import Logger
 
-from gateway.engine import CallEngine
-from gateway.store.store import Store
+from gateway.engine.runner import CallEngine
 
 log = Logger()
 
 
-async def recover_unfinished(engine: CallEngine, store: Store, *, eid: int | None = None,
+async def recover_unfinished(engine: CallEngine, *, eid: int | None = None,
                              since: float | None = None) -> Counter[str]:
     """Resume every unfinished entry once; returns counts of outcomes."""
     outcomes: Counter[str] = Counter()
-    for entry in await store.unfinished_entries(eid=eid, since=since):
+    for entry in await engine.store.unfinished_entries(eid=eid, since=since):
         try:
             outcome = await engine.resume(entry)
-        except Exception:  # one bad entry must not stop the others
+        except Exception:  # noqa: BLE001 - one bad entry must not stop the others
             log.failure("resuming journal entry {id} failed", id=entry.id)
             outcome = "error"
         outcomes[outcome] += 1

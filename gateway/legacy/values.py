@@ -1,16 +1,18 @@
-"""Typed values of the legacy calls the gateway serves.
+"""Typed values shared by the legacy calls: goods rows, artnos, addresses, flags.
 
-These are what the XML-RPC edge decodes a ``methodCall`` into (``gateway.legacy.decode``) and
-what the translators (``gateway.translate``) take. Plain frozen dataclasses: no XML, no
-Twisted, no database. Money: ``price`` is integer minor units; ``vat`` and ``discount`` are
+Each call's own decoded dataclass lives in its module under ``gateway.calls``; the nested
+structures several calls share live here. Plain frozen dataclasses: no XML, no Twisted, no
+database. Money: ``price`` is integer minor units; ``vat`` and ``discount`` are
 percentages as exact :class:`~decimal.Decimal` (PHP sends ``<double>`` expansions such as
 ``0.1000000000000000055511…``; they must never pass through a binary float).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, is_dataclass
 from decimal import Decimal
 from enum import IntFlag
+from types import UnionType
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 
 class GoodsFlag(IntFlag):
@@ -94,88 +96,42 @@ class ShipmentInfo:
 
 @dataclass(frozen=True)
 class LegacyCall:
-    """Fields every decoded call has. ``client_version`` is p1 as received."""
+    """Fields every decoded call has. ``client_version`` is p1 as received; ``method`` is
+    the legacy method name (a class attribute of each call type)."""
 
     eid: int
     client_version: str
 
-
-@dataclass(frozen=True)
-class Activate(LegacyCall):
-    rno: str
-    artnos: tuple[ArtNo, ...] = ()
-    ocr: str = ""
-    flags: int = 0
-    orderid1: str = ""
-    orderid2: str = ""
-    reference: str = ""
-    reference_code: str = ""
-    cust_no: str = ""
-    bclass: int | None = None
-    shipment_info: ShipmentInfo = field(default_factory=ShipmentInfo)
-
-    method = "activate"
+    method: ClassVar[str] = ""
 
 
-@dataclass(frozen=True)
-class CancelReservation(LegacyCall):
-    rno: str
+def from_json(cls: type[Any], data: Any) -> Any:
+    """Rebuild a decoded call (or a nested value) from its journal JSON.
 
-    method = "cancel_reservation"
-
-
-@dataclass(frozen=True)
-class Update(LegacyCall):
-    rno: str
-    goods: tuple[Goods, ...] = ()
-    dlv_addr: Address | None = None
-    bill_addr: Address | None = None
-    orderid1: str = ""
-    orderid2: str = ""
-
-    method = "update"
+    Why generic: every call module declares its own dataclass; recovery rebuilds whichever
+    call a journal entry holds from the field types alone (tuples of nested dataclasses,
+    optional values, exact ``Decimal`` percentages stored as strings).
+    """
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _value(hints[f.name], data[f.name])
+    return cls(**kwargs)
 
 
-@dataclass(frozen=True)
-class CreditPart(LegacyCall):
-    invno: str
-    artnos: tuple[ArtNo, ...] = ()
-    credno: str = ""
-    goods: tuple[Goods, ...] = ()
-
-    method = "credit_part"
-
-
-@dataclass(frozen=True)
-class CreditInvoice(LegacyCall):
-    invno: str
-    credno: str = ""
-
-    method = "credit_invoice"
-
-
-@dataclass(frozen=True)
-class ExtendExpiryDate(LegacyCall):
-    rno: str
-
-    method = "extend_expiry_date"
-
-
-@dataclass(frozen=True)
-class EmailInvoice(LegacyCall):
-    invno: str
-
-    method = "email_invoice"
-
-
-@dataclass(frozen=True)
-class SendInvoice(LegacyCall):
-    invno: str
-
-    method = "send_invoice"
-
-
-DecodedCall = (
-    Activate | CancelReservation | Update | CreditPart | CreditInvoice | ExtendExpiryDate
-    | EmailInvoice | SendInvoice
-)
+def _value(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = get_origin(tp)
+    if origin in (UnionType, Union):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return _value(inner[0], value)
+    if origin is tuple:
+        item = get_args(tp)[0]
+        return tuple(_value(item, v) for v in value)
+    if is_dataclass(tp):
+        return from_json(tp, value)
+    if tp is Decimal:
+        return Decimal(str(value))
+    return value

@@ -1,0 +1,86 @@
+"""The composition root: the one place that builds the gateway's parts.
+
+``serve`` (through :class:`gateway.service.Gateway`) and every CLI tool (explain, reconcile,
+reservations, db) get their database, store, REST client, engine and authenticator from
+:func:`build`, so no tool runs a private copy of the engine or the store. Tests build the
+same parts with an in-memory HTTP client, a non-threaded database and a ``task.Clock``.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from treq.client import HTTPClient
+from twisted.internet import threads
+
+from gateway.calls import REGISTRY
+from gateway.calls.registry import CallRegistry
+from gateway.config import Config
+from gateway.engine import CallEngine
+from gateway.legacy.auth import Authenticator
+from gateway.om.client import OmClient
+from gateway.store import schema
+from gateway.store.database import Database
+from gateway.store.store import Store
+
+
+class SchemaMode(str, Enum):
+    """What :func:`build` does about the database schema before handing out the store."""
+
+    UPGRADE = "upgrade"  # a single-process SQLite store: migrate in place (serve)
+    CHECK = "check"  # refuse anything but the current schema (shared PostgreSQL, tools)
+    NONE = "none"  # the caller has migrated already (tests)
+
+
+@dataclass
+class Components:
+    config: Config
+    db: Database
+    store: Store
+    om: OmClient
+    engine: CallEngine
+    authenticator: Authenticator
+    registry: CallRegistry
+
+    def legacy_dispatch(self) -> Callable[[str, list[Any]], Awaitable[Any]]:
+        """``(method, params) -> reply``: authenticate and decode once, then run."""
+        async def dispatch(method: str, params: list[Any]) -> Any:
+            authed = self.authenticator.authenticate(method, params)
+            return await self.engine.run(authed.merchant, authed.spec, authed.call)
+        return dispatch
+
+    async def close(self) -> None:
+        await self.om.close()
+        self.db.stop()
+
+
+async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | None = None,
+                threaded: bool = True, schema_mode: SchemaMode = SchemaMode.CHECK,
+                registry: CallRegistry = REGISTRY) -> Components:
+    """Open the database (schema handled per ``schema_mode``) and wire everything to it."""
+    db = Database(db_url, clock, threaded=threaded)
+    try:
+        await _prepare_schema(db, clock, schema_mode)
+        s = config.gateway
+        store = Store(db, clock, rno_start=s.rno_start, invno_start=s.invno_start)
+        await store.install_id()
+    except BaseException:
+        db.stop()
+        raise
+    om = OmClient(clock, timeout=s.rest_timeout_seconds, http=http)
+    engine = CallEngine(config, store, om, clock, registry)
+    return Components(config=config, db=db, store=store, om=om, engine=engine,
+                      authenticator=Authenticator(config.merchant, registry),
+                      registry=registry)
+
+
+async def _prepare_schema(db: Database, clock: Any, mode: SchemaMode) -> None:
+    if mode is SchemaMode.NONE:
+        return
+    fn = schema.upgrade if mode is SchemaMode.UPGRADE else schema.check
+    if not db.threaded:
+        fn(db.engine)
+        return
+    await threads.deferToThreadPool(clock, clock.getThreadPool(), fn, db.engine)

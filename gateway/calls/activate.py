@@ -1,0 +1,165 @@
+"""``activate`` (eid, digest, rno, activateInfo) → ``["ok", invno]``: capture, all or by artno.
+
+REST: ``GET order``, then ``POST /orders/{id}/captures``. Full activation captures exactly
+``remaining_authorized_amount`` (never a recomputed sum: rounding drift is how captures get
+refused). Partial activation captures the listed quantities of the lines whose
+``reference`` is the artno, split so that a line captured in several parts sums exactly to
+the line (``gateway.translate.split``). The invno is issued when the plan is journaled.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from gateway.calls.spec import CallSpec, Target
+from gateway.errors import AmountError
+from gateway.legacy import params as p
+from gateway.legacy.digest import DigestParts, artno_pairs, param, protocol_prefix
+from gateway.legacy.values import ArtNo, LegacyCall, ReservationFlag, ShipmentInfo
+from gateway.model import CaptureEffect, MoneyKind
+from gateway.translate.money import lines_total
+from gateway.translate.plan import OrderContext, Plan, RestStep, Result, qty_by_reference
+from gateway.translate.shipping import shipment_info_to_rest
+from gateway.translate.split import plan_partial_capture, remaining_lines
+from gateway.translate.states import require_fraud_accepted, require_status
+
+
+@dataclass(frozen=True)
+class Activate(LegacyCall):
+    rno: str
+    artnos: tuple[ArtNo, ...] = ()
+    ocr: str = ""
+    flags: int = 0
+    orderid1: str = ""
+    orderid2: str = ""
+    reference: str = ""
+    reference_code: str = ""
+    cust_no: str = ""
+    bclass: int | None = None
+    shipment_info: ShipmentInfo = field(default_factory=ShipmentInfo)
+
+    method = "activate"
+
+
+#: activateInfo keys hashed when present as keys, in this order (legacy-xmlrpc.md §4.1).
+_OPTIONAL_KEYS: Final = (
+    "bclass", "cust_no", "flags", "ocr", "orderid1", "orderid2", "reference", "reference_code",
+)
+
+
+def digest(params: Sequence[Any]) -> DigestParts:
+    """``4:1:<version>:eid:rno``, each present optional key, ``delay_adjust``, artno:qty…"""
+    parts = protocol_prefix(params)
+    info = param(params, 5)
+    if not isinstance(info, dict):
+        info = {}
+    parts.extend(info[key] for key in _OPTIONAL_KEYS if key in info)
+    shipment = info.get("shipment_info")
+    parts.append(shipment.get("delay_adjust") if isinstance(shipment, dict) else None)
+    parts.extend(artno_pairs(info.get("artnos")))
+    return DigestParts(parts)
+
+
+def decode(eid: int, version: str, params: Sequence[Any]) -> Activate:
+    p.digest(params[3])
+    rno = p.identifier(params[4], "rno")
+    name = "activateInfo"
+    info = p.struct(params[5], name)
+    shipment = p.struct(info.get("shipment_info", {}), f"{name}.shipment_info")
+    bclass = info.get("bclass")
+    return Activate(
+        eid=eid,
+        client_version=version,
+        rno=rno,
+        artnos=p.artnos(info.get("artnos", []), f"{name}.artnos"),
+        ocr=p.text(info.get("ocr", ""), f"{name}.ocr"),
+        flags=p.flags(info.get("flags", 0), f"{name}.flags"),
+        orderid1=p.text(info.get("orderid1", ""), f"{name}.orderid1"),
+        orderid2=p.text(info.get("orderid2", ""), f"{name}.orderid2"),
+        reference=p.text(info.get("reference", ""), f"{name}.reference"),
+        reference_code=p.text(info.get("reference_code", ""), f"{name}.reference_code"),
+        cust_no=p.text(info.get("cust_no", ""), f"{name}.cust_no"),
+        bclass=None if bclass in (None, "") else p.integer(bclass, f"{name}.bclass"),
+        shipment_info=p.shipment_info(shipment, f"{name}.shipment_info"),
+    )
+
+
+def plan(call: Activate, ctx: OrderContext) -> Plan:
+    order = ctx.order
+    require_status(order, {"AUTHORIZED", "PART_CAPTURED"}, "activate")
+    require_fraud_accepted(order, "activate")
+    remaining = int(order.get("remaining_authorized_amount", 0))
+    if remaining <= 0:
+        raise AmountError("nothing left to activate on this reservation")
+    body, notes = _capture_body(call, order, remaining)
+    if call.orderid1:
+        body["reference"] = call.orderid1
+    if call.ocr:
+        body["description"] = call.ocr
+    shipping = shipment_info_to_rest(call.shipment_info)
+    if shipping:
+        body["shipping_info"] = shipping
+    notes += flag_notes(call.flags)
+    step = RestStep(
+        "POST", f"{ctx.base}/captures", body,
+        purpose=("capture " + ("listed articles" if call.artnos else "everything uncaptured")
+                 + f" ({body['captured_amount']} minor units)"),
+        effect=CaptureEffect(reservation_id=ctx.reservation.id, order_id=ctx.order_id,
+                             status_after=("CAPTURED" if body["captured_amount"] == remaining
+                                           else "PART_CAPTURED")),
+    )
+    return Plan(steps=(step,), notes=tuple(notes))
+
+
+def _capture_body(call: Activate, order: Any, remaining: int
+                  ) -> tuple[dict[str, Any], list[str]]:
+    """The capture's amount and lines: the listed articles, or everything uncaptured."""
+    order_lines = list(order.get("order_lines") or [])
+    captured_qty = qty_by_reference(list(order.get("captures") or []))
+    if call.artnos:
+        lines = plan_partial_capture(order_lines, captured_qty, call.artnos)
+        amount = lines_total(lines)
+        if amount <= 0:
+            raise AmountError("the listed articles add up to nothing to capture")
+        if amount > remaining:
+            raise AmountError(f"the listed articles amount to {amount}, "
+                              f"only {remaining} remains authorized")
+        return {"captured_amount": amount, "order_lines": lines}, []
+    body: dict[str, Any] = {"captured_amount": remaining}
+    try:
+        rest = remaining_lines(order_lines, captured_qty)
+    except ValueError:  # Klarna's own lines break their arithmetic: send none
+        rest = []
+    if rest and lines_total(rest) == remaining:
+        body["order_lines"] = rest
+        return body, []
+    return body, ["full activation captured remaining_authorized_amount without order lines: "
+                  "the uncaptured lines do not add up to it"]
+
+
+def flag_notes(flags: int) -> list[str]:
+    """What the reservation flags mean in REST (shared with activate_reservation)."""
+    notes = []
+    if flags & ReservationFlag.TEST_MODE:
+        notes.append("TEST_MODE flag recorded; REST has no per-capture test mode")
+    if flags & (ReservationFlag.SEND_BY_EMAIL | ReservationFlag.SEND_BY_MAIL):
+        notes.append("SEND_BY_EMAIL/MAIL: no extra call, a capture notifies the customer")
+    if flags & ReservationFlag.PRESERVE_RESERVATION:
+        notes.append("PRESERVE_RESERVATION is the REST default: the rest stays authorized")
+    return notes
+
+
+def reply(call: Activate, result: Result) -> Any:
+    """Exactly two elements: PY unpacks ``risk, invno``. ``"no_risk"`` is never produced."""
+    assert result.invno is not None
+    return ["ok", str(result.invno)]
+
+
+SPEC = CallSpec(
+    name="activate", call_type=Activate, eid_at=2, digest_at=3, arity=(6,),
+    target=Target.RESERVATION, money=MoneyKind.CAPTURE, digest=digest, decode=decode,
+    plan=plan, reply=reply,
+    summary="GET order, POST captures (remaining_authorized_amount, or the listed artnos' "
+            "quantities split exactly) → [\"ok\", invno]",
+)

@@ -1,0 +1,93 @@
+"""The shape of a legacy call's declaration: one :class:`CallSpec` per served call.
+
+Each module in ``gateway.calls`` declares everything about one legacy call in one place:
+its name and parameter positions, the digest parts the SDKs hash, the typed decode, the
+pure plan (decoded call + order state → REST steps + v2/REST notes), the reply (built from
+a :class:`~gateway.translate.plan.Result`, the same way for every call) and what kind of
+money it moves. The registry (``gateway.calls.registry``) checks every declaration when it
+is imported, in the spirit of cadwyn's ``VersionBundle``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from gateway.legacy.digest import DigestParts
+from gateway.legacy.values import LegacyCall
+from gateway.model import MoneyKind
+from gateway.translate.plan import OrderContext, Plan, Result
+
+C = TypeVar("C", bound=LegacyCall)
+
+
+class Target(str, Enum):
+    """Which legacy number a call names, so the engine knows what to resolve and which fault
+    an unknown number gets (9109 for reservations, 8101 for invoices)."""
+
+    RESERVATION = "reservation"
+    INVOICE = "invoice"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The number a decoded call names: an rno or an invno."""
+
+    target: Target
+    value: str
+
+
+@dataclass(frozen=True)
+class CallSpec(Generic[C]):
+    """Everything the gateway knows about one served legacy call.
+
+    Attributes:
+        name: the XML-RPC method name.
+        call_type: the frozen dataclass ``decode`` returns (its ``method`` equals ``name``).
+        eid_at / digest_at: positions (from p0) of the eid and the digest.
+        arity: the parameter counts the SDKs send (optional trailing parameters included).
+        target: what the call names (an rno or an invno).
+        money: capture, refund or none (the engine's money guards read this).
+        digest: ``params -> DigestParts`` as the SDKs build it.
+        decode: ``(eid, client_version, params) -> call`` (raises the -32602/9107/3210 faults).
+        plan: ``(call, ctx) -> Plan``, pure.
+        reply: ``(call, result) -> XML-RPC value`` in exactly the shape the SDKs parse.
+        summary: one line for ``explain`` and the README's call table.
+        reply_reads_order: the reply needs the order as it is after the steps (the engine
+            reads it again before building the reply; extend_expiry_date's new date).
+    """
+
+    name: str
+    call_type: type[C]
+    eid_at: int
+    digest_at: int
+    arity: tuple[int, ...]
+    target: Target
+    money: MoneyKind
+    digest: Callable[[Sequence[Any]], DigestParts]
+    decode: Callable[[int, str, Sequence[Any]], C]
+    plan: Callable[[C, OrderContext], Plan]
+    reply: Callable[[C, Result], Any]
+    summary: str
+    reply_reads_order: bool = False
+
+    def ref(self, call: LegacyCall) -> Ref:
+        """The rno or invno this call names."""
+        field = "rno" if self.target is Target.RESERVATION else "invno"
+        return Ref(self.target, str(getattr(call, field)))
+
+
+@dataclass(frozen=True)
+class NotOffered:
+    """A real legacy call the gateway does not serve (→ 9103 after eid and digest checks).
+
+    ``digest`` may be ``None`` where the SDKs' digest rule is not known exactly; the eid is
+    then still checked (an unknown eid is 9113 whatever the method).
+    """
+
+    name: str
+    eid_at: int
+    reason: str
+    digest_at: int | None = None
+    digest: Callable[[Sequence[Any]], DigestParts] | None = None

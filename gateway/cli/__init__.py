@@ -1,0 +1,35 @@
+"""``klarna-gateway``: the console script.
+
+Subcommands: ``serve``, ``sandbox`` (``cli.serve``); ``db upgrade``, ``config check``,
+``reservations add|show|import`` (``cli.store``); ``reconcile``, ``explain``
+(``cli.tools``). Long-running commands run the reactor themselves; one-shot commands use
+``task.react`` with the composition root's parts. Only this package imports the global
+reactor.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gateway.cli import serve, store, tools
+from gateway.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="klarna-gateway",
+                                description="Klarna's legacy XML-RPC API on the Order "
+                                            "Management REST API")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve.register(sub)
+    store.register(sub)
+    tools.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 1

@@ -1,0 +1,78 @@
+"""``serve`` and ``sandbox``: the long-running commands (they run the reactor themselves)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from gateway.cli.common import config_from
+from gateway.config import DEFAULT_ADMIN_LISTEN, DEFAULT_DB_URL, DEFAULT_LISTEN, DEFAULT_SANDBOX_LISTEN
+
+
+def start_logging(verbose: bool = False) -> None:
+    from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
+                                globalLogBeginner, textFileLogObserver)
+
+    level = LogLevel.debug if verbose else LogLevel.info
+    observer = FilteringLogObserver(textFileLogObserver(sys.stderr),
+                                    [LogLevelFilterPredicate(defaultLogLevel=level)])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from twisted.internet import defer, reactor
+
+    from gateway.service import Gateway, GatewayOptions
+
+    config = config_from(args.config, sandbox=args.sandbox)
+    options = GatewayOptions(
+        listen=args.listen, admin_listen=args.admin_listen, db_url=args.db,
+        sandbox_listen=args.sandbox_listen if args.sandbox else None)
+    start_logging(args.verbose)
+    gateway = Gateway(config, options, reactor)
+    status = {"code": 0}
+
+    def started(_: Any) -> None:
+        print(f"klarna-gateway: legacy XML-RPC on {gateway.legacy_url}  admin API on "
+              f"{gateway.admin_url}" + (f"  sandbox on {gateway.sandbox_url}"
+                                        if gateway.sandbox_url else ""), flush=True)
+
+    def failed(f: Any) -> None:
+        print(f"klarna-gateway: cannot start: {f.getErrorMessage()}", file=sys.stderr)
+        status["code"] = 1
+        reactor.stop()  # type: ignore[attr-defined]
+
+    def begin() -> None:
+        d = defer.ensureDeferred(gateway.start())
+        d.addCallbacks(started, failed)
+
+    reactor.callWhenRunning(begin)  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
+        "before", "shutdown", lambda: defer.ensureDeferred(gateway.stop()))
+    reactor.run()  # type: ignore[attr-defined]
+    return status["code"]
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from gateway.sandbox.service import run_sandbox
+
+    return run_sandbox(args.listen, args.config)
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--config", help="TOML configuration file")
+    s.add_argument("--listen", default=DEFAULT_LISTEN, help="legacy XML-RPC endpoint")
+    s.add_argument("--admin-listen", default=DEFAULT_ADMIN_LISTEN, help="admin API endpoint")
+    s.add_argument("--sandbox-listen", default=DEFAULT_SANDBOX_LISTEN,
+                   help="sandbox endpoint (with --sandbox)")
+    s.add_argument("--db", default=DEFAULT_DB_URL, help="database URL")
+    s.add_argument("--sandbox", action="store_true",
+                   help="run the Order Management sandbox in-process and point merchants at it")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("sandbox", help="run the Order Management sandbox alone")
+    s.add_argument("--listen", default=DEFAULT_SANDBOX_LISTEN)
+    s.add_argument("--config", default=None)
+    s.set_defaults(func=cmd_sandbox)

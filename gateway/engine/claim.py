@@ -1,0 +1,42 @@
+"""A runner's hold on one journal entry, and, once taken, on the order it touches.
+
+Why an object: the entry lease and the order lease are released, renewed and checked
+together on every path (finish, 9119, lease lost, crash). The :attr:`Claim.fence` it hands
+the store is what every fenced write checks, so no path can forget the order lease.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.model import Invoice, JournalEntry, MoneyKind, Reservation
+from gateway.store.journal import Begin, Fence
+
+
+@dataclass
+class Claim:
+    entry: JournalEntry
+    token: str
+    reservation: Reservation | None = None
+    invoice: Invoice | None = None
+    invoices: tuple[Invoice, ...] = ()
+    locked: bool = False
+    #: Money other unfinished entries journaled on this order (new money must wait).
+    unresolved: dict[MoneyKind, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_begin(cls, begin: Begin, token: str) -> Claim:
+        return cls(entry=begin.entry, token=token, reservation=begin.reservation,
+                   invoice=begin.invoice, invoices=begin.invoices, locked=begin.locked,
+                   unresolved=dict(begin.unresolved or {}))
+
+    @property
+    def fence(self) -> Fence:
+        """The leases held right now: the entry's, plus the order's once locked."""
+        rid = self.reservation.id if self.locked and self.reservation is not None else None
+        return Fence(self.entry.id, self.token, rid)
+
+    def locked_with(self, invoices: tuple[Invoice, ...],
+                    unresolved: dict[MoneyKind, int]) -> None:
+        self.locked = True
+        self.invoices = invoices
+        self.unresolved = dict(unresolved)

@@ -1,0 +1,91 @@
+"""Pure decisions of the engine: what a call's identity is, what to do with an old step,
+and whether a capture/refund Klarna holds is the one a journaled step sent.
+
+No I/O and no clock: each takes the facts (ages in seconds, bodies) and returns a value, so
+the money rules can be read and tested on their own.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+from gateway.legacy.values import LegacyCall
+from gateway.model import MoneyKind
+
+#: Klarna honours an idempotency key for 24 h; past 23 h the engine stops trusting it and
+#: settles a journaled step from the order's own captures/refunds before re-sending.
+KEY_TRUST_SECONDS = 23 * 3600.0
+
+
+def call_json(call: LegacyCall) -> dict[str, Any]:
+    """The decoded call as the journal stores it (Decimals as strings)."""
+    return json.loads(json.dumps({"method": call.method, **asdict(call)}, default=str))
+
+
+def fingerprint(call: LegacyCall) -> str:
+    """Same eid, method and parameters → same fingerprint (what binds identical calls)."""
+    def default(o: Any) -> Any:
+        if isinstance(o, Decimal):
+            return str(o)
+        raise TypeError(type(o).__name__)
+    payload = json.dumps({"method": call.method, "call": asdict(call)}, sort_keys=True,
+                         default=default, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    """What to do with a planned step before (re)sending it.
+
+    ``settle_first``: look for the step's effect on the order before sending (its key may
+    have expired at Klarna, or the step has been unresolved long enough to settle).
+    ``give_up``: when settling finds nothing, end the entry with this reason instead of
+    sending.
+    """
+
+    settle_first: bool
+    give_up: str | None = None
+
+
+def step_decision(age: float, money: MoneyKind, *, key_trust_seconds: float,
+                  give_up_seconds: float) -> StepDecision:
+    """Decide from how long ago the step's key was committed (its first send followed at
+    once).
+
+    - A capture/refund unresolved for longer than ``give_up_seconds``: nobody can be sending
+      it (we hold the lease; earlier attempts ended long ago), so if the order shows no such
+      capture/refund it was never applied: give up rather than move money much later than
+      the merchant meant to.
+    - Any step older than the key's trust period: settle from the order first; a non-money
+      step whose outcome cannot be read from the order is given up.
+    - Otherwise: send (again) with the same key.
+    """
+    money_moves = money is not MoneyKind.NONE
+    if money_moves and age > give_up_seconds:
+        return StepDecision(True, f"gave up after {int(age // 60)} minutes: Klarna never "
+                                  "applied it; send the call again")
+    if age > key_trust_seconds:
+        return StepDecision(True, None if money_moves else
+                            f"gave up after {int(age // 3600)} hours: its outcome is "
+                            "unknown; check the order")
+    return StepDecision(False)
+
+
+def _line_key(lines: Any) -> list[tuple[Any, ...]]:
+    return sorted((str(ln.get("reference")), int(ln.get("quantity") or 0),
+                   int(ln.get("total_amount") or 0)) for ln in lines or [])
+
+
+def same_money(found: dict[str, Any], body: dict[str, Any], amount_key: str) -> bool:
+    """Is a capture/refund we have no row for the one a journaled step sent? Same amount,
+    same lines and same reference/description: never just the amount, or a portal capture
+    of equal value would be booked as ours."""
+    if int(found.get(amount_key, -1)) != int(body[amount_key]):
+        return False
+    if body.get("order_lines") and _line_key(found.get("order_lines")) != \
+            _line_key(body.get("order_lines")):
+        return False
+    return all(found.get(k) == body[k] for k in ("reference", "description") if k in body)

@@ -1,0 +1,439 @@
+"""The call engine: one short path per legacy call.
+
+    claim → resolve the reservation → lock the order → read/adopt → plan → journal
+          → send the steps → finish
+
+The edge hands :meth:`CallEngine.run` an authenticated, decoded call and its declaration
+(``gateway.calls``); the engine claims it in the journal (identical calls are one
+operation), resolves and locks its order, reads it over REST (adopting captures and refunds
+made elsewhere), asks the call's pure ``plan`` what to send, commits the steps with their
+idempotency keys, sends them, records each success with its ledger rows, and builds the
+reply with the call's ``reply``. Every failure leaves through :meth:`_fail`, the one place
+that decides what a failure does to the journal entry (``gateway.engine.faults``).
+
+Money safety lives here and in the store, never in one process's memory:
+- a step's idempotency key is committed before the request leaves, and reused by any retry,
+  restart or other process resuming the entry;
+- when the retry budget (default 7.5 s, under the SDKs' ~9 s) runs out, the entry stays
+  pending with its lease released and the client gets 9119; its own retry of the same call
+  lands on the same entry and continues it instead of starting a second operation;
+- one legacy call at a time per order (the order lease), so per-invoice refund limits and
+  partial-capture arithmetic see a consistent state;
+- no new capture or refund while earlier money on the order is unresolved.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from gateway.calls.registry import CallRegistry
+from gateway.calls.spec import CallSpec, Ref, Target
+from gateway.config import Config, Merchant
+from gateway.engine import decisions
+from gateway.engine.claim import Claim
+from gateway.engine.faults import Disposition, GaveUpError, disposition, refusal, replayed_fault
+from gateway.errors import (
+    GatewayError, NotAllowedError, UnknownInvoiceError, UnknownReservationError,
+    UpstreamUnavailableError,
+)
+from gateway.legacy.values import LegacyCall, from_json
+from gateway.model import (
+    CaptureEffect, EntryState, JournalEntry, MoneyKind, Origin, RefundEffect, Reservation,
+    Step, StatusEffect,
+)
+from gateway.om.client import (
+    DeadlineExceededError, OmClient, RestResponseError, RestTransportError, created_id,
+)
+from gateway.store.journal import Action, Begin, ClaimContendedError, LeaseLostError, Outcome
+from gateway.store.store import Store
+from gateway.translate.plan import OrderContext, Plan, Result
+
+log = Logger()
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+#: How often a call waiting for its identical twin (or for the order lease) looks again.
+POLL_SECONDS = 0.05
+
+
+class CallEngine:
+    """Runs legacy calls. One per process; stateless apart from its collaborators."""
+
+    def __init__(self, config: Config, store: Store, om: OmClient, clock: Any,
+                 registry: CallRegistry) -> None:
+        self.config = config
+        self.store = store
+        self.om = om
+        self.clock = clock
+        self.registry = registry
+        s = config.gateway
+        self.budget = s.retry_budget_seconds
+        self.lease_seconds = s.retry_budget_seconds + 2 * s.rest_timeout_seconds + 1.0
+        self.coalesce_seconds = s.coalesce_window_seconds
+        self.retry_window = s.retry_window_seconds
+        self.give_up_seconds = s.give_up_seconds
+
+    # -- the edge's entry point ------------------------------------------------------------
+
+    async def run(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall) -> Any:
+        """Run one authenticated call; returns the legacy reply or raises its fault."""
+        deadline = self.clock.seconds() + self.budget
+        fingerprint = decisions.fingerprint(call)
+        token = uuid.uuid4().hex
+        ref = spec.ref(call)
+        while True:
+            begin = await self._claim(call, ref, fingerprint, token)
+            if begin.action is Action.REPLAY:
+                return _replay(begin.entry)
+            if begin.action is Action.RUN:
+                claim = Claim.from_begin(begin, token)
+                return await self._run_claimed(merchant, spec, call, claim, deadline)
+            entry = await self._wait_for_twin(begin.entry, deadline)
+            if entry.finished:
+                return _replay(entry)
+
+    async def _claim(self, call: LegacyCall, ref: Ref, fingerprint: str, token: str) -> Begin:
+        try:
+            return await self.store.begin_call(
+                eid=call.eid, method=call.method, fingerprint=fingerprint,
+                call=decisions.call_json(call), token=token, lease_seconds=self.lease_seconds,
+                coalesce_seconds=self.coalesce_seconds,
+                rno=ref.value if ref.target is Target.RESERVATION else None,
+                invno=ref.value if ref.target is Target.INVOICE else None)
+        except ClaimContendedError:
+            raise UpstreamUnavailableError("an identical call is starting elsewhere; "
+                                           "retry the same call") from None
+
+    async def _wait_for_twin(self, entry: JournalEntry, deadline: float) -> JournalEntry:
+        """An identical call is in flight: wait for its outcome or for its lease to lapse."""
+        while entry.state is EntryState.PENDING and entry.lease_until is not None \
+                and entry.lease_until > self.clock.seconds():
+            if self.clock.seconds() >= deadline:
+                raise UpstreamUnavailableError(
+                    "an identical call is still in progress; retry the same call")
+            await self._sleep(POLL_SECONDS)
+            entry = await self.store.get_entry(entry.id)
+        return entry
+
+    # -- one claimed journal entry ---------------------------------------------------------
+
+    async def _run_claimed(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall,
+                           claim: Claim, deadline: float) -> Any:
+        try:
+            if claim.reservation is None:
+                claim.reservation = await self._resolve_slow(merchant, spec, call, deadline)
+            if not claim.locked:
+                await self._lock_order(claim, deadline)
+            if not claim.entry.steps:
+                plan, result = await self._plan(merchant, spec, call, claim, deadline)
+                if not plan.steps:
+                    return await self._finish_without_steps(spec, call, claim, plan, result)
+            return await self._send_steps(merchant, spec, call, claim, deadline)
+        except Exception as e:  # noqa: BLE001 - every failure is classified in one place
+            raise await self._fail(spec, call, claim, e) from None
+
+    async def _fail(self, spec: CallSpec[Any], call: LegacyCall, claim: Claim,
+                    e: Exception) -> Exception:
+        """Record what a failure does to the entry; returns the exception to raise."""
+        failure = disposition(e, spec.target)
+        fence = claim.fence
+        if failure.disposition is Disposition.FINISH:
+            assert failure.fault is not None
+            await self._quietly(self.store.finish_call(fence.journal_id, Outcome(
+                fault_code=int(failure.fault.fault_code),
+                fault_string=failure.fault.fault_string), fence=fence))
+        elif failure.disposition is Disposition.RESUMABLE:
+            # Unknown outcome: keep the entry pending and resumable, free its leases so the
+            # client's retry continues it at once.
+            await self._quietly(self.store.release_lease(fence, retry_window=self.retry_window))
+        elif failure.disposition is Disposition.LOST:
+            if fence.reservation_id is not None:
+                await self._quietly(self.store.release_order_lock(fence.reservation_id,
+                                                                  fence.token))
+        else:
+            # A bug: keep the entry pending (recoverable), free the leases, log, and let the
+            # edge answer its generic internal fault.
+            log.failure("journal entry {id} ({method}) crashed", id=claim.entry.id,
+                        method=call.method)
+            await self._quietly(self.store.release_lease(fence))
+            return e
+        assert failure.fault is not None
+        return failure.fault
+
+    async def _quietly(self, cleanup: Any) -> None:
+        """Run a cleanup write; if the database fails it, log and go on, so the client still
+        gets the real outcome (leases then lapse on their own)."""
+        try:
+            await cleanup
+        except Exception:  # noqa: BLE001
+            log.failure("cleanup write failed; leases will lapse on their own")
+
+    # -- resolve and lock ------------------------------------------------------------------
+
+    async def _resolve_slow(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall,
+                            deadline: float) -> Reservation:
+        """The call named no registered reservation/invoice: pass-through, or a fault."""
+        ref = spec.ref(call)
+        if ref.target is Target.INVOICE:
+            raise UnknownInvoiceError(f"invoice {ref.value} is unknown for eid {call.eid}")
+        unknown = UnknownReservationError(f"reservation {ref.value} is unknown for eid "
+                                          f"{call.eid}")
+        if not (merchant.pass_through and _UUID.match(ref.value)):
+            raise unknown
+        known = await self.store.get_reservation_by_order(call.eid, ref.value)
+        if known is not None:  # the order id of a registered reservation: an alias
+            return known
+        try:
+            order = await self.om.get_order(merchant, ref.value, deadline=deadline)
+        except RestResponseError as e:
+            if e.status == 404:
+                raise unknown from None
+            raise
+        return await self.store.register_reservation(
+            call.eid, ref.value, ref.value, Origin.PASS_THROUGH.value,
+            status=order.get("status"))
+
+    async def _lock_order(self, claim: Claim, deadline: float) -> None:
+        assert claim.reservation is not None
+        while True:
+            state = await self.store.lock_order(claim.reservation, claim.entry.id, claim.token,
+                                                self.lease_seconds)
+            if state is not None:
+                claim.locked_with(state["invoices"], state["unresolved"])
+                return
+            if self.clock.seconds() >= deadline:
+                raise UpstreamUnavailableError(
+                    "another call on this reservation is still in progress; retry")
+            await self._sleep(POLL_SECONDS)
+
+    # -- plan ------------------------------------------------------------------------------
+
+    async def _plan(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall,
+                    claim: Claim, deadline: float) -> tuple[Plan, Result]:
+        """Read the order, plan the call, and journal the steps (keys before sending)."""
+        _guard_unresolved_money(spec, claim)
+        assert claim.reservation is not None
+        order = await self._read_order(merchant, claim, deadline)
+        ref = spec.ref(call)
+        invoice = claim.invoice or next(
+            (i for i in claim.invoices if i.invno == ref.value), None) \
+            if ref.target is Target.INVOICE else None
+        ctx = OrderContext(reservation=claim.reservation, order=order,
+                           invoices=claim.invoices, invoice=invoice)
+        try:
+            plan = spec.plan(call, ctx)
+        except ValueError as e:  # Klarna's own lines break their arithmetic
+            raise NotAllowedError("cannot split the order's lines: Klarna's order lines do "
+                                  "not follow total = quantity x unit_price - discount",
+                                  debug_context=str(e)) from None
+        if plan.steps:
+            claim.entry = await self.store.plan_steps(
+                claim.fence, self.lease_seconds, entry=claim.entry,
+                order_id=claim.reservation.order_id, steps=plan.steps,
+                allocate_invno=plan.allocate_invno, notes=plan.notes)
+        return plan, Result(invno=ref.value if ref.target is Target.INVOICE else None,
+                            order=order)
+
+    async def _finish_without_steps(self, spec: CallSpec[Any], call: LegacyCall, claim: Claim,
+                                    plan: Plan, result: Result) -> Any:
+        reply = spec.reply(call, result)
+        await self.store.finish_call(claim.entry.id, Outcome(reply=reply, notes=plan.notes),
+                                     fence=claim.fence)
+        return reply
+
+    async def _read_order(self, merchant: Merchant, claim: Claim,
+                          deadline: float) -> dict[str, Any]:
+        """GET the order; adopt captures/refunds made outside the gateway before acting."""
+        reservation = claim.reservation
+        assert reservation is not None
+        try:
+            order = await self.om.get_order(merchant, reservation.order_id, deadline=deadline)
+        except RestResponseError as e:
+            if e.retryable:
+                raise DeadlineExceededError(RestTransportError(str(e))) from e
+            raise
+        captures = list(order.get("captures") or [])
+        refunds = list(order.get("refunds") or [])
+        if captures or refunds:
+            invnos, refund_ids = await self.store.adopt(reservation, captures, refunds)
+            if invnos or refund_ids:
+                claim.invoices = tuple(await self.store.invoices_for(reservation.id))
+                log.info("adopted captures {invnos} and refunds {refunds} made outside the "
+                         "gateway on order {order_id}", invnos=invnos, refunds=refund_ids,
+                         order_id=reservation.order_id)
+        if order.get("status") != reservation.status:
+            await self.store.set_reservation_status(reservation.id, str(order.get("status")))
+        return order
+
+    # -- send ------------------------------------------------------------------------------
+
+    async def _send_steps(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall,
+                          claim: Claim, deadline: float) -> Any:
+        """Send every planned step in order; the last one's commit also records the outcome
+        (unless the reply needs the order as it is afterwards)."""
+        steps = claim.entry.steps
+        applied = [s.purpose for s in steps if s.state.value == "done"]
+        planned = [s for s in steps if s.state.value == "planned"]
+        invno = claim.entry.invno or (spec.ref(call).value
+                                      if spec.target is Target.INVOICE else None)
+        early = None if spec.reply_reads_order else spec.reply(call, Result(invno=invno))
+        finished = False
+        for i, step in enumerate(planned):
+            finish = Outcome(reply=early) if early is not None and step is planned[-1] else None
+            await self._apply(merchant, spec, claim, step, deadline, finish=finish,
+                              applied=applied, not_applied=[s.purpose for s in planned[i:]])
+            applied.append(step.purpose)
+            finished = finish is not None
+        reply = early
+        if reply is None:
+            assert claim.reservation is not None
+            after = await self.om.get_order(merchant, claim.reservation.order_id,
+                                            deadline=deadline)
+            reply = spec.reply(call, Result(invno=invno, order=after))
+        if not finished:
+            await self.store.finish_call(claim.entry.id, Outcome(reply=reply), fence=claim.fence)
+        return reply
+
+    async def _apply(self, merchant: Merchant, spec: CallSpec[Any], claim: Claim, step: Step,
+                     deadline: float, *, finish: Outcome | None, applied: list[str],
+                     not_applied: list[str]) -> None:
+        """Settle, give up or send one step, as :func:`decisions.step_decision` says."""
+        age = self.clock.seconds() - (step.updated_at or claim.entry.created_at)
+        decision = decisions.step_decision(age, step.money,
+                                           key_trust_seconds=decisions.KEY_TRUST_SECONDS,
+                                           give_up_seconds=self.give_up_seconds)
+        if decision.settle_first and await self._settle(merchant, claim, step, deadline,
+                                                        finish):
+            return
+        if decision.give_up is not None:
+            raise GaveUpError(f"'{step.purpose}': {decision.give_up}")
+        try:
+            await self._send(merchant, claim, step, deadline, finish)
+        except RestResponseError as e:
+            if e.retryable:
+                raise DeadlineExceededError(RestTransportError(str(e))) from e
+            if e.status == 403 and await self._settle(merchant, claim, step, deadline, finish):
+                return
+            raise refusal(e, spec.target, applied, not_applied) from None
+
+    async def _send(self, merchant: Merchant, claim: Claim, step: Step, deadline: float,
+                    finish: Outcome | None) -> None:
+        resp = await self.om.request(merchant, step.http_method, step.path, step.body,
+                                     idempotency_key=step.idempotency_key, deadline=deadline)
+        result: dict[str, Any] = {}
+        if isinstance(step.effect, CaptureEffect):
+            result["capture_id"] = created_id(resp, "capture")
+        elif isinstance(step.effect, RefundEffect):
+            result["refund_id"] = created_id(resp, "refund")
+        await self._complete(claim, step, resp.status, result, finish)
+
+    async def _settle(self, merchant: Merchant, claim: Claim, step: Step, deadline: float,
+                      finish: Outcome | None) -> bool:
+        """Decide from the order itself whether a journaled step already took effect.
+
+        Used when the step's key may have expired at Klarna, when a capture/refund has been
+        unresolved too long, and when a status change is refused: a capture or refund the
+        store has no row for, matching the step exactly (:func:`decisions.same_money`), is
+        this step's; a cancel/release whose target status the order already has is done.
+        """
+        assert claim.reservation is not None
+        order = await self.om.get_order(merchant, claim.reservation.order_id,
+                                        deadline=deadline)
+        found = await self._find_effect(claim.reservation, step, order)
+        if found is None:
+            return False
+        status, result = found
+        await self._complete(claim, step, status, result, finish)
+        return True
+
+    async def _find_effect(self, reservation: Reservation, step: Step, order: dict[str, Any]
+                           ) -> tuple[int, dict[str, Any]] | None:
+        effect, body = step.effect, step.body or {}
+        if isinstance(effect, StatusEffect):
+            return (204, {}) if order.get("status") == effect.status else None
+        if isinstance(effect, CaptureEffect):
+            known = {i.capture_id for i in await self.store.invoices_for(reservation.id)}
+            for cap in order.get("captures") or []:
+                if cap["capture_id"] not in known and \
+                        decisions.same_money(cap, body, "captured_amount"):
+                    return 201, {"capture_id": cap["capture_id"]}
+        if isinstance(effect, RefundEffect):
+            known_refunds = await self.store.known_refund_ids(reservation.order_id)
+            for ref in order.get("refunds") or []:
+                if ref["refund_id"] not in known_refunds and \
+                        decisions.same_money(ref, body, "refunded_amount"):
+                    return 201, {"refund_id": ref["refund_id"]}
+        return None
+
+    async def _complete(self, claim: Claim, step: Step, status: int, result: dict[str, Any],
+                        finish: Outcome | None) -> None:
+        """Record a step's success; stop if our lease is gone (another runner owns it)."""
+        owned = await self.store.complete_step(
+            step.journal_id, step.step, status, result, fence=claim.fence, finish=finish,
+            renew_seconds=None if finish is not None else self.lease_seconds)
+        if not owned and finish is None:
+            raise LeaseLostError(f"journal {step.journal_id}")
+
+    # -- recovery --------------------------------------------------------------------------
+
+    async def resume(self, entry: JournalEntry) -> str:
+        """Finish an unfinished journal entry left by a crash or an exhausted budget.
+
+        Returns a one-word outcome for reports: done, failed, pending or skipped.
+        """
+        merchant = self.config.merchant(entry.eid)
+        if merchant is None or entry.method not in self.registry.served:
+            return "skipped"
+        token = uuid.uuid4().hex
+        fresh = await self.store.take_over(entry.id, token, self.lease_seconds)
+        if fresh is None:
+            return "skipped"
+        if not fresh.steps:  # decide from the entry as it is now, not as the sweep listed it
+            await self.store.finish_call(fresh.id, Outcome(
+                fault_code=int(UpstreamUnavailableError.fault_code),
+                fault_string="timeout: the call ended before any request was sent"))
+            return "failed"
+        spec = self.registry.spec(fresh.method)
+        call = from_json(spec.call_type, {k: v for k, v in fresh.call.items() if k != "method"})
+        ref = spec.ref(call)
+        begin = await self.store.resolve(
+            Begin(Action.RUN, fresh), call.eid,
+            ref.value if ref.target is Target.RESERVATION else None,
+            ref.value if ref.target is Target.INVOICE else None, token, self.lease_seconds)
+        try:
+            await self._run_claimed(merchant, spec, call, Claim.from_begin(begin, token),
+                                    self.clock.seconds() + self.budget)
+        except UpstreamUnavailableError:
+            return "pending"
+        except GatewayError:
+            return "failed"
+        return "done"
+
+    def _sleep(self, seconds: float) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
+        self.clock.callLater(seconds, d.callback, None)
+        return d
+
+
+def _guard_unresolved_money(spec: CallSpec[Any], claim: Claim) -> None:
+    """Money whose outcome is unknown (an earlier call answered 9119, or a crash) must
+    settle before new money moves on this order: otherwise limits computed now could be
+    exceeded when it completes. Recovery finishes it within seconds."""
+    if spec.money is MoneyKind.CAPTURE and claim.unresolved.get(MoneyKind.CAPTURE):
+        raise UpstreamUnavailableError(
+            "an earlier activation of this reservation is still unfinished; retry")
+    if spec.money is MoneyKind.REFUND and claim.unresolved.get(MoneyKind.REFUND):
+        raise UpstreamUnavailableError(
+            "an earlier credit on this reservation is still unfinished; retry")
+
+
+def _replay(entry: JournalEntry) -> Any:
+    """The outcome of a finished identical call, given again."""
+    if entry.state is EntryState.DONE:
+        return entry.reply
+    if entry.state is EntryState.FAILED and entry.fault_code is not None:
+        raise replayed_fault(entry.fault_code, entry.fault_string or "")
+    raise UpstreamUnavailableError("the call is still in progress; retry the same call")

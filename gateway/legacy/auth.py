@@ -1,0 +1,87 @@
+"""Authenticate and decode a legacy call, once, at the edge.
+
+Order of checks (legacy-xmlrpc.md §4, translation.md §2), the same for every method:
+
+1. the method name: unknown to the legacy API → -32601;
+2. the envelope and the eid at the method's eid position → -32602;
+3. the eid → merchant: unknown → 9113, whatever the method;
+4. the digest, in any SDK dialect and hash → 9114 (a missing digest → -32602);
+5. a real legacy call the gateway does not offer → 9103, naming why;
+6. arity and the typed decode → -32602 / 9107 / 3210, naming the parameter.
+
+The engine receives an :class:`AuthenticatedCall` and never looks at raw parameters.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gateway.config import Merchant
+from gateway.errors import (
+    InvalidDigestError, InvalidParamsError, MethodNotFoundError, NotAllowedError,
+    UnknownEstoreError,
+)
+from gateway.legacy import params as p
+from gateway.legacy.digest import verify
+from gateway.legacy.values import LegacyCall
+
+if TYPE_CHECKING:
+    from gateway.calls.registry import CallRegistry
+    from gateway.calls.spec import CallSpec
+
+
+@dataclass(frozen=True)
+class AuthenticatedCall:
+    """A call whose merchant and digest were checked, decoded into its dataclass."""
+
+    merchant: Merchant
+    spec: CallSpec[Any]
+    call: LegacyCall
+
+
+class Authenticator:
+    """Checks eid and digest and decodes, with the registry's declarations.
+
+    Args:
+        merchant: ``eid -> Merchant | None`` (the configuration's lookup).
+        registry: the served calls and the known-but-unoffered ones.
+    """
+
+    def __init__(self, merchant: Callable[[int], Merchant | None],
+                 registry: CallRegistry) -> None:
+        self._merchant = merchant
+        self._registry = registry
+
+    def authenticate(self, method: str, params: Sequence[Any]) -> AuthenticatedCall:
+        lookup = self._registry.lookup(method)
+        if lookup is None:
+            raise MethodNotFoundError(f"unknown method {method[:64]}")
+        eid = p.eid_at(params, lookup.eid_at)
+        merchant = self._merchant(eid)
+        if merchant is None:
+            raise UnknownEstoreError(f"eid {eid} is not configured on this gateway")
+        rule = lookup.spec.digest if lookup.spec is not None else (
+            lookup.not_offered.digest if lookup.not_offered is not None else None)
+        if lookup.digest_at is not None:
+            if len(params) <= lookup.digest_at:
+                raise InvalidParamsError(f"digest (parameter {lookup.digest_at}) is missing")
+            if rule is not None and not verify(rule(params), params[lookup.digest_at],
+                                               merchant.secret_bytes):
+                raise InvalidDigestError("digest does not match")
+        if lookup.spec is None:
+            reason = lookup.not_offered.reason if lookup.not_offered else "not offered"
+            raise NotAllowedError(f"{method} is not offered by this gateway: {reason}")
+        spec = lookup.spec
+        p.arity(method, params, spec.arity)
+        return AuthenticatedCall(merchant, spec, spec.decode(eid, params[1], params))
+
+    def eid_of(self, method: str, params: Sequence[Any]) -> int | None:
+        """The call's eid for logs, if it can be read; never raises."""
+        lookup = self._registry.lookup(method)
+        if lookup is None:
+            return None
+        try:
+            return p.eid_at(params, lookup.eid_at)
+        except InvalidParamsError:
+            return None

@@ -1,0 +1,210 @@
+"""The gateway's neutral values: what the store remembers and what translators read.
+
+Why a module of its own: the pure layers (``gateway.calls``, ``gateway.translate``) need the
+reservation, invoice and credit values and the effect a REST step has, but must not import
+the store (SQLAlchemy), the engine or Twisted. Everything here is a frozen dataclass or an
+enum with no behaviour beyond small derived properties, so every layer can share it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Origin(str, Enum):
+    """How a reservation entered the mapping (translation.md §1)."""
+
+    ADMIN = "admin"
+    IMPORT = "import"
+    PASS_THROUGH = "pass_through"
+    SANDBOX = "sandbox"
+    RECURRING = "recurring"
+
+
+class EntryState(str, Enum):
+    """A journal entry: running or resumable, or finished one way or the other."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class StepState(str, Enum):
+    """A journaled REST step: intent committed, applied, or never to be sent."""
+
+    PLANNED = "planned"
+    DONE = "done"
+    ABANDONED = "abandoned"
+
+
+class MoneyKind(str, Enum):
+    """Whether a call (or a step) moves money, and which way."""
+
+    NONE = "none"
+    CAPTURE = "capture"
+    REFUND = "refund"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """(eid, rno) ↔ Klarna order id, with the last order status the gateway saw."""
+
+    id: int
+    eid: int
+    rno: str
+    order_id: str
+    status: str | None
+    origin: str
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Credit:
+    """One refund booked against an invoice (``invoice_id`` None: not allocated yet)."""
+
+    id: int
+    invoice_id: int | None
+    refund_id: str
+    credno: str
+    refunded_amount: int
+    lines: list[dict[str, Any]]
+    adopted: bool
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """One legacy invoice = one capture, with what has been refunded on it."""
+
+    id: int
+    eid: int
+    invno: str
+    reservation_id: int
+    order_id: str
+    capture_id: str
+    captured_amount: int
+    refunded_amount: int
+    lines: list[dict[str, Any]]
+    refunded_qty: dict[str, int]
+    adopted: bool
+    credits: tuple[Credit, ...] = ()
+
+    @property
+    def refundable(self) -> int:
+        return self.captured_amount - self.refunded_amount
+
+
+# -- what a REST step changes in the mapping when it succeeds ----------------------------
+
+
+@dataclass(frozen=True)
+class CaptureEffect:
+    """A capture: a new invoice bound to the created capture id. ``invno`` is issued when
+    the plan is journaled, so a resumed entry answers with the same number."""
+
+    reservation_id: int
+    order_id: str
+    status_after: str
+    invno: str | None = None
+
+    kind = MoneyKind.CAPTURE
+
+
+@dataclass(frozen=True)
+class RefundEffect:
+    """A refund: a credit on that invoice, under the merchant's credit number."""
+
+    invoice_id: int
+    order_id: str
+    credno: str = ""
+
+    kind = MoneyKind.REFUND
+
+
+@dataclass(frozen=True)
+class StatusEffect:
+    """A status change (cancel, release): the reservation's new status."""
+
+    reservation_id: int
+    status: str
+
+    kind = MoneyKind.NONE
+
+
+Effect = CaptureEffect | RefundEffect | StatusEffect
+
+_EFFECT_TYPES: dict[str, type] = {"capture": CaptureEffect, "refund": RefundEffect,
+                                  "status": StatusEffect}
+
+
+def effect_to_json(effect: Effect | None) -> dict[str, Any] | None:
+    """The journal's JSON form: the fields plus ``kind`` (capture, refund, status)."""
+    if effect is None:
+        return None
+    name = next(k for k, v in _EFFECT_TYPES.items() if isinstance(effect, v))
+    return {"kind": name, **{k: getattr(effect, k) for k in effect.__dataclass_fields__}}
+
+
+def effect_from_json(data: dict[str, Any] | None) -> Effect | None:
+    """Inverse of :func:`effect_to_json`."""
+    if not data:
+        return None
+    cls = _EFFECT_TYPES[str(data["kind"])]
+    return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})  # type: ignore[no-any-return]
+
+
+def money_kind(effect: Effect | None) -> MoneyKind:
+    return MoneyKind.NONE if effect is None else effect.kind
+
+
+@dataclass(frozen=True)
+class Step:
+    """One journaled REST mutation with its idempotency key (committed before sending)."""
+
+    journal_id: int
+    step: int
+    http_method: str
+    path: str
+    body: dict[str, Any] | None
+    idempotency_key: str
+    purpose: str
+    effect: Effect | None
+    state: StepState
+    result: dict[str, Any] | None
+    #: When the step was planned (for a planned step: when its key was first committed).
+    updated_at: float = 0.0
+
+    @property
+    def money(self) -> MoneyKind:
+        return money_kind(self.effect)
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One legacy call that passed authentication, and what became of it."""
+
+    id: int
+    eid: int
+    method: str
+    fingerprint: str
+    call: dict[str, Any]
+    state: EntryState
+    reply: Any
+    fault_code: int | None
+    fault_string: str | None
+    order_id: str | None
+    lease_until: float | None
+    created_at: float
+    updated_at: float
+    #: The invoice this call is about: named by the call, or issued when it was planned.
+    invno: str | None = None
+    rno: str | None = None
+    notes: list[str] = field(default_factory=list)
+    steps: tuple[Step, ...] = ()
+    #: When the reply reached the client's connection (None: not yet, or never).
+    delivered_at: float | None = None
+    attempts: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.state is not EntryState.PENDING

@@ -1,0 +1,46 @@
+"""Typed money kind on journal steps, reply delivery on journal entries.
+
+Revision ID: 0002
+Revises: 0001
+
+Why: the first landing inferred whether a step moved money from its URL suffix; the kind is
+now a column written with the step (backfilled from the step's effect). ``delivered_at``
+records when a call's reply reached the client's connection: a reply that was never
+delivered is replayed to the client's retry, a delivered one never is.
+"""
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("journal_steps") as batch:
+        batch.add_column(sa.Column("money", sa.String(8), nullable=False,
+                                   server_default="none"))
+    with op.batch_alter_table("journal") as batch:
+        batch.add_column(sa.Column("delivered_at", sa.Float, nullable=True))
+    op.create_index("ix_journal_order", "journal", ["order_id"])
+    conn = op.get_bind()
+    steps = sa.table("journal_steps", sa.column("journal_id"), sa.column("step"),
+                     sa.column("effect_json"), sa.column("money"))
+    for row in conn.execute(sa.select(steps.c.journal_id, steps.c.step, steps.c.effect_json)
+                            .where(steps.c.effect_json.is_not(None))).all():
+        kind = (json.loads(row.effect_json) or {}).get("kind")
+        if kind in ("capture", "refund"):
+            conn.execute(sa.update(steps).where(sa.and_(
+                steps.c.journal_id == row.journal_id, steps.c.step == row.step))
+                .values(money=kind))
+
+
+def downgrade() -> None:
+    op.drop_index("ix_journal_order", "journal")
+    with op.batch_alter_table("journal") as batch:
+        batch.drop_column("delivered_at")
+    with op.batch_alter_table("journal_steps") as batch:
+        batch.drop_column("money")

@@ -1,0 +1,84 @@
+"""``klarna-gateway explain REQUEST.xml``: the dry run migration teams read.
+
+Takes a legacy XML-RPC request exactly as an ERP sent it (a captured body), checks it the
+way the gateway would (method, eid, digest, parameters: the same :class:`Authenticator`),
+reads the order over REST (GET only), and returns the REST requests the call would become,
+with the v2/REST differences, without sending any mutation or writing anything.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.app import Components
+from gateway.calls.spec import Target
+from gateway.errors import GatewayError, UnknownInvoiceError, UnknownReservationError
+from gateway.legacy.xmlrpc import parse_method_call
+from gateway.model import Reservation
+from gateway.translate.plan import OrderContext, Plan
+
+
+@dataclass(frozen=True)
+class Explanation:
+    method: str
+    reservation: Reservation
+    order: dict[str, Any]
+    plan: Plan
+    summary: str
+
+    def format(self) -> str:
+        head = (f"eid {self.reservation.eid}, rno {self.reservation.rno} = order "
+                f"{self.reservation.order_id} ({self.order.get('status')}, "
+                f"{self.order.get('remaining_authorized_amount')} uncaptured)")
+        return head + "\n" + format_plan(self.method, self.plan, self.summary)
+
+
+def format_plan(method: str, plan: Plan, summary: str = "") -> str:
+    lines = [f"{method} becomes:" + (f"   [{summary}]" if summary else "")]
+    if not plan.steps:
+        lines.append("  no REST request")
+    for i, step in enumerate(plan.steps, start=1):
+        lines.append(f"  {i}. {step.http_method} {step.path}   ({step.purpose})")
+        if step.body is not None:
+            body = json.dumps(step.body, indent=2, ensure_ascii=False)
+            lines += ["     " + ln for ln in body.splitlines()]
+    if plan.allocate_invno:
+        lines.append("  an invoice number is issued when the plan is journaled")
+    for note in plan.notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+async def explain(parts: Components, body: bytes) -> Explanation:
+    """The plan a captured request would get now. Raises the GatewayError the call would
+    get (its fault), or ``OmError`` when the order cannot be read."""
+    config = parts.config
+    method, params = parse_method_call(body, max_depth=config.gateway.max_xml_depth)
+    authed = parts.authenticator.authenticate(method, params)
+    call, spec = authed.call, authed.spec
+    ref = spec.ref(call)
+    store = parts.store
+    invoice = None
+    reservation: Reservation | None
+    if ref.target is Target.INVOICE:
+        invoice = await store.get_invoice(call.eid, ref.value)
+        if invoice is None:
+            raise UnknownInvoiceError(f"invoice {ref.value} is unknown for eid {call.eid}")
+        reservation = await store.get_reservation_by_id(invoice.reservation_id)
+    else:
+        reservation = await store.get_reservation(call.eid, ref.value) or \
+            await store.get_reservation_by_order(call.eid, ref.value)
+        if reservation is None:
+            raise UnknownReservationError(f"reservation {ref.value} is unknown for eid "
+                                          f"{call.eid}")
+    order = await parts.om.get_order(authed.merchant, reservation.order_id,
+                                     deadline=parts.engine.clock.seconds() + 10)
+    invoices = tuple(await store.invoices_for(reservation.id))
+    plan = spec.plan(call, OrderContext(reservation=reservation, order=order,
+                                        invoices=invoices, invoice=invoice))
+    return Explanation(method=method, reservation=reservation, order=order, plan=plan,
+                       summary=spec.summary)
+
+
+__all__ = ["Explanation", "GatewayError", "explain", "format_plan"]
