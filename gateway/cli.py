@@ -79,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from gateway.sandbox.service import run_sandbox
 
-    return run_sandbox(args.listen, args.config)
+    return run_sandbox(args.listen, args.config, seed=args.seed)
 
 
 # -- db / config --------------------------------------------------------------------------
@@ -266,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sandbox", help="run the Order Management sandbox alone")
     s.add_argument("--listen", default=DEFAULT_SANDBOX_LISTEN)
     s.add_argument("--config", default=None)
+    s.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="reproducible ids and a frozen clock (overrides [sandbox] seed)")
     s.set_defaults(func=cmd_sandbox)
 
     db = sub.add_parser("db", help="database administration").add_subparsers(
