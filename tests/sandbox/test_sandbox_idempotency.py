@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from tests.sandbox_fixtures import order_body
 from tests.sandbox.support import TOKEN_ORDER, make_token, token_order_body
 
 OM = "/ordermanagement/v1/orders/"

@@ -165,6 +165,7 @@ async def test_reset_restarts_streams_clock_and_fault_numbers():
         await regression_suite(after)
     finally:
         await stop_sandbox(sandbox)
+    assert not sandbox.violations, sandbox.violations
     assert before.lines[:-1] == after.lines
     assert '"id": "fault-1"' in "\n".join(after.lines)
 
@@ -200,6 +201,7 @@ async def test_errors_do_not_shift_other_id_streams():
     finally:
         await stop_sandbox(quiet)
         await stop_sandbox(noisy)
+    assert not quiet.violations and not noisy.violations, quiet.violations + noisy.violations
 
 
 @pytest_twisted.ensureDeferred
