@@ -74,7 +74,16 @@ class GatewaySettings:
 
 @dataclass(frozen=True)
 class SandboxSettings:
+    """``[sandbox]``: the emulator's control token and, for regression suites, its seed.
+
+    ``seed = N`` (N >= 0) makes every generated id and the starting clock reproducible
+    (``gateway/sandbox/README.md``, "Seeded mode"). The default -1 means "not seeded": the
+    section loader types keys by their default, so the absence of a seed cannot be ``None``;
+    a negative value in the file is refused like any other negative number.
+    """
+
     admin_token: str = DEFAULT_ADMIN_TOKEN
+    seed: int = -1
 
 
 @dataclass(frozen=True)

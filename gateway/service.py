@@ -36,6 +36,7 @@ class GatewayOptions:
     listen: str = "tcp:8080"
     admin_listen: str = "tcp:8081:interface=127.0.0.1"
     sandbox_listen: str | None = None  # set → run the sandbox in-process
+    sandbox_seed: int | None = None  # None: [sandbox] seed from the config
     db_url: str = "sqlite:///gateway.db"
     upgrade_sqlite: bool = True
     recover: bool = True
@@ -90,7 +91,8 @@ class Gateway:
             from gateway.sandbox.service import listen_sandbox
 
             self.sandbox_port = await listen_sandbox(self.reactor, self.config,
-                                                     opts.sandbox_listen)
+                                                     opts.sandbox_listen,
+                                                     seed=opts.sandbox_seed)
             self.sandbox_url = _url_of(self.sandbox_port)
             self.config = self.config.with_base_url(self.sandbox_url)
             log.info("sandbox listening on {url}", url=self.sandbox_url)

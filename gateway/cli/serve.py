@@ -27,7 +27,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = config_from(args.config, sandbox=args.sandbox)
     options = GatewayOptions(
         listen=args.listen, admin_listen=args.admin_listen, db_url=args.db,
-        sandbox_listen=args.sandbox_listen if args.sandbox else None)
+        sandbox_listen=args.sandbox_listen if args.sandbox else None,
+        sandbox_seed=args.sandbox_seed)
     start_logging(args.verbose)
     gateway = Gateway(config, options, reactor)
     status = {"code": 0}
@@ -56,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from gateway.sandbox.service import run_sandbox
 
-    return run_sandbox(args.listen, args.config)
+    return run_sandbox(args.listen, args.config, seed=args.seed)
 
 
 def register(sub: Any) -> None:
@@ -69,10 +70,15 @@ def register(sub: Any) -> None:
     s.add_argument("--db", default=DEFAULT_DB_URL, help="database URL")
     s.add_argument("--sandbox", action="store_true",
                    help="run the Order Management sandbox in-process and point merchants at it")
+    s.add_argument("--sandbox-seed", type=int, default=None, metavar="N",
+                   help="with --sandbox: reproducible ids and a frozen sandbox clock "
+                        "(overrides [sandbox] seed)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("sandbox", help="run the Order Management sandbox alone")
     s.add_argument("--listen", default=DEFAULT_SANDBOX_LISTEN)
     s.add_argument("--config", default=None)
+    s.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="reproducible ids and a frozen clock (overrides [sandbox] seed)")
     s.set_defaults(func=cmd_sandbox)

@@ -8,11 +8,18 @@ The clock ticks with the reactor (``reactor.seconds()``) so a standalone sandbox
 like a real service, and tests move it with :meth:`advance` / :meth:`set` or stop it with
 :meth:`freeze`. Times are truncated to whole seconds because Klarna's timestamps in the
 Order Management examples carry no fractions.
+
+Seeded mode (``[sandbox] seed``) starts the clock **frozen** at :data:`SEEDED_EPOCH`, so two
+runs of the same suite see identical timestamps: time then moves only through the control
+API (``POST /sandbox/v1/clock``), never with the wall clock.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+#: Where a seeded sandbox's clock starts (and returns to on ``POST /sandbox/v1/reset``).
+SEEDED_EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -85,6 +92,11 @@ class SandboxClock:
     def freeze(self, frozen: bool = True) -> None:
         """Stop (or restart) ticking, keeping the current time."""
         self.set(self._current_precise())
+        self._frozen = frozen
+
+    def restart(self, moment: datetime, *, frozen: bool) -> None:
+        """Jump to ``moment`` and set the frozen state at once (a seeded sandbox's reset)."""
+        self.set(moment)
         self._frozen = frozen
 
     def _current_precise(self) -> datetime:

@@ -1,4 +1,4 @@
-"""The sandbox control API under ``/sandbox/v1/``: faults, clock, reset and test probes.
+"""The sandbox control API under ``/sandbox/v1/``: faults, clock, reset, tokens and probes.
 
 Guarded by ``Authorization: Bearer <[sandbox] admin_token>`` so a sandbox reachable from a
 shared CI network cannot be reconfigured by accident. Control requests are never subject to
@@ -10,26 +10,62 @@ from __future__ import annotations
 import hmac
 import json
 import re
+from collections.abc import Callable, Collection
 from typing import Any
+from urllib.parse import unquote
 
 from gateway.sandbox.clock import SandboxClock, format_timestamp, parse_timestamp
 from gateway.sandbox.errors import OmError
 from gateway.sandbox.faults import FaultRegistry, FaultSpecError
-from gateway.sandbox.idempotency import IdempotencyStore
-from gateway.sandbox.orders import FRAUD_STATUSES, OrderBook
+from gateway.sandbox.orders import FRAUD_STATUSES
+from gateway.sandbox.purchases import auto_capture
 from gateway.sandbox.response import (
     SandboxResponse,
     empty_response,
     error_response,
     json_response,
 )
+from gateway.sandbox.state import SandboxState
+from gateway.sandbox.tokens import CustomerToken, TokenStatus
+from gateway.sandbox.validation import ADDRESS, CUSTOMER, Int, Obj, Str, validate
 
 _ORDER = re.compile(r"/sandbox/v1/orders/(?P<order_id>[^/]+)/(?P<what>operations|fraud_status)$")
 _FAULT = re.compile(r"/sandbox/v1/faults/(?P<fault_id>[^/]+)$")
+_TOKEN = re.compile(r"/sandbox/v1/tokens/(?P<token_id>[^/]+)(?P<status>/status)?$")
+
+TOKEN_STATUSES = tuple(status.value for status in TokenStatus)
+
+#: ``POST /sandbox/v1/tokens``: a customer token made directly, with a chosen owner and
+#: status. Ids are restricted to URL-safe characters so they can be pasted into paths.
+CONTROL_TOKEN_REQUEST = Obj(
+    {
+        "eid": Int(minimum=1),
+        "token_id": Str(255, min_len=1, pattern=r"[A-Za-z0-9._~-]+"),
+        "status": Str(choices=TOKEN_STATUSES),
+        "purchase_country": Str(2, pattern=r"[A-Za-z]{2}"),
+        "purchase_currency": Str(3, pattern=r"[A-Za-z]{3}"),
+        "locale": Str(35, pattern=r"[A-Za-z]{2}(?:-[A-Za-z]{2})*"),
+        "payment_method_type": Str(64, min_len=1),
+        "billing_address": ADDRESS,
+        "customer": CUSTOMER,
+    },
+    frozenset({"eid"}),
+)
+
+CONTROL_TOKEN_STATUS_REQUEST = Obj({"status": Str(choices=TOKEN_STATUSES)},
+                                   frozenset({"status"}))
 
 
 class ControlApi:
-    """Handles one control request; all state belongs to the owning ``SandboxResource``."""
+    """Handles one control request; all state belongs to the owning ``SandboxResource``.
+
+    Args:
+        admin_token: the bearer token every control request must carry.
+        clock, faults, state: the sandbox's clock, fault registry and Klarna-side state.
+        merchant_eids: the configured merchants (a token's owner must be one of them).
+        reset: forgets everything (and, when seeded, restarts ids and clock).
+        correlation_id: draws the correlation id of an error answer.
+    """
 
     def __init__(
         self,
@@ -37,25 +73,30 @@ class ControlApi:
         admin_token: str,
         clock: SandboxClock,
         faults: FaultRegistry,
-        book: OrderBook,
-        idempotency: IdempotencyStore,
+        state: SandboxState,
+        merchant_eids: Collection[int],
+        reset: Callable[[], None],
+        correlation_id: Callable[[], str],
     ) -> None:
         self._admin_token = admin_token
         self._clock = clock
         self._faults = faults
-        self._book = book
-        self._idempotency = idempotency
+        self._state = state
+        self._merchant_eids = frozenset(merchant_eids)
+        self._reset = reset
+        self._correlation_id = correlation_id
 
     def handle(self, method: str, path: str, authorization: str | None,
                body: bytes) -> SandboxResponse:
         expected = f"Bearer {self._admin_token}".encode()
         if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
             return error_response(OmError(401, "UNAUTHORIZED", "Missing or wrong admin token"),
+                                  self._correlation_id(),
                                   (("WWW-Authenticate", 'Bearer realm="sandbox"'),))
         try:
             return self._dispatch(method, path.rstrip("/"), body)
         except OmError as e:
-            return error_response(e)
+            return error_response(e, self._correlation_id())
 
     def _dispatch(self, method: str, path: str, body: bytes) -> SandboxResponse:
         if path == "/sandbox/v1/faults":
@@ -87,12 +128,17 @@ class ControlApi:
         if path == "/sandbox/v1/reset":
             if method != "POST":
                 raise _method_not_allowed()
-            self._book.clear()
-            self._idempotency.clear()
-            self._faults.clear()
+            self._reset()
             return empty_response()
+        if path == "/sandbox/v1/tokens":
+            if method != "POST":
+                raise _method_not_allowed()
+            return json_response(self._create_token(_json(body)).control_json(), 201)
+        if found := _TOKEN.match(path):
+            return self._token_call(method, unquote(found["token_id"]), bool(found["status"]),
+                                    body)
         if found := _ORDER.match(path):
-            order = self._book.get_any(found["order_id"], self._clock.now())
+            order = self._state.book.get_any(found["order_id"], self._clock.now())
             if order is None:
                 raise OmError(404, "NO_SUCH_ORDER", f"Order {found['order_id']} cannot be found")
             if found["what"] == "operations":
@@ -105,8 +151,48 @@ class ControlApi:
             if status not in FRAUD_STATUSES:
                 raise OmError(400, "BAD_VALUE", "Bad value: fraud_status")
             order.fraud_status = status
+            if status == "ACCEPTED" and order.auto_capture_pending:
+                # Klarna captures an auto_capture order once its fraud check clears.
+                try:
+                    auto_capture(order, self._clock.now(), self._state.book.new_capture_id)
+                except OmError:
+                    pass  # expired or cancelled meanwhile: nothing left to capture
             return json_response({"order_id": order.order_id, "fraud_status": status})
         raise OmError(404, "NOT_FOUND", "No such control endpoint")
+
+    def _create_token(self, document: dict[str, Any]) -> CustomerToken:
+        spec = validate(CONTROL_TOKEN_REQUEST, document)
+        if spec["eid"] not in self._merchant_eids:
+            raise OmError(400, "BAD_VALUE", "Bad value: eid (no such merchant)")
+        token = CustomerToken(
+            token_id=spec.get("token_id") or self._state.ids.customer_token_id(),
+            merchant_eid=spec["eid"],
+            status=TokenStatus(spec.get("status", TokenStatus.ACTIVE.value)),
+            purchase_country=spec.get("purchase_country", "SE"),
+            purchase_currency=spec.get("purchase_currency", "SEK"),
+            locale=spec.get("locale", "sv-SE"),
+            payment_method_type=spec.get("payment_method_type", "INVOICE"),
+            billing_address=spec.get("billing_address"),
+            customer=spec.get("customer"),
+            created_at=self._clock.now(),
+        )
+        if not self._state.tokens.add(token):
+            raise OmError(409, "CONFLICT", f"Token {token.token_id} already exists")
+        return token
+
+    def _token_call(self, method: str, token_id: str, status_path: bool,
+                    body: bytes) -> SandboxResponse:
+        token = self._state.tokens.get_any(token_id)
+        if token is None:
+            raise OmError(404, "NOT_FOUND", f"No token {token_id}")
+        if status_path:
+            if method != "POST":
+                raise _method_not_allowed()
+            token.status = TokenStatus(
+                validate(CONTROL_TOKEN_STATUS_REQUEST, _json(body))["status"])
+        elif method != "GET":
+            raise _method_not_allowed()
+        return json_response(token.control_json())
 
     def _set_clock(self, document: dict[str, Any]) -> None:
         if "advance_seconds" in document:

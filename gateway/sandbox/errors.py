@@ -2,11 +2,13 @@
 
 Every 4xx/5xx the sandbox sends has Klarna's body shape (order-management.md §5):
 ``{"error_code": ..., "error_messages": [...], "correlation_id": "<uuid>"}``.
+
+The correlation id is an argument, never made up here: it comes from the sandbox's
+:class:`~gateway.sandbox.ids.IdSource`, so a seeded sandbox repeats it run after run.
 """
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 #: Generic error codes used for injected faults and transport-level refusals.
@@ -41,16 +43,16 @@ class OmError(Exception):
         self.message = message
         self.extra = extra
 
-    def body(self) -> bytes:
-        return error_body(self.code, self.message, **self.extra)
+    def body(self, correlation_id: str) -> bytes:
+        return error_body(self.code, self.message, correlation_id, **self.extra)
 
 
-def error_body(code: str, message: str, **extra: Any) -> bytes:
-    """Serialize a Klarna error body with a fresh correlation id."""
+def error_body(code: str, message: str, correlation_id: str, **extra: Any) -> bytes:
+    """Serialize a Klarna error body."""
     document: dict[str, Any] = {
         "error_code": code,
         "error_messages": [message],
-        "correlation_id": str(uuid.uuid4()),
+        "correlation_id": correlation_id,
     }
     document.update(extra)
     return json.dumps(document).encode("utf-8")

@@ -152,6 +152,10 @@ class FaultRegistry:
     def clear(self) -> None:
         self._faults.clear()
 
+    def restart_numbering(self) -> None:
+        """Number the next fault ``fault-1`` again (a seeded sandbox's reset)."""
+        self._next_id = 1
+
     def list(self) -> list[Fault]:
         return list(self._faults)
 

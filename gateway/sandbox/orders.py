@@ -9,18 +9,16 @@ Everything lives in process memory and vanishes on restart; that is intended for
 """
 from __future__ import annotations
 
-import secrets
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from gateway.sandbox.clock import format_timestamp
+from gateway.sandbox.ids import IdSource
 
 AUTHORIZATION_PERIOD = timedelta(days=28)
 MAX_AUTHORIZATION_AGE = timedelta(days=180)
-_REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
 class Status(StrEnum):
@@ -145,6 +143,9 @@ class Order:
     acknowledged: bool = False
     #: Set by the ``capture-fails-`` token prefix: every capture is declined.
     capture_fails: bool = False
+    #: ``auto_capture`` was asked while ``fraud_status`` was PENDING: the full capture is
+    #: made when the control API accepts the order.
+    auto_capture_pending: bool = False
     operations: list[Operation] = field(default_factory=list)
 
     @property
@@ -218,9 +219,15 @@ class Order:
 
 
 class OrderBook:
-    """All orders of one sandbox, keyed by order id and owned by one merchant (eid)."""
+    """All orders of one sandbox, keyed by order id and owned by one merchant (eid).
 
-    def __init__(self) -> None:
+    Args:
+        ids: where order, capture and refund ids and Klarna references come from; default
+            an unseeded :class:`IdSource`.
+    """
+
+    def __init__(self, ids: IdSource | None = None) -> None:
+        self.ids = ids if ids is not None else IdSource()
         self.orders: dict[str, Order] = {}
         #: (eid, authorization token) -> order id: placing an order twice with the same
         #: authorization token gives the same order (Klarna Payments' create order is
@@ -234,11 +241,17 @@ class OrderBook:
         self._references.clear()
 
     def new_order_id(self) -> str:
-        return str(uuid.uuid4())
+        return self.ids.order_id()
+
+    def new_capture_id(self) -> str:
+        return self.ids.capture_id()
+
+    def new_refund_id(self) -> str:
+        return self.ids.refund_id()
 
     def new_klarna_reference(self) -> str:
         while True:
-            reference = "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(7))
+            reference = self.ids.reference()
             if reference not in self._references:
                 self._references.add(reference)
                 return reference

@@ -10,6 +10,10 @@ Request pipeline for the Klarna APIs (control paths go straight to :class:`Contr
 6. the handler; its final answer is stored under the idempotency key (if any) and, when it
    changed an order, appended to that order's operations log.
 
+Seeded mode (``seed``): ids come from reproducible streams, the clock starts frozen at
+:data:`~gateway.sandbox.clock.SEEDED_EPOCH`, and the HTTP ``Date`` header is the sandbox time
+rather than the wall clock, so two runs of one suite give byte-identical responses.
+
 Responses are always written asynchronously (``NOT_DONE_YET``) so latency, hangs and
 connection resets are expressed with ``reactor.callLater`` and transport aborts -- never by
 blocking. Requests whose client went away are forgotten, so hung requests do not leak.
@@ -23,22 +27,26 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import datetimeToString
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from gateway.config import Config, Merchant
-from gateway.sandbox.clock import SandboxClock
+from gateway.sandbox.clock import SEEDED_EPOCH, SandboxClock
 from gateway.sandbox.control import ControlApi
 from gateway.sandbox.errors import OmError
 from gateway.sandbox.faults import Fault, FaultRegistry
 from gateway.sandbox.handlers import Call, Outcome, match_route
 from gateway.sandbox.idempotency import IdempotencyStore
+from gateway.sandbox.ids import IdSource, check_seed, configured_seed
 from gateway.sandbox.orders import Operation, OrderBook
 from gateway.sandbox.response import (
     SandboxResponse,
     error_response,
     status_error_response,
 )
+from gateway.sandbox.state import SandboxState
+from gateway.sandbox.tokens import TokenBook
 
 MAX_BODY_BYTES = 1024 * 1024
 CONTROL_PREFIX = "/sandbox/"
@@ -55,31 +63,75 @@ class SandboxResource(Resource):
         config: supplies the merchants (``rest_username``/``rest_password``) and
             ``[sandbox] admin_token``.
         reactor: used for ``callLater`` (latency) and as the clock's time source.
-        clock: the sandbox clock; default a ticking :class:`SandboxClock` on ``reactor``.
+        clock: the sandbox clock; default a ticking :class:`SandboxClock` on ``reactor``, or,
+            when seeded, one frozen at :data:`SEEDED_EPOCH`.
+        seed: makes ids and time reproducible; ``None`` falls back to ``[sandbox] seed`` of
+            ``config`` (unset means not seeded). Must be a non-negative integer.
 
     Attributes:
         clock: the :class:`SandboxClock` every time-dependent rule reads.
+        seed: the effective seed, or ``None``.
+        ids: the :class:`IdSource` every generated id comes from.
+        state: orders (``book``) and customer tokens (``tokens``).
         on_response: optional :data:`ResponseHook`, e.g. a conformance checker in tests.
+
+    Raises:
+        ValueError: ``seed`` is negative or not an integer.
     """
 
     isLeaf = True
     log = Logger()
 
     def __init__(self, config: Config, reactor: IReactorTime,
-                 clock: SandboxClock | None = None) -> None:
+                 clock: SandboxClock | None = None, *, seed: int | None = None) -> None:
         super().__init__()
         self._reactor = reactor
-        self.clock = clock if clock is not None else SandboxClock(reactor.seconds)
+        self.seed = check_seed(seed) if seed is not None else configured_seed(config.sandbox)
+        if clock is None:
+            clock = (SandboxClock(reactor.seconds) if self.seed is None
+                     else SandboxClock(reactor.seconds, SEEDED_EPOCH, frozen=True))
+        self.clock = clock
         self.on_response: ResponseHook | None = None
-        self.book = OrderBook()
+        self.ids = IdSource(self.seed)
+        self.state = SandboxState(self.ids)
         self.faults = FaultRegistry()
         self.idempotency = IdempotencyStore()
         self._merchants = {m.rest_username: m for m in config.merchants}
         self.control = ControlApi(admin_token=config.sandbox.admin_token, clock=self.clock,
-                                  faults=self.faults, book=self.book,
-                                  idempotency=self.idempotency)
+                                  faults=self.faults, state=self.state,
+                                  merchant_eids=[m.eid for m in config.merchants],
+                                  reset=self.reset, correlation_id=self.ids.correlation_id)
         self._hanging: set[Request] = set()
         self._delayed: dict[Request, IDelayedCall] = {}
+
+    @property
+    def book(self) -> OrderBook:
+        """The order book (``state.book``)."""
+        return self.state.book
+
+    @property
+    def tokens(self) -> TokenBook:
+        """The customer tokens (``state.tokens``)."""
+        return self.state.tokens
+
+    def reset(self) -> None:
+        """Forget orders, tokens, idempotency records and faults (``POST /sandbox/v1/reset``).
+
+        When seeded, also start every id stream and the fault numbering again and put the
+        clock back, frozen, at :data:`SEEDED_EPOCH`: a reset sandbox is indistinguishable
+        from a freshly started one. Unseeded, the clock is kept.
+        """
+        self.state.clear()
+        self.idempotency.clear()
+        self.faults.clear()
+        if self.seed is not None:
+            self.ids.restart()
+            self.faults.restart_numbering()
+            self.clock.restart(SEEDED_EPOCH, frozen=True)
+
+    def _error(self, error: OmError,
+               headers: tuple[tuple[str, str], ...] = ()) -> SandboxResponse:
+        return error_response(error, self.ids.correlation_id(), headers)
 
     # --- twisted.web entry point ---
 
@@ -121,7 +173,7 @@ class SandboxResource(Resource):
             if fault.status == 0:
                 self._later(request, delay, lambda: _abort(request))
                 return
-        injected = status_error_response(fault.status)
+        injected = status_error_response(fault.status, self.ids.correlation_id())
         self._later(request, delay, lambda: self._deliver(request, method, path, injected))
 
     def _later(self, request: Request, delay: float, action: Callable[[], None]) -> None:
@@ -164,20 +216,20 @@ class SandboxResource(Resource):
         """Authenticate, route, replay or run the handler; return the final answer."""
         merchant = self._authenticate(request)
         if merchant is None:
-            return error_response(OmError(401, "UNAUTHORIZED", "Unauthorized"),
-                                  (("WWW-Authenticate", 'Basic realm="Klarna"'),))
+            return self._error(OmError(401, "UNAUTHORIZED", "Unauthorized"),
+                               (("WWW-Authenticate", 'Basic realm="Klarna"'),))
         body = request.content.read(MAX_BODY_BYTES + 1) if request.content is not None else b""
         if len(body) > MAX_BODY_BYTES:
-            return error_response(OmError(413, "REQUEST_TOO_LARGE", "Request is too large"))
+            return self._error(OmError(413, "REQUEST_TOO_LARGE", "Request is too large"))
         matched = match_route(path)
         if matched is None:
-            return error_response(OmError(404, "NOT_FOUND", f"No resource at {path}"))
+            return self._error(OmError(404, "NOT_FOUND", f"No resource at {path}"))
         route, params = matched
         handler = route.handlers.get(method)
         if handler is None:
             allow = ", ".join(sorted(route.handlers))
-            return error_response(OmError(405, "METHOD_NOT_ALLOWED", "Method not allowed"),
-                                  (("Allow", allow),))
+            return self._error(OmError(405, "METHOD_NOT_ALLOWED", "Method not allowed"),
+                               (("Allow", allow),))
         now = self.clock.now()
         key = _header(request, IDEMPOTENCY_HEADER) if method in ("POST", "PATCH") else None
         scope = (merchant.eid, method, path, key) if key else None
@@ -188,13 +240,13 @@ class SandboxResource(Resource):
         call = Call(method=method, path=path, params=params, body=body,
                     merchant_eid=merchant.eid, host=_host(request), now=now)
         try:
-            outcome = handler(self.book, call)
+            outcome = handler(self.state, call)
         except OmError as e:
-            outcome = Outcome(error_response(e))
+            outcome = Outcome(self._error(e))
         except Exception:
             self.log.failure("sandbox handler crashed on {method} {path}", method=method,
                              path=path)
-            return error_response(OmError(500, "INTERNAL_SERVER_ERROR", "Unexpected server error"))
+            return self._error(OmError(500, "INTERNAL_SERVER_ERROR", "Unexpected server error"))
         if scope is not None:
             self.idempotency.store(scope, outcome.response, now)
         if outcome.applied_order_id is not None:
@@ -231,6 +283,8 @@ class SandboxResource(Resource):
             return False
         request.defaultContentType = None  # empty 201/204 answers carry no Content-Type
         request.setResponseCode(response.status)
+        if self.seed is not None:  # the wall clock would make transcripts differ
+            request.setHeader("Date", datetimeToString(int(self.clock.now().timestamp())))
         for name, value in response.headers:
             request.setHeader(name, value)
         if response.status != 204:

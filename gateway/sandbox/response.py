@@ -37,11 +37,14 @@ def empty_response(status: int = 204, headers: tuple[tuple[str, str], ...] = ())
     return SandboxResponse(status, headers, b"")
 
 
-def error_response(error: OmError, headers: tuple[tuple[str, str], ...] = ()) -> SandboxResponse:
-    return SandboxResponse(error.status, (("Content-Type", JSON_TYPE), *headers), error.body())
+def error_response(error: OmError, correlation_id: str,
+                   headers: tuple[tuple[str, str], ...] = ()) -> SandboxResponse:
+    return SandboxResponse(error.status, (("Content-Type", JSON_TYPE), *headers),
+                           error.body(correlation_id))
 
 
-def status_error_response(status: int) -> SandboxResponse:
+def status_error_response(status: int, correlation_id: str) -> SandboxResponse:
     """A Klarna-shaped error for a bare status (injected faults, 405, 413...)."""
     code, message = default_error(status)
-    return SandboxResponse(status, (("Content-Type", JSON_TYPE),), error_body(code, message))
+    return SandboxResponse(status, (("Content-Type", JSON_TYPE),),
+                           error_body(code, message, correlation_id))

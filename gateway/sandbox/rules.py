@@ -6,7 +6,7 @@ refusal never half-applies. Messages reuse Klarna's documented wording where it 
 """
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -36,8 +36,13 @@ def _state_word(order: Order) -> str | None:
     return None
 
 
-def capture(order: Order, body: dict[str, Any], now: datetime) -> Capture:
-    """Create a capture (full or partial) while authorization remains."""
+def capture(order: Order, body: dict[str, Any], now: datetime,
+            new_id: Callable[[], str]) -> Capture:
+    """Create a capture (full or partial) while authorization remains.
+
+    ``new_id`` is called only once the capture is allowed, so a refusal consumes no id (a
+    seeded sandbox's capture ids do not depend on how many captures were refused).
+    """
     amount = body["captured_amount"]
     lines = body.get("order_lines")
 
@@ -62,7 +67,7 @@ def capture(order: Order, body: dict[str, Any], now: datetime) -> Capture:
     if order.capture_fails:
         raise refuse("Purchase for payment method failed. Capture not possible.")
     new = Capture(
-        capture_id=str(uuid.uuid4()),
+        capture_id=new_id(),
         klarna_reference=f"{order.klarna_reference}-{len(order.captures) + 1}",
         captured_amount=amount,
         captured_at=now,
@@ -104,8 +109,10 @@ def _allocate(order: Order, amount: int, lines: list[dict[str, Any]]) -> list[tu
     return allocations
 
 
-def refund(order: Order, body: dict[str, Any], now: datetime) -> Refund:
-    """Create a refund against what was captured and not yet refunded."""
+def refund(order: Order, body: dict[str, Any], now: datetime,
+           new_id: Callable[[], str]) -> Refund:
+    """Create a refund against what was captured and not yet refunded (``new_id`` as in
+    :func:`capture`)."""
     amount = body["refunded_amount"]
     lines = body.get("order_lines")
 
@@ -131,7 +138,7 @@ def refund(order: Order, body: dict[str, Any], now: datetime) -> Refund:
         assert cap is not None
         cap.refunded_amount += share
     new = Refund(
-        refund_id=str(uuid.uuid4()),
+        refund_id=new_id(),
         refunded_amount=amount,
         refunded_at=now,
         description=body.get("description"),

@@ -1,8 +1,13 @@
 """Standalone runner for the sandbox: build the site, listen on an endpoint, run the reactor.
 
-``klarna-gateway sandbox [--listen ENDPOINT] [--config FILE]`` calls :func:`run_sandbox`;
-tests call :func:`listen_sandbox` with ``tcp:0:interface=127.0.0.1``. Endpoints are Twisted
-endpoint strings so operators can choose TCP or a UNIX socket without code changes.
+``klarna-gateway sandbox [--listen ENDPOINT] [--config FILE] [--seed N]`` calls
+:func:`run_sandbox`; tests call :func:`listen_sandbox` with ``tcp:0:interface=127.0.0.1``.
+Endpoints are Twisted endpoint strings so operators can choose TCP or a UNIX socket without
+code changes.
+
+Every builder takes ``seed``: ``None`` uses ``[sandbox] seed`` of the config (unset: not
+seeded); an integer >= 0 overrides it. A seeded sandbox gives reproducible ids and time
+(README, "Seeded mode"); this is what ``serve --sandbox --sandbox-seed N`` passes on.
 """
 from __future__ import annotations
 
@@ -17,25 +22,36 @@ from twisted.web.server import Site
 
 from gateway.config import DEFAULT_SANDBOX_LISTEN, Config, default_sandbox_config_path, load_config
 from gateway.errors import ConfigError
+from gateway.sandbox.clock import format_timestamp
+from gateway.sandbox.ids import check_seed
 from gateway.sandbox.resource import SandboxResource
 
 log = Logger()
 
 
-def make_sandbox_site(config: Config, reactor: Any) -> Site:
-    """A :class:`Site` whose ``resource`` is a fresh :class:`SandboxResource`."""
-    root = SandboxResource(config, reactor)
+def make_sandbox_site(config: Config, reactor: Any, *, seed: int | None = None) -> Site:
+    """A :class:`Site` whose ``resource`` is a fresh :class:`SandboxResource`.
+
+    Raises:
+        ValueError: ``seed`` is negative or not an integer.
+    """
+    root = SandboxResource(config, reactor, seed=seed)
     site = Site(root, reactor=reactor)
     site.displayTracebacks = False
     return site
 
 
-def listen_sandbox(reactor: Any, config: Config, endpoint: str) -> Deferred[IListeningPort]:
+def listen_sandbox(reactor: Any, config: Config, endpoint: str, *,
+                   seed: int | None = None) -> Deferred[IListeningPort]:
     """Listen on ``endpoint`` (e.g. ``tcp:0:interface=127.0.0.1``); fires with the port.
 
     The site is reachable as ``port.factory`` and its root as ``port.factory.resource``.
+
+    Raises:
+        ValueError: a malformed ``endpoint``, or a negative ``seed`` (raised at once, not
+            through the Deferred).
     """
-    site = make_sandbox_site(config, reactor)
+    site = make_sandbox_site(config, reactor, seed=seed)
     return serverFromString(reactor, endpoint).listen(site)
 
 
@@ -47,10 +63,12 @@ def _url_of(port: IListeningPort) -> str:
     return f"http://{host}:{address.port}"
 
 
-def run_sandbox(listen: str = DEFAULT_SANDBOX_LISTEN, config_path: str | None = None) -> int:
+def run_sandbox(listen: str = DEFAULT_SANDBOX_LISTEN, config_path: str | None = None,
+                seed: int | None = None) -> int:
     """Run the sandbox until SIGINT/SIGTERM; returns the process exit status.
 
-    Orders live in memory only and vanish when the process stops.
+    Orders live in memory only and vanish when the process stops. ``seed`` overrides
+    ``[sandbox] seed`` of the config.
     """
     from twisted.internet import reactor
 
@@ -59,13 +77,21 @@ def run_sandbox(listen: str = DEFAULT_SANDBOX_LISTEN, config_path: str | None = 
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 1
+    try:
+        check_seed(seed)
+    except ValueError as e:
+        print(f"Error in --seed: {e}", file=sys.stderr)
+        return 1
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     status: dict[str, int] = {"code": 0}
 
     def listening(port: IListeningPort) -> None:
-        log.info("Klarna sandbox listening on {url} (config {source}, merchants {eids})",
+        resource = port.factory.resource  # type: ignore[attr-defined]
+        log.info("Klarna sandbox listening on {url} (config {source}, merchants {eids}, {mode})",
                  url=_url_of(port), source=config.source,
-                 eids=", ".join(str(m.eid) for m in config.merchants))
+                 eids=", ".join(str(m.eid) for m in config.merchants),
+                 mode="not seeded" if resource.seed is None else
+                 f"seed {resource.seed}, clock frozen at {format_timestamp(resource.clock.now())}")
         reactor.addSystemEventTrigger("before", "shutdown", port.stopListening)
 
     def failed(reason: Any) -> None:
@@ -74,7 +100,7 @@ def run_sandbox(listen: str = DEFAULT_SANDBOX_LISTEN, config_path: str | None = 
         reactor.stop()
 
     try:
-        d = listen_sandbox(reactor, config, listen)
+        d = listen_sandbox(reactor, config, listen, seed=seed)
     except ValueError as e:  # malformed endpoint string
         print(f"Error in --listen {listen!r}: {e}", file=sys.stderr)
         return 1

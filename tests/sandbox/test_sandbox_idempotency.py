@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from tests.sandbox_fixtures import order_body
+from tests.sandbox.support import TOKEN_ORDER, make_token, token_order_body
 
 OM = "/ordermanagement/v1/orders/"
 
@@ -110,10 +110,12 @@ async def test_patch_and_order_birth_are_idempotent(sandbox):
     await sandbox.request("PATCH", path, json_body={"merchant_reference1": "two"},
                           idempotency_key="p")
     assert (await sandbox.get_order(order_id))["merchant_reference1"] == "one"
-    token_path = "/customer-token/v1/tokens/ct-9/order"
-    first = await sandbox.request("POST", token_path, json_body=order_body(), idempotency_key="o")
-    second = await sandbox.request("POST", token_path, json_body=order_body(), idempotency_key="o")
-    assert first.json()["order_id"] == second.json()["order_id"]
+    token_path = TOKEN_ORDER.format(await make_token(sandbox, "ct-9"))
+    first = await sandbox.request("POST", token_path, json_body=token_order_body(),
+                                  idempotency_key="o")
+    second = await sandbox.request("POST", token_path, json_body=token_order_body(500),
+                                   idempotency_key="o")
+    assert first.status == 200 and first.json()["order_id"] == second.json()["order_id"]
     assert len(sandbox.resource.book.orders) == 2
 
 

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.sandbox.validation import ORDER_LINE_TYPES, SHIPPING_METHODS
+from tests.sandbox.support import PAY_TOKEN, TOKEN_ORDER, TOKENS
 from tests.sandbox_fixtures import order_body
 
 OM = "/ordermanagement/v1/orders/"
@@ -169,24 +170,41 @@ creation_bodies = st.one_of(
     st.builds(lambda amount, extra: {**order_body(amount), **extra},
               st.integers(0, 20000), st.fixed_dictionaries({}, optional={
                   "purchase_country": st.sampled_from(("SE", "us", "S", "")),
+                  "purchase_currency": st.sampled_from(("SEK", "EUR", "sek", "SE")),
                   "locale": st.sampled_from(("en-US", "xx", "")),
                   "order_tax_amount": amounts, "order_lines": order_lines(),
                   "merchant_data": st.text(max_size=8), "customer": st.fixed_dictionaries(
-                      {}, optional={"date_of_birth": st.sampled_from(("1980-01-01", "soon"))})})),
+                      {}, optional={"date_of_birth": st.sampled_from(("1980-01-01", "soon"))}),
+                  "auto_capture": st.one_of(st.booleans(), st.just("yes")),
+                  "description": st.sampled_from(("Subscription", "", "x" * 256)),
+                  "intended_use": st.sampled_from(("SUBSCRIPTION", "ONE_OFF"))})),
     json_values)
 
+#: Customer tokens known to the sandbox in the property run ("unknown-x" never exists).
+BIRTH_TOKENS = ("tok", "pending-x", "rejected-x", "capture-fails-x")
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=creation_bodies,
-       route=st.sampled_from(("/payments/v1/authorizations/{}/order",
-                              "/customer-token/v1/tokens/{}/order")),
-       token=st.sampled_from(("tok", "pending-x", "rejected-x", "capture-fails-x")))
+       route=st.sampled_from(("/payments/v1/authorizations/{}/order", TOKEN_ORDER, PAY_TOKEN)),
+       token=st.sampled_from((*BIRTH_TOKENS, "unknown-x")))
 @pytest_twisted.ensureDeferred
 async def test_random_order_births_conform(sandbox, body, route, token):
-    """Random create-order bodies never yield a 5xx; accepted orders read back per the spec."""
+    """Random order/token births never yield a 5xx; accepted orders read back per the spec,
+    and an auto-captured order is fully captured."""
+    for known in BIRTH_TOKENS:
+        if sandbox.resource.tokens.get_any(known) is None:
+            assert (await sandbox.control("POST", TOKENS,
+                                          {"eid": 1234, "token_id": known})).status == 201
     reply = await sandbox.request("POST", route.format(token), json_body=body)
-    assert reply.status in (200, 400, 403, 422), reply.body
-    if reply.status == 200:
-        await sandbox.get_order(reply.json()["order_id"])
+    assert reply.status in (200, 400, 403, 404, 422), reply.body
+    if reply.status == 200 and "order_id" in reply.json():
+        order = await sandbox.get_order(reply.json()["order_id"])
+        if isinstance(body, dict) and body.get("auto_capture") is True and order["fraud_status"] == "ACCEPTED" and (
+                order["order_amount"] > 0):
+            assert order["status"] == "CAPTURED"
+            assert [c["captured_amount"] for c in order["captures"]] == [order["order_amount"]]
+    if route == TOKEN_ORDER and token == "unknown-x":
+        assert reply.status == 404 and reply.json()["error_code"] == "TOKEN_NOT_FOUND"
     assert not sandbox.violations, sandbox.violations

@@ -120,6 +120,14 @@ def test_patch_spec_repairs_vendor_blemishes():
     ("GET", OM + "o/captures", 200, {"Content-Type": "application/json"},
      b'[{"captured_amount": 0}]', "minimum"),
     ("DELETE", OM + "o", 200, {}, b"", "undocumented operation"),
+    ("PATCH", "/customer-token/v1/tokens/t/status", 202, {}, b"{}", "202 with a body"),
+    ("PATCH", "/customer-token/v1/tokens/t/status", 200, {}, b"", "not documented"),
+    ("GET", "/customer-token/v1/tokens/t", 200, {"Content-Type": "application/json"},
+     b'{"status": "ACTIVE"}', "payment_method_type"),
+    ("POST", "/customer-token/v1/tokens/t/order", 200, {"Content-Type": "application/json"},
+     b'{"order_id": "o", "fraud_status": "ACCEPTED"}', "redirect_url"),
+    ("POST", "/payments/v1/authorizations/a/customer-token", 200,
+     {"Content-Type": "application/json"}, b'{"redirect_url": "https://x"}', "token_id"),
 ])
 def test_checker_detects_violations(method, path, status, headers, body, expected):
     """The checker reports schema, status, header and error-shape violations."""
@@ -138,6 +146,11 @@ def test_checker_accepts_conforming_responses():
     assert checker.check("POST", "/payments/v1/authorizations/t/order", 200,
                          {"Content-Type": "application/json"},
                          b'{"order_id": "o", "fraud_status": "ACCEPTED"}') == []
+    assert checker.check("PATCH", "/customer-token/v1/tokens/t/status", 202, {}, b"") == []
+    assert checker.check("GET", "/customer-token/v1/tokens/t", 200,
+                         {"Content-Type": "application/json"},
+                         b'{"payment_method_type": "INVOICE", "status": "ACTIVE"}') == []
+    assert checker.check("POST", "/customer-token/v1/tokens/t/order", 403, {}, error) == []
 
 
 @pytest_twisted.ensureDeferred
