@@ -127,17 +127,24 @@ class OmClient:
             headers[b"Content-Type"] = [b"application/json"]
         if idempotency_key is not None:
             headers[b"Klarna-Idempotency-Key"] = [idempotency_key.encode()]
-        url = merchant.base_url + path
         started = self.reactor.seconds()
-        limit = timeout or self.timeout
+        resp, raw = await self._exchange(method, merchant.base_url + path, data,
+                                         Headers(headers), timeout or self.timeout)
+        hdrs = {k.decode().lower(): v[-1].decode("latin-1")
+                for k, v in resp.headers.getAllRawHeaders()}
+        log.debug("OM {method} {path} -> {status} in {ms:.1f} ms", method=method, path=path,
+                  status=resp.code, ms=(self.reactor.seconds() - started) * 1000)
+        return _interpret(resp.code, hdrs, raw)
 
+    async def _exchange(self, method: str, url: str, data: bytes | None, headers: Headers,
+                        limit: float) -> tuple[Any, bytes]:
+        """Request and whole body under one timer: treq's own timeout stops at the headers,
+        and a body that stalls must not keep a call past its budget (or its journal lease)."""
         async def exchange() -> tuple[Any, bytes]:
-            resp = await self.http.request(method, url, data=data, headers=Headers(headers),
+            resp = await self.http.request(method, url, data=data, headers=headers,
                                            unbuffered=True)
             return resp, await _read_body(resp)
 
-        # One timer over the whole exchange: treq's own timeout stops at the headers, and a
-        # body that stalls must not keep a call past its budget (or its journal lease).
         attempt = defer.ensureDeferred(exchange())
         timed_out: list[bool] = []
 
@@ -146,40 +153,20 @@ class OmClient:
             attempt.cancel()
         timer = self.reactor.callLater(limit, expire)
         try:
-            resp, raw = await attempt
+            return await attempt
         except (CancelledError, defer.TimeoutError, ierror.TimeoutError) as e:
             if isinstance(e, CancelledError) and not timed_out:
                 raise  # cancelled from outside (shutdown): not a timeout, do not retry
-            log.info("OM {method} {path} timed out", method=method, path=path)
+            log.info("OM {method} {url} timed out", method=method, url=url)
             raise RestTransportError(f"timeout after {limit}s") from e
         except (ierror.ConnectError, ierror.ConnectionLost, ierror.ConnectionDone,
                 ResponseFailed, ierror.ConnectionRefusedError, ierror.DNSLookupError) as e:
-            log.info("OM {method} {path} failed: {err}", method=method, path=path,
+            log.info("OM {method} {url} failed: {err}", method=method, url=url,
                      err=type(e).__name__)
             raise RestTransportError(type(e).__name__) from e
         finally:
             if timer.active():
                 timer.cancel()
-        status = resp.code
-        hdrs = {k.decode().lower(): v[-1].decode("latin-1")
-                for k, v in resp.headers.getAllRawHeaders()}
-        log.debug("OM {method} {path} -> {status} in {ms:.1f} ms", method=method, path=path,
-                  status=status, ms=(self.reactor.seconds() - started) * 1000)
-        decoded: Any = None
-        if raw:
-            try:
-                decoded = json.loads(raw)
-            except ValueError:
-                decoded = None
-        if 200 <= status < 300:
-            if raw and decoded is None and "json" in hdrs.get("content-type", ""):
-                raise RestTransportError("2xx with an unreadable JSON body")
-            return OmResponse(status, hdrs, decoded)
-        err = decoded if isinstance(decoded, dict) else {}
-        messages = err.get("error_messages") or ([err["error_message"]]
-                                                 if err.get("error_message") else [])
-        raise RestResponseError(status, err.get("error_code"), [str(x) for x in messages],
-                                err.get("correlation_id"))
 
     async def request(self, merchant: Merchant, method: str, path: str, body: Any = None, *,
                       idempotency_key: str | None = None, deadline: float | None = None,
@@ -301,6 +288,26 @@ def _read_body(response: Any) -> defer.Deferred[bytes]:
     collector = _BodyCollector(done)
     response.deliverBody(collector)
     return done
+
+
+def _interpret(status: int, headers: dict[str, str], raw: bytes) -> OmResponse:
+    """A documented 2xx is a success; anything else is a typed refusal with Klarna's
+    ``error_code``, messages and ``correlation_id``."""
+    decoded: Any = None
+    if raw:
+        try:
+            decoded = json.loads(raw)
+        except ValueError:
+            decoded = None
+    if 200 <= status < 300:
+        if raw and decoded is None and "json" in headers.get("content-type", ""):
+            raise RestTransportError("2xx with an unreadable JSON body")
+        return OmResponse(status, headers, decoded)
+    err = decoded if isinstance(decoded, dict) else {}
+    messages = err.get("error_messages") or ([err["error_message"]]
+                                             if err.get("error_message") else [])
+    raise RestResponseError(status, err.get("error_code"), [str(x) for x in messages],
+                            err.get("correlation_id"))
 
 
 def order_path(order_id: str) -> str:
