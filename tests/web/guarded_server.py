@@ -1,0 +1,122 @@
+"""A guarded listener in its own process, so its memory can be measured from outside.
+
+``python -m tests.web.guarded_server [--deadline S] [--idle S] [--max-connections N]
+[--max-body BYTES] [--linger S] [--token TOKEN]`` (run from the repository root) listens
+on 127.0.0.1 (a free port), prints ``LISTENING <port>`` on stdout and serves until killed.
+Used by the RSS test and by ``scripts/bench/listener_limits.py``.
+
+Routes: ``GET /healthz`` (no token) → ``ok``; ``GET /stats`` → the listener's
+:class:`~gateway.web.ListenerStats` as JSON; ``POST`` anywhere → ``ok <body length>``.
+Every route but ``/healthz`` needs ``Authorization: Bearer <token>``.
+"""
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import sys
+from typing import Any
+
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from gateway.web import GuardedSite, ListenerLimits, Refusal, RefusalReason, guarded_site
+
+
+class EchoResource(Resource):
+    """Answers from what the guard let through; the body is only measured."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.site: GuardedSite | None = None
+
+    def render_GET(self, request: server.Request) -> bytes:  # noqa: N802 - Twisted API
+        if request.path == b"/stats" and self.site is not None:
+            stats = self.site.stats
+            return json.dumps({
+                "open_connections": stats.open_connections,
+                "accepted_connections": stats.accepted_connections,
+                "refused_connections": stats.refused_connections,
+                "refused_requests": {r.name: n for r, n in stats.refused_requests.items()},
+                "body_bytes_buffered": stats.body_bytes_buffered,
+                "discarded_bytes": stats.discarded_bytes,
+            }).encode()
+        return b"ok"
+
+    def render_POST(self, request: server.Request) -> bytes:  # noqa: N802 - Twisted API
+        content = request.content
+        size = 0
+        if content is not None:
+            content.seek(0, 2)
+            size = content.tell()
+        return b"ok %d" % size
+
+
+def bearer_authorizer(token: str) -> Any:
+    """``authorize`` for a bearer token; ``/healthz`` is open (like the admin API)."""
+    want = f"Bearer {token}".encode()
+
+    def authorize(request: server.Request) -> bool:
+        if request.path == b"/healthz":
+            return True
+        return hmac.compare_digest(request.getHeader(b"authorization") or b"", want)
+    return authorize
+
+
+def bearer_refusal(reason: RefusalReason, request: server.Request | None) -> Refusal | None:
+    if reason is RefusalReason.UNAUTHORIZED:
+        return Refusal(401, b'{"error": "missing or wrong bearer token"}',
+                       ((b"Content-Type", b"application/json"),
+                        (b"WWW-Authenticate", b'Bearer realm="test"')))
+    return None
+
+
+def build_site(limits: ListenerLimits, token: str | None = "secret") -> GuardedSite:
+    root = EchoResource()
+    site = guarded_site(root, limits,
+                        authorize=bearer_authorizer(token) if token is not None else None,
+                        refusal=bearer_refusal)
+    root.site = site
+    return site
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    defaults = ListenerLimits()
+    parser.add_argument("--deadline", type=float, default=defaults.request_deadline_seconds)
+    parser.add_argument("--idle", type=float, default=defaults.idle_timeout_seconds)
+    parser.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    parser.add_argument("--max-body", type=int, default=defaults.max_body_bytes)
+    parser.add_argument("--linger", type=float, default=defaults.refusal_linger_seconds)
+    parser.add_argument("--token", default="secret")
+    args = parser.parse_args(argv)
+
+    from twisted.internet import reactor
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
+        redirectStandardIO=False)
+    limits = ListenerLimits(request_deadline_seconds=args.deadline,
+                            idle_timeout_seconds=args.idle,
+                            max_connections=args.max_connections,
+                            max_body_bytes=args.max_body,
+                            refusal_linger_seconds=args.linger)
+    port: Any = reactor.listenTCP(0, build_site(limits, args.token),  # type: ignore[attr-defined]
+                                  interface="127.0.0.1", backlog=1024)
+    print(f"LISTENING {port.getHost().port}", flush=True)
+    reactor.run()  # type: ignore[attr-defined]
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
