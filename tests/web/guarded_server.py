@@ -5,6 +5,9 @@
 on 127.0.0.1 (a free port), prints ``LISTENING <port>`` on stdout and serves until killed.
 Used by the RSS test and by ``scripts/bench/listener_limits.py``.
 
+:class:`ServerProcess` starts one from a test or a script and reads its memory from
+``/proc/<pid>/status`` (Linux).
+
 Routes: ``GET /healthz`` (no token) → ``ok``; ``GET /stats`` → the listener's
 :class:`~gateway.web.ListenerStats` as JSON; ``POST`` anywhere → ``ok <body length>``.
 Every route but ``/healthz`` needs ``Authorization: Bearer <token>``.
@@ -13,8 +16,13 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import http.client
 import json
+import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from twisted.web import server
@@ -116,6 +124,88 @@ def main(argv: list[str] | None = None) -> int:
     print(f"LISTENING {port.getHost().port}", flush=True)
     reactor.run()  # type: ignore[attr-defined]
     return 0
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class ServerProcess:
+    """``python -m tests.web.guarded_server`` as a child process; use as a context manager.
+
+    Args:
+        options: command-line options for the server, e.g. ``["--max-body", "1048576"]``.
+    """
+
+    def __init__(self, options: list[str] | None = None, token: str = "secret") -> None:
+        self.token = token
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.web.guarded_server", "--token", token,
+             *(options or [])],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("LISTENING "):
+            self.stop()
+            raise RuntimeError(f"guarded_server did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def memory_kib(self) -> dict[str, int]:
+        """``VmRSS`` (resident now) and ``VmHWM`` (peak resident) in KiB."""
+        out: dict[str, int] = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                out[name] = int(value.split()[0])
+        return out
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                auth: bool = True) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            headers = {"Authorization": f"Bearer {self.token}"} if auth else {}
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def stats(self) -> dict[str, Any]:
+        status, body = self.request("GET", "/stats")
+        assert status == 200, (status, body)
+        return json.loads(body)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    """Poll ``predicate()`` until true or ``timeout`` seconds pass."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
 
 
 if __name__ == "__main__":
