@@ -140,7 +140,8 @@ class GuardedChannel(http.HTTPChannel):
     * After a refusal, the linger timer (``refusal_linger_seconds``) aborts the connection
       if the client has not closed it by then.
 
-    After a refusal every byte the client still sends is discarded unparsed.
+    After a refusal every byte the client still sends is discarded unparsed, up to
+    ``refusal_drain_bytes``; past that the connection is aborted.
     """
 
     site: GuardedSite  # set by Site.buildProtocol before the connection is made
@@ -151,6 +152,7 @@ class GuardedChannel(http.HTTPChannel):
         self._counted = False
         self._deadline: IDelayedCall | None = None
         self._linger: IDelayedCall | None = None
+        self._drained = 0
 
     # --- what the request and the tests use ---
 
@@ -236,7 +238,7 @@ class GuardedChannel(http.HTTPChannel):
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted API
         if self._refused:
-            self.stats.discarded_bytes += len(data)
+            self._discard(data)
             return
         if self._deadline is None and not self._handlingRequest:
             # The first byte of a request (pipelined bytes buffered while a request was being
@@ -252,7 +254,7 @@ class GuardedChannel(http.HTTPChannel):
 
     def rawDataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted API
         if self._refused:
-            self.stats.discarded_bytes += len(data)
+            self._discard(data)
             return
         super().rawDataReceived(data)
 
@@ -314,7 +316,8 @@ class GuardedChannel(http.HTTPChannel):
             self._deadline = None
 
     def _close_after_refusal(self) -> None:
-        """FIN after the refusal, drain and discard for at most the linger time, then abort.
+        """FIN after the refusal, drain and discard (within the linger time and the drain
+        allowance), then abort.
 
         Without the drain, closing a socket with unread request bytes makes the kernel send
         a reset, and a client still writing its body may never read the refusal.
@@ -334,6 +337,15 @@ class GuardedChannel(http.HTTPChannel):
         else:
             transport.loseConnection()
             self._linger = self.callLater(self.abortTimeout or 1, self._abort)
+
+    def _discard(self, data: bytes) -> None:
+        """Throw away bytes after a refusal; abort once the drain allowance is spent."""
+        self._drained += len(data)
+        self.stats.discarded_bytes += len(data)
+        if self._drained > self.limits.refusal_drain_bytes and self._linger is not None:
+            if self._linger.active():
+                self._linger.cancel()
+            self._abort()
 
     def _abort(self) -> None:
         self._linger = None

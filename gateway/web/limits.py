@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT_SECONDS",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_REFUSAL_DRAIN_BYTES",
     "DEFAULT_REFUSAL_LINGER_SECONDS",
     "DEFAULT_REQUEST_DEADLINE_SECONDS",
     "ListenerLimits",
@@ -25,6 +26,7 @@ DEFAULT_IDLE_TIMEOUT_SECONDS: Final = 15.0
 DEFAULT_MAX_CONNECTIONS: Final = 512
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 DEFAULT_REFUSAL_LINGER_SECONDS: Final = 2.0
+DEFAULT_REFUSAL_DRAIN_BYTES: Final = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class ListenerLimits:
             send a reset, which can destroy the refusal before a client that writes its
             whole body before reading ever sees it; a short drain lets the client read the
             answer. Discarded bytes cost no memory. ``0`` closes at once.
+        refusal_drain_bytes: the drain also stops (the connection is aborted) once this many
+            bytes have been discarded, so a client streaming at loopback or LAN speed costs
+            at most this much reading; a client still writing past it was never going to read
+            the answer.
     """
 
     request_deadline_seconds: float = DEFAULT_REQUEST_DEADLINE_SECONDS
@@ -63,6 +69,7 @@ class ListenerLimits:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     refusal_linger_seconds: float = DEFAULT_REFUSAL_LINGER_SECONDS
+    refusal_drain_bytes: int = DEFAULT_REFUSAL_DRAIN_BYTES
 
     def __post_init__(self) -> None:
         for name in ("request_deadline_seconds", "idle_timeout_seconds"):
@@ -76,9 +83,10 @@ class ListenerLimits:
         if not _is_int(self.max_connections) or self.max_connections < 1:
             raise ValueError(f"max_connections must be an integer >= 1, "
                              f"got {self.max_connections!r}")
-        if not _is_int(self.max_body_bytes) or self.max_body_bytes < 0:
-            raise ValueError(f"max_body_bytes must be an integer >= 0, "
-                             f"got {self.max_body_bytes!r}")
+        for name in ("max_body_bytes", "refusal_drain_bytes"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
 
 def _is_number(value: object) -> bool:

@@ -1,7 +1,7 @@
 """A guarded listener in its own process, so its memory can be measured from outside.
 
 ``python -m tests.web.guarded_server [--deadline S] [--idle S] [--max-connections N]
-[--max-body BYTES] [--linger S] [--token TOKEN]`` (run from the repository root) listens
+[--max-body BYTES] [--linger S] [--drain BYTES] [--token TOKEN] [--plain]`` (run from the repository root) listens
 on 127.0.0.1 (a free port), prints ``LISTENING <port>`` on stdout and serves until killed.
 Used by the RSS test and by ``scripts/bench/listener_limits.py``.
 
@@ -90,6 +90,24 @@ def build_site(limits: ListenerLimits, token: str | None = "secret") -> GuardedS
     return site
 
 
+class PlainEchoResource(EchoResource):
+    """The baseline: what the admin API does today, the token checked in ``render``."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self._authorize = bearer_authorizer(token)
+
+    def render(self, request: server.Request) -> Any:
+        if not self._authorize(request):
+            request.setResponseCode(401)
+            return b'{"error": "missing or wrong bearer token"}'
+        return super().render(request)
+
+
+def plain_site(token: str) -> server.Site:
+    return server.Site(PlainEchoResource(token))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     defaults = ListenerLimits()
@@ -98,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-connections", type=int, default=defaults.max_connections)
     parser.add_argument("--max-body", type=int, default=defaults.max_body_bytes)
     parser.add_argument("--linger", type=float, default=defaults.refusal_linger_seconds)
+    parser.add_argument("--drain", type=int, default=defaults.refusal_drain_bytes)
     parser.add_argument("--token", default="secret")
+    parser.add_argument("--plain", action="store_true",
+                        help="baseline: a plain twisted.web Site, the token checked in render "
+                             "(after Twisted has buffered the whole body)")
     args = parser.parse_args(argv)
 
     from twisted.internet import reactor
@@ -118,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                             idle_timeout_seconds=args.idle,
                             max_connections=args.max_connections,
                             max_body_bytes=args.max_body,
-                            refusal_linger_seconds=args.linger)
-    port: Any = reactor.listenTCP(0, build_site(limits, args.token),  # type: ignore[attr-defined]
+                            refusal_linger_seconds=args.linger,
+                            refusal_drain_bytes=args.drain)
+    site = plain_site(args.token) if args.plain else build_site(limits, args.token)
+    port: Any = reactor.listenTCP(0, site,  # type: ignore[attr-defined]
                                   interface="127.0.0.1", backlog=1024)
     print(f"LISTENING {port.getHost().port}", flush=True)
     reactor.run()  # type: ignore[attr-defined]

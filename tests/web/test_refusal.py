@@ -291,6 +291,38 @@ async def test_a_client_that_writes_its_whole_body_first_still_reads_the_refusal
     assert listener.site.stats.body_bytes_buffered == 0
 
 
+@pytest_twisted.ensureDeferred
+async def test_the_drain_after_a_refusal_is_bounded_in_bytes_and_time(serve: Serve) -> None:
+    """A client that never reads and never stops writing is cut off: after at most
+    ``refusal_drain_bytes`` discarded, or ``refusal_linger_seconds``, whichever comes first."""
+    drain = 4 << 20
+    by_bytes = await serve(ListenerLimits(max_body_bytes=1024, refusal_linger_seconds=5.0,
+                                          refusal_drain_bytes=drain))
+    by_time = await serve(ListenerLimits(max_body_bytes=1024, refusal_linger_seconds=0.5,
+                                         refusal_drain_bytes=1 << 40))
+
+    def endless(port: int, pace: float) -> tuple[float, int]:
+        with clients.connect(port) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (1 << 40))
+            started = time.monotonic()
+            sent = 0
+            try:
+                while time.monotonic() - started < 10:
+                    sent += sock.send(clients.ZEROS)
+                    if pace:
+                        time.sleep(pace)
+            except OSError:
+                pass
+            return time.monotonic() - started, sent
+
+    took, sent = await threads.deferToThread(endless, by_bytes.port, 0.0)
+    assert took < 4.0
+    assert drain < by_bytes.site.stats.discarded_bytes <= drain + (1 << 20)
+    took, sent = await threads.deferToThread(endless, by_time.port, 0.01)
+    assert 0.45 <= took <= 0.5 + 0.6
+    assert by_time.site.stats.body_bytes_buffered == 0
+
+
 class ArgsResource(Resource):
     isLeaf = True
 

@@ -15,6 +15,7 @@ def test_defaults_are_production_sane() -> None:
     assert limits.max_connections == 512
     assert limits.max_body_bytes == 1024 * 1024
     assert limits.refusal_linger_seconds == 2.0
+    assert limits.refusal_drain_bytes == 8 * 1024 * 1024
     with pytest.raises(dataclasses.FrozenInstanceError):
         limits.max_connections = 1  # type: ignore[misc]
 
@@ -25,7 +26,7 @@ def test_defaults_are_production_sane() -> None:
     ("idle_timeout_seconds", 0), ("idle_timeout_seconds", None),
     ("max_connections", 0), ("max_connections", 1.5), ("max_connections", True),
     ("max_body_bytes", -1), ("max_body_bytes", "1"),
-    ("refusal_linger_seconds", -0.1),
+    ("refusal_linger_seconds", -0.1), ("refusal_drain_bytes", -1),
 ])
 def test_invalid_limits_are_rejected(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
