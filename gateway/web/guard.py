@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
@@ -225,7 +225,7 @@ class GuardedChannel(http.HTTPChannel):
         self._counted = True
         super().connectionMade()
 
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802 - Twisted API
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         self._cancel_deadline()
         if self._linger is not None:
             if self._linger.active():
@@ -402,7 +402,7 @@ class GuardedSite(server.Site):
         self._cap_log_at: float | None = None
         self._cap_refused_since_log = 0
 
-    def buildProtocol(self, addr: IAddress) -> Any:  # noqa: N802 - Twisted API
+    def buildProtocol(self, addr: IAddress | None) -> Any:  # noqa: N802 - Twisted API
         if self.stats.open_connections >= self.limits.max_connections:
             self._note_refused_connection()
             refuser = _OverCapacity()

@@ -1,8 +1,10 @@
 """A guarded listener in its own process, so its memory can be measured from outside.
 
 ``python -m tests.web.guarded_server [--deadline S] [--idle S] [--max-connections N]
-[--max-body BYTES] [--linger S] [--drain BYTES] [--token TOKEN] [--plain]`` (run from the repository root) listens
-on 127.0.0.1 (a free port), prints ``LISTENING <port>`` on stdout and serves until killed.
+[--max-body BYTES] [--linger S] [--drain BYTES] [--token TOKEN] [--plain]`` (run from the
+repository root) listens on 127.0.0.1 (a free port), prints ``LISTENING <port>`` on stdout
+and serves until killed. ``--plain`` serves a plain ``twisted.web`` Site instead (the
+baseline: token checked in ``render``, after the whole body was buffered).
 Used by the RSS test and by ``scripts/bench/listener_limits.py``.
 
 :class:`ServerProcess` starts one from a test or a script and reads its memory from
