@@ -239,17 +239,28 @@ def is_open(sock: socket.socket) -> bool:
     return bool(data)
 
 
-def open_idle_connections(port: int, count: int, settle: float) -> tuple[list[socket.socket],
-                                                                         list[bool], float]:
+def open_idle_connections(port: int, count: int, settle: float
+                          ) -> tuple[list[socket.socket], list[bool], float]:
     """Open ``count`` connections that send nothing; after ``settle`` seconds report which
     the server kept. Returns (sockets, kept flags, seconds until the last refused one was
-    seen closed, measured from the last connect)."""
-    socks = []
-    for _ in range(count):
-        socks.append(socket.create_connection((HOST, port), timeout=5.0))
+    seen closed, measured from the last connect).
+
+    A connection the server resets at once can fail in ``connect()`` itself (the reset
+    beats the client's check of the handshake): it counts as refused, with no socket kept.
+    """
+    socks: list[socket.socket] = []
+    reset_at_connect: list[int] = []
+    for i in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(5.0)
+        try:
+            sock.connect((HOST, port))
+        except ConnectionResetError:
+            reset_at_connect.append(i)
+        socks.append(sock)
     connected = time.monotonic()
     closed_seen = connected
-    pending = set(range(count))
+    pending = set(range(count)) - set(reset_at_connect)
     end = connected + settle
     while time.monotonic() < end:
         for i in list(pending):
@@ -257,5 +268,13 @@ def open_idle_connections(port: int, count: int, settle: float) -> tuple[list[so
                 pending.discard(i)
                 closed_seen = time.monotonic()
         time.sleep(0.01)
-    kept = [is_open(s) for s in socks]
+    kept = [i not in reset_at_connect and is_open(s) for i, s in enumerate(socks)]
     return socks, kept, closed_seen - connected
+
+
+def try_connect(port: int, timeout: float = 5.0) -> socket.socket | None:
+    """A connection, or ``None`` if the server reset it before ``connect()`` returned."""
+    try:
+        return connect(port, timeout)
+    except ConnectionResetError:
+        return None

@@ -193,3 +193,22 @@ async def test_deadline_before_the_request_line_is_complete(serve: Serve) -> Non
     assert result.closed_after is not None
     assert 0.55 <= result.closed_after <= 0.6 + SLACK
     assert result.response.status == 408
+
+
+@pytest_twisted.ensureDeferred
+async def test_pipelined_request_waiting_behind_a_slow_handler_is_not_timed_out(
+        serve: Serve) -> None:
+    """A request queued behind a slow one starts its deadline only when it is parsed."""
+    listener = await serve(ListenerLimits(request_deadline_seconds=0.5,
+                                          idle_timeout_seconds=0.5),
+                           resource=EchoResource(delay=0.8))
+
+    def pipelined() -> list[clients.Response]:
+        with clients.connect(listener.port) as sock:
+            sock.sendall(_post(b"one") + _post(b"second", keep_alive=False))
+            first = clients.read_one_response(sock)
+            second = clients.read_one_response(sock)
+            return [first, second]
+
+    responses = await threads.deferToThread(pipelined)
+    assert [(r.status, r.body) for r in responses] == [(200, b"ok 3"), (200, b"ok 6")]
