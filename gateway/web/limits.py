@@ -45,8 +45,10 @@ class ListenerLimits:
             between two bytes of one request. An idle connection with no request under way
             is closed silently (HTTP lets a server close an idle keep-alive connection); a
             request that stalls mid-way is answered 408 like a missed deadline.
-        max_connections: connections this listener keeps open at once. Connections over the
-            cap are closed as soon as they are accepted, without reading or writing a byte.
+        max_connections: connections this listener keeps open at once. A connection over
+            the cap is aborted (TCP reset) as soon as it is accepted, without reading or
+            writing a byte: no 503, because a response written before the request is read
+            would mostly be destroyed by the reset anyway, and the refusal must cost nothing.
             Mind the process's file-descriptor limit (``ulimit -n``): it must cover the sum
             of every listener's cap plus the outgoing connections.
         max_body_bytes: largest request body accepted. A larger declared ``Content-Length``
