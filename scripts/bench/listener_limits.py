@@ -90,7 +90,8 @@ def bench_cap(args: argparse.Namespace) -> None:
     print(f"connection cap {args.max_connections}: {args.attempts} connections attempted in "
           f"{opened - started:.2f} s, {kept} kept after 1 s, "
           f"{len(socks) - kept} closed by the server ({refused} counted as refused over the "
-          f"cap), {sum(failed.values())} reset before connect() returned {dict(failed) or ''}")
+          f"cap), {sum(failed.values())} reset before connect() returned"
+          + (f" {dict(failed)}" if failed else ""))
 
 
 def bench_upload(args: argparse.Namespace, *, ignore_answer: bool) -> None:
