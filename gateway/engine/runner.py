@@ -43,7 +43,7 @@ from gateway.errors import (
 from gateway.legacy.values import LegacyCall, from_json
 from gateway.model import (
     CaptureEffect, EntryState, JournalEntry, MoneyKind, Origin, RefundEffect, Reservation,
-    Step, StatusEffect,
+    Step, StatusEffect, StepState,
 )
 from gateway.om.client import (
     DeadlineExceededError, OmClient, RestResponseError, RestTransportError, created_id,
@@ -233,12 +233,15 @@ class CallEngine:
             claim.entry = await self.store.plan_steps(
                 claim.fence, self.lease_seconds, entry=claim.entry,
                 order_id=claim.reservation.order_id, steps=plan.steps,
-                allocate_invno=plan.allocate_invno, notes=plan.notes)
+                allocate_invno=plan.allocate_invno, notes=plan.notes,
+                reply=lambda invno: None if spec.reply_reads_order else spec.reply(
+                    call, Result(invno=invno, order=order, answer=plan.answer)))
         return plan, Result(invno=ref.value if ref.target is Target.INVOICE else None,
-                            order=order)
+                            order=order, answer=plan.answer)
 
     async def _finish_without_steps(self, spec: CallSpec[Any], call: LegacyCall, claim: Claim,
                                     plan: Plan, result: Result) -> Any:
+        """A plan with nothing to send (a read, or nothing changes): reply and finish."""
         reply = spec.reply(call, result)
         await self.store.finish_call(claim.entry.id, Outcome(reply=reply, notes=plan.notes),
                                      fence=claim.fence)
@@ -272,14 +275,13 @@ class CallEngine:
 
     async def _send_steps(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall,
                           claim: Claim, deadline: float) -> Any:
-        """Send every planned step in order; the last one's commit also records the outcome
-        (unless the reply needs the order as it is afterwards)."""
+        """Send every planned step in order. The reply was built when the steps were
+        journaled, so the last step's commit also records the outcome (unless the reply needs
+        the order as it is afterwards: then it is read and built now)."""
         steps = claim.entry.steps
-        applied = [s.purpose for s in steps if s.state.value == "done"]
-        planned = [s for s in steps if s.state.value == "planned"]
-        invno = claim.entry.invno or (spec.ref(call).value
-                                      if spec.target is Target.INVOICE else None)
-        early = None if spec.reply_reads_order else spec.reply(call, Result(invno=invno))
+        applied = [s.purpose for s in steps if s.state is StepState.DONE]
+        planned = [s for s in steps if s.state is StepState.PLANNED]
+        early = claim.entry.reply
         finished = False
         for i, step in enumerate(planned):
             finish = Outcome(reply=early) if early is not None and step is planned[-1] else None
@@ -292,6 +294,8 @@ class CallEngine:
             assert claim.reservation is not None
             after = await self.om.get_order(merchant, claim.reservation.order_id,
                                             deadline=deadline)
+            invno = claim.entry.invno or (spec.ref(call).value
+                                          if spec.target is Target.INVOICE else None)
             reply = spec.reply(call, Result(invno=invno, order=after))
         if not finished:
             await self.store.finish_call(claim.entry.id, Outcome(reply=reply), fence=claim.fence)

@@ -254,13 +254,14 @@ def idempotency_key(install_id: str, journal_id: int, step: int) -> str:
 
 def plan(conn: Connection, now: float, fence: Fence, until: float, *, entry: JournalEntry,
          order_id: str, steps: Sequence[Any], install_id: str, invno: str | None,
-         notes: Sequence[str]) -> JournalEntry:
+         notes: Sequence[str], reply: Any = None) -> JournalEntry:
     """Commit the REST steps (with their idempotency keys) before any is sent.
 
     ``steps`` are :class:`gateway.translate.plan.RestStep` values. ``invno`` (issued by the
     caller in this same transaction) goes into every capture effect, so a resumed entry
-    answers with the same number. (journal_id, step) is the primary key: a second plan for
-    one entry fails here.
+    answers with the same number; ``reply`` is the legacy reply the steps will earn, kept
+    while the entry is pending so whoever finishes it answers the same. (journal_id, step)
+    is the primary key: a second plan for one entry fails here.
     """
     renew(conn, now, fence, until)
     planned: list[Step] = []
@@ -285,9 +286,12 @@ def plan(conn: Connection, now: float, fence: Fence, until: float, *, entry: Jou
         values["invno"] = invno
     if notes:
         values["notes_json"] = rows.dumps(list(notes))
+    if reply is not None:
+        values["reply_json"] = rows.dumps(reply)
     conn.execute(_UPD_ENTRY, {"b_id": entry.id, **values})
     return replace(entry, order_id=order_id, steps=tuple(planned), notes=list(notes),
-                   updated_at=now, invno=invno or entry.invno)
+                   updated_at=now, invno=invno or entry.invno,
+                   reply=rows.loads(rows.dumps(reply)) if reply is not None else None)
 
 
 def complete_step(conn: Connection, now: float, journal_id: int, step: int, status: int,

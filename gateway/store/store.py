@@ -130,14 +130,16 @@ class Store:
 
     async def plan_steps(self, fence: Fence, lease_seconds: float, *, entry: JournalEntry,
                          order_id: str, steps: Sequence[Any], allocate_invno: bool,
-                         notes: Sequence[str]) -> JournalEntry:
-        """Commit the steps and their keys (and issue the invno) before any is sent."""
+                         notes: Sequence[str],
+                         reply: Callable[[str | None], Any] | None = None) -> JournalEntry:
+        """Commit the steps and their keys (and issue the invno) before any is sent, with the
+        reply they will earn (``reply(invno)``), so a resumed entry answers the same."""
         install_id = await self.install_id()
         until = self.clock.seconds() + lease_seconds
         return await self._run("plan_steps", _plan, fence, until, entry=entry,
                                order_id=order_id, steps=steps, install_id=install_id,
                                allocate_invno=allocate_invno, invno_start=self.invno_start,
-                               notes=notes)
+                               notes=notes, reply=reply)
 
     async def complete_step(self, step_journal_id: int, step: int, status: int,
                             result: dict[str, Any], *, fence: Fence,
@@ -198,9 +200,12 @@ def _begin(conn: Connection, now: float, *, rno: str | None, invno: str | None, 
 
 
 def _plan(conn: Connection, now: float, fence: Fence, until: float, *, allocate_invno: bool,
-          invno_start: int, **kwargs: Any) -> JournalEntry:
+          invno_start: int, reply: Callable[[str | None], Any] | None,
+          **kwargs: Any) -> JournalEntry:
     invno = mapping.next_number(conn, "invno", invno_start) if allocate_invno else None
-    return journal.plan(conn, now, fence, until, invno=invno, **kwargs)
+    named = kwargs["entry"].invno
+    planned = None if reply is None else reply(invno or named)
+    return journal.plan(conn, now, fence, until, invno=invno, reply=planned, **kwargs)
 
 
 def _complete(conn: Connection, now: float, journal_id: int, step: int, status: int,

@@ -36,6 +36,9 @@ class Plan:
     steps: tuple[RestStep, ...] = ()
     #: Where v2 and REST differ for this call (shown in the journal and dry runs).
     notes: tuple[str, ...] = ()
+    #: What the plan worked out for the reply (an amount, an address, a status), for calls
+    #: that read rather than change; the call's ``reply`` formats it.
+    answer: Any = None
 
     @property
     def allocate_invno(self) -> bool:
@@ -52,6 +55,8 @@ class Result:
     #: The order: as read for planning, or re-read after the steps when the call's
     #: declaration says its reply needs it (``CallSpec.reply_reads_order``).
     order: Mapping[str, Any] | None = None
+    #: The plan's :attr:`Plan.answer`.
+    answer: Any = None
 
 
 @dataclass(frozen=True)
