@@ -20,6 +20,7 @@ from gateway.calls.registry import CallRegistry
 from gateway.config import Config
 from gateway.engine import CallEngine
 from gateway.legacy.auth import Authenticator
+from gateway.legacy.resource import Reply
 from gateway.om.client import OmClient
 from gateway.store import schema
 from gateway.store.database import Database
@@ -44,11 +45,15 @@ class Components:
     authenticator: Authenticator
     registry: CallRegistry
 
-    def legacy_dispatch(self) -> Callable[[str, list[Any]], Awaitable[Any]]:
-        """``(method, params) -> reply``: authenticate and decode once, then run."""
-        async def dispatch(method: str, params: list[Any]) -> Any:
+    def legacy_dispatch(self) -> Callable[[str, list[Any]], Awaitable[Reply]]:
+        """``(method, params) -> Reply``: authenticate and decode once, run, and record the
+        reply's delivery when the edge has written it to the client's connection."""
+        engine = self.engine
+
+        async def dispatch(method: str, params: list[Any]) -> Reply:
             authed = self.authenticator.authenticate(method, params)
-            return await self.engine.run(authed.merchant, authed.spec, authed.call)
+            answer = await engine.run(authed.merchant, authed.spec, authed.call)
+            return Reply(answer.reply, delivered=lambda: engine.delivered(answer))
         return dispatch
 
     async def close(self) -> None:

@@ -61,9 +61,12 @@ class GatewaySettings:
     invno_start: int = 9000000000
     rest_timeout_seconds: float = 3.0
     retry_budget_seconds: float = 7.5
+    #: Ignored since identical calls are bound by delivery, not by time (kept so older
+    #: configuration files still load).
     coalesce_window_seconds: float = 30.0
-    #: After a 9119 ("retry the same call"), how long an identical call still continues or
-    #: replays that operation instead of starting a new one.
+    #: A finished call whose reply never reached its client (9119, a closed connection, a
+    #: process death) is replayed to the next identical call for at most this long; after
+    #: that, an identical call is a new operation.
     retry_window_seconds: float = 86400.0
     #: A capture/refund still unresolved this long after its call is settled from the
     #: order itself (attached if Klarna has it, otherwise given up: it was never applied),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
@@ -54,6 +55,16 @@ from gateway.translate.plan import OrderContext, Plan, Result
 
 log = Logger()
 
+
+@dataclass(frozen=True)
+class Answer:
+    """A call's reply and the journal entry it belongs to (``replayed``: the outcome of an
+    earlier identical call whose reply had not reached its client)."""
+
+    reply: Any
+    journal_id: int
+    replayed: bool = False
+
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 #: How often a call waiting for its identical twin (or for the order lease) looks again.
 POLL_SECONDS = 0.05
@@ -72,14 +83,14 @@ class CallEngine:
         s = config.gateway
         self.budget = s.retry_budget_seconds
         self.lease_seconds = s.retry_budget_seconds + 2 * s.rest_timeout_seconds + 1.0
-        self.coalesce_seconds = s.coalesce_window_seconds
         self.retry_window = s.retry_window_seconds
         self.give_up_seconds = s.give_up_seconds
 
     # -- the edge's entry point ------------------------------------------------------------
 
-    async def run(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall) -> Any:
-        """Run one authenticated call; returns the legacy reply or raises its fault."""
+    async def run(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall) -> Answer:
+        """Run one authenticated call: its reply (with the journal entry that owns it, to
+        record its delivery), or raises its fault."""
         deadline = self.clock.seconds() + self.budget
         fingerprint = decisions.fingerprint(call)
         token = uuid.uuid4().hex
@@ -87,20 +98,26 @@ class CallEngine:
         while True:
             begin = await self._claim(call, ref, fingerprint, token)
             if begin.action is Action.REPLAY:
-                return _replay(begin.entry)
+                return Answer(_replay(begin.entry), begin.entry.id, replayed=True)
             if begin.action is Action.RUN:
                 claim = Claim.from_begin(begin, token)
-                return await self._run_claimed(merchant, spec, call, claim, deadline)
+                reply = await self._run_claimed(merchant, spec, call, claim, deadline)
+                return Answer(reply, claim.entry.id)
             entry = await self._wait_for_twin(begin.entry, deadline)
             if entry.finished:
-                return _replay(entry)
+                return Answer(_replay(entry), entry.id, replayed=True)
+
+    async def delivered(self, answer: Answer) -> None:
+        """The answer's reply reached its client's connection: record it in the journal
+        (the binding of identical calls ends; the next one is a new operation)."""
+        await self.store.mark_delivered(answer.journal_id)
 
     async def _claim(self, call: LegacyCall, ref: Ref, fingerprint: str, token: str) -> Begin:
         try:
             return await self.store.begin_call(
                 eid=call.eid, method=call.method, fingerprint=fingerprint,
                 call=decisions.call_json(call), token=token, lease_seconds=self.lease_seconds,
-                coalesce_seconds=self.coalesce_seconds,
+                retry_window=self.retry_window,
                 rno=ref.value if ref.target is Target.RESERVATION else None,
                 invno=ref.value if ref.target is Target.INVOICE else None)
         except ClaimContendedError:
@@ -148,7 +165,7 @@ class CallEngine:
         elif failure.disposition is Disposition.RESUMABLE:
             # Unknown outcome: keep the entry pending and resumable, free its leases so the
             # client's retry continues it at once.
-            await self._quietly(self.store.release_lease(fence, retry_window=self.retry_window))
+            await self._quietly(self.store.release_lease(fence))
         elif failure.disposition is Disposition.LOST:
             if fence.reservation_id is not None:
                 await self._quietly(self.store.release_order_lock(fence.reservation_id,

@@ -48,6 +48,7 @@ from gateway.legacy.xmlrpc import (
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "Reply",
     "CallRecord",
     "Dispatch",
     "LegacyResource",
@@ -59,7 +60,8 @@ DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
 CONTENT_TYPE: Final = b"text/xml; charset=ISO-8859-1"
 INTERNAL_ERROR_TEXT: Final = f"{FaultCode.INTERNAL_ERROR.symbol}: internal error"
 
-#: ``dispatch(method, params)``: runs one legacy call and returns its XML-RPC-safe result.
+#: ``dispatch(method, params)``: runs one legacy call and returns its XML-RPC-safe result,
+#: or a :class:`Reply` wrapping it when its delivery must be recorded.
 Dispatch = Callable[[str, list[Any]], Awaitable[Any]]
 
 _log = Logger(namespace="gateway.legacy.access")
@@ -173,12 +175,16 @@ class LegacyResource(Resource):
         method: str | None = None
         eid: int | None = None
         fault_code: int | None = None
+        delivered: Callable[[], Awaitable[None]] | None = None
         try:
             if body is None:
                 raise ParseError(f"request body larger than {self._max_body_bytes} bytes")
             method, params = parse_method_call(body, max_depth=self._max_depth)
             eid = self._eid_of(method, params) if self._eid_of is not None else None
             result = await defer.ensureDeferred(self._dispatch(method, params))
+            if isinstance(result, Reply):
+                delivered = result.delivered
+                result = result.value
             payload = encode_response(result)
         except GatewayError as error:
             fault_code = int(error.fault_code)
@@ -197,11 +203,17 @@ class LegacyResource(Resource):
             payload = encode_fault(fault_code, INTERNAL_ERROR_TEXT)
 
         if not state.gone and not request.finished:
+            written = request.notifyFinish()
             try:
                 _write_reply(request, payload)
             except Exception:  # noqa: BLE001 - the connection died under us; call is done
                 state.gone = True
                 _errors.failure("could not write legacy reply for {method}", method=method)
+            if delivered is not None:
+                # Fires when the response was handed to the connection, errs if the
+                # connection was lost first: only then does the reply count as delivered.
+                written.addCallbacks(lambda _: _record_delivery(delivered, method),
+                                     lambda _f: None)
         record = CallRecord(method=method, eid=eid, fault_code=fault_code,
                             duration=self._now() - started, client_gone=state.gone)
         _log.info(
@@ -216,6 +228,21 @@ class LegacyResource(Resource):
                 self._on_call(record)
             except Exception:  # noqa: BLE001 - a metrics bug must not break replies
                 _errors.failure("on_call hook failed")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A dispatch result whose delivery matters: ``delivered()`` is called once the reply
+    has been written to the client's connection (never when the connection closed first)."""
+
+    value: Any
+    delivered: Callable[[], Awaitable[None]] | None = None
+
+
+def _record_delivery(delivered: Callable[[], Awaitable[None]], method: str | None) -> None:
+    d = defer.ensureDeferred(delivered())  # type: ignore[arg-type]
+    d.addErrback(lambda f: _errors.failure("recording delivery of {method} failed", f,
+                                           method=method))
 
 
 class _RequestState:

@@ -108,33 +108,37 @@ class Outcome:
     notes: tuple[str, ...] | None = None
 
 
-def twin_action(row: Any, token: str, now: float, coalesce_seconds: float) -> Action:
+def twin_action(row: Any, token: str, now: float, retry_window: float) -> Action:
     """What a new call does when an identical call holds the fingerprint (pure).
 
-    - pending with a live lease held by someone else: wait for it;
+    The binding exists for exactly one reason: a client that never received its answer.
+    - pending with a live lease held by someone else: the two are in flight together,
+      one operation: wait for it;
     - pending with a lapsed or released lease (a dead process, or an attempt that ran out
       of budget and answered 9119): take it over and continue with the same keys;
-    - done within the coalescing window, or within the retry window after a 9119: replay;
-    - anything else: the binding has ended, so this is a new operation.
+    - finished but its reply never delivered (the connection closed first, or the process
+      died), within ``retry_window``: replay that outcome, once;
+    - anything else (its reply was delivered, or the window passed): the binding has ended,
+      and an identical call is a new operation, answered on its own as v2 would.
     """
     if row.state == EntryState.PENDING.value:
         if row.lease_until is not None and row.lease_until > now and row.lease_token != token:
             return Action.WAIT
         return Action.RUN
-    if row.state == EntryState.DONE.value and (row.updated_at + coalesce_seconds > now
-                                               or (row.retry_until or 0) > now):
+    if row.state == EntryState.DONE.value and row.delivered_at is None \
+            and row.updated_at + retry_window > now:
         return Action.REPLAY
     return Action.NEW
 
 
 def claim(conn: Connection, now: float, *, eid: int, method: str, fingerprint: str,
           call: dict[str, Any], rno: str | None, invno: str | None, token: str,
-          until: float, coalesce_seconds: float) -> Begin:
+          until: float, retry_window: float) -> Begin:
     """Claim the call's fingerprint, or find the identical call that holds it."""
     for _ in range(3):
         row = conn.execute(_SEL_INFLIGHT, {"b_fp": fingerprint}).first()
         if row is not None:
-            action = twin_action(row, token, now, coalesce_seconds)
+            action = twin_action(row, token, now, retry_window)
             if action is Action.RUN:
                 taken = conn.execute(_TAKE, {"b_id": row.id, "b_tok": token, "b_now": now,
                                              "b_until": until}).rowcount == 1
@@ -220,17 +224,22 @@ def renew(conn: Connection, now: float, fence: Fence, until: float) -> None:
         raise LeaseLostError(f"journal {fence.journal_id}")
 
 
-def release(conn: Connection, now: float, fence: Fence, retry_window: float = 0.0) -> None:
+def release(conn: Connection, now: float, fence: Fence) -> None:
     """Leave the entry pending but free, so the client's retry (or recovery) resumes it at
-    once. ``retry_window`` keeps the call's fingerprint bound to this entry that long (the
-    client was told to retry the same call: its retry must continue this operation)."""
+    once; its fingerprint stays bound to it (the client was told to retry the same call)."""
     if fence.reservation_id is not None:
         mapping.release_lease(conn, fence.reservation_id, fence.token)
-    values: dict[str, Any] = {"lease_token": None, "lease_until": None, "updated_at": now}
-    if retry_window:
-        values["retry_until"] = now + retry_window
     conn.execute(update(_J).where(and_(_J.c.id == fence.journal_id,
-                                       _J.c.lease_token == fence.token)).values(**values))
+                                       _J.c.lease_token == fence.token)).values(
+        lease_token=None, lease_until=None, updated_at=now))
+
+
+def delivered(conn: Connection, now: float, journal_id: int) -> bool:
+    """The reply reached the client's connection: record when, and end the binding, so the
+    next identical call is a new operation. A pending entry is never marked."""
+    return conn.execute(update(_J).where(and_(
+        _J.c.id == journal_id, _J.c.state != EntryState.PENDING.value)).values(
+            delivered_at=now, inflight=None)).rowcount == 1
 
 
 def take_over(conn: Connection, now: float, journal_id: int, token: str, until: float
@@ -323,8 +332,9 @@ def finish(conn: Connection, now: float, fence: Fence | None, journal_id: int,
            outcome: Outcome) -> bool:
     """Record the outcome, freeing the leases in the same commit.
 
-    A success keeps its ``inflight`` claim (so an identical call within the coalescing
-    window replays it); a fault releases it at once. ``fence`` (when given) makes the write
+    A success keeps its ``inflight`` binding until its reply is delivered (:func:`delivered`):
+    a client that never got it is answered by a replay. A fault releases it at once (it
+    changed nothing a repeat could duplicate). ``fence`` (when given) makes the write
     conditional on still holding the lease, as part of the UPDATE itself: no window between
     checking the lease and writing the outcome. Returns False when nothing was written.
     """

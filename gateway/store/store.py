@@ -102,14 +102,14 @@ class Store:
 
     async def begin_call(self, *, eid: int, method: str, fingerprint: str,
                          call: dict[str, Any], token: str, lease_seconds: float,
-                         coalesce_seconds: float, rno: str | None = None,
+                         retry_window: float, rno: str | None = None,
                          invno: str | None = None) -> Begin:
         """Claim the call (or join its identical twin) and, when it runs, resolve its
         reservation and take the order lease in the same transaction."""
         until = self.clock.seconds() + lease_seconds
         return await self._run("begin_call", _begin, eid=eid, method=method,
                                fingerprint=fingerprint, call=call, rno=rno, invno=invno,
-                               token=token, until=until, coalesce_seconds=coalesce_seconds)
+                               token=token, until=until, retry_window=retry_window)
 
     async def resolve(self, begin: Begin, eid: int, rno: str | None, invno: str | None,
                       token: str, lease_seconds: float) -> Begin:
@@ -156,8 +156,12 @@ class Store:
                           fence: Fence | None = None) -> bool:
         return await self._run("finish_call", journal.finish, fence, journal_id, outcome)
 
-    async def release_lease(self, fence: Fence, *, retry_window: float = 0.0) -> None:
-        await self._run("release_lease", journal.release, fence, retry_window)
+    async def release_lease(self, fence: Fence) -> None:
+        await self._run("release_lease", journal.release, fence)
+
+    async def mark_delivered(self, journal_id: int) -> bool:
+        """The call's reply reached its client: the binding of identical calls ends."""
+        return await self._run("mark_delivered", journal.delivered, journal_id)
 
     async def take_over(self, journal_id: int, token: str, lease_seconds: float,
                         ) -> JournalEntry | None:

@@ -39,9 +39,10 @@ async def test_partial_activations_by_artno_then_rest(gw: Harness) -> None:
     order = await gw.order(created["order_id"])
     assert order["status"] == "CAPTURED" and order["captured_amount"] == 35000
     assert sorted(c["captured_amount"] for c in order["captures"]) == [10000, 10000, 15000]
-    # The identical call again within the coalescing window is the same operation...
-    assert await gw.call(k.activate, created["rno"]) == ("ok", inv3)
-    # ...while a different activation finds nothing left.
+    # The identical call again, its reply delivered, is a new operation: v2's refusal...
+    f = await fault_of(gw, k.activate, created["rno"])
+    assert f.faultCode == 9103 and "fully activated" in f.faultString
+    # ...and so is a different one.
     f = await fault_of(gw, k.activate, created["rno"], ocr="again")
     assert f.faultCode == 9103 and "fully activated" in f.faultString
     assert len(mutations(await gw.operations(created["order_id"]), "/captures")) == 3

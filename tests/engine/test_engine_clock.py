@@ -39,7 +39,9 @@ def activate(rno: str, *artnos: tuple[str, int]) -> Activate:
 
 def run_call(world: World, proc: Process, call: Any) -> Any:
     merchant = world.config.merchant(call.eid)
-    return world.run(proc.parts.engine.run(merchant, REGISTRY.spec_for(call), call), proc)
+    answer = world.run(proc.parts.engine.run(merchant, REGISTRY.spec_for(call), call), proc)
+    world.run(proc.parts.engine.delivered(answer), proc)  # the client got it
+    return answer.reply
 
 
 def fault_of(world: World, proc: Process, call: Any) -> GatewayError:
@@ -173,7 +175,7 @@ def test_takeover_and_fencing_of_a_suspended_runner(world: World) -> None:
     assert world.run(b.parts.engine.resume(entry), b) == "done"
     finished = world.run(b.parts.store.get_entry(1), b)
     # A wakes up: its request reaches Klarna (replayed: same key) and it tries to finish.
-    reply_a = world.drive(d_a, a)
+    reply_a = world.drive(d_a, a).reply
     assert reply_a == finished.reply == ["ok", "9000000000"]
     assert world.captures_applied(rno, b) == 1
     res = world.run(b.parts.store.get_reservation(1234, rno), b)

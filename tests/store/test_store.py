@@ -119,19 +119,20 @@ async def test_numbers_are_unique_across_processes(stores: Store2) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_identical_calls_coalesce_across_processes(stores: Store2) -> None:
-    """Same fingerprint: one runs, the twin (other process) waits; after success the twin
-    replays within the window and starts anew after it; a fault releases at once."""
+    """Same fingerprint: one runs, the twin (other process) waits; a success whose reply was
+    not delivered replays to the next identical call, a delivered one never does (the next
+    is a new operation); a fault releases at once."""
     a, b, clock = stores.a, stores.b, stores.clock
     kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="f" * 64,
                               call={"method": "activate"}, lease_seconds=10,
-                              coalesce_seconds=30, rno=None, invno=None)
+                              retry_window=3600, rno=None, invno=None)
     first = await a.begin_call(token="A", **kw)
     twin = await b.begin_call(token="B", **kw)
     assert (first.action, twin.action) == ("run", "wait")
     await a.finish_call(first.entry.id, Outcome(reply=["ok", "9000000000"]))
     replay = await b.begin_call(token="B", **kw)
     assert replay.action == "replay" and replay.entry.reply == ["ok", "9000000000"]
-    clock.advance(31)
+    assert await b.mark_delivered(replay.entry.id)
     fresh = await b.begin_call(token="B", **kw)
     assert fresh.action == "run" and fresh.entry.id != first.entry.id
     await b.finish_call(fresh.entry.id, Outcome(fault_code=9103,
@@ -147,7 +148,7 @@ async def test_concurrent_begin_only_one_runs(stores: Store2) -> None:
     from twisted.internet import defer
 
     kw: dict[str, Any] = dict(eid=1234, method="credit_part", fingerprint="c" * 64,
-                              call={}, lease_seconds=10, coalesce_seconds=30)
+                              call={}, lease_seconds=10, retry_window=3600)
     results = await defer.gatherResults([
         defer.ensureDeferred(stores.a.begin_call(token="A", **kw)),
         defer.ensureDeferred(stores.b.begin_call(token="B", **kw))])
@@ -158,7 +159,7 @@ async def test_concurrent_begin_only_one_runs(stores: Store2) -> None:
 async def test_lapsed_lease_is_taken_over(stores: Store2) -> None:
     """A pending entry whose lease lapsed (dead process) is resumed by the next twin."""
     kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="d" * 64, call={},
-                              lease_seconds=10, coalesce_seconds=30, rno=None, invno=None)
+                              lease_seconds=10, retry_window=3600, rno=None, invno=None)
     first = await stores.a.begin_call(token="A", **kw)
     stores.clock.advance(11)
     assert [e.id for e in await stores.b.unfinished_entries()] == [first.entry.id]
@@ -173,7 +174,7 @@ async def test_step_outcome_and_invoice_row_commit_together(stores: Store2) -> N
     a = stores.a
     res = await a.register_reservation(1234, "order-1", None, "admin")
     begin = await a.begin_call(eid=1234, method="activate", fingerprint="e" * 64, call={},
-                               token="A", lease_seconds=10, coalesce_seconds=30, rno=None,
+                               token="A", lease_seconds=10, retry_window=3600, rno=None,
                                invno=None)
     fence = Fence(begin.entry.id, "A")
     entry = await a.plan_steps(fence, 10, entry=begin.entry, order_id=res.order_id,
@@ -205,7 +206,7 @@ async def test_adoption_by_id_and_pending_capture_guard(stores: Store2) -> None:
     [inv] = await a.invoices_for(res.id)
     assert inv.refunded_amount == 200 and inv.credits[0].credno == "CR"
     begin = await a.begin_call(eid=1234, method="activate", fingerprint="g" * 64, call={},
-                               token="A", lease_seconds=10, coalesce_seconds=30, rno=None,
+                               token="A", lease_seconds=10, retry_window=3600, rno=None,
                                invno=None)
     fence = Fence(begin.entry.id, "A")
     await a.plan_steps(fence, 10, entry=begin.entry, order_id=res.order_id,
@@ -230,13 +231,13 @@ async def test_order_lease_is_exclusive(stores: Store2) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_after_9119_the_same_call_stays_bound_for_the_retry_window(stores: Store2) -> None:
-    """A client told 9119 may retry late: the identical call still replays the operation
-    (finished meanwhile by recovery) after the coalescing window, until the retry window."""
+    """A client told 9119 may retry late: the identical call replays the operation
+    (finished meanwhile by recovery, its reply never delivered) until the retry window."""
     a, clock = stores.a, stores.clock
     kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="h" * 64, call={},
-                              lease_seconds=10, coalesce_seconds=30, rno=None, invno=None)
+                              lease_seconds=10, retry_window=3600, rno=None, invno=None)
     first = await a.begin_call(token="A", **kw)
-    await a.release_lease(Fence(first.entry.id, "A"), retry_window=3600)  # the client got 9119
+    await a.release_lease(Fence(first.entry.id, "A"))  # the client got 9119
     assert await a.take_over(first.entry.id, "R", 10)  # recovery finishes it
     assert await a.finish_call(first.entry.id, Outcome(reply=["ok", "9000000007"]),
                                fence=Fence(first.entry.id, "R"))
@@ -255,7 +256,7 @@ async def test_a_runner_that_lost_its_lease_is_fenced_out(stores: Store2) -> Non
     a, b, clock = stores.a, stores.b, stores.clock
     res = await a.register_reservation(1234, "order-1", None, "admin")
     kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="i" * 64, call={},
-                              lease_seconds=10, coalesce_seconds=30, rno=res.rno, invno=None)
+                              lease_seconds=10, retry_window=3600, rno=res.rno, invno=None)
     first = await a.begin_call(token="A", **kw)
     assert first.locked
     clock.advance(11)
@@ -285,14 +286,14 @@ async def test_pending_money_of_other_entries_is_reported(stores: Store2) -> Non
     """A planned capture of an unfinished entry shows up as pending for the next call."""
     a = stores.a
     res = await a.register_reservation(1234, "order-1", None, "admin")
-    kw: dict[str, Any] = dict(eid=1234, lease_seconds=10, coalesce_seconds=30, rno=res.rno,
+    kw: dict[str, Any] = dict(eid=1234, lease_seconds=10, retry_window=3600, rno=res.rno,
                               invno=None)
     first = await a.begin_call(method="activate", fingerprint="j" * 64, call={},
                                token="A", **kw)
     fence = Fence(first.entry.id, "A", res.id)
     await a.plan_steps(fence, 10, entry=first.entry, order_id=res.order_id,
                        steps=[capture_step(res)], allocate_invno=True, notes=())
-    await a.release_lease(fence, retry_window=60)
+    await a.release_lease(fence)
     other = await a.begin_call(method="activate", fingerprint="k" * 64, call={},
                                token="C", **kw)
     assert other.action == "run" and other.locked
