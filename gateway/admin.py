@@ -50,7 +50,7 @@ def entry_json(e: JournalEntry) -> dict[str, Any]:
     return {
         "id": e.id, "method": e.method, "state": e.state.value, "call": e.call, "reply": e.reply,
         "fault_code": e.fault_code, "fault_string": e.fault_string, "order_id": e.order_id,
-        "notes": e.notes, "created_at": e.created_at,
+        "notes": e.notes, "created_at": e.created_at, "delivered_at": e.delivered_at,
         "rest_steps": [{"step": s.step, "method": s.http_method, "path": s.path,
                         "body": s.body, "purpose": s.purpose, "state": s.state.value,
                         "idempotency_key": s.idempotency_key, "result": s.result}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,15 @@ def test_sigkill_mid_capture_then_restart_and_reconcile(tmp_path: Path, sandbox:
     try:
         [inv] = gw.mapping(1234, rno)["invoices"]
         assert inv["capture_id"] == order["captures"][0]["capture_id"]
-        # The client's own retry of the same call now answers with that invno.
+        # The client's own retry of the same call now answers with that invno (its reply
+        # never reached the client that was cut off)...
         risk, invno = gw.sdk().activate(rno)
         assert (risk, invno) == ("ok", inv["invno"])
+        # ...and once delivered, the binding ends: a deliberate repeat is a new activation,
+        # refused as v2 refused it (nothing left).
+        with pytest.raises(xmlrpc.client.Fault) as info:
+            gw.sdk().activate(rno)
+        assert info.value.faultCode == 9103
     finally:
         gw.stop()
     assert len(_captures(sandbox, order_id)) == 1
