@@ -161,6 +161,7 @@ class AdminResource(Resource):
                                                         status=order.get("status"))
         except ReservationConflictError as e:
             raise HttpError(409, str(e)) from None
+        await self.store.record_order_facts(res.id, order)
         return 201, {"eid": res.eid, "rno": res.rno, "order_id": res.order_id}
 
     async def _show_reservation(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:

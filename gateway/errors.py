@@ -24,10 +24,15 @@ class FaultCode(IntEnum):
     AMOUNT = 2102
     GOODS_LIST = 3210
     UNKNOWN_INVOICE = 8101
+    INVOICE_NOT_ACTIVE = 8103
+    INVOICE_NOT_PASSIVE_OR_FROZEN = 8111
+    INVOICE_NOT_PASSIVE = 8113
     NOT_ALLOWED_OPERATION = 9103
+    UNKNOWN_TYPE = 9106
     BAD_ARTNOLIST = 9107
     UNKNOWN_ARTNO = 9108
     RNO = 9109
+    BAD_ORDER_NO = 9111
     UNKNOWN_ESTORE = 9113
     INVALID_ESTORE_SECRET = 9114
     TIMEOUT = 9119
@@ -47,10 +52,15 @@ _SYMBOLS: dict[FaultCode, str] = {
     FaultCode.AMOUNT: "amount",
     FaultCode.GOODS_LIST: "goods_list",
     FaultCode.UNKNOWN_INVOICE: "unknown_invoice",
+    FaultCode.INVOICE_NOT_ACTIVE: "invoice_not_active",
+    FaultCode.INVOICE_NOT_PASSIVE_OR_FROZEN: "invoice_not_passive_or_frozen",
+    FaultCode.INVOICE_NOT_PASSIVE: "invoice_not_passive",
     FaultCode.NOT_ALLOWED_OPERATION: "not_allowed_operation",
+    FaultCode.UNKNOWN_TYPE: "unknown_type",
     FaultCode.BAD_ARTNOLIST: "bad_artnolist",
     FaultCode.UNKNOWN_ARTNO: "unknown_artno",
     FaultCode.RNO: "rno",
+    FaultCode.BAD_ORDER_NO: "bad_order_no",
     FaultCode.UNKNOWN_ESTORE: "unknown_estore",
     FaultCode.INVALID_ESTORE_SECRET: "invalid_estore_secret",
     FaultCode.TIMEOUT: "timeout",
@@ -66,6 +76,15 @@ FAULT_TABLE: tuple[tuple[FaultCode, str], ...] = (
     (FaultCode.INVALID_ESTORE_SECRET, "digest does not match (any SDK dialect, any hash length)"),
     (FaultCode.RNO, "reservation number unknown for this eid"),
     (FaultCode.UNKNOWN_INVOICE, "invoice number unknown for this eid"),
+    (FaultCode.INVOICE_NOT_ACTIVE, "v2-strict: the invoice is fully credited (not active)"),
+    (FaultCode.INVOICE_NOT_PASSIVE_OR_FROZEN,
+     "activate_part / activate_invoice on a known invoice: it is already active "
+     "(REST has no passive invoices)"),
+    (FaultCode.INVOICE_NOT_PASSIVE,
+     "delete_invoice / update_goods_qty / update_charge_amount on a known invoice: it is "
+     "activated and cannot be changed (credit it instead)"),
+    (FaultCode.BAD_ORDER_NO, "check_order_status by order id: no reservation carries it"),
+    (FaultCode.UNKNOWN_TYPE, "check_order_status: type is neither 0 nor 1"),
     (FaultCode.UNKNOWN_ARTNO, "artno not on the order / invoice"),
     (FaultCode.BAD_ARTNOLIST, "artnos malformed, or a quantity above what remains"),
     (FaultCode.AMOUNT, "amount out of range, nothing left to capture or refund"),
@@ -159,6 +178,18 @@ class AmountError(GatewayError):
 
 class GoodsListError(GatewayError):
     fault_code = FaultCode.GOODS_LIST
+
+
+class InvoiceNotActiveError(GatewayError):
+    fault_code = FaultCode.INVOICE_NOT_ACTIVE
+
+
+class BadOrderNoError(GatewayError):
+    fault_code = FaultCode.BAD_ORDER_NO
+
+
+class UnknownTypeError(GatewayError):
+    fault_code = FaultCode.UNKNOWN_TYPE
 
 
 class NotAllowedError(GatewayError):

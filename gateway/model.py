@@ -57,6 +57,8 @@ class Reservation:
     status: str | None
     origin: str
     created_at: float = 0.0
+    merchant_ref1: str | None = None
+    merchant_ref2: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,10 +133,22 @@ class StatusEffect:
     kind = MoneyKind.NONE
 
 
-Effect = CaptureEffect | RefundEffect | StatusEffect
+@dataclass(frozen=True)
+class ReferencesEffect:
+    """New merchant references (None: unchanged), kept so ``check_order_status`` can find
+    the order by the merchant's order id."""
+
+    reservation_id: int
+    merchant_reference1: str | None = None
+    merchant_reference2: str | None = None
+
+    kind = MoneyKind.NONE
+
+
+Effect = CaptureEffect | RefundEffect | StatusEffect | ReferencesEffect
 
 _EFFECT_TYPES: dict[str, type] = {"capture": CaptureEffect, "refund": RefundEffect,
-                                  "status": StatusEffect}
+                                  "status": StatusEffect, "references": ReferencesEffect}
 
 
 def effect_to_json(effect: Effect | None) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from typing import Any
 from gateway.calls import (
     activate,
     cancel_reservation,
+    check_order_status,
     credit_invoice,
     credit_part,
     email_invoice,
@@ -40,6 +41,7 @@ REGISTRY = CallRegistry(
         extend_expiry_date.SPEC,
         email_invoice.SPEC,
         send_invoice.SPEC,
+        check_order_status.SPEC,
     ),
     not_offered=NOT_OFFERED,
 )

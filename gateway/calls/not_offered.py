@@ -49,7 +49,6 @@ NOT_OFFERED: tuple[NotOffered, ...] = (
     NotOffered("activate_invoice", 2, f"passive invoices do not exist in REST: {_NO_ORDER}",
                4, _colon(2, 3)),
     NotOffered("return_amount", 2, "not offered by this gateway", 6, _colon(2, 3)),
-    NotOffered("check_order_status", 2, "not offered by this gateway", 3, _colon(2, 4)),
     NotOffered("update_orderno", 2, "not offered by this gateway", 3, _colon(4, 5)),
     NotOffered("update_goods_qty", 2,
                f"an activated invoice cannot be changed in REST: {_NO_ORDER}", 3,

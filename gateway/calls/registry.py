@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.calls.spec import CallSpec, NotOffered
+from gateway.calls.spec import CallSpec, NotOffered, Target
 
 
 class RegistryError(Exception):
@@ -88,7 +88,13 @@ def _check_spec(spec: CallSpec[Any]) -> None:
             raise RegistryError(f"{where}: {attr} is not callable")
     if not spec.summary:
         raise RegistryError(f"{where}: a one-line summary is required (explain, README)")
+    if spec.target is Target.LOOKUP:
+        if spec.locate is None:
+            raise RegistryError(f"{where}: a LOOKUP target needs locate")
+        return
+    if spec.target not in (Target.RESERVATION, Target.INVOICE):
+        raise RegistryError(f"{where}: target {spec.target.value} is located, not declared")
     fields = getattr(spec.call_type, "__dataclass_fields__", {})
-    needed = "rno" if spec.target.value == "reservation" else "invno"
+    needed = "rno" if spec.target is Target.RESERVATION else "invno"
     if needed not in fields:
         raise RegistryError(f"{where}: target {spec.target.value} needs a {needed!r} field")

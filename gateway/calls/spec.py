@@ -28,6 +28,12 @@ class Target(str, Enum):
 
     RESERVATION = "reservation"
     INVOICE = "invoice"
+    #: The call itself says what it names (``CallSpec.locate``): check_order_status.
+    LOOKUP = "lookup"
+    #: Located by ``locate``: an rno or an invno, whichever exists.
+    ANY_NUMBER = "any_number"
+    #: Located by ``locate``: the merchant's own order id (merchant_reference1/2).
+    MERCHANT_ORDER = "merchant_order"
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class CallSpec(Generic[C]):
         plan: ``(call, ctx) -> Plan``, pure.
         reply: ``(call, result) -> XML-RPC value`` in exactly the shape the SDKs parse.
         summary: one line for ``explain`` and the README's call table.
+        locate: with ``target`` LOOKUP, how the call names its order.
         reply_reads_order: the reply needs the order as it is after the steps (the engine
             reads it again before building the reply; extend_expiry_date's new date).
     """
@@ -71,9 +78,14 @@ class CallSpec(Generic[C]):
     reply: Callable[[C, Result], Any]
     summary: str
     reply_reads_order: bool = False
+    #: For ``Target.LOOKUP``: what the decoded call names (an ANY_NUMBER or MERCHANT_ORDER
+    #: :class:`Ref`).
+    locate: Callable[[C], Ref] | None = None
 
     def ref(self, call: LegacyCall) -> Ref:
-        """The rno or invno this call names."""
+        """The number this call names."""
+        if self.locate is not None:
+            return self.locate(call)  # type: ignore[arg-type]
         field = "rno" if self.target is Target.RESERVATION else "invno"
         return Ref(self.target, str(getattr(call, field)))
 

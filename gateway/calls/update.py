@@ -24,7 +24,7 @@ from gateway.errors import AmountError
 from gateway.legacy import params as p
 from gateway.legacy.digest import DigestParts, param, php_str, protocol_prefix
 from gateway.legacy.values import Address, Goods, LegacyCall
-from gateway.model import MoneyKind
+from gateway.model import MoneyKind, ReferencesEffect
 from gateway.translate.address import legacy_address_to_rest, rest_address_equal
 from gateway.translate.money import goods_to_order_lines, lines_total
 from gateway.translate.plan import OrderContext, Plan, RestStep, Result
@@ -174,7 +174,8 @@ def _references_step(call: Update, ctx: OrderContext) -> RestStep | None:
         refs["merchant_reference2"] = call.orderid2
     if not refs:
         return None
-    return RestStep("PATCH", f"{ctx.base}/merchant-references", refs, "set " + ", ".join(refs))
+    return RestStep("PATCH", f"{ctx.base}/merchant-references", refs, "set " + ", ".join(refs),
+                    ReferencesEffect(reservation_id=ctx.reservation.id, **refs))
 
 
 def reply(call: Update, result: Result) -> Any:

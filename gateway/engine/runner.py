@@ -38,12 +38,13 @@ from gateway.engine import decisions
 from gateway.engine.claim import Claim
 from gateway.engine.faults import Disposition, GaveUpError, disposition, refusal, replayed_fault
 from gateway.errors import (
-    GatewayError, NotAllowedError, UnknownInvoiceError, UnknownReservationError,
+    BadOrderNoError, GatewayError, NotAllowedError, UnknownInvoiceError, UnknownReservationError,
     UpstreamUnavailableError,
 )
 from gateway.legacy.values import LegacyCall, from_json
 from gateway.model import (
-    CaptureEffect, EntryState, JournalEntry, MoneyKind, Origin, RefundEffect, Reservation,
+    CaptureEffect, EntryState, JournalEntry, MoneyKind, Origin, ReferencesEffect,
+    RefundEffect, Reservation,
     Step, StatusEffect, StepState,
 )
 from gateway.om.client import (
@@ -118,8 +119,7 @@ class CallEngine:
                 eid=call.eid, method=call.method, fingerprint=fingerprint,
                 call=decisions.call_json(call), token=token, lease_seconds=self.lease_seconds,
                 retry_window=self.retry_window,
-                rno=ref.value if ref.target is Target.RESERVATION else None,
-                invno=ref.value if ref.target is Target.INVOICE else None)
+                rno=_rno_of(ref), invno=ref.value if ref.target is Target.INVOICE else None)
         except ClaimContendedError:
             raise UpstreamUnavailableError("an identical call is starting elsewhere; "
                                            "retry the same call") from None
@@ -192,10 +192,27 @@ class CallEngine:
 
     async def _resolve_slow(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall,
                             deadline: float) -> Reservation:
-        """The call named no registered reservation/invoice: pass-through, or a fault."""
+        """The call named no registered reservation: an invoice number, the merchant's order
+        id, a Klarna order id (pass-through), or a fault."""
         ref = spec.ref(call)
         if ref.target is Target.INVOICE:
             raise UnknownInvoiceError(f"invoice {ref.value} is unknown for eid {call.eid}")
+        if ref.target is Target.MERCHANT_ORDER:
+            found = await self.store.find_by_merchant_ref(call.eid, ref.value)
+            if not found:
+                raise BadOrderNoError(f"no reservation of eid {call.eid} carries the order "
+                                      f"id {ref.value}")
+            return found[0]
+        if ref.target is Target.ANY_NUMBER:
+            invoice = await self.store.get_invoice(call.eid, ref.value)
+            if invoice is not None:
+                return await self.store.get_reservation_by_id(invoice.reservation_id)
+        return await self._pass_through(merchant, call, ref, deadline)
+
+    async def _pass_through(self, merchant: Merchant, call: LegacyCall, ref: Ref,
+                            deadline: float) -> Reservation:
+        """An order id used as the rno: accepted when the order exists for this merchant's
+        credentials (per-merchant switch), and registered."""
         unknown = UnknownReservationError(f"reservation {ref.value} is unknown for eid "
                                           f"{call.eid}")
         if not (merchant.pass_through and _UUID.match(ref.value)):
@@ -209,9 +226,11 @@ class CallEngine:
             if e.status == 404:
                 raise unknown from None
             raise
-        return await self.store.register_reservation(
+        res = await self.store.register_reservation(
             call.eid, ref.value, ref.value, Origin.PASS_THROUGH.value,
             status=order.get("status"))
+        await self.store.record_order_facts(res.id, order)
+        return res
 
     async def _lock_order(self, claim: Claim, deadline: float) -> None:
         assert claim.reservation is not None
@@ -284,8 +303,10 @@ class CallEngine:
                 log.info("adopted captures {invnos} and refunds {refunds} made outside the "
                          "gateway on order {order_id}", invnos=invnos, refunds=refund_ids,
                          order_id=reservation.order_id)
-        if order.get("status") != reservation.status:
-            await self.store.set_reservation_status(reservation.id, str(order.get("status")))
+        if (order.get("status"), order.get("merchant_reference1") or None,
+                order.get("merchant_reference2") or None) != (
+                reservation.status, reservation.merchant_ref1, reservation.merchant_ref2):
+            await self.store.record_order_facts(reservation.id, order)
         return order
 
     # -- send ------------------------------------------------------------------------------
@@ -375,6 +396,8 @@ class CallEngine:
         effect, body = step.effect, step.body or {}
         if isinstance(effect, StatusEffect):
             return (204, {}) if order.get("status") == effect.status else None
+        if isinstance(effect, ReferencesEffect):
+            return (204, {}) if all(order.get(k) == v for k, v in body.items()) else None
         if isinstance(effect, CaptureEffect):
             known = {i.capture_id for i in await self.store.invoices_for(reservation.id)}
             for cap in order.get("captures") or []:
@@ -422,7 +445,7 @@ class CallEngine:
         ref = spec.ref(call)
         begin = await self.store.resolve(
             Begin(Action.RUN, fresh), call.eid,
-            ref.value if ref.target is Target.RESERVATION else None,
+            _rno_of(ref),
             ref.value if ref.target is Target.INVOICE else None, token, self.lease_seconds)
         try:
             await self._run_claimed(merchant, spec, call, Claim.from_begin(begin, token),
@@ -437,6 +460,11 @@ class CallEngine:
         d: defer.Deferred[None] = defer.Deferred()
         self.clock.callLater(seconds, d.callback, None)
         return d
+
+
+def _rno_of(ref: Ref) -> str | None:
+    """The number to try as a reservation number in the claiming transaction."""
+    return ref.value if ref.target in (Target.RESERVATION, Target.ANY_NUMBER) else None
 
 
 def _guard_unresolved_money(spec: CallSpec[Any], claim: Claim) -> None:

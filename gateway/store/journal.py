@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.model import (
-    CaptureEffect, EntryState, Invoice, JournalEntry, MoneyKind, RefundEffect, Reservation,
-    StatusEffect, Step, StepState, effect_to_json,
+    CaptureEffect, EntryState, Invoice, JournalEntry, MoneyKind, ReferencesEffect,
+    RefundEffect, Reservation, StatusEffect, Step, StepState, effect_to_json,
 )
 from gateway.store import ledger, mapping, rows
 from gateway.store import models as m
@@ -323,6 +323,9 @@ def complete_step(conn: Connection, now: float, journal_id: int, step: int, stat
         ledger.record_refund(conn, now, eid, journal_id, effect, body, result["refund_id"])
     elif isinstance(effect, StatusEffect):
         mapping.set_status(conn, now, effect.reservation_id, effect.status)
+    elif isinstance(effect, ReferencesEffect):
+        mapping.set_refs(conn, now, effect.reservation_id, effect.merchant_reference1,
+                         effect.merchant_reference2)
     conn.execute(_UPD_STEP, {"b_id": journal_id, "b_step": step,
                              "state": StepState.DONE.value, "response_status": status,
                              "result_json": rows.dumps(result), "updated_at": now})

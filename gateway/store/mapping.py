@@ -117,6 +117,33 @@ def set_status(conn: Connection, now: float, rid: int, status: str) -> None:
     conn.execute(_UPD_STATUS, {"b_id": rid, "b_status": status, "b_now": now})
 
 
+def set_facts(conn: Connection, now: float, rid: int, status: str | None, ref1: str | None,
+              ref2: str | None) -> None:
+    """What the gateway last read of the order: its status and merchant references."""
+    conn.execute(update(_R).where(_R.c.id == rid).values(
+        status=status, merchant_ref1=ref1 or None, merchant_ref2=ref2 or None,
+        updated_at=now))
+
+
+def set_refs(conn: Connection, now: float, rid: int, ref1: str | None, ref2: str | None
+             ) -> None:
+    """Merchant references a call just changed (None: unchanged)."""
+    values: dict[str, object] = {"updated_at": now}
+    if ref1 is not None:
+        values["merchant_ref1"] = ref1 or None
+    if ref2 is not None:
+        values["merchant_ref2"] = ref2 or None
+    conn.execute(update(_R).where(_R.c.id == rid).values(**values))
+
+
+def by_merchant_ref(conn: Connection, eid: int, ref: str) -> list[Reservation]:
+    """Reservations whose order carries ``ref`` as merchant reference 1 or 2, newest first."""
+    return [rows.reservation(r) for r in conn.execute(
+        select(_R).where(and_(_R.c.eid == eid, or_(_R.c.merchant_ref1 == ref,
+                                                   _R.c.merchant_ref2 == ref)))
+        .order_by(_R.c.id.desc()))]
+
+
 # -- the order lease: one legacy call per order at a time, across processes ------------
 
 

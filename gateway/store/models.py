@@ -58,9 +58,14 @@ reservations = Table(
     # A short lease serialising legacy calls on one order across processes.
     Column("lock_token", String(64), nullable=True),
     Column("lock_until", Float, nullable=True),
+    # The order's merchant_reference1/2 as last read (the merchant's own order id).
+    Column("merchant_ref1", String(255), nullable=True),
+    Column("merchant_ref2", String(255), nullable=True),
     UniqueConstraint("eid", "rno", name="uq_reservations_eid_rno"),
     UniqueConstraint("eid", "order_id", name="uq_reservations_eid_order"),
 )
+Index("ix_reservations_ref1", reservations.c.eid, reservations.c.merchant_ref1)
+Index("ix_reservations_ref2", reservations.c.eid, reservations.c.merchant_ref2)
 
 invoices = Table(
     "invoices",

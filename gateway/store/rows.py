@@ -30,7 +30,8 @@ def dumps(v: Any) -> str:
 
 def reservation(row: Any) -> Reservation:
     return Reservation(id=row.id, eid=row.eid, rno=row.rno, order_id=row.order_id,
-                       status=row.status, origin=row.origin, created_at=row.created_at)
+                       status=row.status, origin=row.origin, created_at=row.created_at,
+                       merchant_ref1=row.merchant_ref1, merchant_ref2=row.merchant_ref2)
 
 
 def credit(row: Any) -> Credit:

@@ -70,6 +70,16 @@ class Store:
     async def set_reservation_status(self, rid: int, status: str) -> None:
         await self._run("set_reservation_status", mapping.set_status, rid, status)
 
+    async def record_order_facts(self, rid: int, order: dict[str, Any]) -> None:
+        """Keep the order's status and merchant references as last read."""
+        await self._run("record_order_facts", mapping.set_facts, rid,
+                        None if order.get("status") is None else str(order.get("status")),
+                        order.get("merchant_reference1"), order.get("merchant_reference2"))
+
+    async def find_by_merchant_ref(self, eid: int, ref: str) -> list[Reservation]:
+        return await self._run("find_by_merchant_ref", _no_now(mapping.by_merchant_ref), eid,
+                               ref)
+
     async def list_reservations(self, eid: int | None = None, since: float | None = None,
                                 ) -> list[Reservation]:
         return await self._run("list_reservations", _no_now(mapping.listing), eid, since)

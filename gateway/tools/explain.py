@@ -13,7 +13,9 @@ from typing import Any
 
 from gateway.app import Components
 from gateway.calls.spec import Target
-from gateway.errors import GatewayError, UnknownInvoiceError, UnknownReservationError
+from gateway.errors import (
+    BadOrderNoError, GatewayError, UnknownInvoiceError, UnknownReservationError,
+)
 from gateway.legacy.xmlrpc import parse_method_call
 from gateway.model import Reservation
 from gateway.translate.plan import OrderContext, Plan
@@ -60,18 +62,27 @@ async def explain(parts: Components, body: bytes) -> Explanation:
     ref = spec.ref(call)
     store = parts.store
     invoice = None
-    reservation: Reservation | None
-    if ref.target is Target.INVOICE:
+    reservation: Reservation | None = None
+    if ref.target in (Target.INVOICE, Target.ANY_NUMBER):
         invoice = await store.get_invoice(call.eid, ref.value)
-        if invoice is None:
+        if invoice is not None:
+            reservation = await store.get_reservation_by_id(invoice.reservation_id)
+        elif ref.target is Target.INVOICE:
             raise UnknownInvoiceError(f"invoice {ref.value} is unknown for eid {call.eid}")
-        reservation = await store.get_reservation_by_id(invoice.reservation_id)
-    else:
+    elif ref.target is Target.MERCHANT_ORDER:
+        found = await store.find_by_merchant_ref(call.eid, ref.value)
+        if not found:
+            raise BadOrderNoError(f"no reservation of eid {call.eid} carries the order id "
+                                  f"{ref.value}")
+        reservation = found[0]
+    if reservation is None:
         reservation = await store.get_reservation(call.eid, ref.value) or \
             await store.get_reservation_by_order(call.eid, ref.value)
         if reservation is None:
             raise UnknownReservationError(f"reservation {ref.value} is unknown for eid "
                                           f"{call.eid}")
+    if ref.target is not Target.INVOICE:
+        invoice = None
     order = await parts.om.get_order(authed.merchant, reservation.order_id,
                                      deadline=parts.engine.clock.seconds() + 10)
     invoices = tuple(await store.invoices_for(reservation.id))

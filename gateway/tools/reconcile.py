@@ -64,8 +64,10 @@ async def compare_order(store: Store, res: Reservation,
     captures = list(order.get("captures") or [])
     refunds = list(order.get("refunds") or [])
     await store.adopt(res, captures, refunds)
-    if order.get("status") != res.status:
-        await store.set_reservation_status(res.id, str(order.get("status")))
+    if (order.get("status"), order.get("merchant_reference1") or None,
+            order.get("merchant_reference2") or None) != (res.status, res.merchant_ref1,
+                                                          res.merchant_ref2):
+        await store.record_order_facts(res.id, order)
     problems: list[Discrepancy] = []
     invoices = await store.invoices_for(res.id)
     rest_caps = {c["capture_id"]: c for c in captures}

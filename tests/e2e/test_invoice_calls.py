@@ -123,12 +123,16 @@ async def test_capture_made_outside_is_adopted(gw: Harness) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_other_v2_methods_answer_clear_faults(gw: Harness) -> None:
-    """Calls the gateway does not offer answer 9103; unknown names -32601."""
+    """Calls the gateway does not offer answer 9103 (after their eid and digest checked);
+    unknown names -32601."""
     import xmlrpc.client
 
     k = gw.sdk()
-    f = await fault_of(gw, k.check_order_status, "123", 0)
-    assert f.faultCode == 9103
+    created = await gw.create_order()
+    f = await fault_of(gw, k.split_reservation, created["rno"], 100)
+    assert f.faultCode == 9103 and "split" in f.faultString
+    f = await fault_of(gw, gw.sdk(secret="wrong").split_reservation, created["rno"], 100)
+    assert f.faultCode == 9114
     proxy = xmlrpc.client.ServerProxy(gw.url)
     f = await fault_of(gw, proxy.no_such_method, "4.1", "x")
     assert f.faultCode == -32601

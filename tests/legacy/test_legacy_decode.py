@@ -300,12 +300,12 @@ def test_method_table() -> None:
     merchant = Merchant(eid=5, shared_secret="s", rest_username="u", rest_password="p",
                         base_url="http://x")
     auth = Authenticator({5: merchant}.get, REGISTRY)
-    digest = base64.b64encode(hashlib.sha512(b"5:R1:s").digest()).decode()
+    digest = base64.b64encode(hashlib.sha512(b"5:R1:100:s").digest()).decode()
     with pytest.raises(NotAllowedError) as info:
-        auth.authenticate("check_order_status", ["4.1", "v", 5, digest, "R1", 0])
+        auth.authenticate("split_reservation", ["4.1", "v", "R1", 100, "", "", 0, 5, digest])
     assert info.value.fault_code == FaultCode.NOT_ALLOWED_OPERATION
     assert info.value.fault_string.startswith(
-        "not_allowed_operation: check_order_status is not offered by this gateway")
+        "not_allowed_operation: split_reservation is not offered by this gateway")
     with pytest.raises(MethodNotFoundError, match="system.listMethods"):
         auth.authenticate("system.listMethods", [])
     assert {"reserve_amount", "activate_reservation", "get_pclasses", "update_notes",
@@ -320,6 +320,7 @@ def test_method_table() -> None:
     ("extend_expiry_date", ["4.1", "v", "R", "99", DIGEST], 99),
     ("credit_part", ["4.1", "v", 5, "I", [], "", DIGEST], 5),
     ("check_order_status", ["4.1", "v", 5, DIGEST, 1, 0], 5),
+    ("split_reservation", ["4.1", "v", "R", 1, "", "", 0, 77, DIGEST], 77),
     ("reserve_amount", ["4.1", "v", *([""] * 14), 4321, DIGEST], 4321),
     ("email_invoice", ["4.1", "v", 2**40, "I", DIGEST], 2**40),
 ])

@@ -122,7 +122,7 @@ async def test_identical_calls_coalesce_across_processes(stores: Store2) -> None
     """Same fingerprint: one runs, the twin (other process) waits; a success whose reply was
     not delivered replays to the next identical call, a delivered one never does (the next
     is a new operation); a fault releases at once."""
-    a, b, clock = stores.a, stores.b, stores.clock
+    a, b = stores.a, stores.b
     kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="f" * 64,
                               call={"method": "activate"}, lease_seconds=10,
                               retry_window=3600, rno=None, invno=None)

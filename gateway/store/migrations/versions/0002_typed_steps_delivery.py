@@ -1,4 +1,4 @@
-"""Typed money kind on journal steps, reply delivery on journal entries.
+"""Typed money kind on journal steps, reply delivery on journal entries, merchant references.
 
 Revision ID: 0002
 Revises: 0001
@@ -6,7 +6,9 @@ Revises: 0001
 Why: the first landing inferred whether a step moved money from its URL suffix; the kind is
 now a column written with the step (backfilled from the step's effect). ``delivered_at``
 records when a call's reply reached the client's connection: a reply that was never
-delivered is replayed to the client's retry, a delivered one never is.
+delivered is replayed to the client's retry, a delivered one never is. Reservations keep
+the order's merchant references (orderid1/2) as last read, so ``check_order_status`` can
+find an order by the merchant's own order id, which Order Management cannot search by.
 """
 from __future__ import annotations
 
@@ -26,6 +28,11 @@ def upgrade() -> None:
     with op.batch_alter_table("journal") as batch:
         batch.add_column(sa.Column("delivered_at", sa.Float, nullable=True))
     op.create_index("ix_journal_order", "journal", ["order_id"])
+    with op.batch_alter_table("reservations") as batch:
+        batch.add_column(sa.Column("merchant_ref1", sa.String(255), nullable=True))
+        batch.add_column(sa.Column("merchant_ref2", sa.String(255), nullable=True))
+    op.create_index("ix_reservations_ref1", "reservations", ["eid", "merchant_ref1"])
+    op.create_index("ix_reservations_ref2", "reservations", ["eid", "merchant_ref2"])
     conn = op.get_bind()
     steps = sa.table("journal_steps", sa.column("journal_id"), sa.column("step"),
                      sa.column("effect_json"), sa.column("money"))
@@ -39,6 +46,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_reservations_ref2", "reservations")
+    op.drop_index("ix_reservations_ref1", "reservations")
+    with op.batch_alter_table("reservations") as batch:
+        batch.drop_column("merchant_ref2")
+        batch.drop_column("merchant_ref1")
     op.drop_index("ix_journal_order", "journal")
     with op.batch_alter_table("journal") as batch:
         batch.drop_column("delivered_at")
