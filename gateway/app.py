@@ -19,7 +19,8 @@ from gateway.calls import REGISTRY
 from gateway.calls.registry import CallRegistry
 from gateway.config import Config
 from gateway.engine import CallEngine
-from gateway.legacy.auth import Authenticator
+from gateway.errors import FaultCode, GatewayError, UnknownInvoiceError
+from gateway.legacy.auth import Authenticator, InvoiceCallNotOffered
 from gateway.legacy.resource import Reply
 from gateway.om.client import OmClient
 from gateway.store import schema
@@ -51,10 +52,21 @@ class Components:
         engine = self.engine
 
         async def dispatch(method: str, params: list[Any]) -> Reply:
-            authed = self.authenticator.authenticate(method, params)
+            try:
+                authed = self.authenticator.authenticate(method, params)
+            except InvoiceCallNotOffered as e:
+                raise await self._passive_invoice_fault(e) from None
             answer = await engine.run(authed.merchant, authed.spec, authed.call)
             return Reply(answer.reply, delivered=lambda: engine.delivered(answer))
         return dispatch
+
+    async def _passive_invoice_fault(self, e: InvoiceCallNotOffered) -> GatewayError:
+        """v2's answer to a passive-invoice call: an unknown invoice is 8101; a known one is
+        active (REST has no passive invoices), so its fault (8111/8113) says so."""
+        if await self.store.get_invoice(e.eid, e.invno) is None:
+            return UnknownInvoiceError(f"invoice {e.invno} is unknown for eid {e.eid}")
+        return GatewayError(f"invoice {e.invno} is active: {e.public_message}",
+                            code=FaultCode(e.known_fault))
 
     async def close(self) -> None:
         await self.om.close()

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.calls.spec import NotOffered
+from gateway.errors import FaultCode
 from gateway.legacy.digest import DigestParts, artno_pairs, param, simple
 
 
@@ -45,23 +46,25 @@ _CUSTOMER = "it needs the customer present (orders are created through Klarna Pa
 
 NOT_OFFERED: tuple[NotOffered, ...] = (
     NotOffered("activate_part", 2, f"passive invoices do not exist in REST: {_NO_ORDER}",
-               5, _concat(2, 3, artnos_at=4)),
+               5, _concat(2, 3, artnos_at=4), invno_at=3,
+               known_invoice_fault=FaultCode.INVOICE_NOT_PASSIVE_OR_FROZEN),
     NotOffered("activate_invoice", 2, f"passive invoices do not exist in REST: {_NO_ORDER}",
-               4, _colon(2, 3)),
+               4, _colon(2, 3), invno_at=3,
+               known_invoice_fault=FaultCode.INVOICE_NOT_PASSIVE_OR_FROZEN),
     NotOffered("return_amount", 2, "not offered by this gateway", 6, _colon(2, 3)),
     NotOffered("update_orderno", 2, "not offered by this gateway", 3, _colon(4, 5)),
     NotOffered("update_goods_qty", 2,
                f"an activated invoice cannot be changed in REST: {_NO_ORDER}", 3,
-               _colon(4, 5, 6)),
+               _colon(4, 5, 6), invno_at=4, known_invoice_fault=FaultCode.INVOICE_NOT_PASSIVE),
     NotOffered("update_charge_amount", 2,
                f"an activated invoice cannot be changed in REST: {_NO_ORDER}", 3,
-               _colon(4, 5, 6)),
+               _colon(4, 5, 6), invno_at=4, known_invoice_fault=FaultCode.INVOICE_NOT_PASSIVE),
     NotOffered("invoice_amount", 2, "not offered by this gateway", 4, _colon(2, 3)),
     NotOffered("invoice_part_amount", 2, "not offered by this gateway", 5,
                _concat(2, 3, artnos_at=4)),
     NotOffered("invoice_address", 2, "not offered by this gateway", 4, _colon(2, 3)),
     NotOffered("delete_invoice", 2, f"passive invoices do not exist in REST: {_NO_ORDER}",
-               4, _colon(2, 3)),
+               4, _colon(2, 3), invno_at=3, known_invoice_fault=FaultCode.INVOICE_NOT_PASSIVE),
     NotOffered("extend_invoice_due_date", 2, "not offered by this gateway", 4, _colon(2, 3)),
     NotOffered("has_account", 2, f"a credit check: {_CUSTOMER}", 4, _colon(2, 3)),
     NotOffered("get_pclasses", 2, f"part-payment classes: {_NO_ORDER}", 4,

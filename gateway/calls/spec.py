@@ -103,3 +103,7 @@ class NotOffered:
     reason: str
     digest_at: int | None = None
     digest: Callable[[Sequence[Any]], DigestParts] | None = None
+    #: Calls on passive invoices: where their invno is, and the fault v2 gave for an invoice
+    #: that exists but is active (every invoice the gateway knows is one capture: active).
+    invno_at: int | None = None
+    known_invoice_fault: int | None = None

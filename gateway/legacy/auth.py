@@ -28,7 +28,7 @@ from gateway.legacy.values import LegacyCall
 
 if TYPE_CHECKING:
     from gateway.calls.registry import CallRegistry
-    from gateway.calls.spec import CallSpec
+    from gateway.calls.spec import CallSpec, NotOffered
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,31 @@ class AuthenticatedCall:
     merchant: Merchant
     spec: CallSpec[Any]
     call: LegacyCall
+
+
+class InvoiceCallNotOffered(NotAllowedError):
+    """A call on a passive invoice (there are none in REST): the answer depends on whether
+    the invoice exists, which the dispatcher looks up (v2: active → its fault, else 8101)."""
+
+    def __init__(self, message: str, *, eid: int, invno: str, known_fault: int) -> None:
+        super().__init__(message)
+        self.eid = eid
+        self.invno = invno
+        self.known_fault = known_fault
+
+
+def _not_offered(eid: int, method: str, params: Sequence[Any], entry: NotOffered
+                 ) -> NotAllowedError:
+    message = f"{method} is not offered by this gateway: {entry.reason}"
+    if entry.invno_at is None or entry.known_invoice_fault is None \
+            or len(params) <= entry.invno_at:
+        return NotAllowedError(message)
+    try:
+        invno = p.identifier(params[entry.invno_at], "invno")
+    except InvalidParamsError:
+        return NotAllowedError(message)
+    return InvoiceCallNotOffered(message, eid=eid, invno=invno,
+                                 known_fault=entry.known_invoice_fault)
 
 
 class Authenticator:
@@ -70,8 +95,8 @@ class Authenticator:
                                                merchant.secret_bytes):
                 raise InvalidDigestError("digest does not match")
         if lookup.spec is None:
-            reason = lookup.not_offered.reason if lookup.not_offered else "not offered"
-            raise NotAllowedError(f"{method} is not offered by this gateway: {reason}")
+            assert lookup.not_offered is not None
+            raise _not_offered(eid, method, params, lookup.not_offered)
         spec = lookup.spec
         p.arity(method, params, spec.arity)
         return AuthenticatedCall(merchant, spec, spec.decode(eid, params[1], params))

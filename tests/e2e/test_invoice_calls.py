@@ -137,3 +137,24 @@ async def test_other_v2_methods_answer_clear_faults(gw: Harness) -> None:
     f = await fault_of(gw, proxy.no_such_method, "4.1", "x")
     assert f.faultCode == -32601
     _ = klarna  # the SDK is the client under test
+
+
+@pytest_twisted.ensureDeferred
+async def test_passive_invoice_calls_answer_as_v2_did(gw: Harness) -> None:
+    """REST has no passive invoices: on a known (active) invoice activate_part and
+    activate_invoice answer 8111, delete_invoice and update_goods_qty 8113; on an unknown
+    invno 8101; a wrong secret is still 9114 first. Nothing reaches Klarna."""
+    created = await gw.create_order()
+    k = gw.sdk()
+    _, invno = await gw.call(k.activate, created["rno"])
+    ops_before = await gw.operations(created["order_id"])
+    k = gw.sdk()
+    k.add_art_no(qty=1, artno="ART-1")
+    assert (await fault_of(gw, k.activate_part, invno)).faultCode == 8111
+    assert (await fault_of(gw, gw.sdk().activate_invoice, invno)).faultCode == 8111
+    assert (await fault_of(gw, gw.sdk().delete_invoice, invno)).faultCode == 8113
+    assert (await fault_of(gw, gw.sdk().update_goods_qty, invno, "ART-1", 1)).faultCode == 8113
+    assert (await fault_of(gw, gw.sdk().delete_invoice, "9999999999")).faultCode == 8101
+    bad = gw.sdk(secret="wrong")
+    assert (await fault_of(gw, bad.delete_invoice, invno)).faultCode == 9114
+    assert await gw.operations(created["order_id"]) == ops_before
