@@ -31,6 +31,8 @@ DEFAULT_ADMIN_LISTEN = "tcp:8081:interface=127.0.0.1"
 DEFAULT_SANDBOX_LISTEN = "tcp:8089:interface=127.0.0.1"
 DEFAULT_DB_URL = "sqlite:///gateway.db"
 DEFAULT_ADMIN_TOKEN = "sandbox-admin"
+#: Behaviour profiles (``gateway.calls.profiles``): REST-friendly, or v2's refusals.
+PROFILES = ("default", "v2-strict")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Merchant:
     rest_password: str = field(repr=False)
     base_url: str
     pass_through: bool = True
+    #: ``default`` (REST-friendly) or ``v2-strict`` (refuse what v2 refused): see
+    #: ``gateway.calls.profiles``.
+    profile: str = "default"
 
     @property
     def secret_bytes(self) -> bytes:
@@ -141,7 +146,7 @@ def _merchant(raw: Any, index: int) -> Merchant:
         raise ConfigError("must be a table", path)
     known = {"eid", "shared_secret", "shared_secret_env", "shared_secret_file", "rest_username",
              "rest_password", "rest_password_env", "rest_password_file", "region", "environment",
-             "base_url", "pass_through"}
+             "base_url", "pass_through", "profile"}
     for key in raw:
         if key not in known:
             raise ConfigError("unknown key", f"{path}.{key}")
@@ -176,8 +181,12 @@ def _merchant(raw: Any, index: int) -> Merchant:
     pass_through = raw.get("pass_through", True)
     if not isinstance(pass_through, bool):
         raise ConfigError("must be true or false", f"{path}.pass_through")
+    profile = raw.get("profile", "default")
+    if profile not in PROFILES:
+        raise ConfigError(f"must be one of {', '.join(PROFILES)}", f"{path}.profile")
     return Merchant(eid=eid, shared_secret=secret, rest_username=username,
-                    rest_password=password, base_url=base_url.rstrip("/"), pass_through=pass_through)
+                    rest_password=password, base_url=base_url.rstrip("/"),
+                    pass_through=pass_through, profile=profile)
 
 
 def _section(raw: dict[str, Any], name: str, cls: type, path: str) -> Any:

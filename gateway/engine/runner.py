@@ -31,6 +31,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from gateway.calls import profiles
 from gateway.calls.registry import CallRegistry
 from gateway.calls.spec import CallSpec, Ref, Target
 from gateway.config import Config, Merchant
@@ -258,7 +259,8 @@ class CallEngine:
             (i for i in claim.invoices if i.invno == ref.value), None) \
             if ref.target is Target.INVOICE else None
         ctx = OrderContext(reservation=claim.reservation, order=order,
-                           invoices=claim.invoices, invoice=invoice)
+                           invoices=claim.invoices, invoice=invoice, now=self.clock.seconds())
+        profiles.check(merchant.profile, call, ctx)
         try:
             plan = spec.plan(call, ctx)
         except ValueError as e:  # Klarna's own lines break their arithmetic

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.app import Components
+from gateway.calls import profiles
 from gateway.calls.spec import Target
 from gateway.errors import (
     BadOrderNoError, GatewayError, UnknownInvoiceError, UnknownReservationError,
@@ -86,8 +87,10 @@ async def explain(parts: Components, body: bytes) -> Explanation:
     order = await parts.om.get_order(authed.merchant, reservation.order_id,
                                      deadline=parts.engine.clock.seconds() + 10)
     invoices = tuple(await store.invoices_for(reservation.id))
-    plan = spec.plan(call, OrderContext(reservation=reservation, order=order,
-                                        invoices=invoices, invoice=invoice))
+    ctx = OrderContext(reservation=reservation, order=order, invoices=invoices,
+                       invoice=invoice, now=parts.engine.clock.seconds())
+    profiles.check(authed.merchant.profile, call, ctx)
+    plan = spec.plan(call, ctx)
     return Explanation(method=method, reservation=reservation, order=order, plan=plan,
                        summary=spec.summary)
 

@@ -68,6 +68,8 @@ class OrderContext:
     invoices: tuple[Invoice, ...] = ()
     invoice: Invoice | None = None  # the invoice a credit/email call names
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: The gateway's clock (epoch seconds) when the call is planned (time-bound v2 rules).
+    now: float | None = None
 
     @property
     def order_id(self) -> str:

@@ -1,0 +1,115 @@
+"""Every difference between the default and the v2-strict profile, one test each.
+
+Each rule of ``gateway.calls.profiles.STRICT_RULES`` has a scenario here: under v2-strict
+the call gets v2's fault; under the default profile the same call in the same state is
+planned (REST's laxer answer). The README's table is the same list, row for row.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.calls import REGISTRY, profiles
+from gateway.calls.activate import Activate
+from gateway.calls.cancel_reservation import CancelReservation
+from gateway.calls.credit_invoice import CreditInvoice
+from gateway.calls.credit_part import CreditPart
+from gateway.calls.email_invoice import EmailInvoice
+from gateway.calls.update import Update
+from gateway.errors import FaultCode, GatewayError
+from gateway.legacy.values import ArtNo, LegacyCall
+from gateway.model import Invoice, Reservation
+from gateway.translate.expiry import parse_rest_timestamp
+from gateway.translate.plan import OrderContext
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+V = "python:api:3.1.0"
+RES = Reservation(id=1, eid=1234, rno="r", order_id="o-1", status="AUTHORIZED", origin="admin")
+PLACED = "2026-06-01T10:00:00Z"
+T0 = parse_rest_timestamp(PLACED).timestamp()
+
+
+def line(ref: str, qty: int, unit: int) -> dict[str, Any]:
+    total = qty * unit
+    return {"type": "physical", "reference": ref, "name": ref, "quantity": qty,
+            "unit_price": unit, "tax_rate": 2500, "total_amount": total,
+            "total_discount_amount": 0, "total_tax_amount": total - round(total * 0.8)}
+
+
+def order(status: str = "AUTHORIZED", captured: int = 0) -> dict[str, Any]:
+    return {"order_id": "o-1", "status": status, "fraud_status": "ACCEPTED",
+            "order_amount": 20000, "captured_amount": captured,
+            "remaining_authorized_amount": 20000 - captured,
+            "order_lines": [line("A", 2, 10000)], "captures": [], "refunds": [],
+            "created_at": PLACED}
+
+
+def invoice(refunded: int = 0) -> Invoice:
+    return Invoice(id=7, eid=1234, invno="9000000000", reservation_id=1, order_id="o-1",
+                   capture_id="cap-1", captured_amount=20000, refunded_amount=refunded,
+                   lines=[line("A", 2, 10000)], refunded_qty={"A": refunded // 10000},
+                   adopted=False)
+
+
+Scenario = Callable[[], tuple[LegacyCall, OrderContext, FaultCode]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "update-after-activation": lambda: (
+        Update(1234, V, "r", orderid1="NEW"),
+        OrderContext(reservation=RES, order=order("PART_CAPTURED", 10000), now=T0 + 7200),
+        FaultCode.NOT_ALLOWED_OPERATION),
+    "activation-delay": lambda: (
+        Activate(1234, V, "r"),
+        OrderContext(reservation=RES, order=order(), now=T0 + 600),
+        FaultCode.NOT_ALLOWED_OPERATION),
+    "cancel-cancelled": lambda: (
+        CancelReservation(1234, V, "r"),
+        OrderContext(reservation=RES, order=order("CANCELLED"), now=T0 + 7200),
+        FaultCode.NOT_ALLOWED_OPERATION),
+    "credit-unknown-artno": lambda: (
+        CreditPart(1234, V, "9000000000", artnos=(ArtNo("ZZ", 1),)),
+        OrderContext(reservation=RES, order=order("CAPTURED", 20000), invoice=invoice(),
+                     now=T0 + 7200),
+        FaultCode.BAD_ARTNOLIST),
+    "fully-credited-invoice": lambda: (
+        EmailInvoice(1234, V, "9000000000"),
+        OrderContext(reservation=RES, order=order("CAPTURED", 20000),
+                     invoice=invoice(refunded=20000), now=T0 + 7200),
+        FaultCode.INVOICE_NOT_ACTIVE),
+}
+
+
+def test_every_rule_has_a_scenario_and_a_readme_row() -> None:
+    assert set(SCENARIOS) == {r.id for r in profiles.STRICT_RULES}
+    text = README.read_text(encoding="utf-8")
+    for row in profiles.readme_rows():
+        assert row in text, f"README's 'Where v2 and REST differ' lacks: {row}"
+
+
+@pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
+def test_strict_refuses_with_v2_fault_default_plans(rule_id: str) -> None:
+    call, ctx, fault = SCENARIOS[rule_id]()
+    with pytest.raises(GatewayError) as info:
+        profiles.check("v2-strict", call, ctx)
+    assert info.value.fault_code == fault
+    profiles.check("default", call, ctx)  # the default profile lets it through...
+    try:  # ...to the REST-friendly plan (which may still refuse in its own words)
+        REGISTRY.spec_for(call).plan(call, ctx)
+    except GatewayError as e:
+        assert e.fault_code != fault or rule_id == "cancel-cancelled", e
+
+
+def test_strict_allows_what_v2_allowed() -> None:
+    """The rules bite only in their state: before activation, after 30 minutes, on an
+    invoice with money left, with known artnos."""
+    ctx = OrderContext(reservation=RES, order=order(), now=T0 + 1801)
+    profiles.check("v2-strict", Activate(1234, V, "r"), ctx)
+    profiles.check("v2-strict", Update(1234, V, "r", orderid1="X"), ctx)
+    profiles.check("v2-strict", CancelReservation(1234, V, "r"), ctx)
+    captured = OrderContext(reservation=RES, order=order("CAPTURED", 20000),
+                            invoice=invoice(10000), now=T0 + 7200)
+    profiles.check("v2-strict", CreditPart(1234, V, "9", artnos=(ArtNo("A", 1),)), captured)
+    profiles.check("v2-strict", CreditInvoice(1234, V, "9"), captured)
