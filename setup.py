@@ -30,6 +30,7 @@ setup(
             "PyYAML>=6",
             "jsonschema>=4.20",
             "Klarna_API==3.1.0",
+            "klarnacheckout==3.0.1",
         ],
     },
     entry_points={"console_scripts": ["klarna-gateway = gateway.cli:main"]},

@@ -5,6 +5,8 @@ Routes (exact, other tools depend on them):
 - ``GET /v1/reservations/{eid}/{rno}`` → the mapping with its invoices and credits
 - ``POST /v1/sandbox/orders`` (sandbox mode) → 201 ``{"order_id", "rno"}``
 - ``GET /v1/journal/{eid}`` → the latest calls with the REST steps they became
+- ``POST /v1/recurring-tokens`` ``{"eid", "recurring_token", "customer_token"}`` → 201 (KCO v2
+  recurring token → Customer Token API token, checked at Klarna)
 - ``GET /healthz`` (no token)
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from twisted.web.resource import Resource
 from gateway.config import Config
 from gateway.om.client import OmClient, RestResponseError, RestTransportError
 from gateway.model import Invoice, JournalEntry, Origin
+from gateway.store.recurring import TokenConflictError
 from gateway.store.store import ReservationConflictError, Store
 
 log = Logger()
@@ -109,6 +112,7 @@ class AdminResource(Resource):
             ("GET", 4, "v1/reservations"): self._show_reservation,
             ("POST", 3, "v1/sandbox/orders"): self._sandbox_order,
             ("GET", 3, "v1/journal"): self._journal,
+            ("POST", 2, "v1/recurring-tokens"): self._map_recurring_token,
         }
         for (m, n, prefix), handler in routes.items():
             if method == m and len(parts) == n and "/".join(parts).startswith(prefix):
@@ -163,6 +167,34 @@ class AdminResource(Resource):
             raise HttpError(409, str(e)) from None
         await self.store.record_order_facts(res.id, order)
         return 201, {"eid": res.eid, "rno": res.rno, "order_id": res.order_id}
+
+    async def _map_recurring_token(self, request: server.Request, parts: list[str]
+                                   ) -> tuple[int, Any]:
+        """KCO v2 recurring token → the merchant's Customer Token API token (checked)."""
+        body = self._json_body(request)
+        eid = self._eid(body.get("eid"))
+        v2_token, token = body.get("recurring_token"), body.get("customer_token")
+        for name, value in (("recurring_token", v2_token), ("customer_token", token)):
+            if not isinstance(value, str) or not value or len(value) > 255:
+                raise HttpError(400, f"{name} must be a non-empty string")
+        merchant = self.config.merchant(eid)
+        assert merchant is not None
+        try:
+            await self.om.request(merchant, "GET", f"/customer-token/v1/tokens/{token}")
+        except RestResponseError as e:
+            if e.status == 404:
+                raise HttpError(422, f"customer token {token} does not exist for eid "
+                                     f"{eid}") from None
+            raise HttpError(502, f"Klarna answered {e.status} {e.error_code}") from None
+        except RestTransportError:
+            raise HttpError(502, "Klarna did not answer") from None
+        try:
+            new = await self.store.map_recurring_token(eid, str(v2_token), str(token),
+                                                       Origin.IMPORT.value)
+        except TokenConflictError as e:
+            raise HttpError(409, str(e)) from None
+        return (201 if new else 200), {"eid": eid, "recurring_token": v2_token,
+                                       "customer_token": token}
 
     async def _show_reservation(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
         eid = self._eid(parts[2])

@@ -121,6 +121,8 @@ class GatewayError(Exception):
         self.public_message = message
         self.debug_context = debug_context
         self.correlation_id = correlation_id
+        #: Klarna's ``error_code`` when a REST refusal caused this fault.
+        self.rest_error_code: str | None = None
         if code is not None:
             self.fault_code = code  # type: ignore[misc]
 

@@ -145,10 +145,23 @@ class ReferencesEffect:
     kind = MoneyKind.NONE
 
 
-Effect = CaptureEffect | RefundEffect | StatusEffect | ReferencesEffect
+@dataclass(frozen=True)
+class OrderCreatedEffect:
+    """A new order (a recurring purchase): registered as a reservation under ``rno``, which
+    is issued when the step is journaled, so a resumed entry answers with the same one."""
+
+    eid: int
+    origin: str
+    rno: str | None = None
+
+    kind = MoneyKind.NONE
+
+
+Effect = CaptureEffect | RefundEffect | StatusEffect | ReferencesEffect | OrderCreatedEffect
 
 _EFFECT_TYPES: dict[str, type] = {"capture": CaptureEffect, "refund": RefundEffect,
-                                  "status": StatusEffect, "references": ReferencesEffect}
+                                  "status": StatusEffect, "references": ReferencesEffect,
+                                  "order_created": OrderCreatedEffect}
 
 
 def effect_to_json(effect: Effect | None) -> dict[str, Any] | None:

@@ -24,6 +24,8 @@ from gateway.config import Config
 from gateway.engine.recovery import recover_unfinished
 from gateway.errors import ConfigError
 from gateway.legacy.resource import LegacyResource, make_site
+from gateway.recurring.resource import EdgeRoot, RecurringResource
+from gateway.recurring.service import RecurringService
 
 log = Logger()
 
@@ -105,8 +107,9 @@ class Gateway:
         legacy = LegacyResource(parts.legacy_dispatch(), max_body_bytes=s.max_body_bytes,
                                 max_depth=s.max_xml_depth,
                                 eid_of=parts.authenticator.eid_of)
+        edge = EdgeRoot(legacy, RecurringResource(RecurringService(parts)))
         self.legacy_port = await serverFromString(self.reactor, opts.listen).listen(
-            make_site(legacy, max_body_bytes=s.max_body_bytes))
+            make_site(edge, max_body_bytes=s.max_body_bytes))
         admin = AdminResource(self.config, parts.store, parts.om,
                               sandbox_mode=opts.sandbox_listen is not None)
         self.admin_port = await serverFromString(self.reactor, opts.admin_listen).listen(

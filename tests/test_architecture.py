@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "gateway"
 
 PURE = ["gateway.calls", "gateway.translate", "gateway.model", "gateway.legacy.params",
-        "gateway.legacy.digest", "gateway.legacy.values"]
+        "gateway.legacy.digest", "gateway.legacy.values", "gateway.recurring.cart",
+        "gateway.recurring.call"]
 STATEFUL = ("twisted", "sqlalchemy", "treq", "alembic", "psycopg", "gateway.store",
             "gateway.engine", "gateway.om", "gateway.service", "gateway.app",
             "gateway.sandbox")

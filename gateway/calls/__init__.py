@@ -22,6 +22,7 @@ from gateway.calls import (
     update,
 )
 from gateway.calls.not_offered import NOT_OFFERED
+from gateway.recurring import call as recurring_call
 from gateway.calls.registry import CallRegistry
 from gateway.calls.spec import CallSpec, Ref, Target
 from gateway.legacy import params as p
@@ -44,6 +45,7 @@ REGISTRY = CallRegistry(
         check_order_status.SPEC,
     ),
     not_offered=NOT_OFFERED,
+    internal=(recurring_call.SPEC,),
 )
 
 

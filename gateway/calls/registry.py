@@ -33,15 +33,23 @@ class Lookup:
 class CallRegistry:
     """Served calls by name, plus the known-but-unoffered ones (data, not scattered checks)."""
 
-    def __init__(self, served: Iterable[CallSpec[Any]], not_offered: Iterable[NotOffered]
-                 ) -> None:
+    def __init__(self, served: Iterable[CallSpec[Any]], not_offered: Iterable[NotOffered],
+                 internal: Iterable[CallSpec[Any]] = ()) -> None:
         self.served: dict[str, CallSpec[Any]] = {}
         self.not_offered: dict[str, NotOffered] = {}
+        #: Calls the engine runs and recovers but the XML-RPC edge never offers (a KCO v2
+        #: recurring purchase arrives over its own REST endpoint).
+        self.internal: dict[str, CallSpec[Any]] = {}
         for spec in served:
             _check_spec(spec)
             if spec.name in self.served:
                 raise RegistryError(f"{spec.name} is declared twice")
             self.served[spec.name] = spec
+        for spec in internal:
+            _check_spec(spec, arity_applies=False)
+            if spec.name in self.served or spec.name in self.internal:
+                raise RegistryError(f"{spec.name} is declared twice")
+            self.internal[spec.name] = spec
         for entry in not_offered:
             if entry.name in self.served or entry.name in self.not_offered:
                 raise RegistryError(f"{entry.name} is both served and not offered, or "
@@ -60,29 +68,34 @@ class CallRegistry:
         return None
 
     def spec(self, method: str) -> CallSpec[Any]:
-        return self.served[method]
+        return self.served.get(method) or self.internal[method]
 
     def spec_for(self, call: Any) -> CallSpec[Any]:
         """The declaration of a decoded call."""
-        return self.served[call.method]
+        return self.spec(call.method)
+
+    def runs(self, method: str) -> bool:
+        """Whether the engine can run (and recover) a journal entry of this method."""
+        return method in self.served or method in self.internal
 
     @property
     def names(self) -> Sequence[str]:
         return tuple(self.served)
 
 
-def _check_spec(spec: CallSpec[Any]) -> None:
+def _check_spec(spec: CallSpec[Any], *, arity_applies: bool = True) -> None:
     """Complete and self-consistent, or :class:`RegistryError` naming what is wrong."""
     where = f"call {spec.name!r}"
     if not spec.name or getattr(spec.call_type, "method", None) != spec.name:
         raise RegistryError(f"{where}: call_type.method must equal the name")
-    if not spec.arity or min(spec.arity) < 3:
-        raise RegistryError(f"{where}: arity must list the parameter counts the SDKs send")
-    for label, position in (("eid_at", spec.eid_at), ("digest_at", spec.digest_at)):
-        if not 2 <= position < min(spec.arity):
-            raise RegistryError(f"{where}: {label} {position} is outside every arity")
-    if spec.eid_at == spec.digest_at:
-        raise RegistryError(f"{where}: eid and digest cannot share a position")
+    if arity_applies:
+        if not spec.arity or min(spec.arity) < 3:
+            raise RegistryError(f"{where}: arity must list the parameter counts the SDKs send")
+        for label, position in (("eid_at", spec.eid_at), ("digest_at", spec.digest_at)):
+            if not 2 <= position < min(spec.arity):
+                raise RegistryError(f"{where}: {label} {position} is outside every arity")
+        if spec.eid_at == spec.digest_at:
+            raise RegistryError(f"{where}: eid and digest cannot share a position")
     for attr in ("digest", "decode", "plan", "reply"):
         if not callable(getattr(spec, attr)):
             raise RegistryError(f"{where}: {attr} is not callable")
@@ -91,6 +104,8 @@ def _check_spec(spec: CallSpec[Any]) -> None:
     if spec.target is Target.LOOKUP:
         if spec.locate is None:
             raise RegistryError(f"{where}: a LOOKUP target needs locate")
+        return
+    if spec.target is Target.NONE:
         return
     if spec.target not in (Target.RESERVATION, Target.INVOICE):
         raise RegistryError(f"{where}: target {spec.target.value} is located, not declared")

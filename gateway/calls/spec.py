@@ -34,6 +34,8 @@ class Target(str, Enum):
     ANY_NUMBER = "any_number"
     #: Located by ``locate``: the merchant's own order id (merchant_reference1/2).
     MERCHANT_ORDER = "merchant_order"
+    #: The call names no order: it creates one (a recurring purchase).
+    NONE = "none"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class CallSpec(Generic[C]):
         """The number this call names."""
         if self.locate is not None:
             return self.locate(call)  # type: ignore[arg-type]
+        if self.target is Target.NONE:
+            return Ref(Target.NONE, "")
         field = "rno" if self.target is Target.RESERVATION else "invno"
         return Ref(self.target, str(getattr(call, field)))
 

@@ -62,7 +62,14 @@ def disposition(e: BaseException, target: Target) -> Failure:
 
 
 def rest_error_to_fault(e: RestResponseError, target: Target) -> GatewayError:
-    """Map a definitive REST refusal to the legacy fault table (translation.md §3)."""
+    """Map a definitive REST refusal to the legacy fault table (translation.md §3),
+    keeping Klarna's ``error_code`` on the fault for edges that speak REST."""
+    fault = _fault_for(e, target)
+    fault.rest_error_code = e.error_code
+    return fault
+
+
+def _fault_for(e: RestResponseError, target: Target) -> GatewayError:
     message = "; ".join(e.messages) or (e.error_code or f"HTTP {e.status}")
     cid = e.correlation_id
     if e.status == 401:

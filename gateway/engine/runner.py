@@ -44,16 +44,17 @@ from gateway.errors import (
 )
 from gateway.legacy.values import LegacyCall, from_json
 from gateway.model import (
-    CaptureEffect, EntryState, JournalEntry, MoneyKind, Origin, ReferencesEffect,
-    RefundEffect, Reservation,
+    CaptureEffect, EntryState, JournalEntry, MoneyKind, OrderCreatedEffect, Origin,
+    ReferencesEffect, RefundEffect, Reservation,
     Step, StatusEffect, StepState,
 )
 from gateway.om.client import (
     DeadlineExceededError, OmClient, RestResponseError, RestTransportError, created_id,
+    created_order,
 )
 from gateway.store.journal import Action, Begin, ClaimContendedError, LeaseLostError, Outcome
 from gateway.store.store import Store
-from gateway.translate.plan import OrderContext, Plan, Result
+from gateway.translate.plan import OrderContext, Plan, Result, new_order
 
 log = Logger()
 
@@ -141,10 +142,12 @@ class CallEngine:
     async def _run_claimed(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall,
                            claim: Claim, deadline: float) -> Any:
         try:
-            if claim.reservation is None:
-                claim.reservation = await self._resolve_slow(merchant, spec, call, deadline)
-            if not claim.locked:
-                await self._lock_order(claim, deadline)
+            if spec.target is not Target.NONE:
+                if claim.reservation is None:
+                    claim.reservation = await self._resolve_slow(merchant, spec, call,
+                                                                 deadline)
+                if not claim.locked:
+                    await self._lock_order(claim, deadline)
             if not claim.entry.steps:
                 plan, result = await self._plan(merchant, spec, call, claim, deadline)
                 if not plan.steps:
@@ -252,14 +255,7 @@ class CallEngine:
                     claim: Claim, deadline: float) -> tuple[Plan, Result]:
         """Read the order, plan the call, and journal the steps (keys before sending)."""
         _guard_unresolved_money(spec, claim)
-        assert claim.reservation is not None
-        order = await self._read_order(merchant, claim, deadline)
-        ref = spec.ref(call)
-        invoice = claim.invoice or next(
-            (i for i in claim.invoices if i.invno == ref.value), None) \
-            if ref.target is Target.INVOICE else None
-        ctx = OrderContext(reservation=claim.reservation, order=order,
-                           invoices=claim.invoices, invoice=invoice, now=self.clock.seconds())
+        ctx = await self._context(merchant, spec, call, claim, deadline)
         profiles.check(merchant.profile, call, ctx)
         try:
             plan = spec.plan(call, ctx)
@@ -267,15 +263,34 @@ class CallEngine:
             raise NotAllowedError("cannot split the order's lines: Klarna's order lines do "
                                   "not follow total = quantity x unit_price - discount",
                                   debug_context=str(e)) from None
+        order = ctx.order
         if plan.steps:
             claim.entry = await self.store.plan_steps(
                 claim.fence, self.lease_seconds, entry=claim.entry,
-                order_id=claim.reservation.order_id, steps=plan.steps,
-                allocate_invno=plan.allocate_invno, notes=plan.notes,
-                reply=lambda invno: None if spec.reply_reads_order else spec.reply(
-                    call, Result(invno=invno, order=order, answer=plan.answer)))
+                order_id=ctx.reservation.order_id, steps=plan.steps,
+                allocate_invno=plan.allocate_invno, allocate_rno=plan.allocate_rno,
+                notes=plan.notes,
+                reply=lambda invno, rno: None if spec.reply_reads_order else spec.reply(
+                    call, Result(invno=invno, rno=rno, order=order, answer=plan.answer)))
+        ref = spec.ref(call)
         return plan, Result(invno=ref.value if ref.target is Target.INVOICE else None,
                             order=order, answer=plan.answer)
+
+    async def _context(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall,
+                       claim: Claim, deadline: float) -> OrderContext:
+        """What the plan may look at: the order as Klarna reports it now (read, with what
+        was made elsewhere adopted), or nothing yet for a call that creates the order."""
+        if spec.target is Target.NONE:
+            return OrderContext(reservation=new_order(call.eid), order={},
+                                now=self.clock.seconds())
+        assert claim.reservation is not None
+        order = await self._read_order(merchant, claim, deadline)
+        ref = spec.ref(call)
+        invoice = claim.invoice or next(
+            (i for i in claim.invoices if i.invno == ref.value), None) \
+            if ref.target is Target.INVOICE else None
+        return OrderContext(reservation=claim.reservation, order=order,
+                            invoices=claim.invoices, invoice=invoice, now=self.clock.seconds())
 
     async def _finish_without_steps(self, spec: CallSpec[Any], call: LegacyCall, claim: Claim,
                                     plan: Plan, result: Result) -> Any:
@@ -372,6 +387,8 @@ class CallEngine:
             result["capture_id"] = created_id(resp, "capture")
         elif isinstance(step.effect, RefundEffect):
             result["refund_id"] = created_id(resp, "refund")
+        elif isinstance(step.effect, OrderCreatedEffect):
+            result.update(created_order(resp))
         await self._complete(claim, step, resp.status, result, finish)
 
     async def _settle(self, merchant: Merchant, claim: Claim, step: Step, deadline: float,
@@ -383,7 +400,8 @@ class CallEngine:
         store has no row for, matching the step exactly (:func:`decisions.same_money`), is
         this step's; a cancel/release whose target status the order already has is done.
         """
-        assert claim.reservation is not None
+        if claim.reservation is None:  # an order being created: nothing to read yet
+            return False
         order = await self.om.get_order(merchant, claim.reservation.order_id,
                                         deadline=deadline)
         found = await self._find_effect(claim.reservation, step, order)
@@ -431,7 +449,7 @@ class CallEngine:
         Returns a one-word outcome for reports: done, failed, pending or skipped.
         """
         merchant = self.config.merchant(entry.eid)
-        if merchant is None or entry.method not in self.registry.served:
+        if merchant is None or not self.registry.runs(entry.method):
             return "skipped"
         token = uuid.uuid4().hex
         fresh = await self.store.take_over(entry.id, token, self.lease_seconds)

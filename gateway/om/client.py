@@ -328,6 +328,16 @@ def created_id(resp: OmResponse, kind: str) -> str:
     return value
 
 
+def created_order(resp: OmResponse) -> dict[str, Any]:
+    """The order a purchase created (``order_id``, ``fraud_status``); a 2xx without an
+    order id is not a success we can record."""
+    body = resp.body if isinstance(resp.body, dict) else {}
+    if not body.get("order_id"):
+        raise RestTransportError(f"{resp.status} without an order_id")
+    return {"order_id": str(body["order_id"]), "fraud_status": body.get("fraud_status"),
+            "status": "AUTHORIZED"}
+
+
 def _sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:
     d: defer.Deferred[None] = defer.Deferred()
     reactor.callLater(seconds, d.callback, None)

@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.model import (
-    CaptureEffect, EntryState, Invoice, JournalEntry, MoneyKind, ReferencesEffect,
-    RefundEffect, Reservation, StatusEffect, Step, StepState, effect_to_json,
+    CaptureEffect, EntryState, Invoice, JournalEntry, MoneyKind, OrderCreatedEffect,
+    ReferencesEffect, RefundEffect, Reservation, StatusEffect, Step, StepState, effect_to_json,
 )
 from gateway.store import ledger, mapping, rows
 from gateway.store import models as m
@@ -263,7 +263,7 @@ def idempotency_key(install_id: str, journal_id: int, step: int) -> str:
 
 def plan(conn: Connection, now: float, fence: Fence, until: float, *, entry: JournalEntry,
          order_id: str, steps: Sequence[Any], install_id: str, invno: str | None,
-         notes: Sequence[str], reply: Any = None) -> JournalEntry:
+         notes: Sequence[str], reply: Any = None, rno: str | None = None) -> JournalEntry:
     """Commit the REST steps (with their idempotency keys) before any is sent.
 
     ``steps`` are :class:`gateway.translate.plan.RestStep` values. ``invno`` (issued by the
@@ -278,6 +278,8 @@ def plan(conn: Connection, now: float, fence: Fence, until: float, *, entry: Jou
         effect = s.effect
         if isinstance(effect, CaptureEffect):
             effect = replace(effect, invno=invno)
+        elif isinstance(effect, OrderCreatedEffect):
+            effect = replace(effect, rno=rno)
         key = idempotency_key(install_id, entry.id, i)
         body = None if s.body is None else rows.loads(rows.dumps(s.body))
         conn.execute(_S.insert(), {
@@ -290,16 +292,18 @@ def plan(conn: Connection, now: float, fence: Fence, until: float, *, entry: Jou
                             path=s.path, body=body, idempotency_key=key, purpose=s.purpose,
                             effect=effect, state=StepState.PLANNED, result=None,
                             updated_at=now))
-    values: dict[str, Any] = {"order_id": order_id, "updated_at": now}
+    values: dict[str, Any] = {"order_id": order_id or None, "updated_at": now}
     if invno is not None:
         values["invno"] = invno
+    if rno is not None:
+        values["rno"] = rno
     if notes:
         values["notes_json"] = rows.dumps(list(notes))
     if reply is not None:
         values["reply_json"] = rows.dumps(reply)
     conn.execute(_UPD_ENTRY, {"b_id": entry.id, **values})
-    return replace(entry, order_id=order_id, steps=tuple(planned), notes=list(notes),
-                   updated_at=now, invno=invno or entry.invno,
+    return replace(entry, order_id=order_id or None, steps=tuple(planned), notes=list(notes),
+                   updated_at=now, invno=invno or entry.invno, rno=rno or entry.rno,
                    reply=rows.loads(rows.dumps(reply)) if reply is not None else None)
 
 
@@ -326,6 +330,10 @@ def complete_step(conn: Connection, now: float, journal_id: int, step: int, stat
     elif isinstance(effect, ReferencesEffect):
         mapping.set_refs(conn, now, effect.reservation_id, effect.merchant_reference1,
                          effect.merchant_reference2)
+    elif isinstance(effect, OrderCreatedEffect):
+        res = mapping.register(conn, now, effect.eid, result["order_id"], effect.rno,
+                               effect.origin, result.get("status"), 0)
+        conn.execute(_UPD_ENTRY, {"b_id": journal_id, "order_id": res.order_id})
     conn.execute(_UPD_STEP, {"b_id": journal_id, "b_step": step,
                              "state": StepState.DONE.value, "response_status": status,
                              "result_json": rows.dumps(result), "updated_at": now})

@@ -105,6 +105,20 @@ credits = Table(
 )
 Index("ix_credits_invoice", credits.c.invoice_id)
 
+#: KCO v2 recurring token → Customer Token API token, per merchant (imported, or recorded
+#: when a v2 token turned out to be a customer token itself).
+recurring_tokens = Table(
+    "recurring_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("eid", BigInteger, nullable=False),
+    Column("recurring_token", String(255), nullable=False),
+    Column("customer_token", String(255), nullable=False),
+    Column("origin", String(16), nullable=False),  # import | pass_through
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("eid", "recurring_token", name="uq_recurring_tokens"),
+)
+
 #: One row per legacy call that passed authentication.
 journal = Table(
     "journal",

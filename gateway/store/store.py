@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from gateway.model import Invoice, JournalEntry, Reservation
-from gateway.store import journal, ledger, mapping
+from gateway.store import journal, ledger, mapping, recurring
 from gateway.store import models as m
 from gateway.store.database import Database
 from gateway.store.journal import Begin, Fence, Outcome
@@ -108,6 +108,17 @@ class Store:
         return await self._run("adopt", ledger.adopt, reservation, captures, refunds,
                                self.invno_start)
 
+    # -- recurring tokens ----------------------------------------------------------------
+
+    async def customer_token(self, eid: int, recurring_token: str) -> str | None:
+        return await self._run("customer_token", _no_now(recurring.customer_token), eid,
+                               recurring_token)
+
+    async def map_recurring_token(self, eid: int, recurring_token: str, customer_token: str,
+                                  origin: str) -> bool:
+        return await self._run("map_recurring_token", recurring.map_token, eid,
+                               recurring_token, customer_token, origin)
+
     # -- journal -------------------------------------------------------------------------
 
     async def begin_call(self, *, eid: int, method: str, fingerprint: str,
@@ -140,15 +151,18 @@ class Store:
 
     async def plan_steps(self, fence: Fence, lease_seconds: float, *, entry: JournalEntry,
                          order_id: str, steps: Sequence[Any], allocate_invno: bool,
-                         notes: Sequence[str],
-                         reply: Callable[[str | None], Any] | None = None) -> JournalEntry:
-        """Commit the steps and their keys (and issue the invno) before any is sent, with the
-        reply they will earn (``reply(invno)``), so a resumed entry answers the same."""
+                         notes: Sequence[str], allocate_rno: bool = False,
+                         reply: Callable[[str | None, str | None], Any] | None = None,
+                         ) -> JournalEntry:
+        """Commit the steps and their keys (and issue the invno, or the rno of an order the
+        steps create) before any is sent, with the reply they will earn
+        (``reply(invno, rno)``), so a resumed entry answers the same."""
         install_id = await self.install_id()
         until = self.clock.seconds() + lease_seconds
         return await self._run("plan_steps", _plan, fence, until, entry=entry,
                                order_id=order_id, steps=steps, install_id=install_id,
                                allocate_invno=allocate_invno, invno_start=self.invno_start,
+                               allocate_rno=allocate_rno, rno_start=self.rno_start,
                                notes=notes, reply=reply)
 
     async def complete_step(self, step_journal_id: int, step: int, status: int,
@@ -214,12 +228,14 @@ def _begin(conn: Connection, now: float, *, rno: str | None, invno: str | None, 
 
 
 def _plan(conn: Connection, now: float, fence: Fence, until: float, *, allocate_invno: bool,
-          invno_start: int, reply: Callable[[str | None], Any] | None,
-          **kwargs: Any) -> JournalEntry:
+          invno_start: int, allocate_rno: bool, rno_start: int,
+          reply: Callable[[str | None, str | None], Any] | None, **kwargs: Any
+          ) -> JournalEntry:
     invno = mapping.next_number(conn, "invno", invno_start) if allocate_invno else None
-    named = kwargs["entry"].invno
-    planned = None if reply is None else reply(invno or named)
-    return journal.plan(conn, now, fence, until, invno=invno, reply=planned, **kwargs)
+    rno = mapping.next_number(conn, "rno", rno_start) if allocate_rno else None
+    entry = kwargs["entry"]
+    planned = None if reply is None else reply(invno or entry.invno, rno or entry.rno)
+    return journal.plan(conn, now, fence, until, invno=invno, rno=rno, reply=planned, **kwargs)
 
 
 def _complete(conn: Connection, now: float, journal_id: int, step: int, status: int,

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.model import CaptureEffect, Effect, Invoice, MoneyKind, Reservation, money_kind
+from gateway.model import (
+    CaptureEffect, Effect, Invoice, MoneyKind, OrderCreatedEffect, Reservation, money_kind,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class Plan:
         """Issue an invoice number when journaling this plan (a capture creates an invoice)."""
         return any(isinstance(s.effect, CaptureEffect) for s in self.steps)
 
+    @property
+    def allocate_rno(self) -> bool:
+        """Issue a reservation number when journaling this plan (it creates an order)."""
+        return any(isinstance(s.effect, OrderCreatedEffect) for s in self.steps)
+
 
 @dataclass(frozen=True)
 class Result:
@@ -52,11 +59,19 @@ class Result:
 
     #: The invoice the call is about: the one it names, or the one its capture created.
     invno: str | None = None
+    #: The reservation number of an order the call created.
+    rno: str | None = None
     #: The order: as read for planning, or re-read after the steps when the call's
     #: declaration says its reply needs it (``CallSpec.reply_reads_order``).
     order: Mapping[str, Any] | None = None
     #: The plan's :attr:`Plan.answer`.
     answer: Any = None
+
+
+def new_order(eid: int) -> Reservation:
+    """The reservation of an order a call is about to create (it has no number or id yet):
+    what a creating call's plan finds in ``OrderContext.reservation``."""
+    return Reservation(id=0, eid=eid, rno="", order_id="", status=None, origin="new")
 
 
 @dataclass(frozen=True)

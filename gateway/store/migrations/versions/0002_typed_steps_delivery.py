@@ -9,6 +9,7 @@ records when a call's reply reached the client's connection: a reply that was ne
 delivered is replayed to the client's retry, a delivered one never is. Reservations keep
 the order's merchant references (orderid1/2) as last read, so ``check_order_status`` can
 find an order by the merchant's own order id, which Order Management cannot search by.
+``recurring_tokens`` maps KCO v2 recurring tokens to Customer Token API tokens.
 """
 from __future__ import annotations
 
@@ -33,6 +34,16 @@ def upgrade() -> None:
         batch.add_column(sa.Column("merchant_ref2", sa.String(255), nullable=True))
     op.create_index("ix_reservations_ref1", "reservations", ["eid", "merchant_ref1"])
     op.create_index("ix_reservations_ref2", "reservations", ["eid", "merchant_ref2"])
+    op.create_table(
+        "recurring_tokens",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("eid", sa.BigInteger, nullable=False),
+        sa.Column("recurring_token", sa.String(255), nullable=False),
+        sa.Column("customer_token", sa.String(255), nullable=False),
+        sa.Column("origin", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.UniqueConstraint("eid", "recurring_token", name="uq_recurring_tokens"),
+    )
     conn = op.get_bind()
     steps = sa.table("journal_steps", sa.column("journal_id"), sa.column("step"),
                      sa.column("effect_json"), sa.column("money"))
@@ -46,6 +57,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("recurring_tokens")
     op.drop_index("ix_reservations_ref2", "reservations")
     op.drop_index("ix_reservations_ref1", "reservations")
     with op.batch_alter_table("reservations") as batch:
