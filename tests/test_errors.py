@@ -58,3 +58,12 @@ def test_rest_refusals_map_to_legacy_faults(status: int, code: str | None, messa
     assert isinstance(err, GatewayError)
     assert err.fault_code == fault
     assert err.fault_string.endswith("(correlation_id corr-9)")
+
+
+def test_readme_lists_every_call_not_offered() -> None:
+    """The README's "Calls the gateway does not offer" table is the registry's data."""
+    from gateway.calls import not_offered
+
+    text = README.read_text(encoding="utf-8")
+    for row in not_offered.readme_rows():
+        assert row in text, row

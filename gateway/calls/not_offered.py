@@ -85,3 +85,13 @@ NOT_OFFERED: tuple[NotOffered, ...] = (
                _concat(16, 2, 4)),
     NotOffered("activate_reservation", 17, "not offered by this gateway", 18),
 )
+
+
+def readme_rows() -> list[str]:
+    """The README's "Calls the gateway does not offer" table (a test keeps them equal)."""
+    rows = []
+    for entry in NOT_OFFERED:
+        answer = "9103" if entry.known_invoice_fault is None else \
+            f"{int(entry.known_invoice_fault)} on a known invoice, 8101 otherwise"
+        rows.append(f"| `{entry.name}` | {answer} | {entry.reason} |")
+    return rows
