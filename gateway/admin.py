@@ -7,7 +7,10 @@ Routes (exact, other tools depend on them):
 - ``GET /v1/journal/{eid}`` → the latest calls with the REST steps they became
 - ``POST /v1/recurring-tokens`` ``{"eid", "recurring_token", "customer_token"}`` → 201 (KCO v2
   recurring token → Customer Token API token, checked at Klarna)
-- ``GET /healthz`` (no token)
+- ``GET /healthz`` (no token): the process answers and its database too
+- ``GET /readyz`` (no token): 200 while the database is reachable and migrated, recovery
+  runs and the process is not draining; 503 otherwise (take it out of the load balancer)
+- ``GET /metrics`` (no token): Prometheus text
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from gateway.config import Config
+from gateway.metrics import CONTENT_TYPE_LATEST, NO_METRICS, Metrics
 from gateway.om.client import OmClient, RestResponseError, RestTransportError
 from gateway.model import Invoice, JournalEntry, Origin
 from gateway.store.recurring import TokenConflictError
@@ -65,14 +69,20 @@ class AdminResource(Resource):
     isLeaf = True
 
     def __init__(self, config: Config, store: Store, om: OmClient, *,
-                 sandbox_mode: bool = False) -> None:
+                 sandbox_mode: bool = False, metrics: Metrics = NO_METRICS,
+                 readiness: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
         super().__init__()
         self.config = config
         self.store = store
         self.om = om
         self.sandbox_mode = sandbox_mode
+        self.metrics = metrics
+        self.readiness = readiness
 
     def render(self, request: server.Request) -> Any:
+        if request.postpath == [b"metrics"] and request.method == b"GET":
+            request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode())
+            return self.metrics.render()
         d = defer.ensureDeferred(self._handle(request))
         d.addErrback(lambda f: log.failure("admin request failed", f))
         return server.NOT_DONE_YET
@@ -104,8 +114,11 @@ class AdminResource(Resource):
         method = request.method.decode()
         parts = [p.decode() for p in request.postpath if p]
         if parts == ["healthz"] and method == "GET":
-            await self.store.install_id()
+            await self.store.journal_counts()
             return 200, {"status": "ok"}
+        if parts == ["readyz"] and method == "GET":
+            state = await self.readiness() if self.readiness else {"ready": True}
+            return (200 if state.get("ready") else 503), state
         self._authorize(request)
         routes: dict[tuple[str, int, str], Callable[..., Awaitable[tuple[int, Any]]]] = {
             ("POST", 2, "v1/reservations"): self._add_reservation,

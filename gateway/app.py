@@ -22,6 +22,7 @@ from gateway.engine import CallEngine
 from gateway.errors import FaultCode, GatewayError, UnknownInvoiceError
 from gateway.legacy.auth import Authenticator, InvoiceCallNotOffered
 from gateway.legacy.resource import Reply
+from gateway.metrics import NO_METRICS, Metrics
 from gateway.om.client import OmClient
 from gateway.store import schema
 from gateway.store.database import Database
@@ -45,19 +46,21 @@ class Components:
     engine: CallEngine
     authenticator: Authenticator
     registry: CallRegistry
+    metrics: Metrics
 
-    def legacy_dispatch(self) -> Callable[[str, list[Any]], Awaitable[Reply]]:
+    def legacy_dispatch(self) -> Callable[[str, list[Any], str | None], Awaitable[Reply]]:
         """``(method, params) -> Reply``: authenticate and decode once, run, and record the
         reply's delivery when the edge has written it to the client's connection."""
         engine = self.engine
 
-        async def dispatch(method: str, params: list[Any]) -> Reply:
+        async def dispatch(method: str, params: list[Any], client: str | None = None) -> Reply:
             try:
-                authed = self.authenticator.authenticate(method, params)
+                authed = self.authenticator.authenticate(method, params, client)
             except InvoiceCallNotOffered as e:
                 raise await self._passive_invoice_fault(e) from None
             answer = await engine.run(authed.merchant, authed.spec, authed.call)
-            return Reply(answer.reply, delivered=lambda: engine.delivered(answer))
+            return Reply(answer.reply, delivered=lambda: engine.delivered(answer),
+                         context=answer.context())
         return dispatch
 
     async def _passive_invoice_fault(self, e: InvoiceCallNotOffered) -> GatewayError:
@@ -75,9 +78,10 @@ class Components:
 
 async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | None = None,
                 threaded: bool = True, schema_mode: SchemaMode = SchemaMode.CHECK,
-                registry: CallRegistry = REGISTRY) -> Components:
+                registry: CallRegistry = REGISTRY, metrics: Metrics = NO_METRICS
+                ) -> Components:
     """Open the database (schema handled per ``schema_mode``) and wire everything to it."""
-    db = Database(db_url, clock, threaded=threaded)
+    db = Database(db_url, clock, threaded=threaded, metrics=metrics)
     try:
         await _prepare_schema(db, clock, schema_mode)
         s = config.gateway
@@ -86,11 +90,11 @@ async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | N
     except BaseException:
         db.stop()
         raise
-    om = OmClient(clock, timeout=s.rest_timeout_seconds, http=http)
-    engine = CallEngine(config, store, om, clock, registry)
+    om = OmClient(clock, timeout=s.rest_timeout_seconds, http=http, metrics=metrics)
+    engine = CallEngine(config, store, om, clock, registry, metrics)
     return Components(config=config, db=db, store=store, om=om, engine=engine,
                       authenticator=Authenticator(config.merchant, registry),
-                      registry=registry)
+                      registry=registry, metrics=metrics)
 
 
 async def _prepare_schema(db: Database, clock: Any, mode: SchemaMode) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,19 @@ class Merchant:
     #: ``default`` (REST-friendly) or ``v2-strict`` (refuse what v2 refused): see
     #: ``gateway.calls.profiles``.
     profile: str = "default"
+    #: Client networks whose legacy calls are accepted for this eid (empty: any). The
+    #: legacy digest covers neither the method nor a nonce, so a captured request can be
+    #: replayed as another call: TLS and this list are the defence.
+    allowed_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+
+    def accepts(self, client: str) -> bool:
+        if not self.allowed_networks:
+            return True
+        try:
+            address = ip_address(client)
+        except ValueError:
+            return False
+        return any(address in net for net in self.allowed_networks)
 
     @property
     def secret_bytes(self) -> bytes:
@@ -62,6 +76,12 @@ class GatewaySettings:
     admin_token: str = DEFAULT_ADMIN_TOKEN
     max_body_bytes: int = 1024 * 1024
     max_xml_depth: int = 32
+    #: Every listener: a request (headers and body) must arrive within this many seconds.
+    request_deadline_seconds: float = 30.0
+    #: Every listener: a keep-alive connection idle this long is closed.
+    idle_timeout_seconds: float = 15.0
+    #: Every listener: connections beyond this many open ones are closed at once.
+    max_connections: int = 512
     rno_start: int = 8000000000
     invno_start: int = 9000000000
     rest_timeout_seconds: float = 3.0
@@ -146,7 +166,7 @@ def _merchant(raw: Any, index: int) -> Merchant:
         raise ConfigError("must be a table", path)
     known = {"eid", "shared_secret", "shared_secret_env", "shared_secret_file", "rest_username",
              "rest_password", "rest_password_env", "rest_password_file", "region", "environment",
-             "base_url", "pass_through", "profile"}
+             "base_url", "pass_through", "profile", "allowed_networks"}
     for key in raw:
         if key not in known:
             raise ConfigError("unknown key", f"{path}.{key}")
@@ -186,7 +206,18 @@ def _merchant(raw: Any, index: int) -> Merchant:
         raise ConfigError(f"must be one of {', '.join(PROFILES)}", f"{path}.profile")
     return Merchant(eid=eid, shared_secret=secret, rest_username=username,
                     rest_password=password, base_url=base_url.rstrip("/"),
-                    pass_through=pass_through, profile=profile)
+                    pass_through=pass_through, profile=profile,
+                    allowed_networks=_networks(raw.get("allowed_networks", []),
+                                               f"{path}.allowed_networks"))
+
+
+def _networks(raw: Any, path: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ConfigError("must be a list of networks such as \"10.0.0.0/8\"", path)
+    try:
+        return tuple(ip_network(x, strict=False) for x in raw)
+    except ValueError as e:
+        raise ConfigError(f"not a network: {e}", path) from None
 
 
 def _section(raw: dict[str, Any], name: str, cls: type, path: str) -> Any:

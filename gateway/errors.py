@@ -123,6 +123,8 @@ class GatewayError(Exception):
         self.correlation_id = correlation_id
         #: Klarna's ``error_code`` when a REST refusal caused this fault.
         self.rest_error_code: str | None = None
+        #: What the call was about (journal_id, rno, invno), for logs and metrics.
+        self.context: dict[str, object] = {}
         if code is not None:
             self.fault_code = code  # type: ignore[misc]
 

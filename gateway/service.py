@@ -2,10 +2,14 @@
 
 ``Gateway.start()`` brings up, in order: the in-process sandbox (with ``--sandbox``), the
 parts (database with its schema checked, or upgraded in place for a single-process SQLite
-store; REST client; engine), the XML-RPC listener and the admin listener, then recovers
-unfinished journal entries in the background. ``stop()`` closes listeners first and the
-database last, and a start that fails half-way stops what it had started. The CLI and the
-tests use this same path; there is no second way to start.
+store; REST client; engine), the XML-RPC listener and the admin listener (each bounded by
+``gateway.web``: a deadline per request, an idle timeout, a connection cap, credentials
+before any body byte), then recovers unfinished journal entries in the background.
+
+``stop()`` drains: it stops accepting, lets calls in flight finish for up to the retry
+budget plus a margin (a call cut off then is no worse than a killed one: its journal entry
+is resumed by the next process), then closes the database. A start that fails half-way
+stops what it had started. The CLI and the tests use this same path.
 """
 from __future__ import annotations
 
@@ -16,14 +20,19 @@ from twisted.internet import defer, task
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.web import server
+
+import hmac
+from dataclasses import replace
 
 from gateway.admin import AdminResource
 from gateway.app import Components, SchemaMode, build
 from gateway.config import Config
 from gateway.engine.recovery import recover_unfinished
 from gateway.errors import ConfigError
-from gateway.legacy.resource import LegacyResource, make_site
+from gateway.legacy.resource import CallRecord, LegacyResource, make_site
+from gateway.metrics import Metrics
+from gateway.store.models import SCHEMA_HEAD
+from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
 from gateway.recurring.resource import EdgeRoot, RecurringResource
 from gateway.recurring.service import RecurringService
 
@@ -31,6 +40,10 @@ log = Logger()
 
 #: Seconds between sweeps for unfinished journal entries whose lease has lapsed.
 RECOVERY_INTERVAL = 5.0
+#: Seconds between refreshes of the journal gauges (pending, unresolved).
+GAUGE_INTERVAL = 15.0
+#: Admin paths that need no bearer token (probes; the console signs its users in itself).
+_OPEN_ADMIN_PATHS = (b"/healthz", b"/readyz", b"/metrics")
 
 
 @dataclass
@@ -45,9 +58,31 @@ class GatewayOptions:
 
 
 def _url_of(port: IListeningPort) -> str:
+    """A URL a local client can use (``0.0.0.0`` → 127.0.0.1), or ``unix:PATH``."""
     host = port.getHost()
+    if not hasattr(host, "port"):
+        return f"unix:{getattr(host, 'name', host)}"
     addr = "127.0.0.1" if host.host in ("0.0.0.0", "::", "") else host.host
     return f"http://{addr}:{host.port}"
+
+
+def describe(port: IListeningPort) -> str:
+    """What the port really is bound to, for the start-up lines (all interfaces said)."""
+    host = port.getHost()
+    if not hasattr(host, "port"):
+        return f"unix:{getattr(host, 'name', host)}"
+    scope = " (all interfaces)" if host.host in ("0.0.0.0", "::", "") else ""
+    return f"{host.host}:{host.port}{scope}"
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - never let a display helper break start-up
+        return url.split("@")[-1]
 
 
 class Gateway:
@@ -65,6 +100,11 @@ class Gateway:
         self.admin_port: IListeningPort | None = None
         self.recovery: defer.Deferred[Any] | None = None
         self.recovery_loop: task.LoopingCall | None = None
+        self.gauge_loop: task.LoopingCall | None = None
+        self.metrics = Metrics()
+        self.legacy: LegacyResource | None = None
+        self.draining = False
+        self.last_recovery: float | None = None
 
     @property
     def legacy_url(self) -> str:
@@ -102,20 +142,31 @@ class Gateway:
         self.parts = parts = await build(
             self.config, opts.db_url, self.reactor,
             schema_mode=SchemaMode.UPGRADE if sqlite and opts.upgrade_sqlite
-            else SchemaMode.CHECK)
+            else SchemaMode.CHECK, metrics=self.metrics)
         s = self.config.gateway
-        legacy = LegacyResource(parts.legacy_dispatch(), max_body_bytes=s.max_body_bytes,
-                                max_depth=s.max_xml_depth,
-                                eid_of=parts.authenticator.eid_of)
+        limits = ListenerLimits(request_deadline_seconds=s.request_deadline_seconds,
+                                idle_timeout_seconds=s.idle_timeout_seconds,
+                                max_connections=s.max_connections)
+        self.legacy = legacy = LegacyResource(
+            parts.legacy_dispatch(), max_body_bytes=s.max_body_bytes,
+            max_depth=s.max_xml_depth, eid_of=parts.authenticator.eid_of,
+            on_call=self._observe_call, clock=self.reactor)
         edge = EdgeRoot(legacy, RecurringResource(RecurringService(parts)))
         self.legacy_port = await serverFromString(self.reactor, opts.listen).listen(
-            make_site(edge, max_body_bytes=s.max_body_bytes))
+            make_site(edge, max_body_bytes=s.max_body_bytes, limits=limits,
+                      reactor=self.reactor))
         admin = AdminResource(self.config, parts.store, parts.om,
-                              sandbox_mode=opts.sandbox_listen is not None)
+                              sandbox_mode=opts.sandbox_listen is not None,
+                              metrics=self.metrics, readiness=self.readiness)
         self.admin_port = await serverFromString(self.reactor, opts.admin_listen).listen(
-            server.Site(admin))
-        log.info("legacy XML-RPC listening on {url}; admin API on {admin}",
-                 url=self.legacy_url, admin=self.admin_url)
+            admin_site(admin, self.config.gateway.admin_token,
+                       replace(limits, max_body_bytes=1 << 20), self.reactor))
+        log.info("legacy XML-RPC on {legacy}; admin API on {admin}; database {db}",
+                 legacy=describe(self.legacy_port), admin=describe(self.admin_port),
+                 db=redact_url(opts.db_url))
+        self.gauge_loop = task.LoopingCall(self._refresh_gauges)
+        self.gauge_loop.clock = self.reactor
+        self.gauge_loop.start(GAUGE_INTERVAL, now=True)
         if opts.recover:
             # Periodically (and at once unless recover_on_start is off): entries whose lease
             # lapsed (a dead process, a client that never retried) are finished without
@@ -123,6 +174,38 @@ class Gateway:
             self.recovery_loop = task.LoopingCall(self._recover_once)
             self.recovery_loop.clock = self.reactor
             self.recovery_loop.start(RECOVERY_INTERVAL, now=s.recover_on_start)
+
+    def _observe_call(self, record: CallRecord) -> None:
+        self.metrics.legacy_call(record.method, record.fault_code, record.duration,
+                                 replayed=bool(record.context.get("replayed")))
+
+    async def _refresh_gauges_async(self) -> None:
+        if self.parts is not None:
+            self.metrics.journal(*await self.parts.store.journal_counts())
+
+    def _refresh_gauges(self) -> defer.Deferred[Any]:
+        d = defer.ensureDeferred(self._refresh_gauges_async())
+        d.addErrback(lambda f: log.warn("journal gauges not refreshed: {e}",
+                                        e=f.getErrorMessage()))
+        return defer.succeed(None)
+
+    async def readiness(self) -> dict[str, Any]:
+        """Ready: database reachable and at this code's schema, recovery sweeping (its last
+        sweep recent), and not draining."""
+        state: dict[str, Any] = {"draining": self.draining}
+        try:
+            revision = await self.store.schema_revision()
+            state["database"] = "ok" if revision == SCHEMA_HEAD else f"schema {revision}"
+        except Exception as e:  # noqa: BLE001 - any failure means not ready
+            state["database"] = f"unreachable: {type(e).__name__}"
+        running = self.recovery_loop is not None and self.recovery_loop.running
+        recent = self.last_recovery is not None and \
+            self.reactor.seconds() - self.last_recovery < 4 * RECOVERY_INTERVAL + 60
+        state["recovery"] = "ok" if running and (recent or self.recovery is None) else \
+            "not running" if not running else "stalled"
+        state["ready"] = (state["database"] == "ok" and state["recovery"] == "ok"
+                          and not self.draining)
+        return state
 
     @property
     def store(self) -> Any:
@@ -139,17 +222,56 @@ class Gateway:
         if self.recovery is not None and not self.recovery.called:
             return defer.succeed(None)
         self.recovery = defer.ensureDeferred(recover_unfinished(self.parts.engine))
+        self.recovery.addCallback(self._recovered)
         self.recovery.addErrback(lambda f: log.failure("recovery failed", f))
         return defer.succeed(None)
 
+    def _recovered(self, _: Any) -> None:
+        self.last_recovery = self.reactor.seconds()
+
     async def stop(self) -> None:
-        if self.recovery_loop is not None and self.recovery_loop.running:
-            self.recovery_loop.stop()
-        for port in (self.legacy_port, self.admin_port, self.sandbox_port):
-            if port is not None:
-                await port.stopListening()
+        """Drain, then close: listeners stop accepting, calls in flight get up to the retry
+        budget plus a margin to finish, then the database closes."""
+        self.draining = True
+        for loop in (self.recovery_loop, self.gauge_loop):
+            if loop is not None and loop.running:
+                loop.stop()
+        ports = [p for p in (self.legacy_port, self.admin_port, self.sandbox_port) if p]
+        self.legacy_port = self.admin_port = self.sandbox_port = None
+        for port in ports:
+            await port.stopListening()
+        if self.legacy is not None:
+            budget = self.config.gateway.retry_budget_seconds
+            left = await self.legacy.drain(self.reactor, budget + 2.0)
+            if left:
+                log.warn("stopped with {n} legacy call(s) unfinished; their journal entries "
+                         "are resumed by the next process", n=left)
         if self.recovery is not None and not self.recovery.called:
             self.recovery.cancel()
         if self.parts is not None:
             await self.parts.close()
             self.parts = None
+
+
+def admin_site(admin: AdminResource, token: str, limits: ListenerLimits, reactor: Any
+               ) -> Any:
+    """The admin listener: the bearer token is checked before any body byte is read, so an
+    unauthenticated upload is answered 401 at once (probes and the console excepted)."""
+    want = f"Bearer {token}".encode()
+
+    def authorize(request: Any) -> bool:
+        path = request.path.rstrip(b"/") or b"/"
+        if path in _OPEN_ADMIN_PATHS or path.startswith(b"/console"):
+            return True
+        return hmac.compare_digest(request.getHeader(b"authorization") or b"", want)
+
+    def refusal(reason: RefusalReason, request: Any) -> Refusal:
+        messages = {RefusalReason.UNAUTHORIZED: "missing or wrong bearer token",
+                    RefusalReason.TOO_LARGE: "request body too large",
+                    RefusalReason.TIMEOUT: "request not received in time"}
+        body = ('{"error": "%s"}' % messages.get(reason, "refused")).encode()
+        headers = [(b"Content-Type", b"application/json")]
+        if reason is RefusalReason.UNAUTHORIZED:
+            headers.append((b"WWW-Authenticate", b"Bearer"))
+        return Refusal(reason.value, body, headers)
+    return guarded_site(admin, limits, authorize=authorize, refusal=refusal, reactor=reactor)

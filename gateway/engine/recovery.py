@@ -27,6 +27,7 @@ async def recover_unfinished(engine: CallEngine, *, eid: int | None = None,
             log.failure("resuming journal entry {id} failed", id=entry.id)
             outcome = "error"
         outcomes[outcome] += 1
+        engine.metrics.recovery(outcome)
         log.info("journal entry {id} ({method}) resumed: {outcome}", id=entry.id,
                  method=entry.method, outcome=outcome)
     return outcomes

@@ -43,6 +43,7 @@ from gateway.errors import (
     UpstreamUnavailableError,
 )
 from gateway.legacy.values import LegacyCall, from_json
+from gateway.metrics import NO_METRICS, Metrics
 from gateway.model import (
     CaptureEffect, EntryState, JournalEntry, MoneyKind, OrderCreatedEffect, Origin,
     ReferencesEffect, RefundEffect, Reservation,
@@ -67,6 +68,14 @@ class Answer:
     reply: Any
     journal_id: int
     replayed: bool = False
+    rno: str | None = None
+    invno: str | None = None
+
+    def context(self) -> dict[str, Any]:
+        """What the call was about, for logs and metrics."""
+        return {"journal_id": self.journal_id, "rno": self.rno, "invno": self.invno,
+                "replayed": self.replayed}
+
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 #: How often a call waiting for its identical twin (or for the order lease) looks again.
@@ -77,8 +86,9 @@ class CallEngine:
     """Runs legacy calls. One per process; stateless apart from its collaborators."""
 
     def __init__(self, config: Config, store: Store, om: OmClient, clock: Any,
-                 registry: CallRegistry) -> None:
+                 registry: CallRegistry, metrics: Metrics = NO_METRICS) -> None:
         self.config = config
+        self.metrics = metrics
         self.store = store
         self.om = om
         self.clock = clock
@@ -101,14 +111,16 @@ class CallEngine:
         while True:
             begin = await self._claim(call, ref, fingerprint, token)
             if begin.action is Action.REPLAY:
-                return Answer(_replay(begin.entry), begin.entry.id, replayed=True)
+                return _answer_of(begin.entry, _replay(begin.entry), replayed=True)
             if begin.action is Action.RUN:
+                if begin.entry.attempts > 1:  # a lapsed or released entry, continued
+                    self.metrics.takeover()
                 claim = Claim.from_begin(begin, token)
                 reply = await self._run_claimed(merchant, spec, call, claim, deadline)
-                return Answer(reply, claim.entry.id)
+                return _answer_of(claim.entry, reply, reservation=claim.reservation)
             entry = await self._wait_for_twin(begin.entry, deadline)
             if entry.finished:
-                return Answer(_replay(entry), entry.id, replayed=True)
+                return _answer_of(entry, _replay(entry), replayed=True)
 
     async def delivered(self, answer: Answer) -> None:
         """The answer's reply reached its client's connection: record it in the journal
@@ -161,6 +173,10 @@ class CallEngine:
         """Record what a failure does to the entry; returns the exception to raise."""
         failure = disposition(e, spec.target)
         fence = claim.fence
+        if failure.fault is not None:
+            failure.fault.context = {
+                "journal_id": claim.entry.id, "invno": claim.entry.invno,
+                "rno": claim.reservation.rno if claim.reservation else claim.entry.rno}
         if failure.disposition is Disposition.FINISH:
             assert failure.fault is not None
             await self._quietly(self.store.finish_call(fence.journal_id, Outcome(
@@ -455,6 +471,7 @@ class CallEngine:
         fresh = await self.store.take_over(entry.id, token, self.lease_seconds)
         if fresh is None:
             return "skipped"
+        self.metrics.takeover()
         if not fresh.steps:  # decide from the entry as it is now, not as the sweep listed it
             await self.store.finish_call(fresh.id, Outcome(
                 fault_code=int(UpstreamUnavailableError.fault_code),
@@ -503,6 +520,17 @@ def _replay(entry: JournalEntry) -> Any:
     """The outcome of a finished identical call, given again."""
     if entry.state is EntryState.DONE:
         return entry.reply
+    fault: GatewayError
     if entry.state is EntryState.FAILED and entry.fault_code is not None:
-        raise replayed_fault(entry.fault_code, entry.fault_string or "")
-    raise UpstreamUnavailableError("the call is still in progress; retry the same call")
+        fault = replayed_fault(entry.fault_code, entry.fault_string or "")
+    else:
+        fault = UpstreamUnavailableError("the call is still in progress; retry the same call")
+    fault.context = {"journal_id": entry.id, "rno": entry.rno, "invno": entry.invno}
+    raise fault
+
+
+def _answer_of(entry: JournalEntry, reply: Any, *, replayed: bool = False,
+               reservation: Reservation | None = None) -> Answer:
+    return Answer(reply, entry.id, replayed=replayed,
+                  rno=entry.rno or (reservation.rno if reservation else None),
+                  invno=entry.invno)

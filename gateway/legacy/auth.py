@@ -4,7 +4,8 @@ Order of checks (legacy-xmlrpc.md §4, translation.md §2), the same for every m
 
 1. the method name: unknown to the legacy API → -32601;
 2. the envelope and the eid at the method's eid position → -32602;
-3. the eid → merchant: unknown → 9113, whatever the method;
+3. the eid → merchant: unknown → 9113, whatever the method; a client outside the
+   merchant's ``allowed_networks`` → 1999;
 4. the digest, in any SDK dialect and hash → 9114 (a missing digest → -32602);
 5. a real legacy call the gateway does not offer → 9103, naming why;
 6. arity and the typed decode → -32602 / 9107 / 3210, naming the parameter.
@@ -19,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.config import Merchant
 from gateway.errors import (
-    InvalidDigestError, InvalidParamsError, MethodNotFoundError, NotAllowedError,
-    UnknownEstoreError,
+    InvalidDigestError, InvalidParamsError, MerchantMisconfiguredError, MethodNotFoundError,
+    NotAllowedError, UnknownEstoreError,
 )
 from gateway.legacy import params as p
 from gateway.legacy.digest import verify
@@ -78,7 +79,10 @@ class Authenticator:
         self._merchant = merchant
         self._registry = registry
 
-    def authenticate(self, method: str, params: Sequence[Any]) -> AuthenticatedCall:
+    def authenticate(self, method: str, params: Sequence[Any], client: str | None = None
+                     ) -> AuthenticatedCall:
+        """``client``: the peer's IP address (``None``: a UNIX socket, a local client), checked
+        against the merchant's ``allowed_networks`` before anything else about the call."""
         lookup = self._registry.lookup(method)
         if lookup is None:
             raise MethodNotFoundError(f"unknown method {method[:64]}")
@@ -86,6 +90,9 @@ class Authenticator:
         merchant = self._merchant(eid)
         if merchant is None:
             raise UnknownEstoreError(f"eid {eid} is not configured on this gateway")
+        if client is not None and not merchant.accepts(client):
+            raise MerchantMisconfiguredError(f"calls for eid {eid} are not accepted from "
+                                             f"{client}")
         rule = lookup.spec.digest if lookup.spec is not None else (
             lookup.not_offered.digest if lookup.not_offered is not None else None)
         if lookup.digest_at is not None:

@@ -14,7 +14,7 @@ doubles into floats and cancels the handler's Deferred when the client disconnec
 money call (``activate``, ``credit_part``) must run to completion and be recorded even if the
 client went away; its retry then finds the recorded outcome.
 
-Bodies are bounded twice: :func:`make_site` builds a ``Site`` whose :class:`LimitedRequest`
+Bodies are bounded twice: :func:`make_site` builds a guarded ``Site`` (``gateway.web``) that
 refuses an oversized declared ``Content-Length`` (or an oversized chunked body) before
 buffering it, and :class:`LegacyResource` re-checks what it was handed, so it stays safe
 under a plain ``Site`` too.
@@ -22,12 +22,11 @@ under a plain ``Site`` too.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from io import BytesIO
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import server
@@ -45,6 +44,7 @@ from gateway.legacy.xmlrpc import (
     encode_response,
     parse_method_call,
 )
+from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -52,7 +52,6 @@ __all__ = [
     "CallRecord",
     "Dispatch",
     "LegacyResource",
-    "LimitedRequest",
     "make_site",
 ]
 
@@ -60,9 +59,10 @@ DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
 CONTENT_TYPE: Final = b"text/xml; charset=ISO-8859-1"
 INTERNAL_ERROR_TEXT: Final = f"{FaultCode.INTERNAL_ERROR.symbol}: internal error"
 
-#: ``dispatch(method, params)``: runs one legacy call and returns its XML-RPC-safe result,
-#: or a :class:`Reply` wrapping it when its delivery must be recorded.
-Dispatch = Callable[[str, list[Any]], Awaitable[Any]]
+#: ``dispatch(method, params, client)``: runs one legacy call (``client``: the peer's IP
+#: address, ``None`` on a UNIX socket) and returns its XML-RPC-safe result, or a
+#: :class:`Reply` wrapping it when its delivery must be recorded.
+Dispatch = Callable[[str, list[Any], str | None], Awaitable[Any]]
 
 _log = Logger(namespace="gateway.legacy.access")
 _errors = Logger(namespace="gateway.legacy.resource")
@@ -81,6 +81,8 @@ class CallRecord:
     fault_code: int | None
     duration: float
     client_gone: bool = False
+    #: What the call was about (journal_id, rno, invno, correlation_id, replayed).
+    context: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def outcome(self) -> str:
@@ -122,6 +124,7 @@ class LegacyResource(Resource):
         super().__init__()
         self._dispatch = dispatch
         self._eid_of = eid_of
+        self._in_flight = 0
         self._max_body_bytes = max_body_bytes
         self._max_depth = max_depth
         self._on_call = on_call
@@ -145,10 +148,31 @@ class LegacyResource(Resource):
         state = _RequestState()
         request.notifyFinish().addErrback(state.client_gone)
         body = self._read_body(request)
+        self._in_flight += 1
         d = defer.ensureDeferred(self._answer(request, body, started, state))
         # _answer handles its own errors; this only guards against a bug in the guard.
         d.addErrback(lambda f: _errors.failure("legacy reply failed", f))
+        d.addBoth(self._done)
         return server.NOT_DONE_YET
+
+    def _done(self, _: Any) -> None:
+        self._in_flight -= 1
+
+    @property
+    def in_flight(self) -> int:
+        """Calls being answered now (read, dispatched, reply not yet written)."""
+        return self._in_flight
+
+    async def drain(self, clock: Any, timeout: float) -> int:
+        """Wait until no call is in flight, at most ``timeout`` seconds; the number left.
+
+        Why: on shutdown a money call that has started should finish and answer rather than
+        be cut off; its journal makes a cut-off call recoverable, but finishing is kinder.
+        """
+        deadline = clock.seconds() + timeout
+        while self._in_flight and clock.seconds() < deadline:
+            await task.deferLater(clock, 0.05, lambda: None)
+        return self._in_flight
 
     def _read_body(self, request: server.Request) -> bytes | None:
         """The request body, or ``None`` when it exceeds the limit."""
@@ -176,17 +200,23 @@ class LegacyResource(Resource):
         eid: int | None = None
         fault_code: int | None = None
         delivered: Callable[[], Awaitable[None]] | None = None
+        context: dict[str, Any] = {}
         try:
             if body is None:
                 raise ParseError(f"request body larger than {self._max_body_bytes} bytes")
             method, params = parse_method_call(body, max_depth=self._max_depth)
             eid = self._eid_of(method, params) if self._eid_of is not None else None
-            result = await defer.ensureDeferred(self._dispatch(method, params))
+            result = await defer.ensureDeferred(
+                self._dispatch(method, params, _client_ip(request)))
             if isinstance(result, Reply):
                 delivered = result.delivered
+                context = dict(result.context)
                 result = result.value
             payload = encode_response(result)
         except GatewayError as error:
+            context = dict(error.context)
+            if error.correlation_id:
+                context["correlation_id"] = error.correlation_id
             fault_code = int(error.fault_code)
             if error.debug_context:
                 _errors.debug("fault {code} on {method}: {context}", code=fault_code,
@@ -215,13 +245,17 @@ class LegacyResource(Resource):
                 written.addCallbacks(lambda _: _record_delivery(delivered, method),
                                      lambda _f: None)
         record = CallRecord(method=method, eid=eid, fault_code=fault_code,
-                            duration=self._now() - started, client_gone=state.gone)
+                            duration=self._now() - started, client_gone=state.gone,
+                            context=context)
         _log.info(
             "legacy call method={method} eid={eid} outcome={outcome} "
-            "duration_ms={duration_ms:.1f}{gone}",
+            "duration_ms={duration_ms:.1f} journal_id={journal_id} rno={rno} invno={invno} "
+            "correlation_id={correlation_id}{gone}",
             method=record.method or "-", eid=record.eid if record.eid is not None else "-",
-            outcome=record.outcome, duration_ms=record.duration * 1000,
-            gone=" client_gone" if record.client_gone else "",
+            outcome=record.outcome, duration_ms=round(record.duration * 1000, 1),
+            journal_id=context.get("journal_id"), rno=context.get("rno"),
+            invno=context.get("invno"), correlation_id=context.get("correlation_id"),
+            client=_client_ip(request), gone=" client_gone" if record.client_gone else "",
         )
         if self._on_call is not None:
             try:
@@ -233,10 +267,18 @@ class LegacyResource(Resource):
 @dataclass(frozen=True)
 class Reply:
     """A dispatch result whose delivery matters: ``delivered()`` is called once the reply
-    has been written to the client's connection (never when the connection closed first)."""
+    has been written to the client's connection (never when the connection closed first).
+    ``context`` says what the call was about, for the access log and metrics."""
 
     value: Any
     delivered: Callable[[], Awaitable[None]] | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _client_ip(request: server.Request) -> str | None:
+    """The peer's IP address; ``None`` on a UNIX socket (a local client)."""
+    peer = request.getClientAddress()
+    return getattr(peer, "host", None)
 
 
 def _record_delivery(delivered: Callable[[], Awaitable[None]], method: str | None) -> None:
@@ -265,75 +307,16 @@ def _write_reply(request: server.Request, payload: bytes) -> None:
     request.finish()
 
 
-class LimitedRequest(server.Request):
-    """A ``Request`` that refuses bodies above ``max_body_bytes`` without buffering them.
+def make_site(resource: Resource, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
+              limits: ListenerLimits | None = None, reactor: Any = None) -> server.Site:
+    """The legacy listener's ``Site``: bounded by ``gateway.web`` (a total deadline per
+    request, an idle timeout, a connection cap), and a body above ``max_body_bytes`` is
+    answered before it is buffered with what legacy clients can show their integrator:
+    HTTP 200 and a ``parse_error`` fault. Form-body parsing is off (XML-RPC bodies are never
+    forms)."""
+    limits = replace(limits or ListenerLimits(), max_body_bytes=max_body_bytes)
+    fault = Refusal(200, _too_large_fault(max_body_bytes), [(b"Content-Type", CONTENT_TYPE)])
 
-    Twisted buffers the whole body before ``render`` runs. This subclass looks at the
-    declared ``Content-Length`` in ``gotLength`` (and at the running total of a chunked
-    body) and, when it is too large, answers at once with HTTP 200 and a parse_error fault
-    (what legacy clients can show their integrator), then closes the connection. The
-    request never reaches the resource.
-    """
-
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._refused = False
-        self._received = 0
-
-    def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted API
-        if length is not None and length > self.max_body_bytes:
-            self._refuse(length)
-            return
-        super().gotLength(length)
-
-    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted API
-        if self._refused:
-            return
-        self._received += len(data)
-        if self._received > self.max_body_bytes:
-            self._refuse(self._received)
-            return
-        super().handleContentChunk(data)
-
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
-        if self._refused:
-            return  # already answered; the connection is closing
-        super().requestReceived(command, path, version)
-
-    def _refuse(self, size: int) -> None:
-        self._refused = True
-        if self.content is not None:
-            self.content.close()
-        self.content = BytesIO()
-        channel = self.channel
-        if channel is None:
-            return
-        _errors.warn("refused request body of {size} bytes (limit {limit})",
-                     size=size, limit=self.max_body_bytes)
-        payload = _too_large_fault(self.max_body_bytes)
-        head = (
-            b"HTTP/1.1 200 OK\r\n"
-            b"Content-Type: " + CONTENT_TYPE + b"\r\n"
-            b"Content-Length: " + str(len(payload)).encode("ascii") + b"\r\n"
-            b"Connection: close\r\n\r\n"
-        )
-        channel.persistent = False
-        # Otherwise the channel would send "100 Continue" after our final answer.
-        self.requestHeaders.removeHeader(b"Expect")
-        channel.transport.write(head + payload)
-        channel.loseConnection()
-
-
-def make_site(resource: Resource, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> server.Site:
-    """A ``Site`` serving ``resource`` that refuses bodies above ``max_body_bytes`` early.
-
-    Form-body parsing is off (XML-RPC bodies are never forms, and parsing is wasted memory).
-    """
-    request_class = type(
-        "LimitedRequest", (LimitedRequest,), {"max_body_bytes": max_body_bytes},
-    )
-    site = server.Site(resource, requestFactory=request_class,
-                       parsePOSTFormSubmission=False)
-    return site
+    def refusal(reason: RefusalReason, request: Any) -> Refusal | None:
+        return fault if reason is RefusalReason.TOO_LARGE else None
+    return guarded_site(resource, limits, refusal=refusal, reactor=reactor)

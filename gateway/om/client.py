@@ -32,6 +32,7 @@ from zope.interface import implementer
 from twisted.web.http_headers import Headers
 
 from gateway.config import Merchant
+from gateway.metrics import NO_METRICS, Metrics
 
 log = Logger()
 
@@ -97,9 +98,10 @@ class OmClient:
     """
 
     def __init__(self, reactor: Any, *, timeout: float = 3.0, http: HTTPClient | None = None,
-                 max_per_host: int = 16) -> None:
+                 max_per_host: int = 16, metrics: Metrics = NO_METRICS) -> None:
         self.reactor = reactor
         self.timeout = timeout
+        self.metrics = metrics
         self.pool: HTTPConnectionPool | None = None
         if http is None:
             self.pool = HTTPConnectionPool(reactor, persistent=True)
@@ -128,12 +130,19 @@ class OmClient:
         if idempotency_key is not None:
             headers[b"Klarna-Idempotency-Key"] = [idempotency_key.encode()]
         started = self.reactor.seconds()
-        resp, raw = await self._exchange(method, merchant.base_url + path, data,
-                                         Headers(headers), timeout or self.timeout)
+        try:
+            resp, raw = await self._exchange(method, merchant.base_url + path, data,
+                                             Headers(headers), timeout or self.timeout)
+        except RestTransportError as e:
+            self.metrics.rest_request(method, path, "timeout" if "timeout" in str(e)
+                                      else "error", self.reactor.seconds() - started)
+            raise
+        elapsed = self.reactor.seconds() - started
+        self.metrics.rest_request(method, path, resp.code, elapsed)
         hdrs = {k.decode().lower(): v[-1].decode("latin-1")
                 for k, v in resp.headers.getAllRawHeaders()}
         log.debug("OM {method} {path} -> {status} in {ms:.1f} ms", method=method, path=path,
-                  status=resp.code, ms=(self.reactor.seconds() - started) * 1000)
+                  status=resp.code, ms=elapsed * 1000)
         return _interpret(resp.code, hdrs, raw)
 
     async def _exchange(self, method: str, url: str, data: bytes | None, headers: Headers,
@@ -203,6 +212,7 @@ class OmClient:
                     raise DeadlineExceededError(e) from e
                 log.info("OM {method} {path} attempt {n} failed ({err}); retrying in {d:.2f}s",
                          method=method, path=path, n=attempt, err=e, d=delay)
+                self.metrics.rest_retry(method, path)
                 await _sleep(self.reactor, delay)
 
     # -- typed helpers (paths per order-management.md §2) --------------------------------

@@ -11,32 +11,69 @@ seeded); an integer >= 0 overrides it. A seeded sandbox gives reproducible ids a
 """
 from __future__ import annotations
 
+import hmac
 import sys
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.web.http import datetimeToString
 from twisted.web.server import Site
 
 from gateway.config import DEFAULT_SANDBOX_LISTEN, Config, default_sandbox_config_path, load_config
 from gateway.errors import ConfigError
 from gateway.sandbox.clock import format_timestamp
 from gateway.sandbox.ids import check_seed
-from gateway.sandbox.resource import SandboxResource
+from gateway.sandbox.errors import OmError
+from gateway.sandbox.resource import MAX_BODY_BYTES, SandboxResource
+from gateway.sandbox.response import error_response, status_error_response
+from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
 
 log = Logger()
 
 
-def make_sandbox_site(config: Config, reactor: Any, *, seed: int | None = None) -> Site:
-    """A :class:`Site` whose ``resource`` is a fresh :class:`SandboxResource`.
+def make_sandbox_site(config: Config, reactor: Any, *, seed: int | None = None,
+                      limits: ListenerLimits | None = None) -> Site:
+    """A bounded :class:`Site` whose ``resource`` is a fresh :class:`SandboxResource`.
+
+    Credentials are checked when the headers are complete, before a body byte is read
+    (HTTP Basic of a configured merchant for Klarna's paths, the bearer token for the
+    control API): an unauthenticated upload is answered 401 at once, in Klarna's error
+    shape, and never buffered; a body over 1 MB is answered 413 the same way.
 
     Raises:
         ValueError: ``seed`` is negative or not an integer.
     """
     root = SandboxResource(config, reactor, seed=seed)
-    site = Site(root, reactor=reactor)
+    passwords = {m.rest_username.encode(): m.rest_password.encode() for m in config.merchants}
+    control = f"Bearer {config.sandbox.admin_token}".encode()
+
+    def authorize(request: Any) -> bool:
+        if request.path.startswith(b"/sandbox/"):
+            return hmac.compare_digest(request.getHeader(b"authorization") or b"", control)
+        password = passwords.get(request.getUser())
+        return password is not None and hmac.compare_digest(request.getPassword(), password)
+
+    def refusal(reason: RefusalReason, request: Any) -> Refusal:
+        if reason is RefusalReason.UNAUTHORIZED:
+            answer = error_response(OmError(401, "UNAUTHORIZED", "Unauthorized"),
+                                    root.ids.correlation_id(),
+                                    (("WWW-Authenticate", 'Basic realm="Klarna"'),))
+        elif reason is RefusalReason.TOO_LARGE:
+            answer = error_response(OmError(413, "REQUEST_TOO_LARGE", "Request is too large"),
+                                    root.ids.correlation_id())
+        else:
+            answer = status_error_response(reason.value, root.ids.correlation_id())
+        headers = [(k.encode(), v.encode()) for k, v in answer.headers]
+        if root.seed is not None:  # seeded transcripts carry sandbox time, refusals too
+            headers.append((b"Date", datetimeToString(int(root.clock.now().timestamp()))))
+        return Refusal(answer.status, answer.body, headers)
+
+    limits = replace(limits or ListenerLimits(), max_body_bytes=MAX_BODY_BYTES)
+    site = guarded_site(root, limits, authorize=authorize, refusal=refusal, reactor=reactor)
     site.displayTracebacks = False
     return site
 

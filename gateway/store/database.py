@@ -24,6 +24,8 @@ from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from gateway.metrics import NO_METRICS, Metrics
+
 T = TypeVar("T")
 log = Logger()
 
@@ -79,8 +81,9 @@ class Database:
     """An engine plus the thread pool its interactions run on."""
 
     def __init__(self, url: str, reactor: Any, *, pool_size: int = 5,
-                 threaded: bool = True) -> None:
+                 threaded: bool = True, metrics: Metrics = NO_METRICS) -> None:
         self.url = normalise_url(url)
+        self.metrics = metrics
         self.engine = make_engine(self.url, pool_size=pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.threaded = threaded
@@ -119,11 +122,15 @@ class Database:
     async def run_interaction(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in one transaction on the database thread pool (or, when
         not ``threaded``, right here: tests on a fake clock)."""
-        if not self.threaded:
-            return self.run_sync(desc, fn, *args)
-        self.start()
-        return await threads.deferToThreadPool(self._reactor, self._pool, self.run_sync,
-                                               desc, fn, *args)
+        started = self._reactor.seconds()
+        try:
+            if not self.threaded:
+                return self.run_sync(desc, fn, *args)
+            self.start()
+            return await threads.deferToThreadPool(self._reactor, self._pool, self.run_sync,
+                                                   desc, fn, *args)
+        finally:
+            self.metrics.database(desc, self._reactor.seconds() - started)
 
 
 def connection_dialect(conn: Connection) -> str:

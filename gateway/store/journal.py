@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -387,6 +387,17 @@ def unfinished(conn: Connection, now: float, eid: int | None = None,
     if since is not None:
         q = q.where(_J.c.created_at >= since)
     return [rows.entry(conn, r) for r in conn.execute(q)]
+
+
+def counts(conn: Connection, now: float) -> tuple[int, int]:
+    """(entries pending, captures/refunds planned by pending entries: unresolved money)."""
+    pending = conn.execute(select(func.count()).select_from(_J).where(
+        _J.c.state == EntryState.PENDING.value)).scalar_one()
+    unresolved = conn.execute(select(func.count()).select_from(
+        _S.join(_J, _J.c.id == _S.c.journal_id)).where(and_(
+            _J.c.state == EntryState.PENDING.value, _S.c.state == StepState.PLANNED.value,
+            _S.c.money != MoneyKind.NONE.value))).scalar_one()
+    return int(pending), int(unresolved)
 
 
 def recent(conn: Connection, eid: int, limit: int = 50) -> list[JournalEntry]:

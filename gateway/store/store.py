@@ -196,6 +196,14 @@ class Store:
                                  since: float | None = None) -> list[JournalEntry]:
         return await self._run("unfinished_entries", journal.unfinished, eid, since)
 
+    async def journal_counts(self) -> tuple[int, int]:
+        """(pending entries, unresolved captures/refunds): readiness and metrics."""
+        return await self._run("journal_counts", journal.counts)
+
+    async def schema_revision(self) -> str | None:
+        """The database's schema revision (readiness: reachable and migrated)."""
+        return await self._run("schema_revision", _no_now(_revision))
+
     async def journal_for(self, eid: int, *, limit: int = 50) -> list[JournalEntry]:
         return await self._run("journal_for", _no_now(journal.recent), eid, limit)
 
@@ -208,6 +216,12 @@ def _no_now(fn: Callable[..., T]) -> Callable[..., T]:
     def run(conn: Connection, now: float, *args: Any, **kwargs: Any) -> T:
         return fn(conn, *args, **kwargs)
     return run
+
+
+def _revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
 
 
 def _install_id(conn: Connection, now: float) -> str:

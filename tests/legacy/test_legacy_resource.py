@@ -40,7 +40,9 @@ async def _start(dispatch: Callable[..., Any], *,
                  ) -> tuple[Harness, Any]:
     records: list[CallRecord] = []
     auth = Authenticator(lambda eid: None, REGISTRY)
-    resource = LegacyResource(dispatch, max_body_bytes=resource_limit, on_call=records.append,
+    async def three(method: str, params: list[Any], client: str | None) -> Any:
+        return await dispatch(method, params)
+    resource = LegacyResource(three, max_body_bytes=resource_limit, on_call=records.append,
                               eid_of=auth.eid_of)
     site = make_site(resource, site_limit) if site_limit is not None else server.Site(resource)
     port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(site)

@@ -1,0 +1,144 @@
+"""Prometheus metrics of one gateway process (``GET /metrics`` on the admin listener).
+
+One :class:`Metrics` per process, on its own ``CollectorRegistry`` (never the global one:
+tests run several gateways in one interpreter). The parts record into it through small
+methods, so none of them imports ``prometheus_client``; a part built without metrics gets
+:data:`NO_METRICS`, which records nothing.
+"""
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "NO_METRICS", "endpoint_of"]
+
+_LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                           2.5, 5.0, 10.0)
+_DB_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_ID: Final = re.compile(r"(?<=/)(?!v\d+(?:/|$))[^/]*\d[^/]*")
+
+
+def endpoint_of(path: str) -> str:
+    """A REST path with its ids replaced (bounded label values): ``/ordermanagement/v1/
+    orders/{id}/captures/{id}/trigger-send-out``."""
+    return _ID.sub("{id}", path.split("?", 1)[0])
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        p = "klarna_gateway_"
+        self.legacy_calls = Counter(p + "legacy_calls_total",
+                                    "Legacy XML-RPC calls answered, by method and outcome "
+                                    "(ok, or the fault code)", ["method", "outcome"], registry=r)
+        self.legacy_seconds = Histogram(p + "legacy_call_seconds",
+                                        "Legacy call latency, request read to reply written",
+                                        ["method"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.retry_later = Counter(p + "legacy_9119_total",
+                                   "Calls answered 9119 (retry the same call)", ["method"],
+                                   registry=r)
+        self.replays = Counter(p + "legacy_replays_total",
+                               "Replies replayed to a client that never received them",
+                               ["method"], registry=r)
+        self.rest_requests = Counter(p + "rest_requests_total",
+                                     "Order Management requests, by endpoint and status "
+                                     "(or error)", ["method", "endpoint", "status"], registry=r)
+        self.rest_seconds = Histogram(p + "rest_request_seconds",
+                                      "Order Management request latency (one attempt)",
+                                      ["method", "endpoint"], buckets=_LATENCY_BUCKETS,
+                                      registry=r)
+        self.rest_retries = Counter(p + "rest_retries_total",
+                                    "Order Management attempts retried (5xx, 429, timeout, "
+                                    "connection loss)", ["method", "endpoint"], registry=r)
+        self.journal_pending = Gauge(p + "journal_pending_entries",
+                                     "Journal entries not finished (in flight or resumable)",
+                                     registry=r)
+        self.journal_unresolved = Gauge(p + "journal_unresolved_money_steps",
+                                        "Captures/refunds journaled whose outcome is unknown",
+                                        registry=r)
+        self.takeovers = Counter(p + "lease_takeovers_total",
+                                 "Journal entries taken over after their lease lapsed",
+                                 registry=r)
+        self.recovery_runs = Counter(p + "recovery_runs_total",
+                                     "Recovery sweeps, by outcome of the entries resumed",
+                                     ["outcome"], registry=r)
+        self.db_seconds = Histogram(p + "database_seconds",
+                                    "Time per database transaction (queue wait included)",
+                                    ["interaction"], buckets=_DB_BUCKETS, registry=r)
+        self.expiring = Gauge(p + "authorizations_expiring",
+                              "Registered authorizations expiring within the window "
+                              "(see expiring --within)", ["within"], registry=r)
+
+    # -- recording (each part calls these) ------------------------------------------------
+
+    def legacy_call(self, method: str | None, fault_code: int | None, seconds: float,
+                    replayed: bool = False) -> None:
+        name = method or "-"
+        outcome = "ok" if fault_code is None else str(fault_code)
+        self.legacy_calls.labels(name, outcome).inc()
+        self.legacy_seconds.labels(name).observe(seconds)
+        if fault_code == 9119:
+            self.retry_later.labels(name).inc()
+        if replayed:
+            self.replays.labels(name).inc()
+
+    def rest_request(self, method: str, path: str, status: int | str, seconds: float) -> None:
+        endpoint = endpoint_of(path)
+        self.rest_requests.labels(method, endpoint, str(status)).inc()
+        self.rest_seconds.labels(method, endpoint).observe(seconds)
+
+    def rest_retry(self, method: str, path: str) -> None:
+        self.rest_retries.labels(method, endpoint_of(path)).inc()
+
+    def takeover(self) -> None:
+        self.takeovers.inc()
+
+    def recovery(self, outcome: str, count: int = 1) -> None:
+        self.recovery_runs.labels(outcome).inc(count)
+
+    def database(self, interaction: str, seconds: float) -> None:
+        self.db_seconds.labels(interaction).observe(seconds)
+
+    def journal(self, pending: int, unresolved: int) -> None:
+        self.journal_pending.set(pending)
+        self.journal_unresolved.set(unresolved)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _NoMetrics(Metrics):
+    """Records nothing (parts built without a registry: tools, unit tests)."""
+
+    def __init__(self) -> None:  # noqa: D107 - deliberately no instruments
+        pass
+
+    def legacy_call(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def rest_request(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def rest_retry(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def takeover(self) -> None:
+        pass
+
+    def recovery(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def database(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def journal(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def render(self) -> bytes:
+        return b""
+
+
+NO_METRICS: Final[Metrics] = _NoMetrics()
