@@ -24,6 +24,7 @@ class FaultCode(IntEnum):
     AMOUNT = 2102
     GOODS_LIST = 3210
     UNKNOWN_INVOICE = 8101
+    MISC_INVOICE_ERROR = 8999
     NOT_ALLOWED_OPERATION = 9103
     BAD_ARTNOLIST = 9107
     UNKNOWN_ARTNO = 9108
@@ -47,6 +48,7 @@ _SYMBOLS: dict[FaultCode, str] = {
     FaultCode.AMOUNT: "amount",
     FaultCode.GOODS_LIST: "goods_list",
     FaultCode.UNKNOWN_INVOICE: "unknown_invoice",
+    FaultCode.MISC_INVOICE_ERROR: "misc_invoice_error",
     FaultCode.NOT_ALLOWED_OPERATION: "not_allowed_operation",
     FaultCode.BAD_ARTNOLIST: "bad_artnolist",
     FaultCode.UNKNOWN_ARTNO: "unknown_artno",
@@ -66,6 +68,9 @@ FAULT_TABLE: tuple[tuple[FaultCode, str], ...] = (
     (FaultCode.INVALID_ESTORE_SECRET, "digest does not match (any SDK dialect, any hash length)"),
     (FaultCode.RNO, "reservation number unknown for this eid"),
     (FaultCode.UNKNOWN_INVOICE, "invoice number unknown for this eid"),
+    (FaultCode.MISC_INVOICE_ERROR,
+     "the invoice lacks what the call reports (invoice_address: no billing address, or a "
+     "country with no Klarna code)"),
     (FaultCode.UNKNOWN_ARTNO, "artno not on the order / invoice"),
     (FaultCode.BAD_ARTNOLIST, "artnos malformed, or a quantity above what remains"),
     (FaultCode.AMOUNT, "amount out of range, nothing left to capture or refund"),
@@ -143,6 +148,13 @@ class UnknownReservationError(GatewayError):
 
 class UnknownInvoiceError(GatewayError):
     fault_code = FaultCode.UNKNOWN_INVOICE
+
+
+class InvoiceDataError(GatewayError):
+    """The invoice exists but Klarna's data cannot answer the call (8999), e.g. an
+    invoice_address with no billing address on the capture or the order."""
+
+    fault_code = FaultCode.MISC_INVOICE_ERROR
 
 
 class UnknownArtnoError(GatewayError):

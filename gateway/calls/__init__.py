@@ -12,13 +12,20 @@ from typing import Any
 
 from gateway.calls import (
     activate,
+    activate_reservation,
     cancel_reservation,
+    change_reservation,
     credit_invoice,
     credit_part,
     email_invoice,
     extend_expiry_date,
+    invoice_address,
+    invoice_amount,
+    invoice_part_amount,
+    return_amount,
     send_invoice,
     update,
+    update_orderno,
 )
 from gateway.calls.not_offered import NOT_OFFERED
 from gateway.calls.registry import CallRegistry
@@ -40,6 +47,13 @@ REGISTRY = CallRegistry(
         extend_expiry_date.SPEC,
         email_invoice.SPEC,
         send_invoice.SPEC,
+        activate_reservation.SPEC,
+        change_reservation.SPEC,
+        return_amount.SPEC,
+        update_orderno.SPEC,
+        invoice_amount.SPEC,
+        invoice_part_amount.SPEC,
+        invoice_address.SPEC,
     ),
     not_offered=NOT_OFFERED,
 )

@@ -56,6 +56,11 @@ class CallSpec(Generic[C]):
         summary: one line for ``explain`` and the README's call table.
         reply_reads_order: the reply needs the order as it is after the steps (the engine
             reads it again before building the reply; extend_expiry_date's new date).
+        read_only: the call only reads (``invoice_amount``, ``invoice_address`` ...): its
+            answer is worked out from the order as it is now, every time. The engine never
+            replays an earlier identical call's reply for it (coalescing protects mutations
+            from a client's retry; for a read it would answer an amount from before a
+            credit made in between).
     """
 
     name: str
@@ -71,6 +76,7 @@ class CallSpec(Generic[C]):
     reply: Callable[[C, Result], Any]
     summary: str
     reply_reads_order: bool = False
+    read_only: bool = False
 
     def ref(self, call: LegacyCall) -> Ref:
         """The rno or invno this call names."""

@@ -85,7 +85,8 @@ class CallEngine:
         token = uuid.uuid4().hex
         ref = spec.ref(call)
         while True:
-            begin = await self._claim(call, ref, fingerprint, token)
+            begin = await self._claim(call, ref, fingerprint, token,
+                                      0.0 if spec.read_only else self.coalesce_seconds)
             if begin.action is Action.REPLAY:
                 return _replay(begin.entry)
             if begin.action is Action.RUN:
@@ -95,12 +96,13 @@ class CallEngine:
             if entry.finished:
                 return _replay(entry)
 
-    async def _claim(self, call: LegacyCall, ref: Ref, fingerprint: str, token: str) -> Begin:
+    async def _claim(self, call: LegacyCall, ref: Ref, fingerprint: str, token: str,
+                     coalesce_seconds: float) -> Begin:
         try:
             return await self.store.begin_call(
                 eid=call.eid, method=call.method, fingerprint=fingerprint,
                 call=decisions.call_json(call), token=token, lease_seconds=self.lease_seconds,
-                coalesce_seconds=self.coalesce_seconds,
+                coalesce_seconds=coalesce_seconds,
                 rno=ref.value if ref.target is Target.RESERVATION else None,
                 invno=ref.value if ref.target is Target.INVOICE else None)
         except ClaimContendedError:
@@ -148,7 +150,9 @@ class CallEngine:
         elif failure.disposition is Disposition.RESUMABLE:
             # Unknown outcome: keep the entry pending and resumable, free its leases so the
             # client's retry continues it at once.
-            await self._quietly(self.store.release_lease(fence, retry_window=self.retry_window))
+            # (A read is answered afresh on retry: it is not bound to this entry.)
+            await self._quietly(self.store.release_lease(
+                fence, retry_window=0.0 if spec.read_only else self.retry_window))
         elif failure.disposition is Disposition.LOST:
             if fence.reservation_id is not None:
                 await self._quietly(self.store.release_order_lock(fence.reservation_id,
@@ -218,8 +222,9 @@ class CallEngine:
         assert claim.reservation is not None
         order = await self._read_order(merchant, claim, deadline)
         ref = spec.ref(call)
-        invoice = claim.invoice or next(
-            (i for i in claim.invoices if i.invno == ref.value), None) \
+        # The invoice as read under the order lease (and after adoption), not as resolved
+        # before the lease: a credit finished in between must count.
+        invoice = next((i for i in claim.invoices if i.invno == ref.value), claim.invoice) \
             if ref.target is Target.INVOICE else None
         ctx = OrderContext(reservation=claim.reservation, order=order,
                            invoices=claim.invoices, invoice=invoice)
