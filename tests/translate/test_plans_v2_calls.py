@@ -364,6 +364,10 @@ def test_invoice_amount_is_captured_minus_refunded_on_that_invoice() -> None:
     assert plan.steps == () and plan.answer == 17500 and "v2" in plan.notes[0]
     value = reply_of(call, plan)
     assert value == 17500 and type(value) is int
+    from gateway.tools.explain import format_plan
+
+    text = format_plan("invoice_amount", plan)
+    assert "no REST request" in text and "answer: 17500" in text
 
 
 def test_invoice_part_amount_is_what_credit_part_would_refund() -> None:
