@@ -368,3 +368,17 @@ def test_address_decode_in_activate_reservation_is_the_13_key_struct() -> None:
     assert call.shipping == Address(fname="Åsa", lname="Ö", street="Gatan",  # type: ignore[union-attr]
                                     house_number="5", zip="12345", city="Malmö")
     assert call.billing is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("path", _captures(), ids=lambda p: p.name)
+def test_journaled_call_is_rebuilt_exactly_for_recovery(path: Path) -> None:
+    """Recovery rebuilds a call from its journal JSON: every new call type round-trips
+    (addresses, goods with exact Decimal percentages, shipinfo, optional ints)."""
+    from gateway.engine.decisions import call_json, fingerprint
+    from gateway.legacy.values import from_json
+
+    method, params = parse_method_call(path.read_bytes())
+    call = decode_call(method, params)
+    data = {k: v for k, v in call_json(call).items() if k != "method"}
+    rebuilt = from_json(REGISTRY.spec(method).call_type, data)
+    assert rebuilt == call and fingerprint(rebuilt) == fingerprint(call)
