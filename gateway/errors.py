@@ -27,6 +27,7 @@ class FaultCode(IntEnum):
     INVOICE_NOT_ACTIVE = 8103
     INVOICE_NOT_PASSIVE_OR_FROZEN = 8111
     INVOICE_NOT_PASSIVE = 8113
+    MISC_INVOICE_ERROR = 8999
     NOT_ALLOWED_OPERATION = 9103
     UNKNOWN_TYPE = 9106
     BAD_ARTNOLIST = 9107
@@ -55,6 +56,7 @@ _SYMBOLS: dict[FaultCode, str] = {
     FaultCode.INVOICE_NOT_ACTIVE: "invoice_not_active",
     FaultCode.INVOICE_NOT_PASSIVE_OR_FROZEN: "invoice_not_passive_or_frozen",
     FaultCode.INVOICE_NOT_PASSIVE: "invoice_not_passive",
+    FaultCode.MISC_INVOICE_ERROR: "misc_invoice_error",
     FaultCode.NOT_ALLOWED_OPERATION: "not_allowed_operation",
     FaultCode.UNKNOWN_TYPE: "unknown_type",
     FaultCode.BAD_ARTNOLIST: "bad_artnolist",
@@ -85,6 +87,9 @@ FAULT_TABLE: tuple[tuple[FaultCode, str], ...] = (
      "activated and cannot be changed (credit it instead)"),
     (FaultCode.BAD_ORDER_NO, "check_order_status by order id: no reservation carries it"),
     (FaultCode.UNKNOWN_TYPE, "check_order_status: type is neither 0 nor 1"),
+    (FaultCode.MISC_INVOICE_ERROR,
+     "the invoice lacks what the call reports (invoice_address: no billing address, or a "
+     "country with no Klarna code)"),
     (FaultCode.UNKNOWN_ARTNO, "artno not on the order / invoice"),
     (FaultCode.BAD_ARTNOLIST, "artnos malformed, or a quantity above what remains"),
     (FaultCode.AMOUNT, "amount out of range, nothing left to capture or refund"),
@@ -166,6 +171,13 @@ class UnknownReservationError(GatewayError):
 
 class UnknownInvoiceError(GatewayError):
     fault_code = FaultCode.UNKNOWN_INVOICE
+
+
+class InvoiceDataError(GatewayError):
+    """The invoice exists but Klarna's data cannot answer the call (8999), e.g. an
+    invoice_address with no billing address on the capture or the order."""
+
+    fault_code = FaultCode.MISC_INVOICE_ERROR
 
 
 class UnknownArtnoError(GatewayError):

@@ -12,14 +12,21 @@ from typing import Any
 
 from gateway.calls import (
     activate,
+    activate_reservation,
     cancel_reservation,
     check_order_status,
+    change_reservation,
     credit_invoice,
     credit_part,
     email_invoice,
     extend_expiry_date,
+    invoice_address,
+    invoice_amount,
+    invoice_part_amount,
+    return_amount,
     send_invoice,
     update,
+    update_orderno,
 )
 from gateway.calls.not_offered import NOT_OFFERED
 from gateway.recurring import call as recurring_call
@@ -43,6 +50,13 @@ REGISTRY = CallRegistry(
         email_invoice.SPEC,
         send_invoice.SPEC,
         check_order_status.SPEC,
+        activate_reservation.SPEC,
+        change_reservation.SPEC,
+        return_amount.SPEC,
+        update_orderno.SPEC,
+        invoice_amount.SPEC,
+        invoice_part_amount.SPEC,
+        invoice_address.SPEC,
     ),
     not_offered=NOT_OFFERED,
     internal=(recurring_call.SPEC,),

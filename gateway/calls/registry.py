@@ -99,6 +99,8 @@ def _check_spec(spec: CallSpec[Any], *, arity_applies: bool = True) -> None:
     for attr in ("digest", "decode", "plan", "reply"):
         if not callable(getattr(spec, attr)):
             raise RegistryError(f"{where}: {attr} is not callable")
+    if spec.read_only and spec.money.value != "none":
+        raise RegistryError(f"{where}: a read-only call cannot move money")
     if not spec.summary:
         raise RegistryError(f"{where}: a one-line summary is required (explain, README)")
     if spec.target is Target.LOOKUP:

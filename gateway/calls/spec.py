@@ -65,6 +65,11 @@ class CallSpec(Generic[C]):
         locate: with ``target`` LOOKUP, how the call names its order.
         reply_reads_order: the reply needs the order as it is after the steps (the engine
             reads it again before building the reply; extend_expiry_date's new date).
+        read_only: the call only reads (``invoice_amount``, ``invoice_address`` ...): its
+            answer is worked out from the order as it is now, every time. The engine never
+            replays an earlier identical call's reply for it (coalescing protects mutations
+            from a client's retry; for a read it would answer an amount from before a
+            credit made in between).
     """
 
     name: str
@@ -83,6 +88,7 @@ class CallSpec(Generic[C]):
     #: For ``Target.LOOKUP``: what the decoded call names (an ANY_NUMBER or MERCHANT_ORDER
     #: :class:`Ref`).
     locate: Callable[[C], Ref] | None = None
+    read_only: bool = False
 
     def ref(self, call: LegacyCall) -> Ref:
         """The number this call names."""

@@ -109,7 +109,9 @@ class CallEngine:
         token = uuid.uuid4().hex
         ref = spec.ref(call)
         while True:
-            begin = await self._claim(call, ref, fingerprint, token)
+            # A read is answered afresh every time: it is never bound to an earlier entry.
+            begin = await self._claim(call, ref, fingerprint, token,
+                                      0.0 if spec.read_only else self.retry_window)
             if begin.action is Action.REPLAY:
                 return _answer_of(begin.entry, _replay(begin.entry), replayed=True)
             if begin.action is Action.RUN:
@@ -127,12 +129,13 @@ class CallEngine:
         (the binding of identical calls ends; the next one is a new operation)."""
         await self.store.mark_delivered(answer.journal_id)
 
-    async def _claim(self, call: LegacyCall, ref: Ref, fingerprint: str, token: str) -> Begin:
+    async def _claim(self, call: LegacyCall, ref: Ref, fingerprint: str, token: str,
+                     retry_window: float) -> Begin:
         try:
             return await self.store.begin_call(
                 eid=call.eid, method=call.method, fingerprint=fingerprint,
                 call=decisions.call_json(call), token=token, lease_seconds=self.lease_seconds,
-                retry_window=self.retry_window,
+                retry_window=retry_window,
                 rno=_rno_of(ref), invno=ref.value if ref.target is Target.INVOICE else None)
         except ClaimContendedError:
             raise UpstreamUnavailableError("an identical call is starting elsewhere; "
@@ -302,8 +305,9 @@ class CallEngine:
         assert claim.reservation is not None
         order = await self._read_order(merchant, claim, deadline)
         ref = spec.ref(call)
-        invoice = claim.invoice or next(
-            (i for i in claim.invoices if i.invno == ref.value), None) \
+        # The invoice as read under the order lease (and after adoption), not as resolved
+        # before the lease: a credit finished in between must count.
+        invoice = next((i for i in claim.invoices if i.invno == ref.value), claim.invoice) \
             if ref.target is Target.INVOICE else None
         return OrderContext(reservation=claim.reservation, order=order,
                             invoices=claim.invoices, invoice=invoice, now=self.clock.seconds())

@@ -48,6 +48,8 @@ def format_plan(method: str, plan: Plan, summary: str = "") -> str:
             lines += ["     " + ln for ln in body.splitlines()]
     if plan.allocate_invno:
         lines.append("  an invoice number is issued when the plan is journaled")
+    if plan.answer is not None:
+        lines.append(f"  answer: {json.dumps(plan.answer, ensure_ascii=False)}")
     for note in plan.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)

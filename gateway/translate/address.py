@@ -69,6 +69,45 @@ def klarna_country_to_alpha2(code: int, *, field: str = "country") -> str:
         raise InvalidParamsError(f"{field}: unknown Klarna country code {code}") from None
 
 
+@cache
+def _alpha2_table() -> dict[str, int]:
+    """ISO 3166-1 alpha-2 → Klarna's integer country code (the CSV read the other way)."""
+    return {alpha2: code for code, alpha2 in _country_table().items()}
+
+
+def alpha2_to_klarna_country(alpha2: object) -> int | None:
+    """Klarna's integer country code for an ISO alpha-2 code (``"se"`` → 209), or ``None``.
+
+    Why ``None`` rather than an error: the value comes from Klarna (an order's address), not
+    from the client, so which fault fits depends on the caller (``invoice_address``: 8999).
+    """
+    if not isinstance(alpha2, str):
+        return None
+    return _alpha2_table().get(alpha2.strip().upper())
+
+
+def rest_address_to_legacy_row(address: Mapping[str, Any]) -> list[Any] | None:
+    """The legacy 6-element address ``[fname, lname, street, zip, city, country<int>]``.
+
+    Why this shape: ``invoice_address`` replies exactly six elements; both SDKs read an
+    empty first element as a company, whose name is then the second (``["", company, ...]``),
+    so an address with an ``organization_name`` is given in that form. ``street_address2``
+    (care of) has no place in the row. ``None`` when the country is missing or has no Klarna
+    code (the SDKs cannot read anything but a known integer code).
+    """
+    country = alpha2_to_klarna_country(address.get("country"))
+    if country is None:
+        return None
+    text = {key: _clean(address.get(key)) for key in (
+        "given_name", "family_name", "organization_name", "street_address", "postal_code",
+        "city")}
+    if text["organization_name"]:
+        head = ["", text["organization_name"]]
+    else:
+        head = [text["given_name"], text["family_name"]]
+    return [*head, text["street_address"], text["postal_code"], text["city"], country]
+
+
 def _clean(value: object) -> str:
     """Strip a legacy string value; ``None`` and non-strings other than ints become text or ''."""
     if value is None:

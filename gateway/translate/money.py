@@ -68,6 +68,31 @@ def round_half_away(x: Rational) -> int:
     return -q if f < 0 else q
 
 
+def percent_hundredths(percent: Decimal | int) -> int | None:
+    """``percent × 100`` as an integer (a REST ``tax_rate``), or ``None`` when ``percent``
+    is not a whole hundredth of a percent.
+
+    Why not just round: a call that states one VAT rate (``return_amount``'s ``vat``) must
+    not be silently moved to another; 12.345 % is refused rather than sent as 12.35 %. But
+    PHP prints a double's exact binary expansion (15.6 arrives as
+    ``15.5999999999999996447286321199499070644378662109375``), so a value that is exactly
+    the double nearest to a whole hundredth counts as that hundredth: it is what the
+    merchant wrote.
+    """
+    if isinstance(percent, bool) or not isinstance(percent, (Decimal, int)):
+        return None
+    if isinstance(percent, Decimal) and not percent.is_finite():
+        return None
+    scaled = Fraction(percent) * 100
+    if scaled.denominator == 1:
+        return int(scaled)
+    nearest = round_half_away(scaled)
+    # int / int division is correctly rounded: the double a client held for nearest/100.
+    if Fraction(nearest / 100) == Fraction(percent):
+        return nearest
+    return None
+
+
 def inclusive_tax(total_amount: int, tax_rate: int) -> int:
     """Klarna's tax of a tax-inclusive amount: ``total − round(total × 10000 / (10000 + rate))``.
 

@@ -42,7 +42,8 @@ def shipping_method(product: str) -> str | None:
     return _METHODS_BY_KEY.get(_method_key(product.strip())) if product else None
 
 
-def shipment_info_to_rest(info: ShipmentInfo) -> list[dict[str, Any]]:
+def shipment_info_to_rest(info: ShipmentInfo, *, field: str = _FIELD_PREFIX
+                          ) -> list[dict[str, Any]]:
     """Capture ``shipping_info``: ``[]`` when nothing to send, else one object.
 
     Why this mapping (translation.md §4): ``shipping_company`` as is, ``tracking_no`` →
@@ -50,7 +51,8 @@ def shipment_info_to_rest(info: ShipmentInfo) -> list[dict[str, Any]]:
     ``shipping_product`` → ``shipping_method`` only when it names one (:func:`shipping_method`).
     ``delay_adjust`` (normal/express) has no REST counterpart and is not sent. Values are
     stripped; empty ones are omitted. Over 100 characters → ``InvalidParamsError`` naming e.g.
-    ``activateInfo.shipment_info.shipping_company``.
+    ``activateInfo.shipment_info.shipping_company`` (``field`` is the legacy parameter:
+    ``shipinfo`` for ``activate_reservation``).
     """
     entry: dict[str, Any] = {}
     for legacy_key, rest_key in (
@@ -64,7 +66,7 @@ def shipment_info_to_rest(info: ShipmentInfo) -> list[dict[str, Any]]:
             continue
         if len(value) > MAX_SHIPPING_TEXT:
             raise InvalidParamsError(
-                f"{_FIELD_PREFIX}.{legacy_key}: {len(value)} characters, "
+                f"{field}.{legacy_key}: {len(value)} characters, "
                 f"at most {MAX_SHIPPING_TEXT} allowed"
             )
         entry[rest_key] = value

@@ -308,8 +308,10 @@ def test_method_table() -> None:
         "not_allowed_operation: split_reservation is not offered by this gateway")
     with pytest.raises(MethodNotFoundError, match="system.listMethods"):
         auth.authenticate("system.listMethods", [])
-    assert {"reserve_amount", "activate_reservation", "get_pclasses", "update_notes",
-            "split_reservation", "return_amount", "has_account"} <= KNOWN_UNSERVED_METHODS
+    assert {"reserve_amount", "get_pclasses", "update_notes", "split_reservation",
+            "has_account", "activate_part", "delete_invoice"} <= KNOWN_UNSERVED_METHODS
+    assert {"activate_reservation", "change_reservation", "return_amount", "update_orderno",
+            "invoice_amount", "invoice_part_amount", "invoice_address"} <= SERVED_METHODS
     assert not SERVED_METHODS & KNOWN_UNSERVED_METHODS
 
 

@@ -123,3 +123,38 @@ def test_conversion_is_stable_under_comparison(addr: Address) -> None:
     assert rest_address_equal(rest, rest)
     assert rest_address_equal(rest, {k: v.upper() for k, v in rest.items()}) == all(
         v.upper().casefold() == v.casefold() for v in rest.values())
+
+
+def test_alpha2_to_klarna_country_is_the_table_read_backwards() -> None:
+    """Every code of the CSV maps back to itself; case and spaces do not matter; anything
+    else (unknown, empty, not a string) is None."""
+    import csv
+
+    from gateway.translate.address import COUNTRY_CODES_CSV, alpha2_to_klarna_country
+
+    with COUNTRY_CODES_CSV.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) > 200
+    for row in rows:
+        code = int(row["klarna_code"])
+        assert alpha2_to_klarna_country(klarna_country_to_alpha2(code)) == code
+    assert alpha2_to_klarna_country(" se ") == 209 and alpha2_to_klarna_country("gb") == 229
+    for bad in ("XX", "", None, 209, "SWE"):
+        assert alpha2_to_klarna_country(bad) is None
+
+
+def test_rest_address_to_legacy_row() -> None:
+    """Six elements: a person [fname, lname, ...], a company ["", company, ...], the
+    country an int; no known country → None."""
+    from gateway.translate.address import rest_address_to_legacy_row
+
+    rest = legacy_address_to_rest(FULL, field="bill_addr")
+    assert rest_address_to_legacy_row(rest) == [
+        "", "Testbolaget AB", "Hamngatan 5 B", "123 45", "Stockholm", 209]
+    person = {k: v for k, v in rest.items() if k != "organization_name"}
+    assert rest_address_to_legacy_row(person) == [
+        "Anna", "Andersson", "Hamngatan 5 B", "123 45", "Stockholm", 209]
+    assert rest_address_to_legacy_row({"given_name": "A", "country": "FI"}) == [
+        "A", "", "", "", "", 73]
+    assert rest_address_to_legacy_row({**person, "country": "ZZ"}) is None
+    assert rest_address_to_legacy_row({"given_name": "A"}) is None

@@ -400,3 +400,23 @@ def test_goods_to_order_line_matches_reference_and_checks(row: Goods) -> None:
     assert line["quantity"] == row.qty
     check_order_line(line, 0)
     assert_json_ints(line)
+
+
+@given(st.integers(min_value=0, max_value=10000))
+def test_percent_hundredths_of_decimals_and_of_php_double_expansions(h: int) -> None:
+    """A whole hundredth, written exactly or as the exact expansion of its nearest double
+    (what PHP prints), is that many hundredths."""
+    from gateway.translate.money import percent_hundredths
+
+    assert percent_hundredths(Decimal(h) / 100) == h
+    php = Decimal(h / 100)  # Decimal(float) is the double's exact binary expansion
+    assert percent_hundredths(php) == h
+    assert percent_hundredths(Decimal(format(h / 100, ".128f").rstrip("0"))) == h
+
+
+@pytest.mark.parametrize("value", [Decimal("12.345"), Decimal("0.001"), Decimal("NaN"),
+                                   Decimal(PHP_0_1) + Decimal("1e-30"), 1.5, True, "25"])
+def test_percent_hundredths_refuses_what_is_not_a_hundredth(value: Any) -> None:
+    from gateway.translate.money import percent_hundredths
+
+    assert percent_hundredths(value) is None
