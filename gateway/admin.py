@@ -3,6 +3,8 @@
 Routes (exact, other tools depend on them):
 - ``POST /v1/reservations`` ``{"eid", "order_id", "rno"?}`` → 201 ``{"eid", "rno", "order_id"}``
 - ``GET /v1/reservations/{eid}/{rno}`` → the mapping with its invoices and credits
+- ``POST /v1/imports`` ``{"reservations": [...], "invoices": [...], "credits": [...],
+  "dry_run"?}`` → 200 the per-row report (``gateway.tools.imports``)
 - ``POST /v1/sandbox/orders`` (sandbox mode) → 201 ``{"order_id", "rno"}``
 - ``GET /v1/journal/{eid}`` → the latest calls with the REST steps they became
 - ``GET /healthz`` (no token)
@@ -24,6 +26,7 @@ from gateway.config import Config
 from gateway.om.client import OmClient, RestResponseError, RestTransportError
 from gateway.model import Invoice, JournalEntry, Origin
 from gateway.store.store import ReservationConflictError, Store
+from gateway.tools.imports import ImportFormatError, lines_from_json, run_import
 
 log = Logger()
 
@@ -109,6 +112,7 @@ class AdminResource(Resource):
             ("GET", 4, "v1/reservations"): self._show_reservation,
             ("POST", 3, "v1/sandbox/orders"): self._sandbox_order,
             ("GET", 3, "v1/journal"): self._journal,
+            ("POST", 2, "v1/imports"): self._import,
         }
         for (m, n, prefix), handler in routes.items():
             if method == m and len(parts) == n and "/".join(parts).startswith(prefix):
@@ -162,6 +166,22 @@ class AdminResource(Resource):
         except ReservationConflictError as e:
             raise HttpError(409, str(e)) from None
         return 201, {"eid": res.eid, "rno": res.rno, "order_id": res.order_id}
+
+    async def _import(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        """Numbers the ERP holds from before the migration, each row checked against its
+        order over REST. 200 with the report whatever the rows' outcomes (a refused row
+        changed nothing); 400 only when the body as a whole is unusable."""
+        body = self._json_body(request)
+        dry_run = body.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise HttpError(400, "dry_run must be true or false")
+        try:
+            lines = lines_from_json(body, self.config)
+        except ImportFormatError as e:
+            raise HttpError(400, str(e)) from None
+        report = await run_import(self.config, self.store, self.om, self.store.clock, lines,
+                                  dry_run=dry_run)
+        return 200, report.to_json()
 
     async def _show_reservation(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
         eid = self._eid(parts[2])
