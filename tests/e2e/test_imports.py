@@ -209,3 +209,29 @@ async def test_bad_rows_are_refused_with_reasons_and_change_nothing(gw: Harness)
         resp = await treq.post(gw.admin + "/v1/imports", json=bad, headers=ADMIN)
         assert resp.code == 400, bad
         assert (await resp.json())["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_invoice_imported_without_its_credit_still_counts_the_old_refund(
+        gw: Harness) -> None:
+    """Only the invoice imported: the first credit on it adopts the refund made before the
+    migration (booked on this invoice, whose capture holds that article) and plans against
+    the invoice as it is after that, so it cannot refund an article twice."""
+    order_id = await klarna_order(gw)
+    capture_id = await klarna(gw, order_id, "capture",
+                              {"captured_amount": 35000, "order_lines": LINES})
+    await klarna(gw, order_id, "refund", {"refunded_amount": 10000, "reference": "OLD-CR-1",
+                                          "order_lines": [part("ART-1", 1)]})
+    code, report = await imports(gw, {"invoices": [{"eid": 1234, "invno": "123456",
+                                                    "order_id": order_id,
+                                                    "capture_id": capture_id}]})
+    assert code == 200 and report["counts"]["ok"] == 1, report
+    k = gw.sdk()
+    k.add_art_no(qty=2, artno="ART-1")  # one of the two was refunded before the migration
+    f = await fault_of(gw, k.credit_part, "123456", "CR-1")
+    assert f.faultCode == 9107 and "1 remain" in f.faultString
+    assert (await gw.order(order_id))["refunded_amount"] == 10000
+    assert await gw.call(k.credit_invoice, "123456", "CR-2") == "123456"
+    order = await gw.order(order_id)
+    assert order["refunded_amount"] == 35000
+    assert {r["reference"]: r["refunded_amount"] for r in order["refunds"]}["CR-2"] == 25000
