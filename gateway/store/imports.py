@@ -156,7 +156,7 @@ def _registered_note(res: Reservation, registered: bool, numbers: _Numbers) -> s
     if not registered:
         return ""
     rno = res.rno if numbers.issue else "issued on import"
-    return f"; reservation registered for order {res.order_id} (rno {rno})"
+    return f"; reservation registered (rno {rno})"
 
 
 # -- invoices ---------------------------------------------------------------------------

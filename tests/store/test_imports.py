@@ -101,7 +101,7 @@ async def test_invoice_rows_register_check_and_are_idempotent(stores: Store2) ->
     assert first.status is OK, first
     assert first.details == {"captured_amount": 35000, "rno": "8000000000",
                              "reservation_registered": True}
-    assert "reservation registered for order order-1 (rno 8000000000)" in first.message
+    assert "; reservation registered (rno 8000000000)" in first.message
     res = await a.get_reservation(1234, "8000000000")
     assert res is not None and (res.order_id, res.origin) == ("order-1", "import")
     inv = await a.get_invoice(1234, "123456")
