@@ -3,6 +3,8 @@
 Routes (exact, other tools depend on them):
 - ``POST /v1/reservations`` ``{"eid", "order_id", "rno"?}`` → 201 ``{"eid", "rno", "order_id"}``
 - ``GET /v1/reservations/{eid}/{rno}`` → the mapping with its invoices and credits
+- ``POST /v1/imports`` ``{"reservations": [...], "invoices": [...], "credits": [...],
+  "dry_run"?}`` → 200 the per-row report (``gateway.tools.imports``)
 - ``POST /v1/sandbox/orders`` (sandbox mode) → 201 ``{"order_id", "rno"}``
 - ``GET /v1/journal/{eid}`` → the latest calls with the REST steps they became
 - ``POST /v1/recurring-tokens`` ``{"eid", "recurring_token", "customer_token"}`` → 201 (KCO v2
@@ -31,6 +33,7 @@ from gateway.om.client import OmClient, RestResponseError, RestTransportError
 from gateway.model import Invoice, JournalEntry, Origin
 from gateway.store.recurring import TokenConflictError
 from gateway.store.store import ReservationConflictError, Store
+from gateway.tools.imports import ImportFormatError, lines_from_json, run_import
 
 log = Logger()
 
@@ -126,6 +129,7 @@ class AdminResource(Resource):
             ("POST", 3, "v1/sandbox/orders"): self._sandbox_order,
             ("GET", 3, "v1/journal"): self._journal,
             ("POST", 2, "v1/recurring-tokens"): self._map_recurring_token,
+            ("POST", 2, "v1/imports"): self._import,
         }
         for (m, n, prefix), handler in routes.items():
             if method == m and len(parts) == n and "/".join(parts).startswith(prefix):
@@ -208,6 +212,21 @@ class AdminResource(Resource):
             raise HttpError(409, str(e)) from None
         return (201 if new else 200), {"eid": eid, "recurring_token": v2_token,
                                        "customer_token": token}
+    async def _import(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        """Numbers the ERP holds from before the migration, each row checked against its
+        order over REST. 200 with the report whatever the rows' outcomes (a refused row
+        changed nothing); 400 only when the body as a whole is unusable."""
+        body = self._json_body(request)
+        dry_run = body.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise HttpError(400, "dry_run must be true or false")
+        try:
+            lines = lines_from_json(body, self.config)
+        except ImportFormatError as e:
+            raise HttpError(400, str(e)) from None
+        report = await run_import(self.config, self.store, self.om, self.store.clock, lines,
+                                  dry_run=dry_run)
+        return 200, report.to_json()
 
     async def _show_reservation(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
         eid = self._eid(parts[2])

@@ -22,6 +22,20 @@ class Origin(str, Enum):
     RECURRING = "recurring"
 
 
+class LedgerOrigin(str, Enum):
+    """Where an invoice's (or a credit's) number came from.
+
+    ``gateway``: issued by the gateway for a capture/refund it made itself. ``adopted``: a
+    capture/refund made outside the gateway, numbered by the gateway when it read the order
+    (never told to the ERP, so an import may renumber it). ``import``: a number the ERP
+    already holds from before the migration, bound to its capture/refund by an import.
+    """
+
+    GATEWAY = "gateway"
+    ADOPTED = "adopted"
+    IMPORT = "import"
+
+
 class EntryState(str, Enum):
     """A journal entry: running or resumable, or finished one way or the other."""
 
@@ -72,6 +86,7 @@ class Credit:
     refunded_amount: int
     lines: list[dict[str, Any]]
     adopted: bool
+    origin: str = LedgerOrigin.GATEWAY.value
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,7 @@ class Invoice:
     refunded_qty: dict[str, int]
     adopted: bool
     credits: tuple[Credit, ...] = ()
+    origin: str = LedgerOrigin.GATEWAY.value
 
     @property
     def refundable(self) -> int:
@@ -235,3 +251,90 @@ class JournalEntry:
     @property
     def finished(self) -> bool:
         return self.state is not EntryState.PENDING
+
+
+# -- importing what an ERP holds from before the migration ------------------------------
+
+
+class ImportKind(str, Enum):
+    """What one import row binds: rno ↔ order, invno ↔ capture, or credno ↔ refund."""
+
+    RESERVATION = "reservation"
+    INVOICE = "invoice"
+    CREDIT = "credit"
+
+
+@dataclass(frozen=True)
+class ReservationImport:
+    """(eid, rno) ↔ order_id, as the ERP knows it."""
+
+    eid: int
+    rno: str
+    order_id: str
+
+    kind = ImportKind.RESERVATION
+
+
+@dataclass(frozen=True)
+class InvoiceImport:
+    """An invno Klarna issued before the migration ↔ the capture it became. Only names the
+    capture: its amount and lines are read from Klarna."""
+
+    eid: int
+    invno: str
+    order_id: str
+    capture_id: str
+
+    kind = ImportKind.INVOICE
+
+
+@dataclass(frozen=True)
+class CreditImport:
+    """A credit booked before the migration (``credno`` may be empty) ↔ the refund it
+    became, on the order of invoice ``invno``. Only names the refund."""
+
+    eid: int
+    invno: str
+    credno: str
+    refund_id: str
+
+    kind = ImportKind.CREDIT
+
+
+ImportRow = ReservationImport | InvoiceImport | CreditImport
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What an import checks a row against: the order as Klarna answered it, read with the
+    merchant's credentials (captures and refunds by id)."""
+
+    order_id: str
+    status: str | None
+    captures: dict[str, dict[str, Any]]
+    refunds: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(cls, order_id: str, order: dict[str, Any]) -> OrderFacts:
+        return cls(order_id=order_id,
+                   status=None if order.get("status") is None else str(order["status"]),
+                   captures={str(c["capture_id"]): c for c in order.get("captures") or []},
+                   refunds={str(r["refund_id"]): r for r in order.get("refunds") or []})
+
+
+class ImportStatus(str, Enum):
+    """One row's outcome: applied (or, in a dry run, would be), already so, or refused."""
+
+    OK = "ok"
+    UNCHANGED = "unchanged"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """One row's line in the report. ``details``: the facts a client may want by name
+    (``rno`` issued or matched, ``captured_amount``, ``renumbered_from``…)."""
+
+    status: ImportStatus
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)

@@ -1,8 +1,11 @@
-"""``db upgrade``, ``config check`` and ``reservations add|show|import``."""
+"""``db upgrade``, ``config check`` and ``reservations add|show|import``.
+
+``reservations import`` takes reservations, invoices or credits (the CSV's header names the
+kind) and checks each row against its order over REST (:mod:`gateway.tools.imports`).
+"""
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -11,7 +14,7 @@ from typing import Any
 from gateway.admin import invoice_json
 from gateway.app import Components
 from gateway.cli.common import config_from, with_parts
-from gateway.config import DEFAULT_DB_URL, Config
+from gateway.config import DEFAULT_DB_URL
 from gateway.model import Origin
 from gateway.store.mapping import ReservationConflictError
 
@@ -68,67 +71,21 @@ def cmd_reservations_show(args: argparse.Namespace) -> int:
 
 
 def cmd_reservations_import(args: argparse.Namespace) -> int:
+    """Exit 0 when every row is added or unchanged, 1 when any was refused, 2 when the file
+    cannot be read at all (nothing was checked or changed)."""
+    from gateway.tools.imports import ImportFormatError, read_csv, run_import
+
     async def run(parts: Components) -> int:
-        store, config = parts.store, parts.config
-        rows, problems = _read_import_csv(Path(args.file), config)
-        existing = {(r.eid, r.rno): r.order_id for r in await store.list_reservations()}
-        by_order = {(eid, order): rno for (eid, rno), order in existing.items()}
-        added = unchanged = 0
-        for lineno, eid, rno, order_id in rows:
-            if existing.get((eid, rno)) == order_id:
-                unchanged += 1
-                continue
-            if (eid, rno) in existing or (eid, order_id) in by_order:
-                problems.append((lineno, f"conflicts with an existing mapping "
-                                         f"(eid {eid}, rno {rno}, order {order_id})"))
-                continue
-            if not args.dry_run:
-                try:
-                    await store.register_reservation(eid, order_id, rno, Origin.IMPORT.value)
-                except ReservationConflictError as e:
-                    problems.append((lineno, str(e)))
-                    continue
-            existing[(eid, rno)] = order_id
-            by_order[(eid, order_id)] = rno
-            added += 1
-        verb = "would add" if args.dry_run else "added"
-        print(f"{args.file}: {verb} {added}, unchanged {unchanged}, "
-              f"problems {len(problems)}")
-        for lineno, message in sorted(problems):
-            print(f"  line {lineno}: {message}")
-        return 1 if problems else 0
+        try:
+            lines = read_csv(Path(args.file), parts.config)
+        except (ImportFormatError, OSError) as e:
+            print(str(e), file=sys.stderr)
+            return 2
+        report = await run_import(parts.config, parts.store, parts.om, parts.store.clock,
+                                  lines, dry_run=args.dry_run)
+        print(report.format(args.file))
+        return 1 if report.refused else 0
     return with_parts(args, run)
-
-
-def _read_import_csv(path: Path, config: Config) -> tuple[list[tuple[int, int, str, str]],
-                                                          list[tuple[int, str]]]:
-    """Rows ``eid,rno,order_id`` (header optional); returns (good rows, problems)."""
-    rows: list[tuple[int, int, str, str]] = []
-    problems: list[tuple[int, str]] = []
-    seen: dict[tuple[int, str], int] = {}
-    with path.open(newline="", encoding="utf-8") as f:
-        for lineno, rec in enumerate(csv.reader(f), start=1):
-            if not rec or all(not c.strip() for c in rec):
-                continue
-            if lineno == 1 and rec[0].strip().lower() == "eid":
-                continue
-            if len(rec) != 3:
-                problems.append((lineno, f"expected 3 columns eid,rno,order_id, got {len(rec)}"))
-                continue
-            eid_s, rno, order_id = (c.strip() for c in rec)
-            if not eid_s.isdigit() or config.merchant(int(eid_s)) is None:
-                problems.append((lineno, f"eid {eid_s!r} is not a configured merchant"))
-                continue
-            if not rno or len(rno) > 64 or not order_id or len(order_id) > 255:
-                problems.append((lineno, "rno and order_id must be non-empty"))
-                continue
-            key = (int(eid_s), rno)
-            if key in seen:
-                problems.append((lineno, f"rno {rno} repeats line {seen[key]}"))
-                continue
-            seen[key] = lineno
-            rows.append((lineno, int(eid_s), rno, order_id))
-    return rows, problems
 
 
 def register(sub: Any) -> None:
@@ -159,7 +116,10 @@ def register(sub: Any) -> None:
             s.add_argument("--eid", type=int, required=True)
             s.add_argument("--rno", required=True)
         else:
-            s.add_argument("file", help="CSV with columns eid,rno,order_id")
+            s.add_argument("file", help="CSV whose header row names the kind: eid,rno,order_id "
+                                        "(also without a header) | "
+                                        "eid,invno,order_id,capture_id | "
+                                        "eid,invno,credno,refund_id")
             s.add_argument("--dry-run", action="store_true",
                            help="report what would change, change nothing")
         s.set_defaults(func=func)

@@ -337,6 +337,9 @@ class CallEngine:
             invnos, refund_ids = await self.store.adopt(reservation, captures, refunds)
             if invnos or refund_ids:
                 claim.invoices = tuple(await self.store.invoices_for(reservation.id))
+                if claim.invoice is not None:  # an adopted refund may be booked on it now
+                    claim.invoice = next((i for i in claim.invoices
+                                          if i.id == claim.invoice.id), claim.invoice)
                 log.info("adopted captures {invnos} and refunds {refunds} made outside the "
                          "gateway on order {order_id}", invnos=invnos, refunds=refund_ids,
                          order_id=reservation.order_id)

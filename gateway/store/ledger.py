@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.model import (
-    CaptureEffect, Credit, EntryState, Invoice, MoneyKind, RefundEffect, Reservation,
-    StepState,
+    CaptureEffect, Credit, EntryState, Invoice, LedgerOrigin, MoneyKind, RefundEffect,
+    Reservation, StepState,
 )
 from gateway.store import models as m
 from gateway.store import rows
@@ -81,14 +81,16 @@ def record_capture(conn: Connection, now: float, eid: int, journal_id: int,
         if existing.invno != effect.invno and existing.adopted:
             # Adopted by a read before our answer arrived: it is ours; give it our invno.
             conn.execute(update(_I).where(_I.c.id == existing.id).values(
-                invno=effect.invno, adopted=False, journal_id=journal_id))
+                invno=effect.invno, adopted=False, journal_id=journal_id,
+                origin=LedgerOrigin.GATEWAY.value))
         return
     conn.execute(_I.insert(), {
         "eid": eid, "invno": effect.invno, "reservation_id": effect.reservation_id,
         "order_id": effect.order_id, "capture_id": capture_id,
         "captured_amount": int(body["captured_amount"]), "refunded_amount": 0,
         "lines_json": rows.dumps(body.get("order_lines") or []), "refunded_qty_json": "{}",
-        "adopted": False, "journal_id": journal_id, "created_at": now})
+        "adopted": False, "journal_id": journal_id, "created_at": now,
+        "origin": LedgerOrigin.GATEWAY.value})
 
 
 def record_refund(conn: Connection, now: float, eid: int, journal_id: int,
@@ -103,19 +105,34 @@ def record_refund(conn: Connection, now: float, eid: int, journal_id: int,
     conn.execute(_C.insert().values(
         eid=eid, invoice_id=invoice.id, order_id=effect.order_id, refund_id=refund_id,
         credno=str(effect.credno or ""), refunded_amount=int(body["refunded_amount"]),
-        lines_json=rows.dumps(lines), adopted=False, journal_id=journal_id, created_at=now))
-    _add_refund_to_invoice(conn, invoice, int(body["refunded_amount"]), lines)
+        lines_json=rows.dumps(lines), adopted=False, journal_id=journal_id, created_at=now,
+        origin=LedgerOrigin.GATEWAY.value))
+    add_refund_to_invoice(conn, invoice, int(body["refunded_amount"]), lines)
 
 
-def _add_refund_to_invoice(conn: Connection, invoice: Any, amount: int,
-                           lines: list[dict[str, Any]]) -> None:
-    qty = json.loads(invoice.refunded_qty_json)
+def qty_by_reference(lines: list[dict[str, Any]]) -> dict[str, int]:
+    """Quantities per line reference, keyed as :mod:`gateway.translate.split` keys lines:
+    the reference, ``""`` without one."""
+    qty: dict[str, int] = {}
     for ln in lines:
-        # Keyed as gateway.translate.split keys lines: the reference, "" without one.
-        ref = ln.get("reference") if isinstance(ln.get("reference"), str) else ""
+        named = ln.get("reference")
+        ref = named if isinstance(named, str) else ""
         qty[ref] = qty.get(ref, 0) + int(ln.get("quantity") or 0)
+    return qty
+
+
+def add_refund_to_invoice(conn: Connection, invoice: Any, amount: int,
+                          lines: list[dict[str, Any]], sign: int = 1) -> None:
+    """Book a refund's amount and quantities on an invoice row (``sign=-1``: take them off
+    again, when a refund is moved to the invoice the merchant booked it on)."""
+    qty = json.loads(invoice.refunded_qty_json)
+    for ref, n in qty_by_reference(lines).items():
+        qty[ref] = qty.get(ref, 0) + sign * n
+        if sign < 0 and qty[ref] == 0:
+            del qty[ref]
     conn.execute(update(_I).where(_I.c.id == invoice.id).values(
-        refunded_amount=_I.c.refunded_amount + amount, refunded_qty_json=rows.dumps(qty)))
+        refunded_amount=_I.c.refunded_amount + sign * amount,
+        refunded_qty_json=rows.dumps(qty)))
 
 
 # -- adoption of captures and refunds made outside the gateway -------------------------
@@ -155,7 +172,8 @@ def _adopt_captures(conn: Connection, now: float, reservation: Reservation,
                     order_id=reservation.order_id, capture_id=cap["capture_id"],
                     captured_amount=int(cap.get("captured_amount", 0)), refunded_amount=0,
                     lines_json=rows.dumps(cap.get("order_lines") or []),
-                    refunded_qty_json="{}", adopted=True, created_at=now))
+                    refunded_qty_json="{}", adopted=True, created_at=now,
+                    origin=LedgerOrigin.ADOPTED.value))
         except IntegrityError:
             continue  # another process recorded it first
         new.append(invno)
@@ -178,11 +196,12 @@ def _adopt_refunds(conn: Connection, now: float, reservation: Reservation,
                     eid=reservation.eid, invoice_id=None if invoice is None else invoice.id,
                     order_id=reservation.order_id, refund_id=ref["refund_id"],
                     credno=str(ref.get("reference") or ""), refunded_amount=amount,
-                    lines_json=rows.dumps(lines), adopted=True, created_at=now))
+                    lines_json=rows.dumps(lines), adopted=True, created_at=now,
+                    origin=LedgerOrigin.ADOPTED.value))
         except IntegrityError:
             continue
         if invoice is not None:
-            _add_refund_to_invoice(conn, invoice, amount, lines)
+            add_refund_to_invoice(conn, invoice, amount, lines)
         new.append(ref["refund_id"])
     return new
 

@@ -83,6 +83,8 @@ invoices = Table(
     Column("adopted", Boolean, nullable=False, default=False),  # made outside the gateway
     Column("journal_id", Integer, nullable=True),
     Column("created_at", Float, nullable=False),
+    # Where the invno came from: gateway | adopted | import (gateway.model.LedgerOrigin).
+    Column("origin", String(16), nullable=False, server_default="gateway"),
     UniqueConstraint("eid", "invno", name="uq_invoices_eid_invno"),
     UniqueConstraint("order_id", "capture_id", name="uq_invoices_capture"),
 )
@@ -101,6 +103,8 @@ credits = Table(
     Column("adopted", Boolean, nullable=False, default=False),
     Column("journal_id", Integer, nullable=True),
     Column("created_at", Float, nullable=False),
+    # Where the credit's booking came from: gateway | adopted | import.
+    Column("origin", String(16), nullable=False, server_default="gateway"),
     UniqueConstraint("order_id", "refund_id", name="uq_credits_refund"),
 )
 Index("ix_credits_invoice", credits.c.invoice_id)
@@ -176,4 +180,4 @@ journal_steps = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"

@@ -37,7 +37,8 @@ def reservation(row: Any) -> Reservation:
 def credit(row: Any) -> Credit:
     return Credit(id=row.id, invoice_id=row.invoice_id, refund_id=row.refund_id,
                   credno=row.credno, refunded_amount=row.refunded_amount,
-                  lines=json.loads(row.lines_json), adopted=bool(row.adopted))
+                  lines=json.loads(row.lines_json), adopted=bool(row.adopted),
+                  origin=row.origin)
 
 
 def invoice(row: Any, credits: tuple[Credit, ...] = ()) -> Invoice:
@@ -46,7 +47,7 @@ def invoice(row: Any, credits: tuple[Credit, ...] = ()) -> Invoice:
                    captured_amount=row.captured_amount, refunded_amount=row.refunded_amount,
                    lines=json.loads(row.lines_json),
                    refunded_qty=json.loads(row.refunded_qty_json), adopted=bool(row.adopted),
-                   credits=credits)
+                   credits=credits, origin=row.origin)
 
 
 def step(row: Any) -> Step:

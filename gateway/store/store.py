@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from gateway.model import Invoice, JournalEntry, Reservation
-from gateway.store import journal, ledger, mapping, recurring
+from gateway.model import (
+    ImportOutcome, ImportRow, Invoice, JournalEntry, OrderFacts, Reservation,
+)
+from gateway.store import imports, journal, ledger, mapping, recurring
 from gateway.store import models as m
 from gateway.store.database import Database
 from gateway.store.journal import Begin, Fence, Outcome
@@ -107,6 +109,18 @@ class Store:
         """Record captures/refunds made outside the gateway; (new invnos, refund ids)."""
         return await self._run("adopt", ledger.adopt, reservation, captures, refunds,
                                self.invno_start)
+
+    # -- imports (numbers the ERP holds from before the migration) -----------------------
+
+    async def import_row(self, row: ImportRow, facts: OrderFacts) -> ImportOutcome:
+        """Apply one import row checked against its order as Klarna answered it: whole, or
+        (refused, with the reason) not at all."""
+        return await self._run("import_row", imports.import_row, row, facts, self.rno_start)
+
+    async def preview_import(self, items: Sequence[tuple[ImportRow, OrderFacts]],
+                             ) -> list[ImportOutcome]:
+        """A dry run of :meth:`import_row` over every row, in order, rolled back."""
+        return await self._run("preview_import", imports.preview, list(items), self.rno_start)
 
     # -- recurring tokens ----------------------------------------------------------------
 
