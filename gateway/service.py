@@ -21,6 +21,7 @@ from twisted.web import server
 from gateway.admin import AdminResource
 from gateway.app import Components, SchemaMode, build
 from gateway.config import Config
+from gateway.console import AdminListener, ConsoleResource
 from gateway.engine.recovery import recover_unfinished
 from gateway.errors import ConfigError
 from gateway.legacy.resource import LegacyResource, make_site
@@ -109,8 +110,9 @@ class Gateway:
             make_site(legacy, max_body_bytes=s.max_body_bytes))
         admin = AdminResource(self.config, parts.store, parts.om,
                               sandbox_mode=opts.sandbox_listen is not None)
+        console = ConsoleResource(parts, clock=self.reactor)
         self.admin_port = await serverFromString(self.reactor, opts.admin_listen).listen(
-            server.Site(admin))
+            server.Site(AdminListener(admin, console)))
         log.info("legacy XML-RPC listening on {url}; admin API on {admin}",
                  url=self.legacy_url, admin=self.admin_url)
         if opts.recover:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.store.models import SCHEMA_HEAD
 from gateway.testing.processes import run_cli
 
 
@@ -13,7 +14,7 @@ from gateway.testing.processes import run_cli
 def db(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path}/cli.db"
     result = run_cli("db", "upgrade", "--db", url)
-    assert result.returncode == 0 and "-> 0002" in result.stdout
+    assert result.returncode == 0 and f"-> {SCHEMA_HEAD}" in result.stdout
     return url
 
 
