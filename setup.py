@@ -30,6 +30,8 @@ setup(
             "PyYAML>=6",
             "jsonschema>=4.20",
             "Klarna_API==3.1.0",
+            # the console's browser tests drive Debian's Chromium (never `playwright install`)
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": ["klarna-gateway = gateway.cli:main"]},

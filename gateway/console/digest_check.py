@@ -93,8 +93,11 @@ def check(body: bytes, config: Config, registry: CallRegistry, *,
     parts = rule(params)
     hash_fn = hash_for_digest(given) if isinstance(given, str) else None
     found = match(parts, given, merchant.secret_bytes)
+    dialects = found.dialects if found else ()
+    if found and not parts.filtered:
+        dialects = tuple(Dialect)  # no SDK filters this call's parts: all hash the same
     verdict = _with(base, digest=given, hash_name=hash_fn(b"").name if hash_fn else None,
-                    matches=found is not None, dialects=found.dialects if found else ())
+                    matches=found is not None, dialects=dialects)
     if found is None:
         verdict = _with(verdict, expected=expected_strings(parts))
     if not parts.filtered:

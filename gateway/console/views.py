@@ -243,12 +243,12 @@ def discrepancies(problems: Sequence[Discrepancy], checked: int, capped: bool) -
               'reconcile</code> resumes unfinished calls and adopts captures and refunds '
               'made outside the gateway.</p>', checked,
               " (the most recently changed ones)" if capped else "")
-    verdict = box("ok", "Store and Klarna agree.") if not problems else \
-        box("error", f"{len(problems)} discrepancies.")
+    if not problems:
+        return join([intro, box("ok", "Store and Klarna agree.")])
     rows = ((p.eid, link("/console/reservation", p.rno, eid=p.eid, rno=p.rno) if p.rno
              else "-", p.order_id or "-", p.what, p.store, p.rest) for p in problems)
-    return join([intro, verdict, table(("eid", "rno", "order id", "what", "store", "Klarna"),
-                                       rows)])
+    return join([intro, box("error", f"{len(problems)} discrepancies."),
+                 table(("eid", "rno", "order id", "what", "store", "Klarna"), rows)])
 
 
 @dataclass(frozen=True)
