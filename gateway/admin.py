@@ -231,7 +231,8 @@ class AdminResource(Resource):
 def query_params(request: server.Request) -> dict[str, str]:
     """The query string as ``{name: value}``; a repeated or undecodable parameter is a 400."""
     params: dict[str, str] = {}
-    for raw_key, values in (request.args or {}).items():
+    args: dict[bytes, list[bytes]] = request.args or {}
+    for raw_key, values in args.items():
         try:
             key = raw_key.decode("utf-8")
             decoded = [v.decode("utf-8") for v in values]
@@ -244,7 +245,7 @@ def query_params(request: server.Request) -> dict[str, str]:
 
 
 async def stream_export(request: server.Request, store: Store,
-                        search: journal_search.Request) -> None:
+                        search: journal_search.Search) -> None:
     """Write every matching entry as JSON lines or CSV, a store page at a time.
 
     The first page is read before the status line is sent, so a failing query is still a
@@ -276,8 +277,9 @@ async def stream_export(request: server.Request, store: Store,
                 break
     except Exception:
         log.failure("journal export failed part-way; aborting the response")
-        if not gone:
-            request.channel.transport.abortConnection()
+        transport: Any = request.channel.transport
+        if not gone and transport is not None:
+            transport.abortConnection()
         return
     if not gone:
         request.finish()

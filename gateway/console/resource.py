@@ -17,7 +17,7 @@ The console writes nothing to the store and sends Klarna nothing but GETs of ord
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -134,7 +134,7 @@ class ConsoleResource(Resource):
     # -- routing and authentication ----------------------------------------------------
 
     async def _route(self, request: server.Request) -> Page:
-        segments = [s.decode("utf-8", "replace") for s in request.postpath]
+        segments = [s.decode("utf-8", "replace") for s in request.postpath or []]
         if not segments:
             raise Redirect("/console/")
         name = segments[0]
@@ -248,7 +248,7 @@ class ConsoleResource(Resource):
         running = [e for e in page.entries if e.lease_until is not None and e.lease_until > now]
         unresolved = [e for e in page.entries if e not in running]
         return self._page(200, "Pending and unresolved calls",
-                          views.pending(running, unresolved, now), caller)
+                          views.pending(running, unresolved), caller)
 
     async def _discrepancies(self, request: server.Request, caller: Caller) -> Page:
         reservations, capped = await self._in_scope(caller, lambda r: True)
@@ -367,18 +367,20 @@ def _expiring_item(res: Reservation, order: dict[str, Any], now: float,
     return views.Expiring(res, expires, (at.timestamp() - now) / 86400, status, remaining)
 
 
-async def _bounded(items: Sequence[Any], fn: Callable[[Any], Awaitable[T]]) -> list[T]:
+async def _bounded(items: Sequence[Any],
+                   fn: Callable[[Any], Coroutine[defer.Deferred[Any], Any, T]]) -> list[T]:
     """``fn`` over ``items``, at most :data:`CONCURRENCY` at a time, results in order."""
     sem = defer.DeferredSemaphore(CONCURRENCY)
     return list(await defer.gatherResults(
-        [sem.run(lambda i=i: defer.ensureDeferred(fn(i))) for i in items],
+        [sem.run(fn, item) for item in items],
         consumeErrors=True))
 
 
 def _args(request: server.Request) -> dict[str, str]:
     """Query string and form fields, first value of each, as text."""
     out: dict[str, str] = {}
-    for key, values in (request.args or {}).items():
+    args: dict[bytes, list[bytes]] = request.args or {}
+    for key, values in args.items():
         if values:
             out.setdefault(key.decode("utf-8", "replace"), values[0].decode("utf-8", "replace"))
     return out
@@ -409,8 +411,9 @@ class AdminListener(Resource):
         self.console = console
 
     def render(self, request: server.Request) -> Any:
-        if request.postpath[:1] == [b"console"]:
-            request.prepath.append(request.postpath.pop(0))
+        postpath, prepath = request.postpath or [], request.prepath
+        if postpath[:1] == [b"console"] and prepath is not None:
+            prepath.append(postpath.pop(0))
             return self.console.render(request)
         return self.admin.render(request)
 

@@ -221,8 +221,7 @@ def journal_page(params: dict[str, str], entries: Sequence[JournalEntry],
     return join(parts)
 
 
-def pending(running: Sequence[JournalEntry], unresolved: Sequence[JournalEntry],
-            now: float) -> Html:
+def pending(running: Sequence[JournalEntry], unresolved: Sequence[JournalEntry]) -> Html:
     intro = Html('<p class="muted">Pending calls have no outcome yet. <em>Running</em>: a '
                  "gateway process holds the call's lease now. <em>Unresolved</em>: nobody "
                  "does (a process died, or the client was answered 9119); recovery resumes "
@@ -308,7 +307,8 @@ def digest_result(v: Verdict, explanation: Explanation | None, explain_error: st
     if v.matches:
         sdks = join(h("<li>{}</li>", SDKS[d]) for d in v.dialects)
         parts += [box("ok", "The digest matches.",
-                      h("Hash {}; made the way of: <ul>{}</ul>", v.hash_name, sdks)), facts]
+                      h("Hash {}; SDKs that hash this request this way: <ul>{}</ul>",
+                        v.hash_name, sdks)), facts]
     else:
         rows = ((dialect, h("<code>{}</code>", text)) for dialect, text in v.expected)
         parts += [box("error", "The digest does not match",

@@ -46,7 +46,7 @@ class FilterError(ValueError):
 
 
 @dataclass(frozen=True)
-class Request:
+class Search:
     """A parsed search: the store query and the output format."""
 
     query: JournalQuery
@@ -115,7 +115,7 @@ def _outcome(value: str) -> dict[str, Any]:
 
 
 def parse_query(params: Mapping[str, str], *, formats: tuple[str, ...] = FORMATS,
-                eid: int | None = None) -> Request:
+                eid: int | None = None) -> Search:
     """Validate search parameters (strings, as a query string gives them).
 
     ``eid`` forces the merchant (a merchant's console session): a different ``eid``
@@ -151,7 +151,7 @@ def parse_query(params: Mapping[str, str], *, formats: tuple[str, ...] = FORMATS
     fmt = given.get("format", formats[0])
     if fmt not in formats:
         raise FilterError("format", "must be one of " + ", ".join(formats))
-    return Request(JournalQuery(**kw), fmt)
+    return Search(JournalQuery(**kw), fmt)
 
 
 # -- records -----------------------------------------------------------------------------
