@@ -19,6 +19,7 @@ setup(
         "lxml>=5.0",
         "psycopg[binary]>=3.1",
         "tzdata",
+        "prometheus_client>=0.20",
     ],
     extras_require={
         "test": [
@@ -31,6 +32,8 @@ setup(
             "jsonschema>=4.20",
             "Klarna_API==3.1.0",
             "klarnacheckout==3.0.1",
+            # the console's browser tests drive Debian's Chromium (never `playwright install`)
+            "playwright>=1.40",
         ],
     },
     entry_points={"console_scripts": ["klarna-gateway = gateway.cli:main"]},

@@ -9,6 +9,9 @@ Routes (exact, other tools depend on them):
 - ``GET /v1/journal/{eid}`` → the latest calls with the REST steps they became
 - ``POST /v1/recurring-tokens`` ``{"eid", "recurring_token", "customer_token"}`` → 201 (KCO v2
   recurring token → Customer Token API token, checked at Klarna)
+- ``GET /v1/journal?eid=&method=&rno=&invno=&order_id=&merchant_order_id=&outcome=&since=
+  &until=&limit=&cursor=&format=json|jsonl|csv`` → search (``gateway.tools.journal``):
+  pages ``{"entries", "next_cursor"}``, or every match streamed as JSON lines / CSV
 - ``GET /healthz`` (no token): the process answers and its database too
 - ``GET /readyz`` (no token): 200 while the database is reachable and migrated, recovery
   runs and the process is not draining; 503 otherwise (take it out of the load balancer)
@@ -34,8 +37,13 @@ from gateway.model import Invoice, JournalEntry, Origin
 from gateway.store.recurring import TokenConflictError
 from gateway.store.store import ReservationConflictError, Store
 from gateway.tools.imports import ImportFormatError, lines_from_json, run_import
+from gateway.tools import journal as journal_search
 
 log = Logger()
+
+
+#: A handler's body when it wrote (streamed) the response itself.
+STREAMED = object()
 
 
 class HttpError(Exception):
@@ -98,6 +106,8 @@ class AdminResource(Resource):
             status, body = e.status, {"error": e.message}
         except Exception:
             log.failure("admin handler crashed")
+        if body is STREAMED:
+            return
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         if request.finished or getattr(request, "_disconnected", False):
             return
@@ -130,6 +140,7 @@ class AdminResource(Resource):
             ("GET", 3, "v1/journal"): self._journal,
             ("POST", 2, "v1/recurring-tokens"): self._map_recurring_token,
             ("POST", 2, "v1/imports"): self._import,
+            ("GET", 2, "v1/journal"): self._search_journal,
         }
         for (m, n, prefix), handler in routes.items():
             if method == m and len(parts) == n and "/".join(parts).startswith(prefix):
@@ -243,6 +254,18 @@ class AdminResource(Resource):
         entries = await self.store.journal_for(eid)
         return 200, {"eid": eid, "calls": [entry_json(e) for e in entries]}
 
+    async def _search_journal(self, request: server.Request, parts: list[str],
+                              ) -> tuple[int, Any]:
+        try:
+            search = journal_search.parse_query(query_params(request))
+        except journal_search.FilterError as e:
+            raise HttpError(400, str(e)) from None
+        if search.format == "json":
+            page = await self.store.search_journal(search.query)
+            return 200, journal_search.page_json(page.entries, page.next_before)
+        await stream_export(request, self.store, search)
+        return 200, STREAMED
+
     async def _sandbox_order(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
         if not self.sandbox_mode:
             raise HttpError(404, "only available with serve --sandbox")
@@ -268,3 +291,69 @@ class AdminResource(Resource):
                                                     status="AUTHORIZED")
         return 201, {"order_id": order_id, "rno": res.rno,
                      "fraud_status": created.get("fraud_status")}
+
+
+def query_params(request: server.Request) -> dict[str, str]:
+    """The query string as ``{name: value}``; a repeated or undecodable parameter is a 400."""
+    params: dict[str, str] = {}
+    args: dict[bytes, list[bytes]] = request.args or {}
+    for raw_key, values in args.items():
+        try:
+            key = raw_key.decode("utf-8")
+            decoded = [v.decode("utf-8") for v in values]
+        except UnicodeDecodeError:
+            raise HttpError(400, "query string is not UTF-8") from None
+        if len(decoded) != 1:
+            raise HttpError(400, f"{key}: given {len(decoded)} times")
+        params[key] = decoded[0]
+    return params
+
+
+async def stream_export(request: server.Request, store: Store,
+                        search: journal_search.Search) -> None:
+    """Write every matching entry as JSON lines or CSV, a store page at a time.
+
+    The first page is read before the status line is sent, so a failing query is still a
+    clean 500; a failure later aborts the connection (the chunked body then has no final
+    chunk), so a client can never take a cut-short export for a complete one.
+    """
+    gone: list[bool] = []
+    request.notifyFinish().addBoth(lambda _: gone.append(True))
+    pages = journal_search.pages(store, search.query)
+    first = await _next_page(pages)
+    csv_out = search.format == "csv"
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", b"text/csv; charset=utf-8" if csv_out
+                      else b"application/x-ndjson; charset=utf-8")
+    request.setHeader(b"Content-Disposition",
+                      f"attachment; filename=journal.{search.format}".encode())
+    line = journal_search.csv_line if csv_out else journal_search.jsonl_line
+    try:
+        if csv_out:
+            request.write(journal_search.csv_header().encode("utf-8"))
+        entries = first or ()
+        while True:
+            if gone:
+                return
+            if entries:
+                request.write("".join(line(e) for e in entries).encode("utf-8"))
+            entries = await _next_page(pages)
+            if entries is None:
+                break
+    except Exception:
+        log.failure("journal export failed part-way; aborting the response")
+        transport: Any = request.channel.transport
+        if not gone and transport is not None:
+            transport.abortConnection()
+        return
+    if not gone:
+        request.finish()
+
+
+async def _next_page(pages: Any) -> Any:
+    """The next page, or None at the end (``anext(it, default)`` misbehaves when its
+    awaitable is driven by ``ensureDeferred`` on CPython 3.11)."""
+    try:
+        return await pages.__anext__()
+    except StopAsyncIteration:
+        return None

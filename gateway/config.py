@@ -62,6 +62,9 @@ class Merchant:
         except ValueError:
             return False
         return any(address in net for net in self.allowed_networks)
+    #: Read-only token for this merchant's view of the console (its own eid only); None:
+    #: the merchant has no console access (the admin token still sees everything).
+    console_token: str | None = field(default=None, repr=False)
 
     @property
     def secret_bytes(self) -> bytes:
@@ -166,7 +169,8 @@ def _merchant(raw: Any, index: int) -> Merchant:
         raise ConfigError("must be a table", path)
     known = {"eid", "shared_secret", "shared_secret_env", "shared_secret_file", "rest_username",
              "rest_password", "rest_password_env", "rest_password_file", "region", "environment",
-             "base_url", "pass_through", "profile", "allowed_networks"}
+             "base_url", "pass_through", "profile", "allowed_networks", "console_token",
+             "console_token_env", "console_token_file"}
     for key in raw:
         if key not in known:
             raise ConfigError("unknown key", f"{path}.{key}")
@@ -208,7 +212,8 @@ def _merchant(raw: Any, index: int) -> Merchant:
                     rest_password=password, base_url=base_url.rstrip("/"),
                     pass_through=pass_through, profile=profile,
                     allowed_networks=_networks(raw.get("allowed_networks", []),
-                                               f"{path}.allowed_networks"))
+                                               f"{path}.allowed_networks"),
+                    console_token=_console_token(raw, path))
 
 
 def _networks(raw: Any, path: str) -> tuple[IPv4Network | IPv6Network, ...]:
@@ -218,6 +223,35 @@ def _networks(raw: Any, path: str) -> tuple[IPv4Network | IPv6Network, ...]:
         return tuple(ip_network(x, strict=False) for x in raw)
     except ValueError as e:
         raise ConfigError(f"not a network: {e}", path) from None
+
+
+#: The shortest console token accepted: it reads a merchant's journal (addresses included).
+MIN_CONSOLE_TOKEN = 16
+
+
+def _console_token(raw: dict[str, Any], path: str) -> str | None:
+    token = _secret(raw, "console_token", path, required=False)
+    if token is None:
+        return None
+    key = next(k for k in ("console_token", "console_token_env", "console_token_file")
+               if k in raw)
+    if len(token) < MIN_CONSOLE_TOKEN or any(c.isspace() or ord(c) < 32 for c in token):
+        raise ConfigError(f"must be at least {MIN_CONSOLE_TOKEN} characters without spaces",
+                          f"{path}.{key}")
+    return token
+
+
+def _check_console_tokens(merchants: tuple[Merchant, ...], admin_token: str) -> None:
+    """Each token names one principal: shared with another merchant or the admin, a token
+    would open more than its merchant's journal."""
+    seen: set[str] = {admin_token}
+    for i, m in enumerate(merchants):
+        if m.console_token is None:
+            continue
+        if m.console_token in seen:
+            raise ConfigError("must differ from the admin token and every other merchant's "
+                              "console token", f"merchants[{i}].console_token")
+        seen.add(m.console_token)
 
 
 def _section(raw: dict[str, Any], name: str, cls: type, path: str) -> Any:
@@ -264,6 +298,7 @@ def parse_config(raw: dict[str, Any], source: str = "<memory>") -> Config:
     if gateway.retry_budget_seconds >= 9.0:
         raise ConfigError("must end before legacy clients give up (under 9 s)",
                           "gateway.retry_budget_seconds")
+    _check_console_tokens(merchants, gateway.admin_token)
     sandbox = _section(raw, "sandbox", SandboxSettings, "sandbox")
     return Config(merchants=merchants, gateway=gateway, sandbox=sandbox, source=source,
                   admin_token_configured=admin_token_configured)

@@ -13,7 +13,8 @@ stops what it had started. The CLI and the tests use this same path.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hmac
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.internet import defer, task
@@ -21,20 +22,18 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
-import hmac
-from dataclasses import replace
-
 from gateway.admin import AdminResource
 from gateway.app import Components, SchemaMode, build
 from gateway.config import Config
+from gateway.console import AdminListener, ConsoleResource
 from gateway.engine.recovery import recover_unfinished
 from gateway.errors import ConfigError
 from gateway.legacy.resource import CallRecord, LegacyResource, make_site
 from gateway.metrics import Metrics
 from gateway.store.models import SCHEMA_HEAD
-from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
 from gateway.recurring.resource import EdgeRoot, RecurringResource
 from gateway.recurring.service import RecurringService
+from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
 
 log = Logger()
 
@@ -158,8 +157,9 @@ class Gateway:
         admin = AdminResource(self.config, parts.store, parts.om,
                               sandbox_mode=opts.sandbox_listen is not None,
                               metrics=self.metrics, readiness=self.readiness)
+        console = ConsoleResource(parts, clock=self.reactor)
         self.admin_port = await serverFromString(self.reactor, opts.admin_listen).listen(
-            admin_site(admin, self.config.gateway.admin_token,
+            admin_site(AdminListener(admin, console), self.config.gateway.admin_token,
                        replace(limits, max_body_bytes=1 << 20), self.reactor))
         log.info("legacy XML-RPC on {legacy}; admin API on {admin}; database {db}",
                  legacy=describe(self.legacy_port), admin=describe(self.admin_port),
@@ -253,7 +253,7 @@ class Gateway:
             self.parts = None
 
 
-def admin_site(admin: AdminResource, token: str, limits: ListenerLimits, reactor: Any
+def admin_site(admin: Any, token: str, limits: ListenerLimits, reactor: Any
                ) -> Any:
     """The admin listener: the bearer token is checked before any body byte is read, so an
     unauthenticated upload is answered 401 at once (probes and the console excepted)."""
@@ -274,4 +274,6 @@ def admin_site(admin: AdminResource, token: str, limits: ListenerLimits, reactor
         if reason is RefusalReason.UNAUTHORIZED:
             headers.append((b"WWW-Authenticate", b"Bearer"))
         return Refusal(reason.value, body, headers)
-    return guarded_site(admin, limits, authorize=authorize, refusal=refusal, reactor=reactor)
+    # The console's forms (sign-in, digest self-test) are form posts: parse them.
+    return guarded_site(admin, limits, authorize=authorize, refusal=refusal, reactor=reactor,
+                        parse_form_bodies=True)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 
+from gateway.store.models import SCHEMA_HEAD
 from gateway.testing.processes import (
     REST_AUTH, SandboxProcess, http, run_cli, write_config,
 )
@@ -19,7 +20,7 @@ from gateway.testing.processes import (
 def db(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path}/cli.db"
     result = run_cli("db", "upgrade", "--db", url)
-    assert result.returncode == 0 and "-> 0003" in result.stdout
+    assert result.returncode == 0 and f"-> {SCHEMA_HEAD}" in result.stdout
     return url
 
 

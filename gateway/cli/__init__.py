@@ -2,7 +2,7 @@
 
 Subcommands: ``serve``, ``sandbox`` (``cli.serve``); ``db upgrade``, ``config check``,
 ``reservations add|show|import`` (``cli.store``); ``reconcile``, ``explain``
-(``cli.tools``). Long-running commands run the reactor themselves; one-shot commands use
+(``cli.tools``); ``journal`` (``cli.journal``, read-only search). Long-running commands run the reactor themselves; one-shot commands use
 ``task.react`` with the composition root's parts. Only this package imports the global
 reactor.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.cli import serve, store, tools
+from gateway.cli import journal, serve, store, tools
 from gateway.errors import ConfigError
 
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(sub)
     store.register(sub)
     tools.register(sub)
+    journal.register(sub)
     return p
 
 

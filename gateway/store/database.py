@@ -12,8 +12,10 @@ driven by ``task.Clock`` needs no threads and no wall clock.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
+from urllib.parse import quote
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -40,9 +42,42 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """An engine configured for its dialect (SQLite: WAL, busy timeout, FKs on)."""
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///PATH`` URL (None for an in-memory database)."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    path = rest[1:] if rest.startswith("/") else rest
+    path = path.split("?", 1)[0]
+    return None if path in ("", ":memory:") else path
+
+
+def read_only_sqlite_url(url: str) -> str:
+    """A URL that opens an existing SQLite file read-only and creates nothing.
+
+    ``mode=ro`` never writes the database, but on a WAL database SQLite would still create
+    the ``-wal``/``-shm`` files if no writer has them open (and a read-only connection
+    cannot remove them afterwards). When they are absent no gateway has the file open, so
+    the file is opened ``immutable`` (no locks, no side files); when they exist, they are
+    used as they are. Raises ``FileNotFoundError`` for a missing file (never creates one).
+    """
+    path = sqlite_path(url)
+    if path is None:
+        raise ValueError("an in-memory SQLite database cannot be opened read-only")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(path)
+    immutable = "" if os.path.exists(path + "-wal") else "&immutable=1"
+    return f"sqlite:///file:{quote(os.path.abspath(path))}?mode=ro{immutable}&uri=true"
+
+
+def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Engine:
+    """An engine configured for its dialect (SQLite: WAL, busy timeout, FKs on).
+
+    ``read_only``: every transaction is read-only (PostgreSQL ``SET TRANSACTION READ
+    ONLY``; SQLite opened with ``mode=ro``, see :func:`read_only_sqlite_url`). Tools that
+    only read (``klarna-gateway journal``) use it so they cannot change or create anything.
+    """
     url = normalise_url(url)
+    if read_only:
+        return _read_only_engine(url, pool_size)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -66,6 +101,30 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
 
 
+def _read_only_engine(url: str, pool_size: int) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(read_only_sqlite_url(url),
+                               connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _ro_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+            dbapi_conn.execute("PRAGMA busy_timeout=30000")
+
+        @event.listens_for(engine, "begin")
+        def _ro_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+        return engine
+    engine = create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+
+    @event.listens_for(engine, "begin")
+    def _pg_read_only(conn: Any) -> None:
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    return engine
+
+
 def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
     return threading.Thread(*args, daemon=True, **kwargs)
 
@@ -81,10 +140,11 @@ class Database:
     """An engine plus the thread pool its interactions run on."""
 
     def __init__(self, url: str, reactor: Any, *, pool_size: int = 5,
-                 threaded: bool = True, metrics: Metrics = NO_METRICS) -> None:
+                 threaded: bool = True, metrics: Metrics = NO_METRICS,
+                 read_only: bool = False) -> None:
         self.url = normalise_url(url)
         self.metrics = metrics
-        self.engine = make_engine(self.url, pool_size=pool_size)
+        self.engine = make_engine(self.url, pool_size=pool_size, read_only=read_only)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.threaded = threaded
         self._reactor = reactor

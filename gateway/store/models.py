@@ -158,6 +158,12 @@ journal = Table(
 Index("ix_journal_state", journal.c.state)
 Index("ix_journal_order", journal.c.order_id)
 Index("ix_journal_fingerprint", journal.c.fingerprint)
+# Journal search (gateway.store.search): one merchant's calls newest first, and the numbers
+# and times migration teams filter by (migration 0003).
+Index("ix_journal_eid_id", journal.c.eid, journal.c.id)
+Index("ix_journal_rno", journal.c.rno)
+Index("ix_journal_invno", journal.c.invno)
+Index("ix_journal_created", journal.c.created_at)
 
 #: The REST mutations a journal entry planned: intent and key committed before sending.
 journal_steps = Table(
@@ -180,4 +186,4 @@ journal_steps = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"

@@ -19,11 +19,12 @@ from sqlalchemy.engine import Connection
 from gateway.model import (
     ImportOutcome, ImportRow, Invoice, JournalEntry, OrderFacts, Reservation,
 )
-from gateway.store import imports, journal, ledger, mapping, recurring
+from gateway.store import imports, journal, ledger, mapping, recurring, search
 from gateway.store import models as m
 from gateway.store.database import Database
 from gateway.store.journal import Begin, Fence, Outcome
 from gateway.store.mapping import ReservationConflictError
+from gateway.store.search import JournalPage, JournalQuery
 
 __all__ = ["Begin", "Fence", "Outcome", "ReservationConflictError", "Store"]
 
@@ -220,6 +221,17 @@ class Store:
 
     async def journal_for(self, eid: int, *, limit: int = 50) -> list[JournalEntry]:
         return await self._run("journal_for", _no_now(journal.recent), eid, limit)
+
+    # -- read-only search (admin API, console, ``journal`` CLI) ---------------------------
+
+    async def search_journal(self, query: JournalQuery) -> JournalPage:
+        """One page of matching journal entries (newest first) with their REST steps."""
+        return await self._run("search_journal", search.journal, query)
+
+    async def find_reservations(self, text: str, *, eid: int | None = None,
+                                limit: int = 50) -> list[Reservation]:
+        """Reservations named by an rno, order id, invno or merchant order id."""
+        return await self._run("find_reservations", search.reservations, text, eid, limit)
 
 
 # -- transactions composed of several concerns ------------------------------------------

@@ -1,0 +1,128 @@
+"""``klarna-gateway journal``: search the call journal from a terminal (the twin of
+``GET /v1/journal``, same filters, same records).
+
+Read-only by construction: the database is opened read-only (SQLite ``mode=ro`` on an
+existing file, PostgreSQL read-only transactions), the schema is only checked, and nothing
+of the composition root that could write (install id, migrations) runs. The store runs
+inline (no thread pool, no reactor): every query completes synchronously.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from gateway.cli.common import config_from
+from gateway.config import DEFAULT_DB_URL
+from gateway.store import schema
+from gateway.store.database import Database
+from gateway.store.store import Store
+from gateway.tools import journal as js
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+class _WallClock:
+    @staticmethod
+    def seconds() -> float:
+        return time.time()
+
+
+def _run_inline(coro: Any) -> Any:
+    """The result of a coroutine that never waits (the inline store): no reactor needed."""
+    results: list[Any] = []
+    defer.ensureDeferred(coro).addBoth(results.append)
+    assert results, "the inline store waited for something"
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]
+
+
+def cmd_journal(args: argparse.Namespace) -> int:
+    config = config_from(args.config, sandbox=args.config is None)
+    params = {name: getattr(args, name) for name in js.FILTERS + ("limit", "cursor")}
+    params = {k: str(v) for k, v in params.items() if v is not None}
+    try:
+        search = js.parse_query(params, formats=("json",))
+    except js.FilterError as e:
+        print(f"--{e.name.replace('_', '-')}: {str(e).split(': ', 1)[1]}", file=sys.stderr)
+        return 2
+    if search.query.eid is not None and config.merchant(search.query.eid) is None:
+        print(f"note: eid {search.query.eid} is not configured in {config.source}",
+              file=sys.stderr)
+    try:
+        db = Database(args.db, _WallClock(), threaded=False, read_only=True)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"cannot open the database read-only: {e}", file=sys.stderr)
+        return 2
+    try:
+        schema.check(db.engine)
+        store = Store(db, _WallClock())
+        return _print(store, search.query, args.format)
+    except schema.SchemaError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except DBAPIError as e:
+        print(f"database error: {e.orig}", file=sys.stderr)
+        return 2
+    finally:
+        db.stop()
+
+
+def _print(store: Store, query: Any, fmt: str) -> int:
+    out = sys.stdout
+    if fmt in ("jsonl", "csv"):
+        if fmt == "csv":
+            out.write(js.csv_header())
+        line = js.csv_line if fmt == "csv" else js.jsonl_line
+        pages = js.pages(store, query)
+        while (entries := _run_inline(_next(pages))) is not None:
+            out.write("".join(line(e) for e in entries))
+        return 0
+    page = _run_inline(store.search_journal(query))
+    if fmt == "json":
+        out.write(json.dumps(js.page_json(page.entries, page.next_before), indent=2,
+                             ensure_ascii=False) + "\n")
+        return 0
+    out.write(js.table(page.entries) + "\n")
+    if page.next_before is not None:
+        print(f"more: --cursor {js.encode_cursor(page.next_before)}", file=sys.stderr)
+    return 0
+
+
+async def _next(pages: Any) -> Any:
+    try:
+        return await pages.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("journal", help="search the call journal (read-only)",
+                       description="Search the call journal: the legacy calls, the REST "
+                                   "steps they became, notes, replies and faults. Opens the "
+                                   "database read-only.")
+    s.add_argument("--db", default=DEFAULT_DB_URL)
+    s.add_argument("--config", default=None)
+    s.add_argument("--eid", default=None)
+    s.add_argument("--method", default=None)
+    s.add_argument("--rno", default=None)
+    s.add_argument("--invno", default=None)
+    s.add_argument("--order-id", dest="order_id", default=None, help="Klarna order id")
+    s.add_argument("--merchant-order-id", dest="merchant_order_id", default=None,
+                   help="the call's orderid1/orderid2")
+    s.add_argument("--outcome", default=None, help="ok, pending, fault or a fault code")
+    s.add_argument("--since", default=None, help="ISO-8601, inclusive")
+    s.add_argument("--until", default=None, help="ISO-8601, exclusive")
+    s.add_argument("--limit", default=None, help=f"page size (table/json), default "
+                                                 f"{js.DEFAULT_LIMIT}")
+    s.add_argument("--cursor", default=None, help="the next page (printed by a previous run)")
+    s.add_argument("--format", choices=FORMATS, default="table",
+                   help="table/json: one page; jsonl/csv: every matching entry")
+    s.set_defaults(func=cmd_journal)
