@@ -56,11 +56,16 @@ class GatewayOptions:
     recover: bool = True
 
 
+def _unix_name(address: Any) -> str:
+    name = getattr(address, "name", address)
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def _url_of(port: IListeningPort) -> str:
     """A URL a local client can use (``0.0.0.0`` → 127.0.0.1), or ``unix:PATH``."""
     host = port.getHost()
     if not hasattr(host, "port"):
-        return f"unix:{getattr(host, 'name', host)}"
+        return f"unix:{_unix_name(host)}"
     addr = "127.0.0.1" if host.host in ("0.0.0.0", "::", "") else host.host
     return f"http://{addr}:{host.port}"
 
@@ -69,7 +74,7 @@ def describe(port: IListeningPort) -> str:
     """What the port really is bound to, for the start-up lines (all interfaces said)."""
     host = port.getHost()
     if not hasattr(host, "port"):
-        return f"unix:{getattr(host, 'name', host)}"
+        return f"unix:{_unix_name(host)}"
     scope = " (all interfaces)" if host.host in ("0.0.0.0", "::", "") else ""
     return f"{host.host}:{host.port}{scope}"
 
@@ -108,7 +113,8 @@ class Gateway:
     @property
     def legacy_url(self) -> str:
         assert self.legacy_port is not None
-        return _url_of(self.legacy_port) + "/"
+        url = _url_of(self.legacy_port)
+        return url if url.startswith("unix:") else url + "/"
 
     @property
     def admin_url(self) -> str:

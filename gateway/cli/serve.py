@@ -9,16 +9,6 @@ from gateway.cli.common import config_from
 from gateway.config import DEFAULT_ADMIN_LISTEN, DEFAULT_DB_URL, DEFAULT_LISTEN, DEFAULT_SANDBOX_LISTEN
 
 
-def start_logging(verbose: bool = False) -> None:
-    from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
-                                globalLogBeginner, textFileLogObserver)
-
-    level = LogLevel.debug if verbose else LogLevel.info
-    observer = FilteringLogObserver(textFileLogObserver(sys.stderr),
-                                    [LogLevelFilterPredicate(defaultLogLevel=level)])
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from twisted.internet import defer, reactor
 
@@ -29,14 +19,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         listen=args.listen, admin_listen=args.admin_listen, db_url=args.db,
         sandbox_listen=args.sandbox_listen if args.sandbox else None,
         sandbox_seed=args.sandbox_seed)
-    start_logging(args.verbose)
+    from gateway import logs
+
+    logs.start(args.log_format, args.log_file, verbose=args.verbose, reactor=reactor)
     gateway = Gateway(config, options, reactor)
     status = {"code": 0}
 
     def started(_: Any) -> None:
-        print(f"klarna-gateway: legacy XML-RPC on {gateway.legacy_url}  admin API on "
-              f"{gateway.admin_url}" + (f"  sandbox on {gateway.sandbox_url}"
-                                        if gateway.sandbox_url else ""), flush=True)
+        from gateway.service import describe, redact_url
+
+        assert gateway.legacy_port is not None and gateway.admin_port is not None
+        print(f"klarna-gateway: legacy XML-RPC on {describe(gateway.legacy_port)} "
+              f"({gateway.legacy_url})", flush=True)
+        print(f"klarna-gateway: admin API on {describe(gateway.admin_port)} "
+              f"({gateway.admin_url})" + (f"; sandbox on {gateway.sandbox_url}"
+                                          if gateway.sandbox_url else ""), flush=True)
+        print(f"klarna-gateway: database {redact_url(options.db_url)}", flush=True)
 
     def failed(f: Any) -> None:
         print(f"klarna-gateway: cannot start: {f.getErrorMessage()}", file=sys.stderr)
@@ -73,7 +71,11 @@ def register(sub: Any) -> None:
     s.add_argument("--sandbox-seed", type=int, default=None, metavar="N",
                    help="with --sandbox: reproducible ids and a frozen sandbox clock "
                         "(overrides [sandbox] seed)")
-    s.add_argument("-v", "--verbose", action="store_true")
+    s.add_argument("-v", "--verbose", action="store_true", help="debug-level logs")
+    s.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="text lines, or JSON lines (every field of each event)")
+    s.add_argument("--log-file", default=None, metavar="PATH",
+                   help="log to this file instead of stderr; SIGHUP reopens it (logrotate)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("sandbox", help="run the Order Management sandbox alone")

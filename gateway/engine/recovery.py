@@ -24,10 +24,13 @@ async def recover_unfinished(engine: CallEngine, *, eid: int | None = None,
         try:
             outcome = await engine.resume(entry)
         except Exception:  # noqa: BLE001 - one bad entry must not stop the others
-            log.failure("resuming journal entry {id} failed", id=entry.id)
+            log.failure("resuming journal entry {journal_id} failed", journal_id=entry.id,
+                        eid=entry.eid, method=entry.method, rno=entry.rno,
+                        invno=entry.invno)
             outcome = "error"
         outcomes[outcome] += 1
         engine.metrics.recovery(outcome)
-        log.info("journal entry {id} ({method}) resumed: {outcome}", id=entry.id,
+        log.info("journal entry {journal_id} ({method}) resumed: {outcome}",
+                 journal_id=entry.id, eid=entry.eid, rno=entry.rno, invno=entry.invno,
                  method=entry.method, outcome=outcome)
     return outcomes

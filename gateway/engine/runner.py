@@ -196,7 +196,9 @@ class CallEngine:
         else:
             # A bug: keep the entry pending (recoverable), free the leases, log, and let the
             # edge answer its generic internal fault.
-            log.failure("journal entry {id} ({method}) crashed", id=claim.entry.id,
+            log.failure("journal entry {journal_id} ({method}) crashed",
+                        journal_id=claim.entry.id, eid=call.eid, invno=claim.entry.invno,
+                        rno=claim.reservation.rno if claim.reservation else claim.entry.rno,
                         method=call.method)
             await self._quietly(self.store.release_lease(fence))
             return e
@@ -342,7 +344,8 @@ class CallEngine:
                                           if i.id == claim.invoice.id), claim.invoice)
                 log.info("adopted captures {invnos} and refunds {refunds} made outside the "
                          "gateway on order {order_id}", invnos=invnos, refunds=refund_ids,
-                         order_id=reservation.order_id)
+                         order_id=reservation.order_id, journal_id=claim.entry.id,
+                         eid=reservation.eid, rno=reservation.rno, method=claim.entry.method)
         if (order.get("status"), order.get("merchant_reference1") or None,
                 order.get("merchant_reference2") or None) != (
                 reservation.status, reservation.merchant_ref1, reservation.merchant_ref2):

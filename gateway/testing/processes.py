@@ -193,6 +193,8 @@ class GatewayProcess:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     kills: int = 0
+    #: More ``serve`` flags (``--log-format json`` …).
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -205,7 +207,8 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         args = _cli() + ["serve", "--config", str(self.config), "--db", self.db_url,
                          "--listen", f"tcp:{self.port}:interface=127.0.0.1",
-                         "--admin-listen", f"tcp:{self.admin_port}:interface=127.0.0.1"]
+                         "--admin-listen", f"tcp:{self.admin_port}:interface=127.0.0.1",
+                         *self.extra_args]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -1,0 +1,178 @@
+"""Operating real `klarna-gateway serve` processes: UNIX sockets, systemd socket activation,
+JSON logs reopened on SIGHUP, and a SIGTERM that drains a call in flight."""
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.testing.processes import (
+    GatewayProcess, SandboxProcess, _cli, free_port, write_config,
+)
+from gateway.testing.processes import http as http_call
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Any:
+    sb = SandboxProcess(log_path=tmp_path / "sandbox.log").start()
+    yield sb
+    sb.stop()
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, "serve exited"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_serve_on_unix_sockets(tmp_path: Path) -> None:
+    """`serve --sandbox --listen unix:PATH --admin-listen unix:PATH`: XML-RPC and the admin
+    API answer over the sockets, and the start-up lines name them and the database."""
+    legacy, admin = tmp_path / "legacy.sock", tmp_path / "admin.sock"
+    proc = subprocess.Popen(
+        _cli() + ["serve", "--sandbox", "--db", f"sqlite:///{tmp_path}/gw.db",
+                  "--listen", f"unix:{legacy}", "--admin-listen", f"unix:{admin}",
+                  "--sandbox-listen", f"tcp:{free_port()}:interface=127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        _wait_for(admin, proc)
+        lines = [proc.stdout.readline() for _ in range(3)]  # type: ignore[union-attr]
+        assert f"unix:{legacy}" in lines[0] and f"unix:{admin}" in lines[1], lines
+        assert "database sqlite:///" in lines[2], lines
+        conn = UnixHTTPConnection(str(admin))
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200
+        conn = UnixHTTPConnection(str(legacy))
+        body = xmlrpc.client.dumps(("4.1", "python:api:3.1.0", "8000000000", 1234, "x"),
+                                   "cancel_reservation")
+        conn.request("POST", "/", body, {"Content-Type": "text/xml"})
+        answer = conn.getresponse().read()
+        with pytest.raises(xmlrpc.client.Fault) as info:
+            xmlrpc.client.loads(answer)
+        assert info.value.faultCode == 9114  # a real answer: the made-up digest is wrong
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_systemd_socket_activation(tmp_path: Path) -> None:
+    """A socket passed the systemd way (LISTEN_FDS=1, fd 3) serves XML-RPC with
+    `--listen systemd:domain=INET:index=0`."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    admin_port = free_port()
+    launcher = ("import os, sys; os.dup2(int(sys.argv[1]), 3); "
+                "os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_FDNAMES'] = 'legacy'; "
+                "os.environ['LISTEN_PID'] = str(os.getpid()); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'gateway.cli'] + sys.argv[2:])")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", launcher, str(listener.fileno()), "serve", "--sandbox",
+         "--db", f"sqlite:///{tmp_path}/gw.db", "--listen", "systemd:domain=INET:index=0",
+         "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1",
+         "--sandbox-listen", f"tcp:{free_port()}:interface=127.0.0.1"],
+        pass_fds=(listener.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    listener.close()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _, _ = http_call("GET", f"http://127.0.0.1:{admin_port}/healthz")
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/")
+        with pytest.raises(xmlrpc.client.Fault) as info:
+            proxy.cancel_reservation("4.1", "python:api:3.1.0", "8000000000", 1234, "x")
+        assert info.value.faultCode == 9114
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_json_logs_reopened_on_sighup(tmp_path: Path, sandbox: SandboxProcess) -> None:
+    """`--log-format json --log-file`: one JSON object per line; the access line of a call
+    carries journal_id, eid, method, rno, invno; no digest or secret anywhere; SIGHUP
+    after the file was moved away (logrotate) opens a new one."""
+    log_file = tmp_path / "gw.log"
+    config = write_config(tmp_path / "gw.toml", sandbox.url)
+    gw = GatewayProcess(config, f"sqlite:///{tmp_path}/gw.db", log_path=tmp_path / "out.log",
+                        extra_args=["--log-format", "json", "--log-file", str(log_file)])
+    gw.start()
+    try:
+        rno = gw.register(1234, sandbox.create_order())
+        k = gw.sdk()
+        k.add_art_no(qty=1, artno="ART-1")
+        _, invno = k.activate(rno)
+        time.sleep(0.3)
+        events = [json.loads(line) for line in log_file.read_text().splitlines() if line]
+        [access] = [e for e in events if e.get("method") == "activate" and "outcome" in e]
+        assert (access["eid"], access["rno"], access["invno"], access["outcome"]) == (
+            1234, rno, invno, "ok")
+        assert isinstance(access["journal_id"], int) and "correlation_id" in access
+        text = log_file.read_text()
+        assert "sandbox-secret" not in text and "sandbox-password" not in text
+        rotated = tmp_path / "gw.log.1"
+        log_file.rename(rotated)
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not log_file.exists():
+            assert time.monotonic() < deadline, "SIGHUP did not reopen the log file"
+            gw.sdk().check_order_status(rno, 0)
+            time.sleep(0.2)
+        gw.sdk().check_order_status(rno, 0)
+        time.sleep(0.3)
+        assert any(json.loads(line).get("method") == "check_order_status"
+                   for line in log_file.read_text().splitlines() if line)
+    finally:
+        gw.stop()
+
+
+def test_sigterm_drains_a_call_in_flight(tmp_path: Path, sandbox: SandboxProcess) -> None:
+    """SIGTERM while Klarna is slow to answer a capture: the client still gets its invno,
+    the capture exists once, and the process exits 0."""
+    config = write_config(tmp_path / "gw.toml", sandbox.url)
+    gw = GatewayProcess(config, f"sqlite:///{tmp_path}/gw.db", log_path=tmp_path / "gw.log")
+    gw.start()
+    order_id = sandbox.create_order()
+    rno = gw.register(1234, order_id)
+    sandbox.fault(method="POST", path=r"/captures$", action="latency", delay_ms=2000, times=1)
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(gw.sdk().activate(rno)), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not sandbox.operations(order_id):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert gw.proc is not None
+    gw.proc.send_signal(signal.SIGTERM)
+    t.join(15)
+    assert out and out[0][0] == "ok", out
+    assert gw.proc.wait(15) == 0
+    assert len([op for op in sandbox.operations(order_id)
+                if op["path"].endswith("/captures")]) == 1
