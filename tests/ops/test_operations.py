@@ -251,3 +251,36 @@ def test_threads_left_behind_are_daemons() -> None:
              and not t.daemon]
     assert not stuck
     _ = ADMIN
+
+
+@pytest.mark.postgres
+@pytest_twisted.ensureDeferred
+async def test_readyz_flips_when_the_database_goes_away(gw_pg: Harness) -> None:
+    """PostgreSQL: ready; the schema's version table gone (an unmigrated or wrong
+    database), or the database refusing connections: 503; back: ready again."""
+    from sqlalchemy import text
+
+    engine = gw_pg.gateway.parts.db.engine  # type: ignore[union-attr]
+
+    def execute(sql: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(text(sql))
+
+    assert (await treq.get(f"{gw_pg.admin}/readyz")).code == 200
+    await threads.deferToThread(execute, "ALTER TABLE alembic_version RENAME TO av_moved")
+    resp = await treq.get(f"{gw_pg.admin}/readyz")
+    assert resp.code == 503 and (await resp.json())["database"] != "ok"
+    await threads.deferToThread(execute, "ALTER TABLE av_moved RENAME TO alembic_version")
+    assert (await treq.get(f"{gw_pg.admin}/readyz")).code == 200
+    engine.dispose()
+    real_connect = engine.pool._creator  # type: ignore[attr-defined]
+
+    def refuse() -> Any:
+        raise OSError("connection refused (test)")
+    engine.pool._creator = refuse  # type: ignore[attr-defined]
+    try:
+        resp = await treq.get(f"{gw_pg.admin}/readyz")
+        assert resp.code == 503 and "unreachable" in (await resp.json())["database"]
+    finally:
+        engine.pool._creator = real_connect  # type: ignore[attr-defined]
+    assert (await treq.get(f"{gw_pg.admin}/readyz")).code == 200
