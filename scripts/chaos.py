@@ -105,6 +105,7 @@ class Op:
     artno: str = ""  # the article a partial activation or credit lists
     qty: int = 1  # ... and its quantity
     repeat_of: int | None = None
+    root: int = 0  # the op whose call this is (its number is in the ocr/credno)
     pause: float = 0.0  # a repeat's wait after its original's answer
     attempts: int = 0
     status: str = ""  # ok | fault | unresolved
@@ -163,7 +164,7 @@ class Soak:
         """The identical call as a new logical operation, now or seconds later."""
         pause = 0.0 if self.rng.random() < 0.5 else self.rng.uniform(0.5, self.args.repeat_pause)
         return Op(len(self.ops) + 1, op.kind, op.book, op.call, op.invno, op.artno, op.qty,
-                  repeat_of=op.id, pause=pause)
+                  repeat_of=op.id, root=op.root or op.id, pause=pause)
 
     def gateway(self) -> GatewayProcess:
         return self.rng.choice(self.gateways)
@@ -275,6 +276,7 @@ class Audit:
     lost: int = 0
     swallowed: int = 0
     findings: list[str] = field(default_factory=list)
+    suspects: list[Op] = field(default_factory=list)  # told ops that may own nothing
 
 
 def audit_order(book: OrderBook, ops: list[Op], order: dict[str, Any],
@@ -290,6 +292,7 @@ def audit_order(book: OrderBook, ops: list[Op], order: dict[str, Any],
             continue
         if invno in owners:
             out.swallowed += 1
+            out.suspects.append(op)
             out.findings.append(f"swallowed: {op.label()}; invno {invno} already told to "
                                 f"#{owners[invno].id}")
             continue
@@ -332,18 +335,21 @@ def _audit_refunds(book: OrderBook, ops: list[Op], refunds: set[str],
         rest = credit_ops[n:]
         for op in rest[:len(broken)]:
             out.lost += 1
-            out.findings.append(f"lost: {op.label()}; store credit(s) {sorted(broken)} "
-                                f"not applied at Klarna")
+            out.findings.append(f"lost: a credit on {invno} (order {book.order_id}): store "
+                                f"credit(s) {sorted(broken)} not applied at Klarna")
         short += rest[len(broken):]
     store_lacks = min(len(short), orphans)
-    for i, op in enumerate(short):
-        if i < store_lacks:
-            out.lost += 1
-            out.findings.append(f"lost: {op.label()}; a Klarna refund the store lacks")
-        else:
-            out.swallowed += 1
-            out.findings.append(f"swallowed: {op.label()}; {len(told[op.invno])} credit(s) "
-                                f"told on {op.invno}, Klarna applied fewer")
+    for invno in {op.invno for op in short[store_lacks:]}:
+        out.suspects += told[invno]  # which of them owns nothing: see explain()
+    for op in short[:store_lacks]:
+        out.lost += 1
+        out.findings.append(f"lost: a credit on {op.invno} (order {book.order_id}): a Klarna "
+                            f"refund the store lacks")
+    swallowed = Counter(op.invno for op in short[store_lacks:])
+    for invno, n in swallowed.items():
+        out.swallowed += n
+        out.findings.append(f"swallowed: {n} credit(s) on {invno} (order {book.order_id}): "
+                            f"{len(told[invno])} told, {len(told[invno]) - n} applied")
     extra = len(refunds) - owned - store_lacks
     if extra > 0:
         out.duplicates += extra
@@ -351,8 +357,8 @@ def _audit_refunds(book: OrderBook, ops: list[Op], refunds: set[str],
                             f"no successful credit")
 
 
-def journal_rows(db: str, order_ids: set[str]) -> list[str]:
-    """The money entries of some orders, with delivery times (to explain a finding)."""
+def journal(db: str, order_ids: set[str]) -> list[Any]:
+    """The money entries of some orders (to explain a finding)."""
     from sqlalchemy import select
 
     from gateway.store import models as m
@@ -362,15 +368,51 @@ def journal_rows(db: str, order_ids: set[str]) -> list[str]:
     engine = make_engine(db)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(j).where(j.c.order_id.in_(order_ids)).where(
-                j.c.method.in_(["activate", *CREDITS])).order_by(j.c.id)).all()
+            return list(conn.execute(select(j).where(j.c.order_id.in_(order_ids)).where(
+                j.c.method.in_(["activate", *CREDITS])).order_by(j.c.id)).all())
     finally:
         engine.dispose()
-    return [f"journal {r.id} {r.method} rno={r.rno} invno={r.invno} {r.state} "
+
+
+def journal_line(r: Any) -> str:
+    return (f"journal {r.id} {r.method} rno={r.rno} invno={r.invno} {r.state} "
             f"reply={r.reply_json} fault={r.fault_code} attempts={r.attempts} "
             f"created={r.created_at:.3f} updated={r.updated_at:.3f} delivered="
             f"{'-' if r.delivered_at is None else format(r.delivered_at, '.3f')} "
-            f"call={_brief(r.call_json)}" for r in rows]
+            f"call={_brief(r.call_json)}")
+
+
+def explain(rows: list[Any], suspects: list[Op], ops: dict[int, Op]) -> list[str]:
+    """For each suspect, the journal entry it owns (created while it was being sent), or,
+    when it owns none, the identical call's entry it was answered from and when that
+    entry's reply was recorded as delivered relative to this send (wall clock, one host)."""
+    lines = []
+    for op in suspects:
+        method = "activate" if op.kind.startswith("activate") else op.kind
+        marker = ("ocr", f"chaos-{op.root or op.id}") if method == "activate" else (
+            "credno", f"{'CR' if method == 'credit_part' else 'CI'}-{op.root or op.id}")
+        same = [r for r in rows if r.method == method
+                and json.loads(r.call_json).get(marker[0]) == marker[1]]
+        if any(op.sent_at - 0.001 <= r.created_at <= op.answered_at + 0.001 for r in same):
+            continue
+        prior = max((r for r in same if r.created_at < op.sent_at),
+                    key=lambda r: r.created_at, default=None)
+        if prior is None:
+            lines.append(f"#{op.id} owns no journal entry and follows none")
+        elif prior.delivered_at is None:
+            lines.append(f"#{op.id} was answered from journal {prior.id}, whose reply was never "
+                         f"recorded as delivered (the documented residual window if its "
+                         f"process died as it answered; SIGKILL during #{op.repeat_of}: "
+                         f"{op.repeat_of is not None and ops[op.repeat_of].killed})")
+        else:
+            lines.append(
+                f"#{op.id} ({op.label()}) was answered from journal {prior.id}: sent "
+                f"{(op.sent_at - prior.updated_at) * 1000:.1f} ms after that entry finished "
+                f"and {(prior.delivered_at - op.sent_at) * 1000:.1f} ms before its delivery "
+                f"was recorded" if prior.delivered_at > op.sent_at else
+                f"#{op.id} was answered from journal {prior.id} although its delivery was "
+                f"recorded {(op.sent_at - prior.delivered_at) * 1000:.1f} ms before")
+    return lines
 
 
 def _brief(call_json: str) -> str:
@@ -529,8 +571,11 @@ def report(soak: Soak, mix: Counter[str], result: Audit, discrepancies: int,
         print(f"# {line}", file=err)
     if result.findings:
         ids = {op.book.order_id for op in soak.ops}
-        for line in journal_rows(db, {i for i in ids if any(i in f for f in result.findings)}):
-            print(f"#   {line}", file=err)
+        rows = journal(db, {i for i in ids if any(i in f for f in result.findings)})
+        for line in explain(rows, result.suspects, {o.id: o for o in soak.ops}):
+            print(f"# why: {line}", file=err)
+        for row in rows:
+            print(f"#   {journal_line(row)}", file=err)
     if discrepancies:
         print(reconcile_out, file=err)
 
