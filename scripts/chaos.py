@@ -382,43 +382,47 @@ def journal_line(r: Any) -> str:
             f"call={_brief(r.call_json)}")
 
 
+def _marker(op: Op) -> tuple[str, str, str]:
+    """(method, key, value) naming the call of ``op`` in the journal (its ocr or credno)."""
+    method = "activate" if op.kind.startswith("activate") else op.kind
+    if method == "activate":
+        return method, "ocr", f"chaos-{op.root or op.id}"
+    return method, "credno", f"{'CR' if method == 'credit_part' else 'CI'}-{op.root or op.id}"
+
+
+def _same_call(rows: list[Any], op: Op) -> list[Any]:
+    method, key, value = _marker(op)
+    return [r for r in rows if r.method == method and json.loads(r.call_json).get(key) == value]
+
+
 def explain(rows: list[Any], suspects: list[Op], ops: dict[int, Op]) -> list[str]:
     """For each suspect, the journal entry it owns (created while it was being sent), or,
     when it owns none, the identical call's entry it was answered from and when that
     entry's reply was recorded as delivered relative to this send (wall clock, one host)."""
     lines = []
     for op in suspects:
-        method = "activate" if op.kind.startswith("activate") else op.kind
-        marker = ("ocr", f"chaos-{op.root or op.id}") if method == "activate" else (
-            "credno", f"{'CR' if method == 'credit_part' else 'CI'}-{op.root or op.id}")
-        same = [r for r in rows if r.method == method
-                and json.loads(r.call_json).get(marker[0]) == marker[1]]
+        same = _same_call(rows, op)
         if any(op.sent_at - 0.001 <= r.created_at <= op.answered_at + 0.001 for r in same):
             continue
         prior = max((r for r in same if r.created_at < op.sent_at),
                     key=lambda r: r.created_at, default=None)
         if prior is None:
-            lines.append(f"#{op.id} owns no journal entry and follows none")
+            lines.append(f"{op.label()} owns no journal entry and follows none")
         elif prior.delivered_at is None:
-            lines.append(f"#{op.id} was answered from journal {prior.id}, whose reply was never "
-                         f"recorded as delivered (the documented residual window if its "
-                         f"process died as it answered; SIGKILL during #{op.repeat_of}: "
-                         f"{op.repeat_of is not None and ops[op.repeat_of].killed})")
+            killed = op.repeat_of is not None and ops[op.repeat_of].killed
+            lines.append(f"{op.label()} was answered from journal {prior.id}, whose reply was "
+                         f"never recorded as delivered (the documented residual window if "
+                         f"its process died as it answered; SIGKILL then: {killed})")
+        elif prior.delivered_at > op.sent_at:
+            lines.append(f"{op.label()} was answered from journal {prior.id}: sent "
+                         f"{(op.sent_at - prior.updated_at) * 1000:.1f} ms after that entry "
+                         f"finished and {(prior.delivered_at - op.sent_at) * 1000:.1f} ms "
+                         f"before its delivery was recorded")
         else:
-            lines.append(
-                f"#{op.id} ({op.label()}) was answered from journal {prior.id}: sent "
-                f"{(op.sent_at - prior.updated_at) * 1000:.1f} ms after that entry finished "
-                f"and {(prior.delivered_at - op.sent_at) * 1000:.1f} ms before its delivery "
-                f"was recorded" if prior.delivered_at > op.sent_at else
-                f"#{op.id} was answered from journal {prior.id} although its delivery was "
-                f"recorded {(op.sent_at - prior.delivered_at) * 1000:.1f} ms before")
+            lines.append(f"{op.label()} was answered from journal {prior.id} although its "
+                         f"delivery was recorded "
+                         f"{(op.sent_at - prior.delivered_at) * 1000:.1f} ms before")
     return lines
-
-
-def _brief(call_json: str) -> str:
-    call = json.loads(call_json)
-    keep = ("artnos", "ocr", "credno")
-    return json.dumps({k: call[k] for k in keep if call.get(k)}, separators=(",", ":"))
 
 
 # -- running ----------------------------------------------------------------------------
@@ -574,8 +578,10 @@ def report(soak: Soak, mix: Counter[str], result: Audit, discrepancies: int,
         rows = journal(db, {i for i in ids if any(i in f for f in result.findings)})
         for line in explain(rows, result.suspects, {o.id: o for o in soak.ops}):
             print(f"# why: {line}", file=err)
+        shown = {r.id for op in result.suspects for r in _same_call(rows, op)}
         for row in rows:
-            print(f"#   {journal_line(row)}", file=err)
+            if row.id in shown:
+                print(f"#   {journal_line(row)}", file=err)
     if discrepancies:
         print(reconcile_out, file=err)
 
