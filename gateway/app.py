@@ -60,6 +60,7 @@ class Components:
                 raise await self._passive_invoice_fault(e) from None
             answer = await engine.run(authed.merchant, authed.spec, authed.call)
             return Reply(answer.reply, delivered=lambda: engine.delivered(answer),
+                         undelivered=lambda: engine.undelivered(answer),
                          context=answer.context())
         return dispatch
 

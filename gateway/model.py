@@ -246,6 +246,8 @@ class JournalEntry:
     steps: tuple[Step, ...] = ()
     #: When the reply reached the client's connection (None: not yet, or never).
     delivered_at: float | None = None
+    #: While set (and in the future), the reply is being handed to its client.
+    delivering_until: float | None = None
     attempts: int = 0
 
     @property

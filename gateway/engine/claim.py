@@ -22,12 +22,14 @@ class Claim:
     locked: bool = False
     #: Money other unfinished entries journaled on this order (new money must wait).
     unresolved: dict[MoneyKind, int] = field(default_factory=dict)
+    #: A client is waiting for this call's reply (False when recovery finishes it).
+    client: bool = False
 
     @classmethod
-    def from_begin(cls, begin: Begin, token: str) -> Claim:
+    def from_begin(cls, begin: Begin, token: str, *, client: bool = False) -> Claim:
         return cls(entry=begin.entry, token=token, reservation=begin.reservation,
                    invoice=begin.invoice, invoices=begin.invoices, locked=begin.locked,
-                   unresolved=dict(begin.unresolved or {}))
+                   unresolved=dict(begin.unresolved or {}), client=client)
 
     @property
     def fence(self) -> Fence:

@@ -117,17 +117,26 @@ class CallEngine:
             if begin.action is Action.RUN:
                 if begin.entry.attempts > 1:  # a lapsed or released entry, continued
                     self.metrics.takeover()
-                claim = Claim.from_begin(begin, token)
+                claim = Claim.from_begin(begin, token, client=True)
                 reply = await self._run_claimed(merchant, spec, call, claim, deadline)
                 return _answer_of(claim.entry, reply, reservation=claim.reservation)
-            entry = await self._wait_for_twin(begin.entry, deadline)
-            if entry.finished:
+            # In flight together (the twin was running when we came): one operation, its
+            # outcome is ours. Arrived after it finished, while its reply is being written:
+            # learn whether that reply reached its client (then this is a new operation).
+            together = begin.entry.state is EntryState.PENDING
+            entry = await self._wait_for_twin(begin.entry, deadline, together)
+            if entry.finished and (together or entry.delivered_at is None):
                 return _answer_of(entry, _replay(entry), replayed=True)
 
     async def delivered(self, answer: Answer) -> None:
         """The answer's reply reached its client's connection: record it in the journal
         (the binding of identical calls ends; the next one is a new operation)."""
         await self.store.mark_delivered(answer.journal_id)
+
+    async def undelivered(self, answer: Answer) -> None:
+        """The answer's reply could not be written (the client went away): the next
+        identical call gets it, at once."""
+        await self.store.mark_undelivered(answer.journal_id)
 
     async def _claim(self, call: LegacyCall, ref: Ref, fingerprint: str, token: str,
                      retry_window: float) -> Begin:
@@ -141,10 +150,11 @@ class CallEngine:
             raise UpstreamUnavailableError("an identical call is starting elsewhere; "
                                            "retry the same call") from None
 
-    async def _wait_for_twin(self, entry: JournalEntry, deadline: float) -> JournalEntry:
-        """An identical call is in flight: wait for its outcome or for its lease to lapse."""
-        while entry.state is EntryState.PENDING and entry.lease_until is not None \
-                and entry.lease_until > self.clock.seconds():
+    async def _wait_for_twin(self, entry: JournalEntry, deadline: float, together: bool
+                             ) -> JournalEntry:
+        """An identical call is in flight (wait for its outcome or for its lease to lapse), or
+        its reply is being written to its client (wait for that delivery to be recorded)."""
+        while _busy(entry, self.clock.seconds(), together):
             if self.clock.seconds() >= deadline:
                 raise UpstreamUnavailableError(
                     "an identical call is still in progress; retry the same call")
@@ -318,7 +328,8 @@ class CallEngine:
                                     plan: Plan, result: Result) -> Any:
         """A plan with nothing to send (a read, or nothing changes): reply and finish."""
         reply = spec.reply(call, result)
-        await self.store.finish_call(claim.entry.id, Outcome(reply=reply, notes=plan.notes),
+        await self.store.finish_call(claim.entry.id, Outcome(reply=reply, notes=plan.notes,
+                                                             to_client=claim.client),
                                      fence=claim.fence)
         return reply
 
@@ -365,7 +376,8 @@ class CallEngine:
         early = claim.entry.reply
         finished = False
         for i, step in enumerate(planned):
-            finish = Outcome(reply=early) if early is not None and step is planned[-1] else None
+            finish = Outcome(reply=early, to_client=claim.client) \
+                if early is not None and step is planned[-1] else None
             await self._apply(merchant, spec, claim, step, deadline, finish=finish,
                               applied=applied, not_applied=[s.purpose for s in planned[i:]])
             applied.append(step.purpose)
@@ -379,7 +391,9 @@ class CallEngine:
                                           if spec.target is Target.INVOICE else None)
             reply = spec.reply(call, Result(invno=invno, order=after))
         if not finished:
-            await self.store.finish_call(claim.entry.id, Outcome(reply=reply), fence=claim.fence)
+            await self.store.finish_call(claim.entry.id,
+                                         Outcome(reply=reply, to_client=claim.client),
+                                         fence=claim.fence)
         return reply
 
     async def _apply(self, merchant: Merchant, spec: CallSpec[Any], claim: Claim, step: Step,
@@ -507,6 +521,15 @@ class CallEngine:
         d: defer.Deferred[None] = defer.Deferred()
         self.clock.callLater(seconds, d.callback, None)
         return d
+
+
+def _busy(entry: JournalEntry, now: float, together: bool) -> bool:
+    """Whether an identical twin must still be waited for: while it runs (a live lease);
+    and, for a call that came after it finished, while its reply is being written."""
+    if entry.state is EntryState.PENDING:
+        return entry.lease_until is not None and entry.lease_until > now
+    return not together and entry.state is EntryState.DONE and entry.delivered_at is None \
+        and entry.delivering_until is not None and entry.delivering_until > now
 
 
 def _rno_of(ref: Ref) -> str | None:

@@ -200,6 +200,7 @@ class LegacyResource(Resource):
         eid: int | None = None
         fault_code: int | None = None
         delivered: Callable[[], Awaitable[None]] | None = None
+        undelivered: Callable[[], Awaitable[None]] | None = None
         context: dict[str, Any] = {}
         try:
             if body is None:
@@ -209,7 +210,7 @@ class LegacyResource(Resource):
             result = await defer.ensureDeferred(
                 self._dispatch(method, params, _client_ip(request)))
             if isinstance(result, Reply):
-                delivered = result.delivered
+                delivered, undelivered = result.delivered, result.undelivered
                 context = dict(result.context)
                 result = result.value
             payload = encode_response(result)
@@ -242,8 +243,11 @@ class LegacyResource(Resource):
             if delivered is not None:
                 # Fires when the response was handed to the connection, errs if the
                 # connection was lost first: only then does the reply count as delivered.
-                written.addCallbacks(lambda _: _record_delivery(delivered, method),
-                                     lambda _f: None)
+                written.addCallbacks(
+                    lambda _: _record_delivery(delivered, method),
+                    lambda _f: _record_delivery(undelivered, method) if undelivered else None)
+        elif undelivered is not None:  # the client went away before its reply
+            _record_delivery(undelivered, method)
         record = CallRecord(method=method, eid=eid, fault_code=fault_code,
                             duration=self._now() - started, client_gone=state.gone,
                             context=context)
@@ -272,6 +276,8 @@ class Reply:
 
     value: Any
     delivered: Callable[[], Awaitable[None]] | None = None
+    #: Called instead of ``delivered`` when the connection closed first.
+    undelivered: Callable[[], Awaitable[None]] | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
 
 

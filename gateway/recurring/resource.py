@@ -54,6 +54,8 @@ class RecurringResource(Resource):
             log.failure("recurring order {path} crashed", path=path)
             answer = v2_error(500, "internal error")
         if request.finished or getattr(request, "_disconnected", False):
+            if answer.undelivered is not None:
+                await answer.undelivered()
             return
         written = request.notifyFinish()
         payload = answer.payload()
@@ -63,11 +65,15 @@ class RecurringResource(Resource):
         request.write(payload)
         request.finish()
         if answer.delivered is not None:
-            delivered = answer.delivered
+            delivered, undelivered = answer.delivered, answer.undelivered
             written.addCallbacks(
-                lambda _: defer.ensureDeferred(delivered()).addErrback(
-                    lambda f: log.failure("recording delivery failed", f)),
-                lambda _f: None)
+                lambda _: _record(delivered),
+                lambda _f: _record(undelivered) if undelivered else None)
+
+
+def _record(callback: Any) -> None:
+    defer.ensureDeferred(callback()).addErrback(
+        lambda f: log.failure("recording delivery failed", f))
 
 
 class _TooLarge(Exception):

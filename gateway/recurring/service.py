@@ -55,6 +55,7 @@ class V2Answer:
     content_type: str
     body: dict[str, Any]
     delivered: Callable[[], Awaitable[None]] | None = None
+    undelivered: Callable[[], Awaitable[None]] | None = None
 
     def payload(self) -> bytes:
         return json.dumps(self.body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
@@ -135,7 +136,11 @@ class RecurringService:
         async def delivered() -> None:
             for answer in answers:
                 await engine.delivered(answer)
-        return V2Answer(200, ORDER_ACCEPTED, body, delivered)
+
+        async def undelivered() -> None:
+            for answer in answers:
+                await engine.undelivered(answer)
+        return V2Answer(200, ORDER_ACCEPTED, body, delivered, undelivered)
 
     async def status(self, token: str, authorization: str | None) -> V2Answer:
         """The payment method behind a recurring token (GET, digest of the empty body)."""

@@ -98,14 +98,22 @@ class Begin:
     unresolved: dict[MoneyKind, int] | None = None
 
 
+#: How long a success counts as "being handed to its client" after it is recorded: an
+#: identical call waits that long at most for its delivery to be recorded (normally a few
+#: ms); after it (the process died in between) the reply counts as never delivered.
+DELIVERY_GRACE_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """How a call ended: a reply, or a fault (code + fault string)."""
+    """How a call ended: a reply, or a fault (code + fault string). ``to_client``: a client
+    is waiting for this reply (not so for an entry recovery finishes)."""
 
     reply: Any = None
     fault_code: int | None = None
     fault_string: str | None = None
     notes: tuple[str, ...] | None = None
+    to_client: bool = False
 
 
 def twin_action(row: Any, token: str, now: float, retry_window: float) -> Action:
@@ -116,6 +124,8 @@ def twin_action(row: Any, token: str, now: float, retry_window: float) -> Action
       one operation: wait for it;
     - pending with a lapsed or released lease (a dead process, or an attempt that ran out
       of budget and answered 9119): take it over and continue with the same keys;
+    - finished and its reply being written to its client right now: wait for the outcome
+      of that write (an ERP may send a deliberate repeat the instant it has the reply);
     - finished but its reply never delivered (the connection closed first, or the process
       died), within ``retry_window``: replay that outcome, once;
     - anything else (its reply was delivered, or the window passed): the binding has ended,
@@ -125,9 +135,11 @@ def twin_action(row: Any, token: str, now: float, retry_window: float) -> Action
         if row.lease_until is not None and row.lease_until > now and row.lease_token != token:
             return Action.WAIT
         return Action.RUN
-    if row.state == EntryState.DONE.value and row.delivered_at is None \
-            and row.updated_at + retry_window > now:
-        return Action.REPLAY
+    if row.state == EntryState.DONE.value and row.delivered_at is None:
+        if row.delivering_until is not None and row.delivering_until > now:
+            return Action.WAIT  # its reply is being written: learn whether it arrived
+        if row.updated_at + retry_window > now:
+            return Action.REPLAY
     return Action.NEW
 
 
@@ -239,7 +251,15 @@ def delivered(conn: Connection, now: float, journal_id: int) -> bool:
     next identical call is a new operation. A pending entry is never marked."""
     return conn.execute(update(_J).where(and_(
         _J.c.id == journal_id, _J.c.state != EntryState.PENDING.value)).values(
-            delivered_at=now, inflight=None)).rowcount == 1
+            delivered_at=now, inflight=None, delivering_until=None)).rowcount == 1
+
+
+def undelivered(conn: Connection, now: float, journal_id: int) -> bool:
+    """The connection closed before the reply was written: the next identical call gets
+    this reply (at once, without waiting out the delivery grace)."""
+    return conn.execute(update(_J).where(and_(
+        _J.c.id == journal_id, _J.c.delivered_at.is_(None))).values(
+            delivering_until=None)).rowcount == 1
 
 
 def take_over(conn: Connection, now: float, journal_id: int, token: str, until: float
@@ -354,6 +374,8 @@ def finish(conn: Connection, now: float, fence: Fence | None, journal_id: int,
     values: dict[str, Any] = {"updated_at": now, "lease_token": None, "lease_until": None}
     if outcome.fault_code is None:
         values.update(state=EntryState.DONE.value, reply_json=rows.dumps(outcome.reply))
+        if outcome.to_client:
+            values["delivering_until"] = now + DELIVERY_GRACE_SECONDS
     else:
         values.update(state=EntryState.FAILED.value, fault_code=outcome.fault_code,
                       fault_string=outcome.fault_string, inflight=None)

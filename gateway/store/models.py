@@ -154,6 +154,10 @@ journal = Table(
     Column("updated_at", Float, nullable=False),
     # When the reply was written to the client's connection; NULL: not (yet) delivered.
     Column("delivered_at", Float, nullable=True),
+    # Set when a success is handed to its client's connection, until its delivery (or its
+    # failure) is recorded: an identical call arriving meanwhile waits for that outcome
+    # instead of taking the reply for its own (an ERP's immediate second parcel).
+    Column("delivering_until", Float, nullable=True),
 )
 Index("ix_journal_state", journal.c.state)
 Index("ix_journal_order", journal.c.order_id)

@@ -68,5 +68,6 @@ def entry(conn: Connection, row: Any, *, with_steps: bool = True) -> JournalEntr
         fault_string=row.fault_string, order_id=row.order_id, lease_until=row.lease_until,
         created_at=row.created_at, updated_at=row.updated_at, invno=row.invno, rno=row.rno,
         notes=loads(row.notes_json) or [], steps=steps, delivered_at=row.delivered_at,
+        delivering_until=row.delivering_until,
         attempts=row.attempts or 0,
     )

@@ -202,6 +202,10 @@ class Store:
         """The call's reply reached its client: the binding of identical calls ends."""
         return await self._run("mark_delivered", journal.delivered, journal_id)
 
+    async def mark_undelivered(self, journal_id: int) -> bool:
+        """The call's reply could not be written: the next identical call gets it."""
+        return await self._run("mark_undelivered", journal.undelivered, journal_id)
+
     async def take_over(self, journal_id: int, token: str, lease_seconds: float,
                         ) -> JournalEntry | None:
         until = self.clock.seconds() + lease_seconds

@@ -205,3 +205,56 @@ def test_a_runner_taken_over_before_planning_sends_nothing(world: World) -> None
         world.drive(d_a, a)
     assert info.value.fault_code == FaultCode.TIMEOUT
     assert world.captures_applied(rno, b) == 0
+
+
+def test_an_immediate_repeat_waits_for_the_delivery_of_the_first_reply(world: World) -> None:
+    """The first parcel's reply is being written when the second (identical) call arrives:
+    the second waits until the first's delivery is recorded, then is a new operation (a
+    second capture, a new invno), never a replay of the first's reply."""
+    proc = world.process()
+    rno = world.create_order(proc)
+    merchant = world.config.merchant(1234)
+    call = activate(rno, ("ART-1", 1))
+    first = world.run(proc.parts.engine.run(merchant, REGISTRY.spec_for(call), call), proc)
+    # The reply is on the wire; its delivery is not recorded yet. The repeat arrives now.
+    second = defer.ensureDeferred(proc.parts.engine.run(merchant, REGISTRY.spec_for(call),
+                                                        call))
+    world.pump(proc, step=0.01)
+    assert not second.called  # waiting for the first reply's delivery, not replaying it
+    world.run(proc.parts.engine.delivered(first), proc)
+    answer = world.drive(second, proc)
+    assert not answer.replayed and answer.reply[1] != first.reply[1]
+    assert world.captures_applied(rno, proc) == 2
+
+
+def test_a_reply_that_could_not_be_written_is_replayed_at_once(world: World) -> None:
+    """The connection closed before the reply was written: the next identical call gets
+    that reply (the same invno, one capture), without waiting."""
+    proc = world.process()
+    rno = world.create_order(proc)
+    merchant = world.config.merchant(1234)
+    call = activate(rno, ("ART-1", 1))
+    first = world.run(proc.parts.engine.run(merchant, REGISTRY.spec_for(call), call), proc)
+    world.run(proc.parts.engine.undelivered(first), proc)
+    again = world.run(proc.parts.engine.run(merchant, REGISTRY.spec_for(call), call), proc)
+    assert again.replayed and again.reply == first.reply
+    assert world.captures_applied(rno, proc) == 1
+
+
+def test_two_identical_calls_in_flight_together_are_one_operation(world: World) -> None:
+    """B arrives while A is still capturing: B gets A's outcome, even though A's reply is
+    delivered first (they were one operation: a client's double submit)."""
+    proc = world.process()
+    rno = world.create_order(proc)
+    merchant = world.config.merchant(1234)
+    call = activate(rno, ("ART-1", 1))
+    world.sandbox.faults.add({"method": "POST", "path": "/captures$", "action": "latency",
+                              "delay_ms": 500, "times": 1})
+    spec = REGISTRY.spec_for(call)
+    a = defer.ensureDeferred(proc.parts.engine.run(merchant, spec, call))
+    b = defer.ensureDeferred(proc.parts.engine.run(merchant, spec, call))
+    first = world.drive(a, proc)
+    world.run(proc.parts.engine.delivered(first), proc)
+    second = world.drive(b, proc)
+    assert second.replayed and second.reply == first.reply
+    assert world.captures_applied(rno, proc) == 1

@@ -28,6 +28,7 @@ def upgrade() -> None:
                                    server_default="none"))
     with op.batch_alter_table("journal") as batch:
         batch.add_column(sa.Column("delivered_at", sa.Float, nullable=True))
+        batch.add_column(sa.Column("delivering_until", sa.Float, nullable=True))
     op.create_index("ix_journal_order", "journal", ["order_id"])
     with op.batch_alter_table("reservations") as batch:
         batch.add_column(sa.Column("merchant_ref1", sa.String(255), nullable=True))
@@ -65,6 +66,7 @@ def downgrade() -> None:
         batch.drop_column("merchant_ref1")
     op.drop_index("ix_journal_order", "journal")
     with op.batch_alter_table("journal") as batch:
+        batch.drop_column("delivering_until")
         batch.drop_column("delivered_at")
     with op.batch_alter_table("journal_steps") as batch:
         batch.drop_column("money")
