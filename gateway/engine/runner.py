@@ -23,9 +23,7 @@ Money safety lives here and in the store, never in one process's memory:
 """
 from __future__ import annotations
 
-import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
@@ -36,17 +34,17 @@ from gateway.calls.registry import CallRegistry
 from gateway.calls.spec import CallSpec, Ref, Target
 from gateway.config import Config, Merchant
 from gateway.engine import decisions
+from gateway.engine.answers import Answer, answer_of, replay, twin_busy
 from gateway.engine.claim import Claim
-from gateway.engine.faults import Disposition, GaveUpError, disposition, refusal, replayed_fault
+from gateway.engine.resolve import Resolver
+from gateway.engine.faults import Disposition, GaveUpError, disposition, refusal
 from gateway.errors import (
-    BadOrderNoError, GatewayError, NotAllowedError, UnknownInvoiceError, UnknownReservationError,
-    UpstreamUnavailableError,
+    GatewayError, NotAllowedError, UpstreamUnavailableError,
 )
 from gateway.legacy.values import LegacyCall, from_json
 from gateway.metrics import NO_METRICS, Metrics
 from gateway.model import (
-    CaptureEffect, EntryState, JournalEntry, MoneyKind, OrderCreatedEffect, Origin,
-    ReferencesEffect, RefundEffect, Reservation,
+    CaptureEffect, EntryState, JournalEntry, MoneyKind, OrderCreatedEffect, ReferencesEffect, RefundEffect, Reservation,
     Step, StatusEffect, StepState,
 )
 from gateway.om.client import (
@@ -60,24 +58,6 @@ from gateway.translate.plan import OrderContext, Plan, Result, new_order
 log = Logger()
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A call's reply and the journal entry it belongs to (``replayed``: the outcome of an
-    earlier identical call whose reply had not reached its client)."""
-
-    reply: Any
-    journal_id: int
-    replayed: bool = False
-    rno: str | None = None
-    invno: str | None = None
-
-    def context(self) -> dict[str, Any]:
-        """What the call was about, for logs and metrics."""
-        return {"journal_id": self.journal_id, "rno": self.rno, "invno": self.invno,
-                "replayed": self.replayed}
-
-
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 #: How often a call waiting for its identical twin (or for the order lease) looks again.
 POLL_SECONDS = 0.05
 
@@ -98,6 +78,7 @@ class CallEngine:
         self.lease_seconds = s.retry_budget_seconds + 2 * s.rest_timeout_seconds + 1.0
         self.retry_window = s.retry_window_seconds
         self.give_up_seconds = s.give_up_seconds
+        self.resolver = Resolver(store, om)
 
     # -- the edge's entry point ------------------------------------------------------------
 
@@ -113,20 +94,20 @@ class CallEngine:
             begin = await self._claim(call, ref, fingerprint, token,
                                       0.0 if spec.read_only else self.retry_window)
             if begin.action is Action.REPLAY:
-                return _answer_of(begin.entry, _replay(begin.entry), replayed=True)
+                return answer_of(begin.entry, replay(begin.entry), replayed=True)
             if begin.action is Action.RUN:
                 if begin.entry.attempts > 1:  # a lapsed or released entry, continued
                     self.metrics.takeover()
                 claim = Claim.from_begin(begin, token, client=True)
                 reply = await self._run_claimed(merchant, spec, call, claim, deadline)
-                return _answer_of(claim.entry, reply, reservation=claim.reservation)
+                return answer_of(claim.entry, reply, reservation=claim.reservation)
             # In flight together (the twin was running when we came): one operation, its
             # outcome is ours. Arrived after it finished, while its reply is being written:
             # learn whether that reply reached its client (then this is a new operation).
             together = begin.entry.state is EntryState.PENDING
             entry = await self._wait_for_twin(begin.entry, deadline, together)
             if entry.finished and (together or entry.delivered_at is None):
-                return _answer_of(entry, _replay(entry), replayed=True)
+                return answer_of(entry, replay(entry), replayed=True)
 
     async def delivered(self, answer: Answer) -> None:
         """The answer's reply reached its client's connection: record it in the journal
@@ -154,7 +135,7 @@ class CallEngine:
                              ) -> JournalEntry:
         """An identical call is in flight (wait for its outcome or for its lease to lapse), or
         its reply is being written to its client (wait for that delivery to be recorded)."""
-        while _busy(entry, self.clock.seconds(), together):
+        while twin_busy(entry, self.clock.seconds(), together):
             if self.clock.seconds() >= deadline:
                 raise UpstreamUnavailableError(
                     "an identical call is still in progress; retry the same call")
@@ -169,8 +150,7 @@ class CallEngine:
         try:
             if spec.target is not Target.NONE:
                 if claim.reservation is None:
-                    claim.reservation = await self._resolve_slow(merchant, spec, call,
-                                                                 deadline)
+                    claim.reservation = await self.resolver.resolve(merchant, spec, call, deadline)
                 if not claim.locked:
                     await self._lock_order(claim, deadline)
             if not claim.entry.steps:
@@ -224,48 +204,6 @@ class CallEngine:
             log.failure("cleanup write failed; leases will lapse on their own")
 
     # -- resolve and lock ------------------------------------------------------------------
-
-    async def _resolve_slow(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall,
-                            deadline: float) -> Reservation:
-        """The call named no registered reservation: an invoice number, the merchant's order
-        id, a Klarna order id (pass-through), or a fault."""
-        ref = spec.ref(call)
-        if ref.target is Target.INVOICE:
-            raise UnknownInvoiceError(f"invoice {ref.value} is unknown for eid {call.eid}")
-        if ref.target is Target.MERCHANT_ORDER:
-            found = await self.store.find_by_merchant_ref(call.eid, ref.value)
-            if not found:
-                raise BadOrderNoError(f"no reservation of eid {call.eid} carries the order "
-                                      f"id {ref.value}")
-            return found[0]
-        if ref.target is Target.ANY_NUMBER:
-            invoice = await self.store.get_invoice(call.eid, ref.value)
-            if invoice is not None:
-                return await self.store.get_reservation_by_id(invoice.reservation_id)
-        return await self._pass_through(merchant, call, ref, deadline)
-
-    async def _pass_through(self, merchant: Merchant, call: LegacyCall, ref: Ref,
-                            deadline: float) -> Reservation:
-        """An order id used as the rno: accepted when the order exists for this merchant's
-        credentials (per-merchant switch), and registered."""
-        unknown = UnknownReservationError(f"reservation {ref.value} is unknown for eid "
-                                          f"{call.eid}")
-        if not (merchant.pass_through and _UUID.match(ref.value)):
-            raise unknown
-        known = await self.store.get_reservation_by_order(call.eid, ref.value)
-        if known is not None:  # the order id of a registered reservation: an alias
-            return known
-        try:
-            order = await self.om.get_order(merchant, ref.value, deadline=deadline)
-        except RestResponseError as e:
-            if e.status == 404:
-                raise unknown from None
-            raise
-        res = await self.store.register_reservation(
-            call.eid, ref.value, ref.value, Origin.PASS_THROUGH.value,
-            status=order.get("status"))
-        await self.store.record_order_facts(res.id, order)
-        return res
 
     async def _lock_order(self, claim: Claim, deadline: float) -> None:
         assert claim.reservation is not None
@@ -523,15 +461,6 @@ class CallEngine:
         return d
 
 
-def _busy(entry: JournalEntry, now: float, together: bool) -> bool:
-    """Whether an identical twin must still be waited for: while it runs (a live lease);
-    and, for a call that came after it finished, while its reply is being written."""
-    if entry.state is EntryState.PENDING:
-        return entry.lease_until is not None and entry.lease_until > now
-    return not together and entry.state is EntryState.DONE and entry.delivered_at is None \
-        and entry.delivering_until is not None and entry.delivering_until > now
-
-
 def _rno_of(ref: Ref) -> str | None:
     """The number to try as a reservation number in the claiming transaction."""
     return ref.value if ref.target in (Target.RESERVATION, Target.ANY_NUMBER) else None
@@ -549,21 +478,3 @@ def _guard_unresolved_money(spec: CallSpec[Any], claim: Claim) -> None:
             "an earlier credit on this reservation is still unfinished; retry")
 
 
-def _replay(entry: JournalEntry) -> Any:
-    """The outcome of a finished identical call, given again."""
-    if entry.state is EntryState.DONE:
-        return entry.reply
-    fault: GatewayError
-    if entry.state is EntryState.FAILED and entry.fault_code is not None:
-        fault = replayed_fault(entry.fault_code, entry.fault_string or "")
-    else:
-        fault = UpstreamUnavailableError("the call is still in progress; retry the same call")
-    fault.context = {"journal_id": entry.id, "rno": entry.rno, "invno": entry.invno}
-    raise fault
-
-
-def _answer_of(entry: JournalEntry, reply: Any, *, replayed: bool = False,
-               reservation: Reservation | None = None) -> Answer:
-    return Answer(reply, entry.id, replayed=replayed,
-                  rno=entry.rno or (reservation.rno if reservation else None),
-                  invno=entry.invno)
