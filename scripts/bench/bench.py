@@ -1,166 +1,351 @@
 #!/usr/bin/env python3
-"""Benchmark: the gateway's ``cancel_reservation`` against a bare twisted.web.xmlrpc server.
+"""Benchmark: the gateway against a server doing the same REST work, in one run.
 
-One command, one load generator (threads with keep-alive HTTP/1.1 connections, identical
-for every target), three targets measured in the same run:
+One load generator (wrk, one thread, with ``bodies.lua``; the Python generator in
+``load.py`` where wrk is not installed), one sandbox in its own process
+(``klarna-gateway sandbox``), and these targets measured one after another:
 
-1. ``bare``: a bare ``twisted.web.xmlrpc`` server answering ``cancel_reservation`` "ok";
-2. ``gateway``: ``klarna-gateway serve`` (SQLite store) cancelling a fresh AUTHORIZED order
-   per request, with the sandbox in a separate process: digest check, journal, GET order,
-   POST cancel with an idempotency key, reply;
-3. ``rest``: the same load generator calling the sandbox's ``GET order`` + ``POST cancel``
-   directly, the REST work the gateway does per call.
+1. ``bare XML-RPC`` (``bare_xmlrpc.py``): answers at once; the floor of any Twisted
+   XML-RPC server;
+2. ``same-work proxy`` (``proxy_xmlrpc.py``): the gateway's REST work and nothing else
+   (``GET order`` + ``POST cancel``; ``GET order`` + ``POST captures``), no digest, no
+   store: the reference the gateway is held against;
+3. ``gateway (SQLite)`` and 4. ``gateway (PostgreSQL)``: ``klarna-gateway serve`` with a
+   generated config whose merchant points at the sandbox, on a fresh SQLite file and a
+   fresh PostgreSQL schema (``db upgrade`` first).
 
-Prints requests/s for bare and gateway and their ratio, and p50/p99 latency of the gateway
-minus the direct REST calls (the latency the gateway adds).
+Calls: ``cancel_reservation`` (one distinct AUTHORIZED order each: a cancelled reservation
+cannot be cancelled again) and a partial ``activate`` (1 x ART-1 of an order with 2 x ART-1
+and 3 x ART-2, one activation per order, so every call does the same work and none is
+answered from the gateway's coalescing). Request bodies are built by the official Python
+SDK itself (digests included). Orders are created in the sandbox directly and registered
+through the gateway's admin API (``POST /v1/reservations``), concurrently, outside the
+measured time; how many is sized from a warm-up run, so faster code gets enough orders.
 
-    python scripts/bench/bench.py --requests 1000 --concurrency 8
+Per target and call: a warm-up, then ``--connections`` connections for ``--duration`` s
+(throughput, p50, p99), then 1 connection for ``--single-duration`` s (p50 at one
+connection: the target is the gateway adding at most 1 ms over the same-work proxy).
+Every reply is checked; a run with faults, socket errors or reused bodies is reported
+INVALID and the exit status is 1. With ``--processes N`` (N >= 2) the PostgreSQL gateway
+is also measured as 1 and as N processes behind one HAProxy front, for N-process /
+1-process throughput. The sandbox forgets its orders between targets, so each sees the
+same sandbox.
+
+    python scripts/bench/bench.py                      # everything, about 5 minutes
+    python scripts/bench/bench.py --no-pg --processes 1 --duration 5
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import http.client
-import statistics
-import subprocess
+import shutil
 import sys
 import tempfile
-import threading
 import time
-import xmlrpc.client
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gateway.testing.processes import (  # noqa: E402
-    REST_AUTH, GatewayProcess, SandboxProcess, _wait_http, db_upgrade, free_port,
-    write_config,
-)
+import harness as h  # noqa: E402
+import load  # noqa: E402
+from front import haproxy_front  # noqa: E402
 
-SECRET = "sandbox-secret"
+METHODS = ("cancel_reservation", "activate")
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
-
-def cancel_body(rno: str, eid: int = 1234) -> bytes:
-    digest = base64.b64encode(hashlib.sha512(f"{eid}:{rno}:{SECRET}".encode("latin-1"))
-                              .digest()).decode()
-    return xmlrpc.client.dumps(("4.1", "python:api:3.1.0", rno, eid, digest),
-                               "cancel_reservation", encoding="iso-8859-1").encode("latin-1")
+#: n -> rnos ready for one call each (None: the target needs no orders, any rno will do).
+Seeder = Callable[[int], list[str]] | None
 
 
-Request = Callable[[http.client.HTTPConnection, int], None]
+@dataclass
+class Point:
+    """One target x call: the loaded run and the one-connection run."""
+
+    target: str
+    method: str
+    loaded: load.Result
+    single: load.Result | None
+    reusable: bool
+
+    def problems(self) -> list[str]:
+        out = [f"{self.target} {self.method} ({self.loaded.generator}, loaded): {p}"
+               for p in self.loaded.problems(self.reusable)]
+        if self.single is not None:
+            out += [f"{self.target} {self.method} (1 connection): {p}"
+                    for p in self.single.problems(self.reusable)]
+        return out
 
 
-def load(port: int, n: int, concurrency: int, request: Request) -> tuple[float, list[float]]:
-    """Run ``request(conn, i)`` for i in 0..n-1 over ``concurrency`` keep-alive connections."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(n))
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    def worker() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine: list[float] = []
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                break
+
+class Bench:
+    """Runs loads against targets; owns the sandbox, the bodies builder and the work dir."""
+
+    def __init__(self, args: argparse.Namespace, work: Path, sandbox: h.Service,
+                 config: h.BenchConfig) -> None:
+        self.args = args
+        self.work = work
+        self.sandbox = sandbox
+        self.config = config
+        self.sdk = h.LegacyBodies()
+        self.use_wrk = args.generator == "wrk" or (args.generator == "auto" and load.have_wrk())
+        self.runs = 0
+
+    @property
+    def generator_name(self) -> str:
+        return "wrk (1 thread)" if self.use_wrk else "Python threads (wrk not installed)"
+
+    def bodies(self, method: str, rnos: list[str]) -> list[bytes]:
+        build = self.sdk.cancel if method == "cancel_reservation" else self.sdk.activate
+        return [build(rno) for rno in rnos]
+
+    def run(self, service: h.Service, bodies: list[bytes], connections: int,
+            seconds: int) -> load.Result:
+        if not self.use_wrk:
+            return load.run_python(service.port, bodies, connections, seconds)
+        self.runs += 1
+        path = load.write_bodies(self.work / f"bodies-{self.runs}.bin", bodies)
+        try:
+            return load.run_wrk(service.url, path, connections, seconds)
+        finally:
+            path.unlink()
+
+    def reset_sandbox(self) -> None:
+        """Forget all orders (the control API), so every target meets the same sandbox."""
+        req = urllib.request.Request(self.sandbox.url + "sandbox/v1/reset", data=b"{}",
+                                     method="POST",
+                                     headers={"Authorization": f"Bearer {self.config.admin_token}"})
+        with urllib.request.urlopen(req, timeout=30):
+            pass
+
+    def seeder(self, gateway: h.Service | None) -> Seeder:
+        def seed(n: int) -> list[str]:
             t0 = time.perf_counter()
-            request(conn, i)
-            mine.append(time.perf_counter() - t0)
-        conn.close()
-        with lock:
-            latencies.extend(mine)
+            rnos = h.seed(self.sandbox, n, gateway, self.config.admin_token,
+                          concurrency=self.args.seed_concurrency)
+            log(f"  seeded {n} orders in {time.perf_counter() - t0:.1f} s")
+            return rnos
+        return seed
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return n / (time.perf_counter() - t0), latencies
+    def rnos(self, seeder: Seeder, n: int) -> list[str]:
+        if seeder is None:
+            return [str(8000000000 + i) for i in range(min(n, 5000))]
+        return seeder(n)
+
+    def measure(self, target: str, service: h.Service, method: str, seeder: Seeder, *,
+                single: bool = True) -> Point:
+        a = self.args
+        log(f"{target}: {method}: warm-up {a.warmup} s")
+        warm = self.run(service, self.bodies(method, self.rnos(seeder, a.warmup_orders)),
+                        a.connections, a.warmup)
+        loaded = self._loaded(service, method, seeder, warm.rps)
+        log(f"  {loaded.rps:.0f} calls/s, p50 {loaded.p50_ms:.2f} ms, p99 "
+            f"{loaded.p99_ms:.2f} ms, faults {loaded.faults}")
+        one = None
+        if single:
+            n = self._needed(loaded.rps, a.single_duration)
+            one = self.run(service, self.bodies(method, self.rnos(seeder, n)), 1,
+                           a.single_duration)
+            log(f"  1 connection: p50 {one.p50_ms:.2f} ms ({one.rps:.0f} calls/s)")
+        return Point(target, method, loaded, one, reusable=seeder is None)
+
+    def _needed(self, rate: float, seconds: int) -> int:
+        return int(rate * seconds * self.args.seed_margin) + 200
+
+    def _loaded(self, service: h.Service, method: str, seeder: Seeder,
+                rate: float) -> load.Result:
+        """The measured run, seeded from ``rate``; if it still ran out of orders (the
+        warm-up was slower than steady state), seeded from its own rate and run again."""
+        a = self.args
+        result = load.Result(0, 0, 0, 0, 0, 0, 0, "none")
+        for _ in range(2):
+            rnos = self.rnos(seeder, self._needed(rate, a.duration))
+            result = self.run(service, self.bodies(method, rnos), a.connections, a.duration)
+            if seeder is None or not result.wrapped:
+                break
+            log("  ran out of orders; seeding more and running again")
+            rate = result.rps * 1.2
+        return result
 
 
-def xmlrpc_request(bodies: list[bytes]) -> Request:
-    def request(conn: http.client.HTTPConnection, i: int) -> None:
-        conn.request("POST", "/", bodies[i], {"Content-Type": "text/xml"})
-        resp = conn.getresponse()
-        data = resp.read()
-        if resp.status != 200 or b"<fault>" in data or b"ok" not in data:
-            raise RuntimeError(f"bad reply: {data[:200]!r}")
-    return request
+# -- targets --------------------------------------------------------------------------------
+
+def measure_target(bench: Bench, target: str, start: Callable[[], h.Service],
+                   seeder_of: Callable[[h.Service], Seeder]) -> list[Point]:
+    bench.reset_sandbox()
+    service = start()
+    try:
+        return [bench.measure(target, service, m, seeder_of(service)) for m in METHODS]
+    finally:
+        service.stop()
 
 
-def rest_request(order_ids: list[str]) -> Request:
-    auth = "Basic " + base64.b64encode(":".join(REST_AUTH[1234]).encode()).decode()
+def main_targets(bench: Bench, pg_url: str | None) -> list[Point]:
+    work, sandbox, config = bench.work, bench.sandbox, bench.config
+    points = measure_target(bench, "bare XML-RPC",
+                            lambda: h.start_script(work, "bare", "bare_xmlrpc.py"),
+                            lambda s: None)
+    points += measure_target(
+        bench, "same-work proxy",
+        lambda: h.start_script(work, "proxy", "proxy_xmlrpc.py", "--sandbox", sandbox.url,
+                               "--username", h.REST_USER, "--password", h.REST_PASSWORD),
+        lambda s: bench.seeder(None))
+    points += measure_target(
+        bench, "gateway (SQLite)",
+        lambda: h.start_gateway(work, config.path, f"sqlite:///{work}/gateway.db",
+                                "gateway-sqlite"),
+        lambda s: bench.seeder(s))
+    if pg_url is not None:
+        points += measure_target(
+            bench, "gateway (PostgreSQL)",
+            lambda: h.start_gateway(work, config.path, pg_url, "gateway-pg"),
+            lambda s: bench.seeder(s))
+    return points
 
-    def request(conn: http.client.HTTPConnection, i: int) -> None:
-        path = f"/ordermanagement/v1/orders/{order_ids[i]}"
-        conn.request("GET", path, headers={"Authorization": auth})
-        r = conn.getresponse()
-        r.read()
-        conn.request("POST", path + "/cancel", b"", {"Authorization": auth,
-                                                     "Klarna-Idempotency-Key": f"bench-{i}"})
-        r = conn.getresponse()
-        r.read()
-        if r.status != 204:
-            raise RuntimeError(f"cancel answered {r.status}")
-    return request
+
+def multi_process(bench: Bench, pg_url: str, processes: int) -> list[Point]:
+    """The PostgreSQL gateway as 1 and as ``processes`` processes behind one HAProxy."""
+    points: list[Point] = []
+    for n in (1, processes):
+        bench.reset_sandbox()
+        gateways = []
+        try:
+            for i in range(n):
+                gateways.append(h.start_gateway(bench.work, bench.config.path, pg_url,
+                                                f"gateway-pg-{i + 1}"))
+            with haproxy_front(bench.work, gateways) as front:
+                label = f"{n} process{'es' if n > 1 else ''} + haproxy"
+                for m in METHODS:
+                    points.append(bench.measure(label, front, m, bench.seeder(gateways[0]),
+                                                single=False))
+        finally:
+            for g in gateways:
+                g.stop()
+    return points
 
 
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+# -- report ---------------------------------------------------------------------------------
+
+def fmt_table(points: list[Point]) -> list[str]:
+    lines = [f"{'target':<24} {'call':<19} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+             f"{'p50@1 ms':>9} {'faults':>7}"]
+    for p in points:
+        single = f"{p.single.p50_ms:9.2f}" if p.single else f"{'-':>9}"
+        faults = p.loaded.faults + (p.single.faults if p.single else 0)
+        lines.append(f"{p.target:<24} {p.method:<19} {p.loaded.rps:9.1f} "
+                     f"{p.loaded.p50_ms:8.2f} {p.loaded.p99_ms:8.2f} {single} {faults:7d}")
+    return lines
+
+
+def fmt_ratios(points: list[Point]) -> list[str]:
+    by = {(p.target, p.method): p for p in points}
+    lines = ["gateway / same-work proxy (throughput ratio; p50 added at 1 connection, target "
+             "<= +1 ms):"]
+    for method in METHODS:
+        ref = by.get(("same-work proxy", method))
+        if ref is None:
+            continue
+        for target in ("gateway (SQLite)", "gateway (PostgreSQL)"):
+            p = by.get((target, method))
+            if p is None:
+                continue
+            added = (p.single.p50_ms - ref.single.p50_ms) if p.single and ref.single else 0.0
+            lines.append(f"  {method:<19} {target:<21} {p.loaded.rps / ref.loaded.rps:5.2f}x "
+                         f"({p.loaded.rps:.0f} / {ref.loaded.rps:.0f} calls/s)   "
+                         f"p50@1 {added:+.2f} ms ({p.single.p50_ms if p.single else 0:.2f} vs "
+                         f"{ref.single.p50_ms if ref.single else 0:.2f})")
+    return lines
+
+
+def fmt_multi(points: list[Point], processes: int) -> list[str]:
+    lines = [f"PostgreSQL, {processes} processes / 1 process behind haproxy "
+             "(throughput ratio):"]
+    one = {p.method: p for p in points if p.target.startswith("1 process")}
+    many = {p.method: p for p in points if not p.target.startswith("1 process")}
+    for method in METHODS:
+        if method in one and method in many:
+            a, b = one[method].loaded.rps, many[method].loaded.rps
+            lines.append(f"  {method:<19} {b / a:5.2f}x ({b:.0f} / {a:.0f} calls/s)")
+    return lines
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--connections", type=int, default=20, help="connections of the loaded run")
+    p.add_argument("--duration", type=int, default=10, help="seconds of the loaded run")
+    p.add_argument("--single-duration", type=int, default=5,
+                   help="seconds of the one-connection run")
+    p.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per target and call")
+    p.add_argument("--warmup-orders", type=int, default=1000,
+                   help="orders seeded for a warm-up (bodies cycle if it is faster)")
+    p.add_argument("--seed-margin", type=float, default=1.5,
+                   help="orders seeded = warm-up calls/s x duration x this + 200")
+    p.add_argument("--seed-concurrency", type=int, default=8, help="parallel seeding workers")
+    p.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL DSN (a fresh schema is made)")
+    p.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL targets")
+    p.add_argument("--processes", type=int, default=2,
+                   help="also run N PostgreSQL gateways behind haproxy vs 1 (N < 2: skip)")
+    p.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
+                   help="load generator (auto: wrk if installed)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the work directory (logs, SQLite file) and the PostgreSQL schema")
+    return p.parse_args()
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--requests", type=int, default=1000)
-    p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--db", default=None, help="gateway store URL (default: SQLite in a temp dir)")
-    args = p.parse_args()
+    args = parse_args()
+    started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="kgw-bench-"))
-    n, c = args.requests, args.concurrency
-
-    bare_port = free_port()
-    bare = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_xmlrpc.py")),
-                             str(bare_port)])
-    sandbox = SandboxProcess(log_path=work / "sandbox.log").start()
-    config = write_config(work / "gw.toml", sandbox.url)
-    db = args.db or f"sqlite:///{work}/gw.db"
-    db_upgrade(db)
-    gw = GatewayProcess(config, db, log_path=work / "gw.log").start()
+    pg_url, schema = None, f"bench_{uuid.uuid4().hex[:8]}"
+    if not args.no_pg:
+        pg_url = h.pg_create_schema(args.pg, schema)
+        h.db_upgrade(pg_url)
+    sandbox_port = h.free_port()
+    config = h.write_config(work / "bench.toml", f"http://127.0.0.1:{sandbox_port}")
+    sandbox = h.start_sandbox(work, config.path, sandbox_port)
+    bench = Bench(args, work, sandbox, config)
     try:
-        _wait_http(f"http://127.0.0.1:{bare_port}/", bare)
-        print(f"preparing {2 * n} sandbox orders ...", file=sys.stderr)
-        gw_orders = [sandbox.create_order() for _ in range(n)]
-        rnos = [gw.register(1234, o) for o in gw_orders]
-        rest_orders = [sandbox.create_order() for _ in range(n)]
-        warm = [sandbox.create_order() for _ in range(20)]
-        load(gw.port, 20, 2, xmlrpc_request([cancel_body(gw.register(1234, o)) for o in warm]))
-
-        bare_rps, bare_lat = load(bare_port, n, c, xmlrpc_request([cancel_body(r) for r in rnos]))
-        gw_rps, gw_lat = load(gw.port, n, c, xmlrpc_request([cancel_body(r) for r in rnos]))
-        rest_rps, rest_lat = load(sandbox.port, n, c, rest_request(rest_orders))
+        points = main_targets(bench, pg_url)
+        multi: list[Point] = []
+        if pg_url is not None and args.processes >= 2:
+            if shutil.which("haproxy"):
+                multi = multi_process(bench, pg_url, args.processes)
+            else:
+                log("haproxy not installed (apt-get install -y haproxy): no multi-process run")
     finally:
-        gw.stop()
         sandbox.stop()
-        bare.terminate()
-        bare.wait()
-    print(f"requests={n} concurrency={c} store={db.split(':')[0]} (load generator, bare server, gateway and sandbox "
-          f"share the machine's cores)")
-    print(f"bare twisted.web.xmlrpc cancel_reservation: {bare_rps:8.1f} req/s  "
-          f"p50 {pct(bare_lat, .5):6.2f} ms  p99 {pct(bare_lat, .99):6.2f} ms")
-    print(f"gateway cancel_reservation (full path):     {gw_rps:8.1f} req/s  "
-          f"p50 {pct(gw_lat, .5):6.2f} ms  p99 {pct(gw_lat, .99):6.2f} ms")
-    print(f"direct REST GET order + POST cancel:        {rest_rps:8.1f} req/s  "
-          f"p50 {pct(rest_lat, .5):6.2f} ms  p99 {pct(rest_lat, .99):6.2f} ms")
-    print(f"gateway / bare throughput ratio: {gw_rps / bare_rps:.3f}")
-    print(f"latency added over direct REST: p50 {pct(gw_lat, .5) - pct(rest_lat, .5):+.2f} ms, "
-          f"p99 {pct(gw_lat, .99) - pct(rest_lat, .99):+.2f} ms")
-    print(f"(mean gateway {statistics.mean(gw_lat) * 1000:.2f} ms)")
-    return 0
+        if pg_url is not None and not args.keep:
+            h.pg_drop_schema(args.pg, schema)
+    report(args, bench, points, multi, time.monotonic() - started, work)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if any(p.problems() for p in points + multi) else 0
+
+
+def report(args: argparse.Namespace, bench: Bench, points: list[Point], multi: list[Point],
+           elapsed: float, work: Path) -> None:
+    print(f"klarna-gateway bench: load generator {bench.generator_name}; "
+          f"{args.connections} connections x {args.duration} s and 1 connection x "
+          f"{args.single_duration} s per target and call, after {args.warmup} s warm-up; "
+          "sandbox in its own process; generator, servers, sandbox and PostgreSQL share "
+          "this machine's cores")
+    print("\n".join(fmt_table(points)))
+    print("\n".join(fmt_ratios(points)))
+    if multi:
+        print("\n".join(fmt_table(multi)))
+        print("\n".join(fmt_multi(multi, args.processes)))
+    problems = [x for p in points + multi for x in p.problems()]
+    if problems:
+        print("INVALID run:\n  " + "\n  ".join(problems))
+    else:
+        print("all replies were successes (0 faults, 0 socket errors, no body reused)")
+    print(f"elapsed {elapsed:.0f} s" + (f"; work directory {work}" if args.keep else ""))
 
 
 if __name__ == "__main__":
