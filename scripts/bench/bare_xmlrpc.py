@@ -27,4 +27,4 @@ class Bare(xmlrpc.XMLRPC):
 if __name__ == "__main__":
     endpoints.serverFromString(reactor, f"tcp:{sys.argv[1]}:interface=127.0.0.1").listen(
         server.Site(Bare(allowNone=False)))
-    reactor.run()
+    reactor.run()  # type: ignore[misc]

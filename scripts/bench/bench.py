@@ -143,33 +143,30 @@ class Bench:
         log(f"{target}: {method}: warm-up {a.warmup} s")
         warm = self.run(service, self.bodies(method, self.rnos(seeder, a.warmup_orders)),
                         a.connections, a.warmup)
-        loaded = self._loaded(service, method, seeder, warm.rps)
+        loaded = self._seeded_run(service, method, seeder, warm.rps, a.connections,
+                                  a.duration, a.seed_margin)
         log(f"  {loaded.rps:.0f} calls/s, p50 {loaded.p50_ms:.2f} ms, p99 "
             f"{loaded.p99_ms:.2f} ms, faults {loaded.faults}")
         one = None
         if single:
-            n = self._needed(loaded.rps, a.single_duration)
-            one = self.run(service, self.bodies(method, self.rnos(seeder, n)), 1,
-                           a.single_duration)
+            # one connection never outruns the loaded rate: it is an upper bound
+            one = self._seeded_run(service, method, seeder, loaded.rps, 1, a.single_duration,
+                                   1.1)
             log(f"  1 connection: p50 {one.p50_ms:.2f} ms ({one.rps:.0f} calls/s)")
         return Point(target, method, loaded, one, reusable=seeder is None)
 
-    def _needed(self, rate: float, seconds: int) -> int:
-        return int(rate * seconds * self.args.seed_margin) + 200
-
-    def _loaded(self, service: h.Service, method: str, seeder: Seeder,
-                rate: float) -> load.Result:
-        """The measured run, seeded from ``rate``; if it still ran out of orders (the
-        warm-up was slower than steady state), seeded from its own rate and run again."""
-        a = self.args
+    def _seeded_run(self, service: h.Service, method: str, seeder: Seeder, rate: float,
+                    connections: int, seconds: int, margin: float) -> load.Result:
+        """A run with ``rate x seconds x margin + 200`` fresh orders; if it still ran out
+        (the estimate came from a colder run), seeded from its own rate and run again."""
         result = load.Result(0, 0, 0, 0, 0, 0, 0, "none")
         for _ in range(2):
-            rnos = self.rnos(seeder, self._needed(rate, a.duration))
-            result = self.run(service, self.bodies(method, rnos), a.connections, a.duration)
+            rnos = self.rnos(seeder, int(rate * seconds * margin) + 200)
+            result = self.run(service, self.bodies(method, rnos), connections, seconds)
             if seeder is None or not result.wrapped:
                 break
             log("  ran out of orders; seeding more and running again")
-            rate = result.rps * 1.2
+            rate = result.rps * 1.3
         return result
 
 

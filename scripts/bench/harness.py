@@ -317,9 +317,9 @@ class _CaptureTransport(xmlrpc.client.Transport):
         self.body = b""
         self.reply: Any = "ok"
 
-    def request(self, host: Any, handler: str, request_body: bytes, verbose: bool = False
+    def request(self, host: Any, handler: str, request_body: Any, verbose: bool = False
                 ) -> tuple[Any, ...]:
-        self.body = request_body
+        self.body = bytes(request_body)
         return (self.reply,)
 
 

@@ -51,15 +51,18 @@ class NoDelayEndpointFactory:
         self._inner = _StandardEndpointFactory(reactor, BrowserLikePolicyForHTTPS(), None, None)
 
     def endpointForURI(self, uri: Any) -> Any:  # noqa: N802 - Twisted's interface
-        inner = self._inner.endpointForURI(uri)
+        return _NoDelayEndpoint(self._inner.endpointForURI(uri))
 
-        class _Endpoint:
-            def connect(self, factory: Any) -> defer.Deferred[Any]:
-                def nodelay(proto: Any) -> Any:
-                    proto.transport.setTcpNoDelay(True)
-                    return proto
-                return inner.connect(factory).addCallback(nodelay)
-        return _Endpoint()
+
+class _NoDelayEndpoint:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        def nodelay(proto: Any) -> Any:
+            proto.transport.setTcpNoDelay(True)
+            return proto
+        return self._inner.connect(factory).addCallback(nodelay)
 
 
 class Rest:
@@ -165,7 +168,7 @@ def main() -> None:
     rest = Rest(args.sandbox, args.username, args.password, args.timeout)
     endpoints.serverFromString(reactor, f"tcp:{args.port}:interface=127.0.0.1").listen(
         server.Site(SameWorkProxy(rest)))
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[misc]
 
 
 if __name__ == "__main__":
