@@ -37,6 +37,7 @@ same sandbox.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -69,6 +70,13 @@ class Point:
     loaded: load.Result
     single: load.Result | None
     reusable: bool
+    #: cores used during the loaded run: target, sandbox, postgres, wrk, bench, other
+    cores: dict[str, float]
+    #: cores used by processes outside this bench during the one-connection run
+    single_other: float = 0.0
+
+    def disturbed(self, threshold: float) -> bool:
+        return max(self.cores.get("other", 0.0), self.single_other) > threshold
 
     def problems(self) -> list[str]:
         out = [f"{self.target} {self.method} ({self.loaded.generator}, loaded): {p}"
@@ -95,6 +103,10 @@ class Bench:
         self.sdk = h.LegacyBodies()
         self.use_wrk = args.generator == "wrk" or (args.generator == "auto" and load.have_wrk())
         self.runs = 0
+        #: processes of the target being measured (their CPU is the "target" share)
+        self.target_pids: list[int] = []
+        #: CPU-seconds by group of the last run
+        self.last_cpu: dict[str, float] = {}
 
     @property
     def generator_name(self) -> str:
@@ -105,15 +117,49 @@ class Bench:
         return [build(rno) for rno in rnos]
 
     def run(self, service: h.Service, bodies: list[bytes], connections: int,
-            seconds: int) -> load.Result:
-        if not self.use_wrk:
-            return load.run_python(service.port, bodies, connections, seconds)
-        self.runs += 1
-        path = load.write_bodies(self.work / f"bodies-{self.runs}.bin", bodies)
+            seconds: int, measured: bool = True) -> load.Result:
+        """One load run; records in ``last_cpu`` where the machine's CPU went meanwhile.
+        A measured run first waits (``--quiet-wait``) for others' load to subside."""
+        path = None
+        if self.use_wrk:
+            self.runs += 1
+            path = load.write_bodies(self.work / f"bodies-{self.runs}.bin", bodies)
+        if measured:
+            self.wait_quiet()
+        before = h.cpu_snapshot()
         try:
-            return load.run_wrk(service.url, path, connections, seconds)
+            if path is None:
+                result = load.run_python(service.port, bodies, connections, seconds)
+            else:
+                result = load.run_wrk(service.url, path, connections, seconds)
         finally:
-            path.unlink()
+            if path is not None:
+                path.unlink()
+        self.last_cpu = h.cpu_split(before, h.cpu_snapshot(),
+                                    {"target": self.target_pids, "sandbox": [self.sandbox.pid]})
+        if result.seconds:
+            self.last_cpu = {k: v / result.seconds for k, v in self.last_cpu.items()}
+        return result
+
+    def wait_quiet(self) -> None:
+        """Until processes outside this bench use less than ``--quiet-threshold`` cores
+        (sampled over half a second), for at most ``--quiet-wait`` seconds."""
+        deadline = time.monotonic() + self.args.quiet_wait
+        waited = False
+        while True:
+            before = h.cpu_snapshot()
+            time.sleep(0.5)
+            other = h.cpu_split(before, h.cpu_snapshot(), {})["other"] / 0.5
+            if other < self.args.quiet_threshold:
+                if waited:
+                    log("  machine quiet again")
+                return
+            if time.monotonic() >= deadline:
+                log(f"  others still use {other:.2f} cores; measuring anyway")
+                return
+            if not waited:
+                log(f"  others use {other:.2f} cores; waiting up to {self.args.quiet_wait} s")
+                waited = True
 
     def reset_sandbox(self) -> None:
         """Forget all orders (the control API), so every target meets the same sandbox."""
@@ -142,9 +188,10 @@ class Bench:
         a = self.args
         log(f"{target}: {method}: warm-up {a.warmup} s")
         warm = self.run(service, self.bodies(method, self.rnos(seeder, a.warmup_orders)),
-                        a.connections, a.warmup)
+                        a.connections, a.warmup, measured=False)
         loaded = self._seeded_run(service, method, seeder, warm.rps, a.connections,
                                   a.duration, a.seed_margin)
+        cores = self.last_cpu
         log(f"  {loaded.rps:.0f} calls/s, p50 {loaded.p50_ms:.2f} ms, p99 "
             f"{loaded.p99_ms:.2f} ms, faults {loaded.faults}")
         one = None
@@ -153,7 +200,8 @@ class Bench:
             one = self._seeded_run(service, method, seeder, loaded.rps, 1, a.single_duration,
                                    1.1)
             log(f"  1 connection: p50 {one.p50_ms:.2f} ms ({one.rps:.0f} calls/s)")
-        return Point(target, method, loaded, one, reusable=seeder is None)
+        return Point(target, method, loaded, one, reusable=seeder is None, cores=cores,
+                     single_other=self.last_cpu.get("other", 0.0) if single else 0.0)
 
     def _seeded_run(self, service: h.Service, method: str, seeder: Seeder, rate: float,
                     connections: int, seconds: int, margin: float) -> load.Result:
@@ -176,6 +224,7 @@ def measure_target(bench: Bench, target: str, start: Callable[[], h.Service],
                    seeder_of: Callable[[h.Service], Seeder]) -> list[Point]:
     bench.reset_sandbox()
     service = start()
+    bench.target_pids = [service.pid]
     try:
         return [bench.measure(target, service, m, seeder_of(service)) for m in METHODS]
     finally:
@@ -216,6 +265,7 @@ def multi_process(bench: Bench, pg_url: str, processes: int) -> list[Point]:
                 gateways.append(h.start_gateway(bench.work, bench.config.path, pg_url,
                                                 f"gateway-pg-{i + 1}"))
             with haproxy_front(bench.work, gateways) as front:
+                bench.target_pids = [front.pid] + [g.pid for g in gateways]
                 label = f"{n} process{'es' if n > 1 else ''} + haproxy"
                 for m in METHODS:
                     points.append(bench.measure(label, front, m, bench.seeder(gateways[0]),
@@ -228,14 +278,19 @@ def multi_process(bench: Bench, pg_url: str, processes: int) -> list[Point]:
 
 # -- report ---------------------------------------------------------------------------------
 
-def fmt_table(points: list[Point]) -> list[str]:
+def fmt_table(points: list[Point], threshold: float) -> list[str]:
     lines = [f"{'target':<24} {'call':<19} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-             f"{'p50@1 ms':>9} {'faults':>7}"]
+             f"{'p50@1 ms':>9} {'faults':>7}   cores: target sandbox pg wrk other"]
     for p in points:
         single = f"{p.single.p50_ms:9.2f}" if p.single else f"{'-':>9}"
         faults = p.loaded.faults + (p.single.faults if p.single else 0)
+        c = p.cores
+        flag = "  DISTURBED" if p.disturbed(threshold) else ""
         lines.append(f"{p.target:<24} {p.method:<19} {p.loaded.rps:9.1f} "
-                     f"{p.loaded.p50_ms:8.2f} {p.loaded.p99_ms:8.2f} {single} {faults:7d}")
+                     f"{p.loaded.p50_ms:8.2f} {p.loaded.p99_ms:8.2f} {single} {faults:7d}   "
+                     f"{c.get('target', 0):13.2f} {c.get('sandbox', 0):7.2f} "
+                     f"{c.get('postgres', 0):4.2f} {c.get('wrk', 0) + c.get('bench', 0):4.2f} "
+                     f"{c.get('other', 0):5.2f}{flag}")
     return lines
 
 
@@ -290,6 +345,10 @@ def parse_args() -> argparse.Namespace:
                    help="also run N PostgreSQL gateways behind haproxy vs 1 (N < 2: skip)")
     p.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
                    help="load generator (auto: wrk if installed)")
+    p.add_argument("--quiet-wait", type=int, default=30,
+                   help="before a measured run, wait at most this long for others' load to fall")
+    p.add_argument("--quiet-threshold", type=float, default=0.2,
+                   help="cores others may use for the machine to count as quiet")
     p.add_argument("--keep", action="store_true",
                    help="keep the work directory (logs, SQLite file) and the PostgreSQL schema")
     return p.parse_args()
@@ -331,12 +390,20 @@ def report(args: argparse.Namespace, bench: Bench, points: list[Point], multi: l
           f"{args.connections} connections x {args.duration} s and 1 connection x "
           f"{args.single_duration} s per target and call, after {args.warmup} s warm-up; "
           "sandbox in its own process; generator, servers, sandbox and PostgreSQL share "
-          "this machine's cores")
-    print("\n".join(fmt_table(points)))
+          f"this machine's {os.cpu_count()} cores")
+    print("cores = CPU cores each used during the loaded run (wrk includes this script; "
+          "other = processes outside this bench, i.e. someone else's load on the machine; pg "
+          "counts every PostgreSQL backend, others' too)")
+    print("\n".join(fmt_table(points, args.quiet_threshold)))
     print("\n".join(fmt_ratios(points)))
     if multi:
-        print("\n".join(fmt_table(multi)))
+        print("\n".join(fmt_table(multi, args.quiet_threshold)))
         print("\n".join(fmt_multi(multi, args.processes)))
+    disturbed = [f"{p.target} {p.method}" for p in points + multi
+                 if p.disturbed(args.quiet_threshold)]
+    if disturbed:
+        print(f"DISTURBED (others used more than {args.quiet_threshold} cores during the run; "
+              "treat these figures as low): " + ", ".join(disturbed))
     problems = [x for p in points + multi for x in p.problems()]
     if problems:
         print("INVALID run:\n  " + "\n  ".join(problems))

@@ -372,3 +372,79 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# -- where the CPU went ----------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class _Proc:
+    ppid: int
+    comm: str
+    own: int       # utime + stime, in ticks
+    children: int  # cutime + cstime: children it has waited for
+
+    @property
+    def ticks(self) -> int:
+        return self.own + self.children
+
+
+def cpu_snapshot() -> dict[tuple[int, int], _Proc]:
+    """Every process's CPU ticks, keyed by (pid, start time) so a reused pid is not mixed up."""
+    out: dict[tuple[int, int], _Proc] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(raw[:raw.index(" ")])
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        f = raw[raw.rindex(")") + 2:].split()
+        # after comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14) starttime(19)
+        out[(pid, int(f[19]))] = _Proc(int(f[1]), comm, int(f[11]) + int(f[12]),
+                                       int(f[13]) + int(f[14]))
+    return out
+
+
+def cpu_split(before: dict[tuple[int, int], _Proc], after: dict[tuple[int, int], _Proc],
+              groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU-seconds used between two snapshots, by group.
+
+    ``groups`` maps a name to root pids (a process belongs to the first group one of whose
+    roots is itself or an ancestor); ``postgres`` is told by name; this script's own time is
+    ``bench`` and the children it reaped meanwhile (wrk) are ``wrk``; everything else on
+    the machine is ``other``: other people's work on the shared cores. A process that ended
+    between the snapshots is seen through its parent's waited-for-children time, minus what
+    it had used before the first snapshot (approximate for processes nobody reaps).
+    """
+    me = os.getpid()
+
+    def classify(pid: int, comm: str, snapshot: dict[tuple[int, int], _Proc]) -> str:
+        parent = {p: v.ppid for (p, _), v in snapshot.items()}
+        chain: list[int] = []
+        cur = pid
+        while cur > 1 and len(chain) < 64:
+            chain.append(cur)
+            cur = parent.get(cur, 0)
+        for name, roots in groups.items():
+            if any(r in chain for r in roots):
+                return name
+        if comm == "postgres":
+            return "postgres"
+        return "bench" if me in chain else "other"
+
+    used: dict[str, float] = {name: 0.0 for name in (*groups, "postgres", "wrk", "bench",
+                                                     "other")}
+    for key, proc in after.items():
+        old = before.get(key)
+        if key[0] == me:
+            used["bench"] += (proc.own - (old.own if old else 0)) / _TICK
+            used["wrk"] += (proc.children - (old.children if old else 0)) / _TICK
+            continue
+        used[classify(key[0], proc.comm, after)] += (proc.ticks - (old.ticks if old else 0)) / _TICK
+    for key, proc in before.items():
+        if key not in after:  # ended: its parent's children time counted all of it
+            used[classify(key[0], proc.comm, before)] -= proc.ticks / _TICK
+    return {k: max(0.0, v) for k, v in used.items()}
