@@ -280,7 +280,7 @@ def multi_process(bench: Bench, pg_url: str, processes: int) -> list[Point]:
 
 def fmt_table(points: list[Point], threshold: float) -> list[str]:
     lines = [f"{'target':<24} {'call':<19} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-             f"{'p50@1 ms':>9} {'faults':>7}   cores: target sandbox pg wrk other"]
+             f"{'p50@1 ms':>9} {'faults':>7}   cores: target sandbox pg wrk other (@1)"]
     for p in points:
         single = f"{p.single.p50_ms:9.2f}" if p.single else f"{'-':>9}"
         faults = p.loaded.faults + (p.single.faults if p.single else 0)
@@ -290,7 +290,8 @@ def fmt_table(points: list[Point], threshold: float) -> list[str]:
                      f"{p.loaded.p50_ms:8.2f} {p.loaded.p99_ms:8.2f} {single} {faults:7d}   "
                      f"{c.get('target', 0):13.2f} {c.get('sandbox', 0):7.2f} "
                      f"{c.get('postgres', 0):4.2f} {c.get('wrk', 0) + c.get('bench', 0):4.2f} "
-                     f"{c.get('other', 0):5.2f}{flag}")
+                     f"{c.get('other', 0):5.2f}"
+                     + (f" ({p.single_other:.2f})" if p.single else "") + flag)
     return lines
 
 
