@@ -31,7 +31,13 @@ is also measured as 1 and as N processes behind one HAProxy front, for N-process
 1-process throughput. The sandbox forgets its orders between targets, so each sees the
 same sandbox.
 
-    python scripts/bench/bench.py                      # everything, about 5 minutes
+The machine's cores are shared (generator, servers, sandbox, PostgreSQL, and whatever else
+runs there), so each run also reports where the CPU went: ``other`` is processes outside
+this bench. A measured run first waits for others to quieten (``--quiet-wait``), is
+measured again if they still took more than ``--quiet-threshold`` cores, and is marked
+DISTURBED if every attempt was.
+
+    python scripts/bench/bench.py                      # everything, about 7 min when quiet
     python scripts/bench/bench.py --no-pg --processes 1 --duration 5
 """
 from __future__ import annotations
@@ -189,19 +195,38 @@ class Bench:
         log(f"{target}: {method}: warm-up {a.warmup} s")
         warm = self.run(service, self.bodies(method, self.rnos(seeder, a.warmup_orders)),
                         a.connections, a.warmup, measured=False)
-        loaded = self._seeded_run(service, method, seeder, warm.rps, a.connections,
-                                  a.duration, a.seed_margin)
-        cores = self.last_cpu
+        loaded, cores = self._least_disturbed(
+            lambda: self._seeded_run(service, method, seeder, warm.rps, a.connections,
+                                     a.duration, a.seed_margin))
         log(f"  {loaded.rps:.0f} calls/s, p50 {loaded.p50_ms:.2f} ms, p99 "
             f"{loaded.p99_ms:.2f} ms, faults {loaded.faults}")
-        one = None
+        one: load.Result | None = None
+        single_cores: dict[str, float] = {}
         if single:
             # one connection never outruns the loaded rate: it is an upper bound
-            one = self._seeded_run(service, method, seeder, loaded.rps, 1, a.single_duration,
-                                   1.1)
+            one, single_cores = self._least_disturbed(
+                lambda: self._seeded_run(service, method, seeder, loaded.rps, 1,
+                                         a.single_duration, 1.1))
             log(f"  1 connection: p50 {one.p50_ms:.2f} ms ({one.rps:.0f} calls/s)")
         return Point(target, method, loaded, one, reusable=seeder is None, cores=cores,
-                     single_other=self.last_cpu.get("other", 0.0) if single else 0.0)
+                     single_other=single_cores.get("other", 0.0))
+
+    def _least_disturbed(self, attempt: Callable[[], load.Result]
+                         ) -> tuple[load.Result, dict[str, float]]:
+        """Run ``attempt`` again (up to ``--disturbed-retries`` times) while others took
+        more than ``--quiet-threshold`` cores during it; keep the least disturbed one."""
+        best: tuple[load.Result, dict[str, float]] | None = None
+        for i in range(1 + self.args.disturbed_retries):
+            result = attempt()
+            cpu = self.last_cpu
+            if best is None or cpu.get("other", 0.0) < best[1].get("other", 0.0):
+                best = (result, cpu)
+            if cpu.get("other", 0.0) <= self.args.quiet_threshold:
+                break
+            if i < self.args.disturbed_retries:
+                log(f"  others used {cpu.get('other', 0.0):.2f} cores meanwhile; measuring again")
+        assert best is not None
+        return best
 
     def _seeded_run(self, service: h.Service, method: str, seeder: Seeder, rate: float,
                     connections: int, seconds: int, margin: float) -> load.Result:
@@ -350,6 +375,8 @@ def parse_args() -> argparse.Namespace:
                    help="before a measured run, wait at most this long for others' load to fall")
     p.add_argument("--quiet-threshold", type=float, default=0.2,
                    help="cores others may use for the machine to count as quiet")
+    p.add_argument("--disturbed-retries", type=int, default=2,
+                   help="measure a run again this often if others' load disturbed it")
     p.add_argument("--keep", action="store_true",
                    help="keep the work directory (logs, SQLite file) and the PostgreSQL schema")
     return p.parse_args()
