@@ -63,8 +63,41 @@ from front import haproxy_front  # noqa: E402
 METHODS = ("cancel_reservation", "activate")
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
-#: n -> rnos ready for one call each (None: the target needs no orders, any rno will do).
-Seeder = Callable[[int], list[str]] | None
+
+
+class OrderPool:
+    """Fresh AUTHORIZED orders for one target, seeded on demand.
+
+    Orders a run did not reach (past the last body sent) are untouched, so they are kept
+    for the target's next run instead of seeding that many again; cancel and partial
+    activate both start from such an order.
+    """
+
+    def __init__(self, sandbox: h.Service, gateway: h.Service | None, admin_token: str,
+                 concurrency: int) -> None:
+        self.sandbox, self.gateway = sandbox, gateway
+        self.admin_token, self.concurrency = admin_token, concurrency
+        self.spare: list[str] = []
+
+    def take(self, n: int) -> list[str]:
+        if len(self.spare) < n:
+            missing = n - len(self.spare)
+            t0 = time.perf_counter()
+            self.spare += h.seed(self.sandbox, missing, self.gateway, self.admin_token,
+                                 concurrency=self.concurrency)
+            log(f"  seeded {missing} orders in {time.perf_counter() - t0:.1f} s")
+        out, self.spare = self.spare[:n], self.spare[n:]
+        return out
+
+    def give_back(self, rnos: list[str], result: load.Result, connections: int) -> None:
+        """Keep what ``result`` never sent (completed calls + at most one in flight per
+        connection were sent; nothing is left when the bodies wrapped)."""
+        if not result.wrapped:
+            self.spare = rnos[result.requests + connections:] + self.spare
+
+
+#: Orders for a target (None: it needs none, any rno will do).
+Pool = OrderPool | None
 
 
 @dataclass
@@ -175,28 +208,28 @@ class Bench:
         with urllib.request.urlopen(req, timeout=30):
             pass
 
-    def seeder(self, gateway: h.Service | None) -> Seeder:
-        def seed(n: int) -> list[str]:
-            t0 = time.perf_counter()
-            rnos = h.seed(self.sandbox, n, gateway, self.config.admin_token,
-                          concurrency=self.args.seed_concurrency)
-            log(f"  seeded {n} orders in {time.perf_counter() - t0:.1f} s")
-            return rnos
-        return seed
+    def pool(self, gateway: h.Service | None) -> OrderPool:
+        """Orders for the proxy (``gateway`` None: order ids are its rnos) or a gateway."""
+        return OrderPool(self.sandbox, gateway, self.config.admin_token,
+                         self.args.seed_concurrency)
 
-    def rnos(self, seeder: Seeder, n: int) -> list[str]:
-        if seeder is None:
+    @staticmethod
+    def rnos(pool: Pool, n: int) -> list[str]:
+        if pool is None:
             return [str(8000000000 + i) for i in range(min(n, 5000))]
-        return seeder(n)
+        return pool.take(n)
 
-    def measure(self, target: str, service: h.Service, method: str, seeder: Seeder, *,
+    def measure(self, target: str, service: h.Service, method: str, pool: Pool, *,
                 single: bool = True) -> Point:
         a = self.args
         log(f"{target}: {method}: warm-up {a.warmup} s")
-        warm = self.run(service, self.bodies(method, self.rnos(seeder, a.warmup_orders)),
-                        a.connections, a.warmup, measured=False)
+        warm_rnos = self.rnos(pool, a.warmup_orders)
+        warm = self.run(service, self.bodies(method, warm_rnos), a.connections, a.warmup,
+                        measured=False)
+        if pool is not None:
+            pool.give_back(warm_rnos, warm, a.connections)
         loaded, cores = self._least_disturbed(
-            lambda: self._seeded_run(service, method, seeder, warm.rps, a.connections,
+            lambda: self._seeded_run(service, method, pool, warm.rps, a.connections,
                                      a.duration, a.seed_margin))
         log(f"  {loaded.rps:.0f} calls/s, p50 {loaded.p50_ms:.2f} ms, p99 "
             f"{loaded.p99_ms:.2f} ms, faults {loaded.faults}")
@@ -205,10 +238,10 @@ class Bench:
         if single:
             # one connection never outruns the loaded rate: it is an upper bound
             one, single_cores = self._least_disturbed(
-                lambda: self._seeded_run(service, method, seeder, loaded.rps, 1,
+                lambda: self._seeded_run(service, method, pool, loaded.rps, 1,
                                          a.single_duration, 1.1))
             log(f"  1 connection: p50 {one.p50_ms:.2f} ms ({one.rps:.0f} calls/s)")
-        return Point(target, method, loaded, one, reusable=seeder is None, cores=cores,
+        return Point(target, method, loaded, one, reusable=pool is None, cores=cores,
                      single_other=single_cores.get("other", 0.0))
 
     def _least_disturbed(self, attempt: Callable[[], load.Result]
@@ -228,15 +261,18 @@ class Bench:
         assert best is not None
         return best
 
-    def _seeded_run(self, service: h.Service, method: str, seeder: Seeder, rate: float,
+    def _seeded_run(self, service: h.Service, method: str, pool: Pool, rate: float,
                     connections: int, seconds: int, margin: float) -> load.Result:
         """A run with ``rate x seconds x margin + 200`` fresh orders; if it still ran out
         (the estimate came from a colder run), seeded from its own rate and run again."""
         result = load.Result(0, 0, 0, 0, 0, 0, 0, "none")
         for _ in range(2):
-            rnos = self.rnos(seeder, int(rate * seconds * margin) + 200)
+            rnos = self.rnos(pool, int(rate * seconds * margin) + 200)
             result = self.run(service, self.bodies(method, rnos), connections, seconds)
-            if seeder is None or not result.wrapped:
+            if pool is None:
+                break
+            pool.give_back(rnos, result, connections)
+            if not result.wrapped:
                 break
             log("  ran out of orders; seeding more and running again")
             rate = result.rps * 1.3
@@ -246,12 +282,13 @@ class Bench:
 # -- targets --------------------------------------------------------------------------------
 
 def measure_target(bench: Bench, target: str, start: Callable[[], h.Service],
-                   seeder_of: Callable[[h.Service], Seeder]) -> list[Point]:
+                   pool_of: Callable[[h.Service], Pool]) -> list[Point]:
     bench.reset_sandbox()
     service = start()
     bench.target_pids = [service.pid]
     try:
-        return [bench.measure(target, service, m, seeder_of(service)) for m in METHODS]
+        pool = pool_of(service)
+        return [bench.measure(target, service, m, pool) for m in METHODS]
     finally:
         service.stop()
 
@@ -265,17 +302,17 @@ def main_targets(bench: Bench, pg_url: str | None) -> list[Point]:
         bench, "same-work proxy",
         lambda: h.start_script(work, "proxy", "proxy_xmlrpc.py", "--sandbox", sandbox.url,
                                "--username", h.REST_USER, "--password", h.REST_PASSWORD),
-        lambda s: bench.seeder(None))
+        lambda s: bench.pool(None))
     points += measure_target(
         bench, "gateway (SQLite)",
         lambda: h.start_gateway(work, config.path, f"sqlite:///{work}/gateway.db",
                                 "gateway-sqlite"),
-        lambda s: bench.seeder(s))
+        lambda s: bench.pool(s))
     if pg_url is not None:
         points += measure_target(
             bench, "gateway (PostgreSQL)",
             lambda: h.start_gateway(work, config.path, pg_url, "gateway-pg"),
-            lambda s: bench.seeder(s))
+            lambda s: bench.pool(s))
     return points
 
 
@@ -292,9 +329,9 @@ def multi_process(bench: Bench, pg_url: str, processes: int) -> list[Point]:
             with haproxy_front(bench.work, gateways) as front:
                 bench.target_pids = [front.pid] + [g.pid for g in gateways]
                 label = f"{n} process{'es' if n > 1 else ''} + haproxy"
+                pool = bench.pool(gateways[0])
                 for m in METHODS:
-                    points.append(bench.measure(label, front, m, bench.seeder(gateways[0]),
-                                                single=False))
+                    points.append(bench.measure(label, front, m, pool, single=False))
         finally:
             for g in gateways:
                 g.stop()
