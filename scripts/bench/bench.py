@@ -149,7 +149,9 @@ class Bench:
 
     @property
     def generator_name(self) -> str:
-        return "wrk (1 thread)" if self.use_wrk else "Python threads (wrk not installed)"
+        if self.use_wrk:
+            return "wrk (1 thread)"
+        return "Python threads" + ("" if load.have_wrk() else " (wrk not installed)")
 
     def bodies(self, method: str, rnos: list[str]) -> list[bytes]:
         build = self.sdk.cancel if method == "cancel_reservation" else self.sdk.activate
@@ -342,7 +344,7 @@ def multi_process(bench: Bench, pg_url: str, processes: int) -> list[Point]:
 
 def fmt_table(points: list[Point], threshold: float) -> list[str]:
     lines = [f"{'target':<24} {'call':<19} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-             f"{'p50@1 ms':>9} {'faults':>7}   cores: target sandbox pg wrk other (@1)"]
+             f"{'p50@1 ms':>9} {'faults':>7}   cores: target sandbox pg gen other (@1)"]
     for p in points:
         single = f"{p.single.p50_ms:9.2f}" if p.single else f"{'-':>9}"
         faults = p.loaded.faults + (p.single.faults if p.single else 0)
@@ -456,7 +458,8 @@ def report(args: argparse.Namespace, bench: Bench, points: list[Point], multi: l
           f"{args.single_duration} s per target and call, after {args.warmup} s warm-up; "
           "sandbox in its own process; generator, servers, sandbox and PostgreSQL share "
           f"this machine's {os.cpu_count()} cores")
-    print("cores = CPU cores each used during the loaded run (wrk includes this script; "
+    print("cores = CPU cores each used during the loaded run (gen = load generator and this "
+          "script; "
           "other = processes outside this bench, i.e. someone else's load on the machine; pg "
           "counts every PostgreSQL backend, others' too)")
     print("\n".join(fmt_table(points, args.quiet_threshold)))
