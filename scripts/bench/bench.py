@@ -64,7 +64,6 @@ METHODS = ("cancel_reservation", "activate")
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-
 class OrderPool:
     """Fresh AUTHORIZED orders for one target, seeded on demand.
 
@@ -109,7 +108,7 @@ class Point:
     loaded: load.Result
     single: load.Result | None
     reusable: bool
-    #: cores used during the loaded run: target, sandbox, postgres, wrk, bench, other
+    #: cores used during the loaded run, by group (see ``harness.cpu_split``)
     cores: dict[str, float]
     #: cores used by processes outside this bench during the one-connection run
     single_other: float = 0.0
