@@ -33,7 +33,9 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -52,6 +54,15 @@ def mixed_bodies(sdk: h.LegacyBodies, rnos: list[str], chunk: int) -> list[bytes
         bodies += [sdk.activate(r) for r in part]
         bodies += [sdk.cancel(r) for r in part]
     return bodies
+
+
+@dataclass
+class _Mark:
+    """Where an RSS interval starts: time, calls done, CPU snapshot."""
+
+    t: float
+    done: int
+    cpu: dict[tuple[int, int], Any]
 
 
 def mib(kib: int) -> float:
@@ -117,17 +128,28 @@ def measure(args: argparse.Namespace, sandbox: h.Service, gateway: h.Service,
     base = h.rss_kib(gateway.pid)
     print(f"warm-up: {warm.requests} calls, {warm.faults} faults; baseline RSS "
           f"{mib(base):.1f} MiB", flush=True)
-    print(f"{'calls':>8} {'seconds':>8} {'RSS MiB':>8} {'growth':>8}", flush=True)
+    print(f"{'calls':>8} {'seconds':>8} {'RSS MiB':>8} {'growth':>8} {'calls/s':>8} "
+          f"{'gw cores':>8} {'others':>7}", flush=True)
     measured = bodies[args.warmup_calls:args.warmup_calls + args.calls]
-    t1 = time.monotonic()
+    # per interval: the rate, and the cores of the gateway and of processes outside this
+    # script (a slowdown with idle others means per-call cost grows, e.g. with table size)
+    last = _Mark(time.monotonic(), 0, h.cpu_snapshot())
+    t1 = last.t
     lock = threading.Lock()
 
     def sample(done: int) -> None:
-        if done % args.interval == 0 or done == len(measured):
-            rss = h.rss_kib(gateway.pid)
-            with lock:
-                print(f"{done:8d} {time.monotonic() - t1:8.0f} {mib(rss):8.1f} "
-                      f"{(rss - base) / base * 100:+7.1f}%", flush=True)
+        nonlocal last
+        if done % args.interval and done != len(measured):
+            return
+        rss, mark = h.rss_kib(gateway.pid), _Mark(time.monotonic(), done, h.cpu_snapshot())
+        with lock:
+            span = max(mark.t - last.t, 1e-9)
+            cpu = h.cpu_split(last.cpu, mark.cpu, {"gateway": [gateway.pid],
+                                                   "sandbox": [sandbox.pid]})
+            print(f"{done:8d} {mark.t - t1:8.0f} {mib(rss):8.1f} "
+                  f"{(rss - base) / base * 100:+7.1f}% {(done - last.done) / span:8.0f} "
+                  f"{cpu['gateway'] / span:8.2f} {cpu['other'] / span:7.2f}", flush=True)
+            last = mark
 
     result = load.run_python(gateway.port, measured, args.connections, on_done=sample)
     time.sleep(1.0)
