@@ -1,0 +1,130 @@
+"""SQLite group commit: many interactions, few commits, each failure its own.
+
+On one writer thread the fsync of each COMMIT bounds throughput, so interactions that queue
+up while a commit runs share the next one. These tests run the real threaded ``Database`` on
+a real SQLite file and check what must not change: a caller is answered only after its
+writes are committed, an interaction that raises rolls back only its own writes, and every
+caller gets its own result.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest_twisted
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select
+from sqlalchemy.engine import Connection
+from twisted.internet import defer, reactor, task
+
+from gateway.store.database import Database
+
+META = MetaData()
+ROWS = Table("rows", META, Column("id", Integer, primary_key=True),
+             Column("tag", String, nullable=False))
+
+
+class Boom(Exception):
+    pass
+
+
+class Gate:
+    """Holds the writer thread inside the first interaction until opened."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    async def held(self) -> None:
+        while not self.entered.is_set():
+            await task.deferLater(reactor, 0.001)
+
+    def set(self) -> None:
+        self.opened.set()
+
+
+def _insert(conn: Connection, tag: str, gate: Gate | None = None) -> int:
+    if gate is not None:
+        gate.entered.set()
+        gate.opened.wait(5)  # hold the writer so the next interactions queue up behind it
+    conn.execute(insert(ROWS).values(tag=tag))
+    if tag.startswith("fail"):
+        raise Boom(tag)
+    return len(conn.execute(select(ROWS.c.id)).all())
+
+
+def _tags(conn: Connection) -> list[str]:
+    return sorted(r.tag for r in conn.execute(select(ROWS.c.tag)))
+
+
+def _database(tmp_path: Any) -> tuple[Database, list[int]]:
+    db = Database(f"sqlite:///{tmp_path}/group.db", reactor)
+    META.create_all(db.engine)
+    commits: list[int] = []
+    event.listen(db.engine, "commit", lambda _conn: commits.append(1))
+    return db, commits
+
+
+@pytest_twisted.ensureDeferred
+async def test_queued_interactions_share_one_commit_and_fail_alone(tmp_path: Any) -> None:
+    db, commits = _database(tmp_path)
+    try:
+        gate = Gate()
+        first = defer.ensureDeferred(db.run_interaction("first", _insert, "first", gate))
+        await gate.held()
+        queued = [defer.ensureDeferred(db.run_interaction("i", _insert, tag))
+                  for tag in ["a", "b", "fail-c", "d", "fail-e", "f"]]
+        reactor.callLater(0.05, gate.set)
+        assert await first == 1
+        results = await defer.DeferredList(queued, consumeErrors=True)
+        ok = [value for success, value in results if success]
+        failed = [value.value for success, value in results if not success]
+        assert [str(e) for e in failed] == ["fail-c", "fail-e"]
+        assert all(isinstance(e, Boom) for e in failed)
+        # each caller saw the rows of the batch so far, never a rolled-back one
+        assert ok == [2, 3, 4, 5]
+        assert await db.run_interaction("tags", _tags) == ["a", "b", "d", "f", "first"]
+        # the first commit alone, then the six queued behind it in one, then the read
+        assert len(commits) == 3
+    finally:
+        db.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_answer_comes_after_the_commit(tmp_path: Any) -> None:
+    """A caller's Deferred fires only once its writes are visible to another connection."""
+    db, _ = _database(tmp_path)
+    other = Database(f"sqlite:///{tmp_path}/group.db", reactor, threaded=False)
+    try:
+        gate = Gate()
+        first = defer.ensureDeferred(db.run_interaction("first", _insert, "x", gate))
+        await gate.held()
+        queued = [defer.ensureDeferred(db.run_interaction("i", _insert, f"t{i}"))
+                  for i in range(20)]
+        reactor.callLater(0.05, gate.set)
+        await first
+        for d in queued:
+            await d
+            seen = other.run_sync("tags", _tags)
+            assert len(seen) >= 2
+        assert len(other.run_sync("tags", _tags)) == 21
+    finally:
+        db.stop()
+        other.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_batches_are_bounded(tmp_path: Any) -> None:
+    db, commits = _database(tmp_path)
+    db.max_batch = 4
+    try:
+        gate = Gate()
+        first = defer.ensureDeferred(db.run_interaction("first", _insert, "x", gate))
+        await gate.held()
+        queued = [defer.ensureDeferred(db.run_interaction("i", _insert, f"t{i}"))
+                  for i in range(10)]
+        reactor.callLater(0.05, gate.set)
+        await first
+        await defer.gatherResults(queued)
+        assert len(commits) == 1 + 3  # 10 queued in batches of 4, 4, 2
+    finally:
+        db.stop()
