@@ -10,7 +10,10 @@ reservation"), an order whose lines cover what the recorded calls did with it:
   on the invoices those activations issued (``credit_part``, ``invoice_part_amount``);
 * prices: from the goods rows where the recording has them, else
   :data:`DEFAULT_UNIT_PRICE` at :data:`DEFAULT_TAX_RATE`;
-* a full activation after partial ones gets one more unit, so something is left for it.
+* when the partial activations would capture everything but the recording shows the
+  reservation still open afterwards (a full activation, or an ``update``,
+  ``extend_expiry_date``, ``change_reservation`` or ``cancel_reservation`` that succeeded),
+  the first article gets one more unit, so something is left as it was.
 
 What cannot be inferred (the original prices of articles only ever named by artno, amounts
 answered by ``invoice_amount``) may make a reply differ; the report then says so.
@@ -28,6 +31,9 @@ from gateway.translate.money import goods_to_order_line
 DEFAULT_UNIT_PRICE: Final = 10000
 DEFAULT_TAX_RATE: Final = 2500
 DEFAULT_ARTNO: Final = "ITEM-1"
+#: Calls that succeed only on a reservation with something left to capture.
+OPEN_CALLS: Final = frozenset({"update", "extend_expiry_date", "change_reservation",
+                               "cancel_reservation"})
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ class _Needs:
     activated: dict[str, int] = field(default_factory=dict)
     credited: dict[str, int] = field(default_factory=dict)
     goods: dict[str, Goods] = field(default_factory=dict)
-    full: bool = False
+    open_after: bool = False
     outcomes: list[str] = field(default_factory=list)
 
 
@@ -116,12 +122,14 @@ def _note(c: Parsed, need: _Needs) -> None:
     call = decode_masked(c.method, c.params)
     if call is None or not c.outcome.ok:
         return
+    if c.method in OPEN_CALLS:
+        need.open_after = True
     if c.method == "activate":
         if call.artnos:
             for a in call.artnos:
                 need.activated[a.artno] = need.activated.get(a.artno, 0) + a.qty
         else:
-            need.full = True
+            need.open_after = True  # a full activation found something left
     elif c.method in ("update", "activate_reservation"):
         for g in call.goods:
             need.goods[g.artno or g.title] = g
@@ -140,8 +148,8 @@ def _lines(need: _Needs) -> list[dict[str, Any]]:
         refs = [DEFAULT_ARTNO]
     qty = {r: max(need.goods[r].qty if r in need.goods else 0, need.activated.get(r, 0),
                   need.credited.get(r, 0), 1) for r in refs}
-    if need.full and all(qty[r] <= need.activated.get(r, 0) for r in refs):
-        qty[refs[0]] += 1  # a full activation found something left
+    if need.open_after and all(qty[r] <= need.activated.get(r, 0) for r in refs):
+        qty[refs[0]] += 1
     return [_line(r, qty[r], need.goods.get(r)) for r in refs]
 
 
