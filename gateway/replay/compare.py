@@ -202,20 +202,27 @@ def learn(method: str, recorded: Outcome, new: Outcome, numbers: NumberMap) -> s
 
 @dataclass(frozen=True)
 class RuleOutcomes:
-    """A profile rule as outcomes: v2's fault code, and what REST (the default) answers."""
+    """A profile rule as outcomes: v2's fault code, what REST (the default) answers, and
+    the words of the gateway's own ``v2-strict`` fault (``gateway/calls/profiles.py``).
+
+    Why the words: a recorded v2 fault is taken for the rule by its code (v2 worded its
+    faults its own way), but a target's fault is the rule's only when it says so: a 9103
+    has many other reasons.
+    """
 
     v2: int
     rest: frozenset[str]
+    marker: str
 
 
 #: One entry per ``STRICT_RULES`` id (a test keeps them equal, and checks each v2 code
-#: against the rule's own v2 text).
+#: against the rule's own v2 text and each marker against the rule's fault).
 RULE_OUTCOMES: Final[dict[str, RuleOutcomes]] = {
-    "update-after-activation": RuleOutcomes(9103, frozenset({OK})),
-    "activation-delay": RuleOutcomes(9103, frozenset({OK})),
-    "cancel-cancelled": RuleOutcomes(9103, frozenset({OK})),
-    "credit-unknown-artno": RuleOutcomes(9107, frozenset({"9108"})),
-    "fully-credited-invoice": RuleOutcomes(8103, frozenset({OK, "2102"})),
+    "update-after-activation": RuleOutcomes(9103, frozenset({OK}), "already activated"),
+    "activation-delay": RuleOutcomes(9103, frozenset({OK}), "30 minutes after"),
+    "cancel-cancelled": RuleOutcomes(9103, frozenset({OK}), "already cancelled"),
+    "credit-unknown-artno": RuleOutcomes(9107, frozenset({"9108"}), "is not on invoice"),
+    "fully-credited-invoice": RuleOutcomes(8103, frozenset({OK, "2102"}), "fully credited"),
 }
 
 
@@ -278,7 +285,7 @@ def judge(method: str, recorded: Outcome, new: Outcome, numbers: NumberMap) -> V
         return _both_ok(method, numbers.apply(recorded.value), new.value)
     if not recorded.ok and not new.ok and recorded.fault_code == new.fault_code:
         return Verdict(SAME, f"both fault {new.fault_code}")
-    rule = _profile_rule(method, recorded.label, new.label)
+    rule = _profile_rule(method, recorded, new)
     if rule is not None:
         return Verdict(KNOWN, f"recorded {recorded.label}, now {new.label}: profile rule "
                               f"{rule}", rule, _rule_readme(rule))
@@ -290,15 +297,19 @@ def _describe(o: Outcome) -> str:
     return "ok" if o.ok else f"fault {o.fault_code} ({o.fault_string[:80]})"
 
 
-def _profile_rule(method: str, recorded: str, new: str) -> str | None:
+def _profile_rule(method: str, recorded: Outcome, new: Outcome) -> str | None:
     """The STRICT_RULES id explaining v2's fault on one side and REST's outcome on the
-    other (either way round: the target may be the one running ``v2-strict``)."""
+    other: v2 (recorded) → the default profile, or the other way round when the target runs
+    ``v2-strict`` (its fault must then carry the rule's words)."""
     for rule in STRICT_RULES:
         outcomes = RULE_OUTCOMES.get(rule.id)
         if outcomes is None or method not in rule.calls:
             continue
         v2 = str(outcomes.v2)
-        if (recorded == v2 and new in outcomes.rest) or (new == v2 and recorded in outcomes.rest):
+        if recorded.label == v2 and new.label in outcomes.rest:
+            return rule.id
+        if new.label == v2 and recorded.label in outcomes.rest \
+                and outcomes.marker in new.fault_string:
             return rule.id
     return None
 
