@@ -282,7 +282,8 @@ def judge(method: str, recorded: Outcome, new: Outcome, numbers: NumberMap) -> V
     if new.error is not None:
         return Verdict(DIFFERENT, f"no reply from the target: {new.error}")
     if recorded.ok and new.ok:
-        return _both_ok(method, numbers.apply(recorded.value), new.value)
+        mapped = numbers.apply(recorded.value)
+        return _both_ok(method, mapped, new.value, mapped != recorded.value)
     if not recorded.ok and not new.ok and recorded.fault_code == new.fault_code:
         return Verdict(SAME, f"both fault {new.fault_code}")
     rule = _profile_rule(method, recorded, new)
@@ -330,13 +331,13 @@ def _documented_fault(method: str, recorded: Outcome, new: Outcome) -> Verdict |
     return None
 
 
-def _both_ok(method: str, recorded: Any, new: Any) -> Verdict:
+def _both_ok(method: str, recorded: Any, new: Any, mapped: bool = False) -> Verdict:
     if recorded == new:
         note = NOTES.get(method)
         if note is not None:
             return Verdict(SAME, f"equal replies; note: {readme_text(note)}", note,
                            readme_text(note))
-        return Verdict(SAME, "equal replies" + (" after number mapping" if recorded else ""))
+        return Verdict(SAME, "equal replies" + (" after number mapping" if mapped else ""))
     if method in ISSUES_INVNO and isinstance(recorded, list) and isinstance(new, list) \
             and len(recorded) == len(new) == 2 and recorded[1] == new[1] \
             and recorded[0] == "no_risk" and new[0] == "ok":
