@@ -19,13 +19,16 @@ from typing import Any, Final
 
 import treq
 from treq.client import HTTPClient
-from twisted.internet import defer
+from twisted.internet import defer, task
+from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
 from gateway.legacy.resource import DEFAULT_MAX_BODY_BYTES, Exchange
+from gateway.replay.recording import RecordingWriter
+from gateway.web import ListenerLimits, guarded_site
 
 log = Logger()
 
@@ -144,8 +147,6 @@ class ProxyService:
     def __init__(self, reactor: Any, upstream: str, listen: str, out: str, *,
                  max_bytes: int, limits: Any = None, timeout: float = 60.0,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-        from gateway.replay.recording import RecordingWriter
-
         self.reactor = reactor
         self.listen = listen
         self.writer = RecordingWriter(out, max_bytes=max_bytes, source="proxy",
@@ -156,10 +157,6 @@ class ProxyService:
         self.port: Any = None
 
     async def start(self) -> None:
-        from twisted.internet.endpoints import serverFromString
-
-        from gateway.web import ListenerLimits, guarded_site
-
         self.writer.start()
         site = guarded_site(self.resource, self.limits or ListenerLimits(),
                             reactor=self.reactor)
@@ -172,8 +169,6 @@ class ProxyService:
         return f"http://{addr}:{host.port}/"
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
-        from twisted.internet import task
-
         if self.port is not None:
             await self.port.stopListening()
             self.port = None

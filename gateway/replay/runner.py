@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import treq
 from twisted.logger import Logger
@@ -218,7 +218,8 @@ class Replayer:
 
     async def _seed(self, seeds: list[SeedOrder]) -> None:
         for seed in seeds:
-            code, _ = await self._admin("GET", f"/v1/reservations/{seed.eid}/{seed.rno}")
+            code, _ = await self._admin(
+                "GET", f"/v1/reservations/{seed.eid}/{quote(seed.rno, safe='')}")
             if code == 200:
                 continue
             if code == 401:
