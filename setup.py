@@ -20,6 +20,8 @@ setup(
         "psycopg[binary]>=3.1",
         "tzdata",
         "prometheus_client>=0.20",
+        # the replay's progress bar (shown on a TTY only)
+        "tqdm>=4.66",
     ],
     extras_require={
         "test": [

@@ -5,7 +5,9 @@ Routes (exact, other tools depend on them):
 - ``GET /v1/reservations/{eid}/{rno}`` → the mapping with its invoices and credits
 - ``POST /v1/imports`` ``{"reservations": [...], "invoices": [...], "credits": [...],
   "dry_run"?}`` → 200 the per-row report (``gateway.tools.imports``)
-- ``POST /v1/sandbox/orders`` (sandbox mode) → 201 ``{"order_id", "rno"}``
+- ``POST /v1/sandbox/orders`` (sandbox mode) → 201 ``{"order_id", "rno"}`` (``"rno"`` in the
+  body registers the order under that number: ``klarna-gateway replay`` seeds recorded
+  reservations so; 409 when it is taken)
 - ``GET /v1/journal/{eid}`` → the latest calls with the REST steps they became
 - ``POST /v1/recurring-tokens`` ``{"eid", "recurring_token", "customer_token"}`` → 201 (KCO v2
   recurring token → Customer Token API token, checked at Klarna)
@@ -278,7 +280,13 @@ class AdminResource(Resource):
         missing = [f for f in fields if f not in body]
         if missing:
             raise HttpError(400, f"missing {', '.join(missing)}")
-        payload = {k: v for k, v in body.items() if k != "eid"}
+        rno = body.get("rno")
+        if rno is not None and (not isinstance(rno, (str, int)) or isinstance(rno, bool)
+                                or not str(rno).strip() or len(str(rno)) > 64):
+            raise HttpError(400, "rno must be a non-empty string of at most 64 characters")
+        if rno is not None and await self.store.get_reservation(eid, str(rno)) is not None:
+            raise HttpError(409, f"rno {rno} already registered for eid {eid}")
+        payload = {k: v for k, v in body.items() if k not in ("eid", "rno")}
         token = str(body.get("authorization_token") or f"auth-{uuid.uuid4()}")
         payload.pop("authorization_token", None)
         try:
@@ -287,8 +295,12 @@ class AdminResource(Resource):
             raise HttpError(e.status if 400 <= e.status < 500 else 502,
                             "; ".join(e.messages) or str(e.error_code)) from None
         order_id = str(created["order_id"])
-        res = await self.store.register_reservation(eid, order_id, None, Origin.SANDBOX.value,
-                                                    status="AUTHORIZED")
+        try:
+            res = await self.store.register_reservation(
+                eid, order_id, None if rno is None else str(rno), Origin.SANDBOX.value,
+                status="AUTHORIZED")
+        except ReservationConflictError as e:
+            raise HttpError(409, str(e)) from None
         return 201, {"order_id": order_id, "rno": res.rno,
                      "fraud_status": created.get("fraud_status")}
 

@@ -33,6 +33,7 @@ from gateway.metrics import Metrics
 from gateway.store.models import SCHEMA_HEAD
 from gateway.recurring.resource import EdgeRoot, RecurringResource
 from gateway.recurring.service import RecurringService
+from gateway.replay.recording import RecordingWriter
 from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
 
 log = Logger()
@@ -54,6 +55,9 @@ class GatewayOptions:
     db_url: str = "sqlite:///gateway.db"
     upgrade_sqlite: bool = True
     recover: bool = True
+    #: ``serve --record DIR``: every legacy exchange written there (gateway.replay.recording)
+    record_dir: str | None = None
+    record_max_bytes: int = 64 << 20
 
 
 def _unix_name(address: Any) -> str:
@@ -107,6 +111,7 @@ class Gateway:
         self.gauge_loop: task.LoopingCall | None = None
         self.metrics = Metrics()
         self.legacy: LegacyResource | None = None
+        self.recorder: RecordingWriter | None = None
         self.draining = False
         self.last_recovery: float | None = None
 
@@ -152,10 +157,16 @@ class Gateway:
         limits = ListenerLimits(request_deadline_seconds=s.request_deadline_seconds,
                                 idle_timeout_seconds=s.idle_timeout_seconds,
                                 max_connections=s.max_connections)
+        if opts.record_dir is not None:
+            self.recorder = RecordingWriter(opts.record_dir, max_bytes=opts.record_max_bytes,
+                                            source="serve")
+            self.recorder.start()
+            log.info("recording legacy exchanges to {dir}", dir=opts.record_dir)
         self.legacy = legacy = LegacyResource(
             parts.legacy_dispatch(), max_body_bytes=s.max_body_bytes,
             max_depth=s.max_xml_depth, eid_of=parts.authenticator.eid_of,
-            on_call=self._observe_call, clock=self.reactor)
+            on_call=self._observe_call, clock=self.reactor,
+            on_exchange=self.recorder.submit if self.recorder is not None else None)
         edge = EdgeRoot(legacy, RecurringResource(RecurringService(parts)))
         self.legacy_port = await serverFromString(self.reactor, opts.listen).listen(
             make_site(edge, max_body_bytes=s.max_body_bytes, limits=limits,
@@ -252,6 +263,10 @@ class Gateway:
             if left:
                 log.warn("stopped with {n} legacy call(s) unfinished; their journal entries "
                          "are resumed by the next process", n=left)
+        if self.recorder is not None:
+            # After the drain: every exchange answered is written before stop() returns.
+            await self.recorder.close(self.reactor)
+            self.recorder = None
         if self.recovery is not None and not self.recovery.called:
             self.recovery.cancel()
         if self.parts is not None:

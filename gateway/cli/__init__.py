@@ -2,7 +2,8 @@
 
 Subcommands: ``serve``, ``sandbox`` (``cli.serve``); ``db upgrade``, ``config check``,
 ``reservations add|show|import`` (``cli.store``); ``reconcile``, ``explain``
-(``cli.tools``); ``journal`` (``cli.journal``, read-only search). Long-running commands run the reactor themselves; one-shot commands use
+(``cli.tools``); ``journal`` (``cli.journal``, read-only search); ``record``, ``replay``
+(``cli.replay``; ``serve --record``). Long-running commands run the reactor themselves; one-shot commands use
 ``task.react`` with the composition root's parts. Only this package imports the global
 reactor.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.cli import journal, serve, store, tools
+from gateway.cli import journal, replay, serve, store, tools
 from gateway.errors import ConfigError
 
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     store.register(sub)
     tools.register(sub)
     journal.register(sub)
+    replay.register(sub)
     return p
 
 

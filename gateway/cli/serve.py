@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from gateway.cli.common import config_from
+from gateway.cli.record_flags import add_record_flags
 from gateway.config import DEFAULT_ADMIN_LISTEN, DEFAULT_DB_URL, DEFAULT_LISTEN, DEFAULT_SANDBOX_LISTEN
 
 
@@ -18,7 +19,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = GatewayOptions(
         listen=args.listen, admin_listen=args.admin_listen, db_url=args.db,
         sandbox_listen=args.sandbox_listen if args.sandbox else None,
-        sandbox_seed=args.sandbox_seed)
+        sandbox_seed=args.sandbox_seed, record_dir=args.record,
+        record_max_bytes=args.record_max_bytes)
     from gateway import logs
 
     logs.start(args.log_format, args.log_file, verbose=args.verbose, reactor=reactor)
@@ -76,6 +78,7 @@ def register(sub: Any) -> None:
                    help="text lines, or JSON lines (every field of each event)")
     s.add_argument("--log-file", default=None, metavar="PATH",
                    help="log to this file instead of stderr; SIGHUP reopens it (logrotate)")
+    add_record_flags(s)
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("sandbox", help="run the Order Management sandbox alone")

@@ -51,6 +51,7 @@ __all__ = [
     "Reply",
     "CallRecord",
     "Dispatch",
+    "Exchange",
     "LegacyResource",
     "make_site",
 ]
@@ -89,6 +90,34 @@ class CallRecord:
         return "ok" if self.fault_code is None else str(self.fault_code)
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One legacy exchange as it crossed the wire, for the optional ``on_exchange`` hook
+    (``serve --record``): the request body as received (``None`` when it was over the size
+    limit and never read), the reply payload as written (or as it would have been, when the
+    client was gone), when it started (``clock`` seconds) and how long it took, and what the
+    call was about. It carries the digest as sent: the hook's consumer must mask it.
+    """
+
+    request: bytes | None
+    reply: bytes
+    started: float
+    duration: float
+    path: str
+    method: str | None
+    eid: int | None
+    fault_code: int | None
+    client_gone: bool = False
+    client: str | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    #: The HTTP status written (a recording proxy may pass on an upstream's 4xx/5xx).
+    http_status: int = 200
+
+    @property
+    def outcome(self) -> str:
+        return "ok" if self.fault_code is None else str(self.fault_code)
+
+
 def _too_large_fault(limit: int) -> bytes:
     error = ParseError(f"request body larger than {limit} bytes")
     return encode_fault(error.fault_code, error.fault_string)
@@ -102,6 +131,8 @@ class LegacyResource(Resource):
         max_body_bytes: bodies above this are answered with a parse_error fault.
         max_depth: XML element nesting limit passed to ``parse_method_call``.
         on_call: optional hook called with a :class:`CallRecord` after each call (metrics).
+        on_exchange: optional hook called with an :class:`Exchange` (bytes in and out) after
+            each call (the recorder); it runs on the reactor thread and must return at once.
         clock: time source for durations (``reactor`` in production); ``time.monotonic``
             when omitted.
         eid_of: optional ``(method, params) -> eid | None`` for the access log (must not
@@ -120,6 +151,7 @@ class LegacyResource(Resource):
         on_call: Callable[[CallRecord], None] | None = None,
         clock: IReactorTime | None = None,
         eid_of: Callable[[str, list[Any]], int | None] | None = None,
+        on_exchange: Callable[[Exchange], None] | None = None,
     ) -> None:
         super().__init__()
         self._dispatch = dispatch
@@ -128,6 +160,7 @@ class LegacyResource(Resource):
         self._max_body_bytes = max_body_bytes
         self._max_depth = max_depth
         self._on_call = on_call
+        self._on_exchange = on_exchange
         self._now: Callable[[], float] = clock.seconds if clock is not None else time.monotonic
 
     def render(self, request: server.Request) -> bytes | int:
@@ -266,6 +299,15 @@ class LegacyResource(Resource):
                 self._on_call(record)
             except Exception:  # noqa: BLE001 - a metrics bug must not break replies
                 _errors.failure("on_call hook failed")
+        if self._on_exchange is not None:
+            try:
+                self._on_exchange(Exchange(
+                    request=body, reply=payload, started=started, duration=record.duration,
+                    path=request.path.decode("latin-1"), method=method, eid=eid,
+                    fault_code=fault_code, client_gone=state.gone,
+                    client=_client_ip(request), context=context))
+            except Exception:  # noqa: BLE001 - a recorder bug must not break replies
+                _errors.failure("on_exchange hook failed")
 
 
 @dataclass(frozen=True)

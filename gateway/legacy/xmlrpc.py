@@ -28,6 +28,7 @@ import binascii
 import math
 import re
 import xmlrpc.client
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -37,9 +38,12 @@ from gateway.errors import GatewayError, InvalidRequestError, ParseError
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
+    "MethodResponse",
     "encode_fault",
     "encode_response",
     "parse_method_call",
+    "parse_method_response",
+    "replace_params",
 ]
 
 #: Default element-nesting limit of :func:`parse_method_call`.
@@ -349,6 +353,101 @@ def _decode_struct(struct: etree._Element, where: str) -> dict[str, Any]:
             raise ParseError(f"{where}: duplicate struct member {name[:40]!r}")
         result[name] = _decode_value(value_element, f"{where}.{name[:40]}")
     return result
+
+
+@dataclass(frozen=True)
+class MethodResponse:
+    """A decoded ``methodResponse``: ``value`` for a success, else the fault's code and
+    string (``fault_code`` is ``None`` exactly when the response is a success)."""
+
+    value: Any = None
+    fault_code: int | None = None
+    fault_string: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.fault_code is None
+
+
+def parse_method_response(
+    body: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> MethodResponse:
+    """Parse an XML-RPC ``methodResponse`` with the same hardened parser as requests.
+
+    Why here: the recorder and the replay read answers of other servers (the legacy
+    platform through ``klarna-gateway record``); they get the same protection against hostile
+    XML and the same exact decimals as requests. Raises ``ParseError`` /
+    ``InvalidRequestError`` like :func:`parse_method_call`.
+    """
+    try:
+        root = _parse_xml(body)
+        _check_depth(root, max_depth)
+        return _decode_method_response(root)
+    except GatewayError:
+        raise
+    except RecursionError:
+        raise ParseError("nesting too deep") from None
+    except Exception as exc:  # noqa: BLE001 - the contract is "only GatewayError escapes"
+        raise ParseError("malformed response", debug_context=repr(exc)) from None
+
+
+def _decode_method_response(root: etree._Element) -> MethodResponse:
+    if root.tag != "methodResponse":
+        raise InvalidRequestError(
+            f"root element must be <methodResponse>, not <{_tag_name(root)}>")
+    children = _element_children(root, "methodResponse")
+    if len(children) != 1 or children[0].tag not in ("params", "fault"):
+        raise InvalidRequestError("<methodResponse> must contain one <params> or <fault>")
+    if children[0].tag == "params":
+        params = _element_children(children[0], "params")
+        if len(params) != 1 or params[0].tag != "param":
+            raise InvalidRequestError("<params> of a response must hold exactly one <param>")
+        values = _element_children(params[0], "param")
+        if len(values) != 1 or values[0].tag != "value":
+            raise InvalidRequestError("<param> must contain exactly one <value>")
+        return MethodResponse(value=_decode_value(values[0], "result"))
+    values = _element_children(children[0], "fault")
+    if len(values) != 1 or values[0].tag != "value":
+        raise InvalidRequestError("<fault> must contain exactly one <value>")
+    fault = _decode_value(values[0], "fault")
+    code = fault.get("faultCode") if isinstance(fault, dict) else None
+    if isinstance(code, str) and _INT_RE.fullmatch(code.strip()):
+        code = int(code)  # some servers send the code as a <string>
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise InvalidRequestError("<fault> must carry an integer faultCode")
+    text = fault.get("faultString", "")
+    return MethodResponse(fault_code=code, fault_string=text if isinstance(text, str) else
+                          str(text))
+
+
+def replace_params(body: bytes, values: dict[int, str]) -> bytes:
+    """The ``methodCall`` ``body`` with the scalar top-level parameters ``values`` names
+    (position → new text) replaced, everything else as it was.
+
+    Why not re-encode the decoded call: a replay must send what the client sent, doubles
+    spelled as PHP spelled them, element types and strings unchanged; only the numbers it
+    maps and the digest it re-signs differ. The document keeps its declared encoding.
+    Raises ``ParseError`` for a body :func:`parse_method_call` would refuse, and
+    ``ValueError`` for a position that is not a scalar parameter.
+    """
+    root = _parse_xml(body)
+    params_elements = [c for c in root if c.tag == "params"]
+    params = [c for c in params_elements[0] if c.tag == "param"] if params_elements else []
+    for index, text in values.items():
+        if not 0 <= index < len(params):
+            raise ValueError(f"no parameter {index}")
+        value = next((c for c in params[index] if c.tag == "value"), None)
+        if value is None:
+            raise ValueError(f"parameter {index} has no <value>")
+        typed = [c for c in value if isinstance(c.tag, str)]
+        if not typed:
+            value.text = text
+        elif len(typed) == 1 and typed[0].tag in _SCALAR_TAGS and not len(typed[0]):
+            typed[0].text = text
+        else:
+            raise ValueError(f"parameter {index} is not a scalar")
+    encoding = root.getroottree().docinfo.encoding or "UTF-8"
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding=encoding)
 
 
 # ---------------------------------------------------------------------------------------------
