@@ -24,7 +24,7 @@ from gateway.cli.record_flags import add_record_flags
 def cmd_record(args: argparse.Namespace) -> int:
     from twisted.internet import defer, reactor
 
-    from gateway.cli.serve import start_logging
+    from gateway import logs
     from gateway.replay.proxy import ProxyService
     from gateway.web import ListenerLimits
 
@@ -35,7 +35,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                                 idle_timeout_seconds=g.idle_timeout_seconds,
                                 max_connections=g.max_connections)
         max_body = g.max_body_bytes
-    start_logging(args.verbose)
+    logs.start(verbose=args.verbose)
     kwargs: dict[str, Any] = {"max_body_bytes": max_body} if max_body else {}
     service = ProxyService(reactor, args.upstream, args.listen, args.out,
                            max_bytes=args.record_max_bytes, limits=limits,
