@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.app import Components, SchemaMode, build
 from gateway.config import DEFAULT_DB_URL, Config, default_sandbox_config_path, load_config
-from gateway.store.database import normalise_url, sqlite_path
+
+if TYPE_CHECKING:
+    from gateway.app import Components
 
 CONFIG_ENV = "KLARNA_GATEWAY_CONFIG"
 DB_ENV = "KLARNA_GATEWAY_DB"
@@ -44,7 +45,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if ("%(default)" in text or "default:" in text
+        if ("%(default)" in text or "default:" in text or "required:" in text
                 or action.default is argparse.SUPPRESS
                 or (not action.option_strings
                     and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))):
@@ -124,9 +125,22 @@ def db_url(args: argparse.Namespace) -> str:
     return os.environ.get(DB_ENV) or DEFAULT_DB_URL
 
 
+def positive(text: str) -> int:
+    """``--concurrency N``: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
 def require_sqlite_file(url: str) -> None:
     """A SQLite store must exist before any command but ``db upgrade``/``serve`` uses it:
     connecting would create an empty file, which no schema check can pass."""
+    from gateway.store.database import normalise_url, sqlite_path
+
     url = normalise_url(url)
     if not url.startswith("sqlite"):
         return
@@ -148,6 +162,8 @@ def with_parts(args: argparse.Namespace, fn: Callable[[Components], Awaitable[in
     """
     from twisted.internet import task
     from twisted.python.failure import Failure
+
+    from gateway.app import SchemaMode, build
 
     config = config_from(args.config)
     url = db_url(args)

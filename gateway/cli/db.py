@@ -10,8 +10,6 @@ import argparse
 import time
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from gateway.cli.common import (
     CliError, add_config_flag, add_db_flags, config_from, db_url, require_sqlite_file,
     url_from_file,
@@ -33,6 +31,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def shown(url: str) -> str:
     """A URL fit to print: the password masked."""
+    from sqlalchemy.engine import make_url
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is reported when it is used
@@ -92,13 +92,16 @@ def register(sub: Any) -> None:
     add_config_flag(s, extra=": the rno/invno starts")
     source = s.add_mutually_exclusive_group(required=True)
     source.add_argument("--from", dest="source", metavar="URL", default=None,
-                        help="the store to copy, e.g. sqlite:///gateway.db")
+                        help="the store to copy, e.g. sqlite:///gateway.db (required: this "
+                             "or --from-file)")
     source.add_argument("--from-file", dest="source_file", metavar="PATH", default=None,
-                        help="a file whose first line is the source URL")
+                        help="a file whose first line is the source URL (required: this or "
+                             "--from)")
     target = s.add_mutually_exclusive_group(required=True)
     target.add_argument("--to", dest="target", metavar="URL", default=None,
-                        help="the empty database, e.g. postgresql://gateway@db/gateway "
-                             "(a password: use --to-file)")
+                        help="the empty database, e.g. postgresql://gateway@db/gateway; "
+                             "with a password use --to-file (required: this or --to-file)")
     target.add_argument("--to-file", dest="target_file", metavar="PATH", default=None,
-                        help="a file whose first line is the target URL")
+                        help="a file whose first line is the target URL (required: this or "
+                             "--to)")
     s.set_defaults(func=cmd_db_port)

@@ -12,19 +12,15 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
-
-from sqlalchemy.exc import DBAPIError
-from twisted.internet import defer
-from twisted.python.failure import Failure
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import (
     CANNOT_RUN, add_config_flag, add_db_flags, config_from, db_url, require_sqlite_file,
 )
-from gateway.store import schema
-from gateway.store.database import Database
-from gateway.store.store import Store
 from gateway.tools import journal as js
+
+if TYPE_CHECKING:
+    from gateway.store.store import Store
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -37,6 +33,9 @@ class _WallClock:
 
 def _run_inline(coro: Any) -> Any:
     """The result of a coroutine that never waits (the inline store): no reactor needed."""
+    from twisted.internet import defer
+    from twisted.python.failure import Failure
+
     results: list[Any] = []
     defer.ensureDeferred(coro).addBoth(results.append)
     assert results, "the inline store waited for something"
@@ -46,6 +45,12 @@ def _run_inline(coro: Any) -> Any:
 
 
 def cmd_journal(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import DBAPIError
+
+    from gateway.store import schema
+    from gateway.store.database import Database
+    from gateway.store.store import Store
+
     config = config_from(args.config)
     params = {name: getattr(args, name) for name in js.FILTERS + ("limit", "cursor")}
     params = {k: str(v) for k, v in params.items() if v is not None}

@@ -6,6 +6,7 @@ TTY, and into nothing otherwise (cron, pipes, CI logs stay clean).
 """
 from __future__ import annotations
 
+import os
 import sys
 from types import TracebackType
 from typing import Any, TextIO
@@ -29,8 +30,9 @@ class Progress:
 
         bar = self._bars.get(stage)
         if bar is None:
+            columns, lines = _size(self.stream)
             bar = self._bars[stage] = tqdm(total=total, desc=stage, file=self.stream,
-                                           leave=True, dynamic_ncols=True)
+                                           leave=True, ncols=columns, nrows=lines)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -42,6 +44,16 @@ class Progress:
                  tb: TracebackType | None) -> None:
         for bar in self._bars.values():
             bar.close()
+
+
+def _size(stream: TextIO) -> tuple[int, int]:
+    """The terminal's (columns, lines); 80×24 for what it does not report (a pseudo-terminal
+    nobody sized says 0×0, and tqdm hides every bar below line 0)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return 80, 24
+    return size.columns or 80, size.lines or 24
 
 
 def _is_tty(stream: TextIO) -> bool:

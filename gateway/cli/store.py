@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.admin import invoice_json
-from gateway.app import Components
-from gateway.cli.common import add_config_flag, add_db_flags, config_from, with_parts
+from typing import TYPE_CHECKING
+
+from gateway.cli.common import add_config_flag, add_db_flags, config_from, positive, with_parts
 from gateway.cli.progress import Progress
-from gateway.cli.tools import positive
 from gateway.errors import ConfigError
-from gateway.model import Origin
-from gateway.store.mapping import ReservationConflictError
-from gateway.tools.reconcile import DEFAULT_CONCURRENCY
+from gateway.tools import DEFAULT_CONCURRENCY
+
+if TYPE_CHECKING:
+    from gateway.app import Components
 
 IMPORT_FORMATS = ("table", "json", "csv")
 
@@ -39,6 +39,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_reservations_add(args: argparse.Namespace) -> int:
+    from gateway.model import Origin
+    from gateway.store.mapping import ReservationConflictError
+
     async def run(parts: Components) -> int:
         store, config = parts.store, parts.config
         if config.merchant(args.eid) is None:
@@ -56,6 +59,8 @@ def cmd_reservations_add(args: argparse.Namespace) -> int:
 
 
 def cmd_reservations_show(args: argparse.Namespace) -> int:
+    from gateway.admin import invoice_json
+
     async def run(parts: Components) -> int:
         store = parts.store
         res = await store.get_reservation(args.eid, args.rno)
@@ -99,7 +104,8 @@ def cmd_reservations_import(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     cfg = sub.add_parser(
         "config", help="configuration",
-        description="Check a configuration file.").add_subparsers(
+        description="Configuration files: `config check` validates one (every key, "
+                    "secrets resolved) without opening a database.").add_subparsers(
         dest="config_command", required=True, metavar="COMMAND")
     s = cfg.add_parser(
         "check", help="validate a configuration file",

@@ -7,12 +7,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gateway.app import Components
-from gateway.cli.common import CliError, add_config_flag, add_db_flags, with_parts
+from typing import TYPE_CHECKING
+
+from gateway.cli.common import CliError, add_config_flag, add_db_flags, positive, with_parts
 from gateway.cli.progress import Progress
-from gateway.errors import GatewayError
-from gateway.om.client import OmError
-from gateway.tools.reconcile import DEFAULT_CONCURRENCY
+from gateway.tools import DEFAULT_CONCURRENCY
+
+if TYPE_CHECKING:
+    from gateway.app import Components
 
 FORMATS = ("table", "json", "csv")
 
@@ -26,16 +28,6 @@ def iso_time(text: str, flag: str = "--since") -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return when.timestamp()
-
-
-def positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return n
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
@@ -67,6 +59,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Exit 0 with the plan, 1 with the fault the call would get, 2 if Klarna is unreadable."""
+    from gateway.errors import GatewayError
+    from gateway.om.client import OmError
     from gateway.tools.explain import explain
 
     try:

@@ -30,10 +30,9 @@ from gateway.engine.recovery import recover_unfinished
 from gateway.model import Invoice, Reservation
 from gateway.om.client import OmError
 from gateway.store.store import Store
+from gateway.tools import DEFAULT_CONCURRENCY
 from gateway.tools.journal import csv_cell
 
-#: Orders read from Klarna at the same time by default (``--concurrency``).
-DEFAULT_CONCURRENCY = 8
 #: ``(stage, done, total)``: how far the order checks are (the CLI draws a bar from it).
 ProgressFn = Callable[[str, int, int], None]
 COLUMNS = ("eid", "rno", "order_id", "what", "store", "rest")
