@@ -79,15 +79,22 @@ class Components:
 
 async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | None = None,
                 threaded: bool = True, schema_mode: SchemaMode = SchemaMode.CHECK,
-                registry: CallRegistry = REGISTRY, metrics: Metrics = NO_METRICS
-                ) -> Components:
-    """Open the database (schema handled per ``schema_mode``) and wire everything to it."""
-    db = Database(db_url, clock, threaded=threaded, metrics=metrics)
+                registry: CallRegistry = REGISTRY, metrics: Metrics = NO_METRICS,
+                read_only: bool = False) -> Components:
+    """Open the database (schema handled per ``schema_mode``) and wire everything to it.
+
+    ``read_only``: the database is opened read-only (``explain``, ``reservations show``):
+    nothing can be written or created, and the install id is not made on the way.
+    """
+    if read_only and schema_mode is SchemaMode.UPGRADE:
+        raise ValueError("a read-only database cannot be upgraded")
+    db = Database(db_url, clock, threaded=threaded, metrics=metrics, read_only=read_only)
     try:
         await _prepare_schema(db, clock, schema_mode)
         s = config.gateway
         store = Store(db, clock, rno_start=s.rno_start, invno_start=s.invno_start)
-        await store.install_id()
+        if not read_only:
+            await store.install_id()
     except BaseException:
         db.stop()
         raise

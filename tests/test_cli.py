@@ -159,6 +159,7 @@ def assert_store(db: str, **tables: int) -> None:
 
 
 def test_serve_without_config_explains(tmp_path: Path) -> None:
-    """`serve` with neither --config nor --sandbox says what to do."""
+    """`serve` with neither --config nor --sandbox says what to do (exit 2: cannot run)."""
     result = run_cli("serve", "--db", f"sqlite:///{tmp_path}/x.db")
-    assert result.returncode == 1 and "--config" in result.stderr
+    assert result.returncode == 2 and "--config" in result.stderr
+    assert "--sandbox" in result.stderr and "Traceback" not in result.stderr

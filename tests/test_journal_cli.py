@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from twisted.internet import defer, task
 
+from gateway.config import default_sandbox_config_path
 from gateway.store import schema
 from gateway.store.database import Database, make_engine
 from gateway.store.journal import Outcome
@@ -66,7 +67,7 @@ def fingerprint(directory: Path) -> dict[str, str]:
 
 
 def journal(*args: str) -> Any:
-    return run_cli("journal", *args)
+    return run_cli("journal", "--config", str(default_sandbox_config_path()), *args)
 
 
 def test_formats_filters_and_paging(tmp_path: Path) -> None:
@@ -102,7 +103,7 @@ def test_creates_nothing(tmp_path: Path) -> None:
     """A missing database is an error, not a new empty file; an old schema is refused."""
     missing = tmp_path / "nope.db"
     result = journal("--db", f"sqlite:///{missing}")
-    assert result.returncode == 2 and "read-only" in result.stderr
+    assert result.returncode == 2 and f"no database at {missing}" in result.stderr
     assert list(tmp_path.iterdir()) == []
     empty = tmp_path / "empty.db"
     empty.write_bytes(b"")

@@ -12,18 +12,15 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import DBAPIError
-from twisted.internet import defer
-from twisted.python.failure import Failure
-
-from gateway.cli.common import config_from
-from gateway.config import DEFAULT_DB_URL
-from gateway.store import schema
-from gateway.store.database import Database
-from gateway.store.store import Store
+from gateway.cli.common import (
+    CANNOT_RUN, add_config_flag, add_db_flags, config_from, db_url, require_sqlite_file,
+)
 from gateway.tools import journal as js
+
+if TYPE_CHECKING:
+    from gateway.store.store import Store
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -36,6 +33,9 @@ class _WallClock:
 
 def _run_inline(coro: Any) -> Any:
     """The result of a coroutine that never waits (the inline store): no reactor needed."""
+    from twisted.internet import defer
+    from twisted.python.failure import Failure
+
     results: list[Any] = []
     defer.ensureDeferred(coro).addBoth(results.append)
     assert results, "the inline store waited for something"
@@ -45,7 +45,13 @@ def _run_inline(coro: Any) -> Any:
 
 
 def cmd_journal(args: argparse.Namespace) -> int:
-    config = config_from(args.config, sandbox=args.config is None)
+    from sqlalchemy.exc import DBAPIError
+
+    from gateway.store import schema
+    from gateway.store.database import Database
+    from gateway.store.store import Store
+
+    config = config_from(args.config)
     params = {name: getattr(args, name) for name in js.FILTERS + ("limit", "cursor")}
     params = {k: str(v) for k, v in params.items() if v is not None}
     try:
@@ -56,21 +62,23 @@ def cmd_journal(args: argparse.Namespace) -> int:
     if search.query.eid is not None and config.merchant(search.query.eid) is None:
         print(f"note: eid {search.query.eid} is not configured in {config.source}",
               file=sys.stderr)
+    url = db_url(args)
+    require_sqlite_file(url)
     try:
-        db = Database(args.db, _WallClock(), threaded=False, read_only=True)
-    except (FileNotFoundError, ValueError) as e:
+        db = Database(url, _WallClock(), threaded=False, read_only=True)
+    except ValueError as e:
         print(f"cannot open the database read-only: {e}", file=sys.stderr)
-        return 2
+        return CANNOT_RUN
     try:
         schema.check(db.engine)
         store = Store(db, _WallClock())
         return _print(store, search.query, args.format)
     except schema.SchemaError as e:
         print(str(e), file=sys.stderr)
-        return 2
+        return CANNOT_RUN
     except DBAPIError as e:
         print(f"database error: {e.orig}", file=sys.stderr)
-        return 2
+        return CANNOT_RUN
     finally:
         db.stop()
 
@@ -106,22 +114,23 @@ async def _next(pages: Any) -> Any:
 def register(sub: Any) -> None:
     s = sub.add_parser("journal", help="search the call journal (read-only)",
                        description="Search the call journal: the legacy calls, the REST "
-                                   "steps they became, notes, replies and faults. Opens the "
-                                   "database read-only.")
-    s.add_argument("--db", default=DEFAULT_DB_URL)
-    s.add_argument("--config", default=None)
-    s.add_argument("--eid", default=None)
-    s.add_argument("--method", default=None)
-    s.add_argument("--rno", default=None)
-    s.add_argument("--invno", default=None)
+                                   "steps they became, notes, replies and faults (the "
+                                   "filters of GET /v1/journal). Opens the database "
+                                   "read-only and creates nothing.")
+    add_config_flag(s)
+    add_db_flags(s)
+    s.add_argument("--eid", default=None, help="only this merchant (default: every eid)")
+    s.add_argument("--method", default=None, help="a legacy method name, e.g. activate")
+    s.add_argument("--rno", default=None, help="a reservation number")
+    s.add_argument("--invno", default=None, help="an invoice number")
     s.add_argument("--order-id", dest="order_id", default=None, help="Klarna order id")
     s.add_argument("--merchant-order-id", dest="merchant_order_id", default=None,
                    help="the call's orderid1/orderid2")
     s.add_argument("--outcome", default=None, help="ok, pending, fault or a fault code")
     s.add_argument("--since", default=None, help="ISO-8601, inclusive")
     s.add_argument("--until", default=None, help="ISO-8601, exclusive")
-    s.add_argument("--limit", default=None, help=f"page size (table/json), default "
-                                                 f"{js.DEFAULT_LIMIT}")
+    s.add_argument("--limit", default=None, help=f"page size for table/json (default: "
+                                                 f"{js.DEFAULT_LIMIT})")
     s.add_argument("--cursor", default=None, help="the next page (printed by a previous run)")
     s.add_argument("--format", choices=FORMATS, default="table",
                    help="table/json: one page; jsonl/csv: every matching entry")

@@ -5,9 +5,9 @@ import argparse
 import sys
 from typing import Any
 
-from gateway.cli.common import config_from
+from gateway.cli.common import add_config_flag, add_db_flags, config_from, db_url
 from gateway.cli.record_flags import add_record_flags
-from gateway.config import DEFAULT_ADMIN_LISTEN, DEFAULT_DB_URL, DEFAULT_LISTEN, DEFAULT_SANDBOX_LISTEN
+from gateway.config import DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_SANDBOX_LISTEN
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -17,7 +17,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = config_from(args.config, sandbox=args.sandbox)
     options = GatewayOptions(
-        listen=args.listen, admin_listen=args.admin_listen, db_url=args.db,
+        listen=args.listen, admin_listen=args.admin_listen, db_url=db_url(args),
         sandbox_listen=args.sandbox_listen if args.sandbox else None,
         sandbox_seed=args.sandbox_seed, record_dir=args.record,
         record_max_bytes=args.record_max_bytes)
@@ -61,19 +61,25 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    s = sub.add_parser("serve", help="run the gateway")
-    s.add_argument("--config", help="TOML configuration file")
+    s = sub.add_parser("serve", help="run the gateway",
+                       description="Run the gateway: legacy XML-RPC for the ERPs, the admin "
+                                   "API (and console, /metrics) on its own listener, every "
+                                   "call performed on Klarna's Order Management REST API. "
+                                   "With --sandbox and no configuration it runs the demo "
+                                   "merchants against an in-process sandbox. A SQLite store "
+                                   "is migrated at start; PostgreSQL needs `db upgrade`.")
+    add_config_flag(s, extra=" unless --sandbox: then the demo merchants")
     s.add_argument("--listen", default=DEFAULT_LISTEN, help="legacy XML-RPC endpoint")
     s.add_argument("--admin-listen", default=DEFAULT_ADMIN_LISTEN, help="admin API endpoint")
     s.add_argument("--sandbox-listen", default=DEFAULT_SANDBOX_LISTEN,
                    help="sandbox endpoint (with --sandbox)")
-    s.add_argument("--db", default=DEFAULT_DB_URL, help="database URL")
+    add_db_flags(s)
     s.add_argument("--sandbox", action="store_true",
                    help="run the Order Management sandbox in-process and point merchants at it")
     s.add_argument("--sandbox-seed", type=int, default=None, metavar="N",
                    help="with --sandbox: reproducible ids and a frozen sandbox clock "
                         "(overrides [sandbox] seed)")
-    s.add_argument("-v", "--verbose", action="store_true", help="debug-level logs")
+    s.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     s.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="text lines, or JSON lines (every field of each event)")
     s.add_argument("--log-file", default=None, metavar="PATH",
@@ -81,9 +87,13 @@ def register(sub: Any) -> None:
     add_record_flags(s)
     s.set_defaults(func=cmd_serve)
 
-    s = sub.add_parser("sandbox", help="run the Order Management sandbox alone")
-    s.add_argument("--listen", default=DEFAULT_SANDBOX_LISTEN)
-    s.add_argument("--config", default=None)
+    s = sub.add_parser("sandbox", help="run the Order Management sandbox alone",
+                       description="Run the Order Management emulator on its own: Klarna's "
+                                   "REST paths, refusals, idempotency, expiry and fault "
+                                   "injection, for regression suites. Orders live in memory.")
+    s.add_argument("--listen", default=DEFAULT_SANDBOX_LISTEN, help="endpoint")
+    s.add_argument("--config", default=None, metavar="FILE",
+                   help="its merchants (default: the demo merchants, config/sandbox.toml)")
     s.add_argument("--seed", type=int, default=None, metavar="N",
                    help="reproducible ids and a frozen clock (overrides [sandbox] seed)")
     s.set_defaults(func=cmd_sandbox)

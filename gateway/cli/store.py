@@ -1,7 +1,9 @@
-"""``db upgrade``, ``config check`` and ``reservations add|show|import``.
+"""``config check`` and ``reservations add|show|import``.
 
 ``reservations import`` takes reservations, invoices or credits (the CSV's header names the
 kind) and checks each row against its order over REST (:mod:`gateway.tools.imports`).
+``config check`` and ``reservations show`` write nothing: ``show`` opens the database
+read-only, ``config check`` does not open it at all.
 """
 from __future__ import annotations
 
@@ -11,42 +13,43 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.admin import invoice_json
-from gateway.app import Components
-from gateway.cli.common import config_from, with_parts
-from gateway.config import DEFAULT_DB_URL
-from gateway.model import Origin
-from gateway.store.mapping import ReservationConflictError
+from typing import TYPE_CHECKING
 
+from gateway.cli.common import add_config_flag, add_db_flags, config_from, positive, with_parts
+from gateway.cli.progress import Progress
+from gateway.errors import ConfigError
+from gateway.tools import DEFAULT_CONCURRENCY
 
-def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from gateway.store import schema
-    from gateway.store.database import make_engine
+if TYPE_CHECKING:
+    from gateway.app import Components
 
-    engine = make_engine(args.db)
-    try:
-        before, after = schema.upgrade(engine)
-    finally:
-        engine.dispose()
-    print(f"schema {before or 'empty'} -> {after}")
-    return 0
+IMPORT_FORMATS = ("table", "json", "csv")
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    config = config_from(args.config)
+    """Exit 0: the file is valid; 1: it is not (the bad key named); 2: no file given."""
+    try:
+        config = config_from(args.config)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 1
     print(f"{config.source}: OK, {len(config.merchants)} merchant(s): "
           + ", ".join(f"eid {m.eid} -> {m.base_url}" for m in config.merchants))
     return 0
 
 
 def cmd_reservations_add(args: argparse.Namespace) -> int:
+    from gateway.model import Origin
+    from gateway.store.mapping import ReservationConflictError
+
     async def run(parts: Components) -> int:
         store, config = parts.store, parts.config
         if config.merchant(args.eid) is None:
-            print(f"eid {args.eid} is not configured", file=sys.stderr)
+            print(f"eid {args.eid} is not configured in {config.source}", file=sys.stderr)
             return 2
         try:
-            res = await store.register_reservation(args.eid, args.order_id, args.rno, Origin.ADMIN.value)
+            res = await store.register_reservation(args.eid, args.order_id, args.rno,
+                                                   Origin.ADMIN.value)
         except ReservationConflictError as e:
             print(str(e), file=sys.stderr)
             return 1
@@ -56,6 +59,8 @@ def cmd_reservations_add(args: argparse.Namespace) -> int:
 
 
 def cmd_reservations_show(args: argparse.Namespace) -> int:
+    from gateway.admin import invoice_json
+
     async def run(parts: Components) -> int:
         store = parts.store
         res = await store.get_reservation(args.eid, args.rno)
@@ -67,7 +72,7 @@ def cmd_reservations_show(args: argparse.Namespace) -> int:
                           "status": res.status, "origin": res.origin,
                           "invoices": [invoice_json(i) for i in invoices]}, indent=2))
         return 0
-    return with_parts(args, run)
+    return with_parts(args, run, read_only=True)
 
 
 def cmd_reservations_import(args: argparse.Namespace) -> int:
@@ -81,45 +86,87 @@ def cmd_reservations_import(args: argparse.Namespace) -> int:
         except (ImportFormatError, OSError) as e:
             print(str(e), file=sys.stderr)
             return 2
-        report = await run_import(parts.config, parts.store, parts.om, parts.store.clock,
-                                  lines, dry_run=args.dry_run)
-        print(report.format(args.file))
+        with Progress() as progress:
+            report = await run_import(parts.config, parts.store, parts.om, parts.store.clock,
+                                      lines, dry_run=args.dry_run,
+                                      concurrency=args.concurrency,
+                                      progress=progress.callback)
+        if args.format == "json":
+            print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        elif args.format == "csv":
+            sys.stdout.write(report.to_csv())
+        else:
+            print(report.format(args.file))
         return 1 if report.refused else 0
     return with_parts(args, run)
 
 
 def register(sub: Any) -> None:
-    db = sub.add_parser("db", help="database administration").add_subparsers(
-        dest="db_command", required=True)
-    s = db.add_parser("upgrade", help="migrate the schema to the newest version")
-    s.add_argument("--db", default=DEFAULT_DB_URL)
-    s.set_defaults(func=cmd_db_upgrade)
-
-    cfg = sub.add_parser("config", help="configuration").add_subparsers(
-        dest="config_command", required=True)
-    s = cfg.add_parser("check", help="validate a configuration file")
-    s.add_argument("--config", required=True)
+    cfg = sub.add_parser(
+        "config", help="configuration",
+        description="Configuration files: `config check` validates one (every key, "
+                    "secrets resolved) without opening a database.").add_subparsers(
+        dest="config_command", required=True, metavar="COMMAND")
+    s = cfg.add_parser(
+        "check", help="validate a configuration file",
+        description="Load and validate a configuration file (every key, secrets read from "
+                    "their environment variables or files) and list its merchants; the bad "
+                    "key is named. Opens no database and writes nothing. Exit status 0: "
+                    "valid; 1: invalid; 2: no file given.")
+    add_config_flag(s)
     s.set_defaults(func=cmd_config_check)
 
-    res = sub.add_parser("reservations", help="the rno ↔ order_id mapping").add_subparsers(
-        dest="reservations_command", required=True)
-    for name, func in (("add", cmd_reservations_add), ("show", cmd_reservations_show),
-                       ("import", cmd_reservations_import)):
-        s = res.add_parser(name)
-        s.add_argument("--db", default=DEFAULT_DB_URL)
-        s.add_argument("--config", default=None)
-        if name == "add":
-            s.add_argument("--eid", type=int, required=True)
-            s.add_argument("--order-id", required=True)
-            s.add_argument("--rno", default=None)
-        elif name == "show":
-            s.add_argument("--eid", type=int, required=True)
-            s.add_argument("--rno", required=True)
-        else:
-            s.add_argument("file", help="CSV whose header row names the kind: eid,rno,order_id "
-                                        "(also without a header) | "
-                                        "eid,invno,order_id,capture_id | "
-                                        "eid,invno,credno,refund_id")
-            s.add_argument("--dry-run", action="store_true",
-                           help="report what would change, change nothing")
-        s.set_defaults(func=func)
+    res = sub.add_parser(
+        "reservations", help="the rno ↔ order_id mapping",
+        description="Register, show and import reservations (and, by import, invoices and "
+                    "credits) from before the migration.").add_subparsers(
+        dest="reservations_command", required=True, metavar="COMMAND")
+    s = res.add_parser(
+        "add", help="register one reservation",
+        description="Register one Klarna order as a reservation of an eid: with --rno the "
+                    "ERP's reservation number, otherwise the gateway issues one. Prints the "
+                    "mapping as JSON. Exit status 1: the rno or order is already mapped "
+                    "otherwise.")
+    _common(s)
+    s.add_argument("--eid", type=int, required=True, help="the merchant")
+    s.add_argument("--order-id", required=True, help="Klarna's order id")
+    s.add_argument("--rno", default=None,
+                   help="the ERP's reservation number (default: the gateway issues one)")
+    s.set_defaults(func=cmd_reservations_add)
+
+    s = res.add_parser(
+        "show", help="show one reservation and its invoices (read-only)",
+        description="Print one reservation, its invoices and their credits as JSON. Opens "
+                    "the database read-only and creates nothing. Exit status 1: the rno is "
+                    "unknown for that eid.")
+    _common(s)
+    s.add_argument("--eid", type=int, required=True, help="the merchant")
+    s.add_argument("--rno", required=True, help="the reservation number")
+    s.set_defaults(func=cmd_reservations_show)
+
+    s = res.add_parser(
+        "import", help="import reservations, invoices or credits from a CSV file",
+        description="Import what the ERP holds from before the migration: reservations, "
+                    "invoices or credits (the CSV's header row names the kind). Every row "
+                    "is checked against its order over REST, a bounded number of orders at "
+                    "a time, and reported on (progress on stderr when it is a terminal). "
+                    "Exit status 0: every row added or unchanged; 1: some row refused; 2: "
+                    "the file is unusable (nothing checked or changed).")
+    _common(s)
+    s.add_argument("file", help="CSV whose header row names the kind: eid,rno,order_id "
+                                "(also without a header) | "
+                                "eid,invno,order_id,capture_id | "
+                                "eid,invno,credno,refund_id")
+    s.add_argument("--dry-run", action="store_true",
+                   help="report what would change, change nothing")
+    s.add_argument("--concurrency", type=positive, default=DEFAULT_CONCURRENCY, metavar="N",
+                   help="orders read from Klarna at the same time")
+    s.add_argument("--format", choices=IMPORT_FORMATS, default="table",
+                   help="table: the report for people; json: the admin API's report; csv: "
+                        "one row per input row")
+    s.set_defaults(func=cmd_reservations_import)
+
+
+def _common(s: argparse.ArgumentParser) -> None:
+    add_config_flag(s)
+    add_db_flags(s)

@@ -3,46 +3,70 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gateway.app import Components
-from gateway.cli.common import with_parts
-from gateway.config import DEFAULT_DB_URL
-from gateway.errors import GatewayError
-from gateway.om.client import OmError
+from typing import TYPE_CHECKING
+
+from gateway.cli.common import CliError, add_config_flag, add_db_flags, positive, with_parts
+from gateway.cli.progress import Progress
+from gateway.tools import DEFAULT_CONCURRENCY
+
+if TYPE_CHECKING:
+    from gateway.app import Components
+
+FORMATS = ("table", "json", "csv")
+
+
+def iso_time(text: str, flag: str = "--since") -> float:
+    """An ISO-8601 time (UTC when it has no offset) as epoch seconds."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"{flag}: not an ISO-8601 time: {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from gateway.tools.reconcile import format_table, reconcile
+    from gateway.tools.reconcile import format_table, reconcile, to_csv, to_json
 
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            print(f"--since: not an ISO-8601 time: {args.since!r}", file=sys.stderr)
-            return 2
+    since = iso_time(args.since) if args.since else None
 
     async def run(parts: Components) -> int:
-        outcomes, problems = await reconcile(parts, eid=args.eid, since=since)
+        with Progress() as progress:
+            outcomes, problems = await reconcile(parts, eid=args.eid, since=since,
+                                                 concurrency=args.concurrency,
+                                                 progress=progress.callback)
         resumed = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none"
-        print(f"unfinished calls resumed: {resumed}")
-        if problems:
-            print(f"{len(problems)} discrepancies between the store and Klarna:")
-            print(format_table(problems))
-            return 1
-        print("store and Klarna agree")
-        return 0
+        if args.format == "json":
+            sys.stdout.write(to_json(outcomes, problems))
+        elif args.format == "csv":
+            print(f"unfinished calls resumed: {resumed}", file=sys.stderr)
+            sys.stdout.write(to_csv(problems))
+        else:
+            print(f"unfinished calls resumed: {resumed}")
+            if problems:
+                print(f"{len(problems)} discrepancies between the store and Klarna:")
+                print(format_table(problems))
+            else:
+                print("store and Klarna agree")
+        return 1 if problems else 0
     return with_parts(args, run)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Exit 0 with the plan, 1 with the fault the call would get, 2 if Klarna is unreadable."""
+    from gateway.errors import GatewayError
+    from gateway.om.client import OmError
     from gateway.tools.explain import explain
 
-    body = Path(args.file).read_bytes()
+    try:
+        body = Path(args.file).read_bytes()
+    except OSError as e:
+        raise CliError(f"{args.file}: cannot read: {e.strerror}") from None
 
     async def run(parts: Components) -> int:
         try:
@@ -55,20 +79,42 @@ def cmd_explain(args: argparse.Namespace) -> int:
             return 2
         print(result.format())
         return 0
-    return with_parts(args, run)
+    return with_parts(args, run, read_only=True)
 
 
 def register(sub: Any) -> None:
-    s = sub.add_parser("reconcile", help="finish unfinished calls and compare store with REST")
-    s.add_argument("--db", default=DEFAULT_DB_URL)
-    s.add_argument("--config", default=None)
-    s.add_argument("--eid", type=int, default=None)
-    s.add_argument("--since", default=None, help="ISO-8601 time; only calls since then")
+    s = sub.add_parser(
+        "reconcile", help="finish unfinished calls and compare the store with Klarna",
+        description="Resume every unfinished legacy call (same idempotency keys, so nothing "
+                    "is applied twice), read every reservation's order from Klarna, attach "
+                    "captures and refunds the store lacks, and list every remaining "
+                    "disagreement; reservations of an eid the configuration lacks and "
+                    "orders Klarna will not return are listed too. Exit status 0: the store "
+                    "and Klarna agree; 1: discrepancies; 2: could not run. Progress is drawn "
+                    "on stderr when it is a terminal.")
+    add_config_flag(s)
+    add_db_flags(s)
+    s.add_argument("--eid", type=int, default=None,
+                   help="only this merchant (default: every eid in the store)")
+    s.add_argument("--since", default=None, metavar="TIME",
+                   help="ISO-8601 (UTC without an offset): only calls and reservations "
+                        "changed since then (default: everything)")
+    s.add_argument("--concurrency", type=positive, default=DEFAULT_CONCURRENCY, metavar="N",
+                   help="orders read from Klarna at the same time")
+    s.add_argument("--format", choices=FORMATS, default="table",
+                   help="table: for people; json: one document; csv: one row per "
+                        "discrepancy (the resumed-calls line goes to stderr)")
     s.set_defaults(func=cmd_reconcile)
 
-    s = sub.add_parser("explain", help="dry run: the REST requests a captured legacy "
-                                       "request would become (sends no mutation)")
+    s = sub.add_parser(
+        "explain", help="dry run: the REST requests a captured legacy request would become",
+        description="Check a captured XML-RPC request the way the gateway would (method, "
+                    "eid, digest, parameters), read its order from Klarna (GET only) and "
+                    "print the REST requests the call would become, with the differences "
+                    "between v2 and REST. Sends no mutation; the database is opened "
+                    "read-only. Exit status 0: the plan; 1: the fault the call would get; "
+                    "2: could not run (or Klarna unreadable).")
     s.add_argument("file", help="an XML-RPC request body as the ERP sent it")
-    s.add_argument("--db", default=DEFAULT_DB_URL)
-    s.add_argument("--config", default=None)
+    add_config_flag(s)
+    add_db_flags(s)
     s.set_defaults(func=cmd_explain)

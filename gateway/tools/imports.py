@@ -18,7 +18,8 @@ The report has one line per row: ``ok`` (applied, or in a dry run would be), ``u
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+import io
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from gateway.model import (
 from gateway.om.client import DeadlineExceededError, OmClient, RestResponseError, \
     RestTransportError
 from gateway.store.store import Store
+from gateway.tools.journal import csv_cell
 
 #: The columns of each kind, in CSV order; a CSV's header row names its kind.
 FIELDS: dict[ImportKind, tuple[str, ...]] = {
@@ -91,6 +93,16 @@ class Report:
                 ImportStatus.REFUSED: "refused"}
         return "\n".join([head] + [f"  {line.where}: {word[o.status]}: {o.message}"
                                    for line, o in self.lines])
+
+    def to_csv(self) -> str:
+        """One row per input row: where, kind, status (ok/unchanged/refused), message."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(("where", "kind", "status", "message"))
+        for line, o in self.lines:
+            writer.writerow([csv_cell(v) for v in (line.where, PLURAL[line.kind],
+                                                   o.status.value, o.message)])
+        return out.getvalue()
 
     def to_json(self) -> dict[str, Any]:
         """The admin API's report: per kind, one entry per row in the order given."""
@@ -225,11 +237,14 @@ def refuse_repeats(lines: Iterable[Line]) -> list[Line]:
 
 
 async def run_import(config: Config, store: Store, om: OmClient, clock: Any,
-                     lines: list[Line], *, dry_run: bool) -> Report:
-    """Read each row's order from Klarna, then apply the rows in order (or preview them)."""
+                     lines: list[Line], *, dry_run: bool, concurrency: int = READ_CONCURRENCY,
+                     progress: Callable[[str, int, int], None] | None = None) -> Report:
+    """Read each row's order from Klarna (``concurrency`` at a time), then apply the rows in
+    order (or preview them). ``progress(stage, done, total)`` hears how far it is."""
     keys = await _order_keys(store, lines)
     facts = await _read_orders(config, om, clock, {k for k in keys.values()
-                                                   if isinstance(k, tuple)})
+                                                   if isinstance(k, tuple)},
+                               concurrency, progress)
     outcomes: dict[int, ImportOutcome] = {}
     ready: list[tuple[int, ImportRow, OrderFacts]] = []
     for i, line in enumerate(lines):
@@ -244,8 +259,10 @@ async def run_import(config: Config, store: Store, om: OmClient, clock: Any,
         previewed = await store.preview_import([(row, f) for _, row, f in ready])
         outcomes.update(zip((i for i, _, _ in ready), previewed))
     else:
-        for i, row, f in ready:
+        for n, (i, row, f) in enumerate(ready, start=1):
             outcomes[i] = await store.import_row(row, f)
+            if progress is not None:
+                progress("rows", n, len(ready))
     return Report(dry_run, tuple((line, outcomes[i]) for i, line in enumerate(lines)))
 
 
@@ -268,13 +285,25 @@ async def _order_keys(store: Store, lines: list[Line]) -> dict[int, tuple[int, s
     return keys
 
 
-async def _read_orders(config: Config, om: OmClient, clock: Any,
-                       keys: set[tuple[int, str]]) -> dict[tuple[int, str], OrderFacts | str]:
+async def _read_orders(config: Config, om: OmClient, clock: Any, keys: set[tuple[int, str]],
+                       concurrency: int = READ_CONCURRENCY,
+                       progress: Callable[[str, int, int], None] | None = None,
+                       ) -> dict[tuple[int, str], OrderFacts | str]:
     """Each order once, a few at a time; a failure is the reason its rows are refused."""
     budget = config.gateway.retry_budget_seconds
-    sem = defer.DeferredSemaphore(READ_CONCURRENCY)
+    sem = defer.DeferredSemaphore(max(1, concurrency))
+    done = 0
 
     async def read(eid: int, order_id: str) -> OrderFacts | str:
+        nonlocal done
+        try:
+            return await _read_one(eid, order_id)
+        finally:
+            done += 1
+            if progress is not None:
+                progress("orders", done, len(keys))
+
+    async def _read_one(eid: int, order_id: str) -> OrderFacts | str:
         merchant = config.merchant(eid)
         assert merchant is not None
         try:

@@ -208,6 +208,9 @@ def _cell(value: Any) -> str:
     return text
 
 
+csv_cell = _cell  # the public name (reconcile's and the import report's CSV use it)
+
+
 def csv_header() -> str:
     return _csv_line(list(CSV_COLUMNS))
 

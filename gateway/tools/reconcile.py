@@ -2,23 +2,40 @@
 
 1. Every unfinished journal entry (pending, no live lease) is resumed: its journaled steps
    are re-sent with their original idempotency keys, so nothing is applied twice.
-2. Every reservation in scope is read over REST; captures and refunds the store has no row
-   for are attached (a capture journaled by a pending entry gets that entry's invno, anything
-   else is adopted with a new invno), then every remaining disagreement is listed:
-   an invoice whose capture is gone or differs in amount, a credit whose refund is missing,
-   a refunded total that differs, and entries still unfinished.
+2. Every reservation in scope (``eid``; ``since``: updated since then) is read over REST, a
+   bounded number at a time; captures and refunds the store has no row for are attached (a
+   capture journaled by a pending entry gets that entry's invno, anything else is adopted
+   with a new invno), then every remaining disagreement is listed: an invoice whose
+   capture is gone or differs in amount, a credit whose refund is missing, a refunded total
+   that differs, and entries still unfinished.
+3. What cannot be checked is a discrepancy too, never silence: reservations of an eid the
+   configuration does not know (one row per eid), and orders Klarna would not return.
 Exit status 0 means the store and Klarna agree; 1 means the table below needs a human.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from twisted.internet import defer
+
 from gateway.app import Components
+from gateway.config import Config
 from gateway.engine.recovery import recover_unfinished
 from gateway.model import Invoice, Reservation
-from gateway.om.client import DeadlineExceededError, RestResponseError, RestTransportError
+from gateway.om.client import OmError
 from gateway.store.store import Store
+from gateway.tools import DEFAULT_CONCURRENCY
+from gateway.tools.journal import csv_cell
+
+#: ``(stage, done, total)``: how far the order checks are (the CLI draws a bar from it).
+ProgressFn = Callable[[str, int, int], None]
+COLUMNS = ("eid", "rno", "order_id", "what", "store", "rest")
 
 
 @dataclass(frozen=True)
@@ -32,26 +49,67 @@ class Discrepancy:
 
 
 async def reconcile(parts: Components, *, eid: int | None = None, since: float | None = None,
+                    concurrency: int = DEFAULT_CONCURRENCY, progress: ProgressFn | None = None,
                     ) -> tuple[dict[str, int], list[Discrepancy]]:
-    engine, store, om, config = parts.engine, parts.store, parts.om, parts.config
+    engine, store, config = parts.engine, parts.store, parts.config
     outcomes = dict(await recover_unfinished(engine, eid=eid, since=since))
-    problems: list[Discrepancy] = []
-    for res in await store.list_reservations(eid):
-        merchant = config.merchant(res.eid)
-        if merchant is None:
-            continue
-        try:
-            order = await om.get_order(merchant, res.order_id,
-                                       deadline=engine.clock.seconds() + 10)
-        except (RestResponseError, RestTransportError, DeadlineExceededError) as e:
-            problems.append(_d(res, "order unreadable", "registered", str(e)))
-            continue
-        problems += await compare_order(store, res, order)
+    reservations = await store.list_reservations(eid, since)
+    problems = unconfigured(config, reservations, eid)
+    checkable = [r for r in reservations if config.merchant(r.eid) is not None]
+    problems += await _check_orders(parts, checkable, concurrency, progress)
     for entry in await store.unfinished_entries(eid=eid, since=since):
         problems.append(Discrepancy(entry.eid, str(entry.call.get("rno") or ""),
                                     entry.order_id or "", f"unfinished {entry.method} "
                                     f"(journal {entry.id})", "pending", "unknown"))
     return outcomes, problems
+
+
+def unconfigured(config: Config, reservations: list[Reservation], eid: int | None,
+                 ) -> list[Discrepancy]:
+    """One row per eid in scope that the configuration lacks: its orders cannot be read
+    (no credentials), so "agree" would be a lie."""
+    counts = Counter(r.eid for r in reservations if config.merchant(r.eid) is None)
+    if eid is not None and config.merchant(eid) is None:
+        counts.setdefault(eid, 0)
+    return [Discrepancy(e, "", "", "eid not configured", f"{n} reservation(s)",
+                        f"not checked (no merchant {e} in {config.source})")
+            for e, n in sorted(counts.items())]
+
+
+async def _check_orders(parts: Components, reservations: list[Reservation], concurrency: int,
+                        progress: ProgressFn | None) -> list[Discrepancy]:
+    """Each order read and compared, ``concurrency`` at a time; results in store order."""
+    sem = defer.DeferredSemaphore(max(1, concurrency))
+    total, done = len(reservations), 0
+    if progress is not None:
+        progress("orders", 0, total)
+
+    async def check(res: Reservation) -> list[Discrepancy]:
+        nonlocal done
+        try:
+            return await _check_one(parts, res)
+        finally:
+            done += 1
+            if progress is not None:
+                progress("orders", done, total)
+
+    try:
+        results = await defer.gatherResults([sem.run(check, r) for r in reservations],
+                                            consumeErrors=True)
+    except defer.FirstError as e:  # a bug, not Klarna: raise it as itself
+        e.subFailure.raiseException()
+    return [p for found in results for p in found]
+
+
+async def _check_one(parts: Components, res: Reservation) -> list[Discrepancy]:
+    merchant = parts.config.merchant(res.eid)
+    assert merchant is not None
+    try:
+        order = await parts.om.get_order(merchant, res.order_id,
+                                         deadline=parts.engine.clock.seconds() + 10)
+    except OmError as e:
+        return [_d(res, "order unreadable", "registered", str(e))]
+    return await compare_order(parts.store, res, order)
 
 
 def _d(res: Reservation, what: str, store: str, rest: str) -> Discrepancy:
@@ -126,7 +184,24 @@ def _totals(res: Reservation, order: dict[str, Any], invoices: list[Invoice],
 
 
 def format_table(problems: list[Discrepancy]) -> str:
-    head = ("eid", "rno", "order_id", "what", "store", "rest")
+    head = COLUMNS
     rows = [head] + [(str(p.eid), p.rno, p.order_id, p.what, p.store, p.rest) for p in problems]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def to_json(outcomes: dict[str, int], problems: list[Discrepancy]) -> str:
+    return json.dumps({"agree": not problems, "resumed": dict(sorted(outcomes.items())),
+                       "discrepancies": [asdict(p) for p in problems]},
+                      indent=2, ensure_ascii=False) + "\n"
+
+
+def to_csv(problems: list[Discrepancy]) -> str:
+    """One row per discrepancy (header only when none); formula-like cells quoted."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for p in problems:
+        writer.writerow([csv_cell(v) for v in (p.eid, p.rno, p.order_id, p.what, p.store,
+                                            p.rest)])
+    return out.getvalue()
