@@ -2,16 +2,17 @@
 
 Subcommands: ``serve``, ``sandbox`` (``cli.serve``); ``db upgrade``, ``config check``,
 ``reservations add|show|import`` (``cli.store``); ``reconcile``, ``explain``
-(``cli.tools``); ``journal`` (``cli.journal``, read-only search). Long-running commands run the reactor themselves; one-shot commands use
-``task.react`` with the composition root's parts. Only this package imports the global
-reactor.
+(``cli.tools``); ``journal`` (``cli.journal``, read-only search); ``expiring``
+(``cli.expiring``, authorizations that lapse soon). Long-running commands run the reactor
+themselves; one-shot commands use ``task.react`` with the composition root's parts. Only
+this package imports the global reactor.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from gateway.cli import journal, serve, store, tools
+from gateway.cli import expiring, journal, serve, store, tools
 from gateway.errors import ConfigError
 
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     store.register(sub)
     tools.register(sub)
     journal.register(sub)
+    expiring.register(sub)
     return p
 
 
