@@ -36,5 +36,9 @@ setup(
             "playwright>=1.40",
         ],
     },
-    entry_points={"console_scripts": ["klarna-gateway = gateway.cli:main"]},
+    entry_points={
+        "console_scripts": ["klarna-gateway = gateway.cli:main"],
+        # the fixtures for other projects' suites (docs/pytest-plugin.md)
+        "pytest11": ["klarna_gateway = gateway.testing.pytest_plugin"],
+    },
 )
