@@ -101,6 +101,10 @@ class GatewaySettings:
     #: so one stuck request cannot block new money on its order for ever.
     give_up_seconds: float = 900.0
     recover_on_start: bool = True
+    #: Seconds between the background refreshes of the gauge
+    #: ``klarna_gateway_authorizations_expiring{within}`` (each reads the orders that may
+    #: still lapse); 0 turns them off.
+    expiry_check_seconds: float = 600.0
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,9 @@ class Metrics:
         self.journal_pending.set(pending)
         self.journal_unresolved.set(unresolved)
 
+    def expiring_authorizations(self, within: str, count: int) -> None:
+        self.expiring.labels(within).set(count)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -135,6 +138,9 @@ class _NoMetrics(Metrics):
         pass
 
     def journal(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def expiring_authorizations(self, *args: object, **kwargs: object) -> None:
         pass
 
     def render(self) -> bytes:

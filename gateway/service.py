@@ -4,7 +4,8 @@
 parts (database with its schema checked, or upgraded in place for a single-process SQLite
 store; REST client; engine), the XML-RPC listener and the admin listener (each bounded by
 ``gateway.web``: a deadline per request, an idle timeout, a connection cap, credentials
-before any body byte), then recovers unfinished journal entries in the background.
+before any body byte), then recovers unfinished journal entries in the background and
+refreshes the expiring-authorizations gauge (``gateway.tools.expiring.ExpiryWatch``).
 
 ``stop()`` drains: it stops accepting, lets calls in flight finish for up to the retry
 budget plus a margin (a call cut off then is no worse than a killed one: its journal entry
@@ -31,6 +32,7 @@ from gateway.errors import ConfigError
 from gateway.legacy.resource import CallRecord, LegacyResource, make_site
 from gateway.metrics import Metrics
 from gateway.store.models import SCHEMA_HEAD
+from gateway.tools.expiring import ExpiryWatch
 from gateway.recurring.resource import EdgeRoot, RecurringResource
 from gateway.recurring.service import RecurringService
 from gateway.replay.recording import RecordingWriter
@@ -109,6 +111,8 @@ class Gateway:
         self.recovery: defer.Deferred[Any] | None = None
         self.recovery_loop: task.LoopingCall | None = None
         self.gauge_loop: task.LoopingCall | None = None
+        #: Refreshes the expiring-authorizations gauge in the background (None: off).
+        self.expiry: ExpiryWatch | None = None
         self.metrics = Metrics()
         self.legacy: LegacyResource | None = None
         self.recorder: RecordingWriter | None = None
@@ -184,6 +188,10 @@ class Gateway:
         self.gauge_loop = task.LoopingCall(self._refresh_gauges)
         self.gauge_loop.clock = self.reactor
         self.gauge_loop.start(GAUGE_INTERVAL, now=True)
+        if s.expiry_check_seconds > 0:
+            self.expiry = ExpiryWatch(self.config, parts.store, parts.om, self.metrics,
+                                      self.reactor)
+            self.expiry.start(s.expiry_check_seconds)
         if opts.recover:
             # Periodically (and at once unless recover_on_start is off): entries whose lease
             # lapsed (a dead process, a client that never retried) are finished without
@@ -253,6 +261,8 @@ class Gateway:
         for loop in (self.recovery_loop, self.gauge_loop):
             if loop is not None and loop.running:
                 loop.stop()
+        if self.expiry is not None:
+            self.expiry.stop()
         ports = [p for p in (self.legacy_port, self.admin_port, self.sandbox_port) if p]
         self.legacy_port = self.admin_port = self.sandbox_port = None
         for port in ports:

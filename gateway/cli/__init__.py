@@ -3,7 +3,8 @@
 Subcommands: ``serve``, ``sandbox`` (``cli.serve``); ``config check``,
 ``reservations add|show|import`` (``cli.store``); ``db upgrade|port`` (``cli.db``);
 ``reconcile``, ``explain`` (``cli.tools``); ``journal`` (``cli.journal``, read-only search);
-``record``, ``replay`` (``cli.replay``; ``serve --record``).
+``record``, ``replay`` (``cli.replay``; ``serve --record``); ``expiring`` (``cli.expiring``,
+authorizations that lapse soon).
 Long-running commands run the reactor themselves; one-shot commands use ``task.react`` with
 the composition root's parts. Only this package imports the global reactor.
 
@@ -18,7 +19,7 @@ import argparse
 import sys
 import traceback
 
-from gateway.cli import db, journal, replay, serve, store, tools
+from gateway.cli import db, expiring, journal, replay, serve, store, tools
 from gateway.cli.common import CANNOT_RUN, CliError, Parser
 from gateway.errors import ConfigError
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     tools.register(sub)
     journal.register(sub)
     replay.register(sub)
+    expiring.register(sub)
     return p
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from twisted.internet import defer
@@ -33,9 +32,10 @@ from gateway.console.digest_check import check as check_digest, request_bytes
 from gateway.console.html import Html, h
 from gateway.errors import GatewayError
 from gateway.model import EntryState, JournalEntry, Reservation
-from gateway.om.client import OmError, RestResponseError
+from gateway.om.client import OmError
 from gateway.store.search import JournalQuery, ReservationScope
 from gateway.tools import journal as js
+from gateway.tools import expiring as expiry
 from gateway.tools.explain import Explanation, explain
 from gateway.tools.reconcile import Discrepancy, differences
 
@@ -278,20 +278,13 @@ class ConsoleResource(Resource):
         days = _int(_args(request).get("days") or "3")
         if days is None or not 1 <= days <= 365:
             raise ConsoleError(400, "days must be a whole number from 1 to 365")
-        open_statuses = {None, "AUTHORIZED", "PART_CAPTURED"}
+        open_statuses = {None, *expiry.OPEN_STATUSES}
         reservations, capped = await self._in_scope(caller,
                                                     lambda r: r.status in open_statuses)
-        reads = await _bounded(reservations, self._read_order)
-        now = self.clock.seconds()
-        items, errors = [], []
-        for res, (order, error) in zip(reservations, reads):
-            if order is None:
-                errors.append((res, error or ""))
-                continue
-            item = _expiring_item(res, order, now)
-            if item is not None and item.days_left <= days:
-                items.append(item)
-        items.sort(key=lambda i: i.days_left)
+        found = await expiry.scan(self.config, self.om, reservations, self.clock,
+                                  concurrency=CONCURRENCY, read_seconds=READ_SECONDS)
+        items = found.within(days * 86400)
+        errors = [(u.reservation, u.reason) for u in found.unreadable]
         return self._page(200, "Expiring authorizations",
                           views.expiring(days, items, errors, len(reservations), capped),
                           caller)
@@ -345,35 +338,13 @@ class ConsoleResource(Resource):
         return order, None
 
 
-def _om_error(e: OmError) -> str:
-    if isinstance(e, RestResponseError):
-        return f"Klarna answered HTTP {e.status} {e.error_code or ''}".rstrip()
-    return f"Klarna did not answer ({e})"
-
-
-def _expiring_item(res: Reservation, order: dict[str, Any], now: float,
-                   ) -> views.Expiring | None:
-    expires, status = order.get("expires_at"), order.get("status")
-    remaining = order.get("remaining_authorized_amount") or 0
-    if not isinstance(expires, str) or status not in ("AUTHORIZED", "PART_CAPTURED") \
-            or not remaining:
-        return None
-    try:
-        at = datetime.fromisoformat(expires.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    return views.Expiring(res, expires, (at.timestamp() - now) / 86400, status, remaining)
+_om_error = expiry.om_error_text
 
 
 async def _bounded(items: Sequence[Any],
                    fn: Callable[[Any], Coroutine[defer.Deferred[Any], Any, T]]) -> list[T]:
     """``fn`` over ``items``, at most :data:`CONCURRENCY` at a time, results in order."""
-    sem = defer.DeferredSemaphore(CONCURRENCY)
-    return list(await defer.gatherResults(
-        [sem.run(fn, item) for item in items],
-        consumeErrors=True))
+    return await expiry.bounded(items, fn, CONCURRENCY)
 
 
 def _args(request: server.Request) -> dict[str, str]:

@@ -21,6 +21,7 @@ from gateway.model import Invoice, JournalEntry, Reservation
 from gateway.tools.journal import FILTERS, encode_cursor, iso, outcome_of
 from gateway.tools.reconcile import Discrepancy
 from gateway.tools.explain import Explanation
+from gateway.tools.expiring import Expiring
 
 NAV = (("/console/", "Search"), ("/console/journal", "Journal"),
        ("/console/pending", "Pending calls"), ("/console/discrepancies", "Discrepancies"),
@@ -248,15 +249,6 @@ def discrepancies(problems: Sequence[Discrepancy], checked: int, capped: bool) -
              else "-", p.order_id or "-", p.what, p.store, p.rest) for p in problems)
     return join([intro, box("error", f"{len(problems)} discrepancies."),
                  table(("eid", "rno", "order id", "what", "store", "Klarna"), rows)])
-
-
-@dataclass(frozen=True)
-class Expiring:
-    reservation: Reservation
-    expires_at: str
-    days_left: float
-    status: str
-    remaining: Any
 
 
 def expiring(days: int, items: Sequence[Expiring], errors: Sequence[tuple[Reservation, str]],

@@ -27,7 +27,7 @@ from twisted.web.client import (
     Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseFailed,
     _StandardEndpointFactory,
 )
-from twisted.web.iweb import IAgentEndpointFactory
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 from twisted.web.http_headers import Headers
 
@@ -108,7 +108,8 @@ class OmClient:
             self.pool.maxPersistentPerHost = max_per_host
             self.pool.cachedConnectionTimeout = 60
             http = HTTPClient(Agent.usingEndpointFactory(
-                reactor, _NoDelayEndpointFactory(reactor), pool=self.pool))
+                reactor, _NoDelayEndpointFactory(reactor), pool=self.pool),
+                data_to_body_producer=BytesProducer)  # type: ignore[arg-type] # zope
         self.http = http
         self._rng = random.Random()
 
@@ -151,7 +152,7 @@ class OmClient:
         and a body that stalls must not keep a call past its budget (or its journal lease)."""
         async def exchange() -> tuple[Any, bytes]:
             resp = await self.http.request(method, url, data=data, headers=headers,
-                                           unbuffered=True)
+                                           unbuffered=True, reactor=self.reactor)
             return resp, await _read_body(resp)
 
         attempt = defer.ensureDeferred(exchange())
@@ -237,6 +238,31 @@ class OmClient:
                                   f"/payments/v1/authorizations/{authorization_token}/order",
                                   body, idempotency_key=f"create-{authorization_token}")
         return dict(resp.body or {})
+
+
+@implementer(IBodyProducer)
+class BytesProducer:
+    """A request body written at once. treq's default (``FileBodyProducer``) writes
+    through the global reactor's ``Cooperator``: a hidden use of the global reactor, which
+    stalls every POST of a client on another reactor (the in-process test fixtures run the
+    gateway on a private one) and costs a reactor turn per request anyway."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: Any) -> defer.Deferred[None]:  # noqa: N802
+        consumer.write(self.data)
+        return defer.succeed(None)
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted API
+        pass
+
+    def resumeProducing(self) -> None:  # noqa: N802 - Twisted API
+        pass
+
+    def stopProducing(self) -> None:  # noqa: N802 - Twisted API
+        pass
 
 
 @implementer(IAgentEndpointFactory)

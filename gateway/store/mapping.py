@@ -113,6 +113,16 @@ def listing(conn: Connection, eid: int | None = None, since: float | None = None
     return [rows.reservation(r) for r in conn.execute(q)]
 
 
+def open_listing(conn: Connection, statuses: tuple[str, ...], eid: int | None = None,
+                 ) -> list[Reservation]:
+    """Reservations whose last known status is one of ``statuses``, or unknown (registered
+    without a read): the ones whose order may still hold an authorization."""
+    q = select(_R).where(or_(_R.c.status.is_(None), _R.c.status.in_(statuses)))
+    if eid is not None:
+        q = q.where(_R.c.eid == eid)
+    return [rows.reservation(r) for r in conn.execute(q.order_by(_R.c.id))]
+
+
 def set_status(conn: Connection, now: float, rid: int, status: str) -> None:
     conn.execute(_UPD_STATUS, {"b_id": rid, "b_status": status, "b_now": now})
 

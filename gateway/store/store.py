@@ -87,6 +87,12 @@ class Store:
                                 ) -> list[Reservation]:
         return await self._run("list_reservations", _no_now(mapping.listing), eid, since)
 
+    async def list_open_reservations(self, statuses: tuple[str, ...], eid: int | None = None,
+                                     ) -> list[Reservation]:
+        """Reservations last seen in one of ``statuses`` or never read (oldest first)."""
+        return await self._run("list_open_reservations", _no_now(mapping.open_listing),
+                               statuses, eid)
+
     async def acquire_order_lock(self, rid: int, token: str, ttl: float) -> bool:
         until = self.clock.seconds() + ttl
         return await self._run("acquire_order_lock", mapping.acquire_lease, rid, token, until)

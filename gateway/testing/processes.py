@@ -254,12 +254,14 @@ class GatewayProcess:
                            "pcstorage": "json", "pcuri": "/tmp/kgw-pclasses.json",
                            "uri": self.url})
         k.init()
-        transport = k.xmlrpc._ServerProxy__transport  # type: ignore[attr-defined]
-        _set_timeout(transport, timeout)
+        set_sdk_timeout(k, timeout)
         return k
 
 
-def _set_timeout(transport: Any, timeout: float) -> None:
+def set_sdk_timeout(k: Any, timeout: float) -> None:
+    """A socket timeout for an official SDK client (it sets none: a hung server would hang
+    the test for ever)."""
+    transport = k.xmlrpc._ServerProxy__transport
     original = transport.make_connection
 
     def make_connection(host: Any) -> Any:
