@@ -9,12 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import json
+
 import pytest
+from treq.client import HTTPClient
+from treq.testing import RequestTraversalAgent, _SynchronousProducer
 from twisted.internet import defer, task
+from twisted.web.resource import Resource
 
 from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
-from gateway.errors import GatewayError
+from gateway.errors import FaultCode, GatewayError
 from gateway.legacy.values import ArtNo
 from gateway.model import EntryState
 from tests.engine.world import Process, World
@@ -105,3 +110,90 @@ def test_a_reply_delivered_by_a_runner_that_lost_its_lease_ends_the_binding(worl
     assert world.captures_applied(rno, b) == 2, \
         f"the deliberate second call was answered {second} from the first operation"
     assert second == ["ok", "9000000001"]
+
+
+class LateFront(Resource):
+    """A front (load balancer) before the sandbox that, once armed, answers the next
+    matching request 503 at once while the backend applies it ``delay`` seconds later (a
+    queued request whose client-side wait ran out), and sheds further matching requests
+    with 503 until then. Everything else goes straight to the sandbox."""
+
+    isLeaf = True
+
+    def __init__(self, world: World, method: bytes, path_end: bytes) -> None:
+        super().__init__()
+        self.world = world
+        self.method, self.path_end = method, path_end
+        self.delay: float | None = None
+        self.agent = RequestTraversalAgent(world.sandbox)
+        self.backend = HTTPClient(self.agent, data_to_body_producer=_SynchronousProducer)
+
+    def arm(self, delay: float) -> None:
+        self.delay = delay
+
+    def render(self, request: Any) -> Any:
+        if self.delay is None or request.method != self.method \
+                or not request.path.endswith(self.path_end):
+            return self.world.sandbox.render(request)
+        if self.delay > 0:
+            request.content.seek(0)
+            body = request.content.read()
+            headers = {k: v for k, v in request.requestHeaders.getAllRawHeaders()
+                       if k.lower() not in (b"host", b"content-length", b"connection")}
+            uri = b"http://klarna.test" + request.uri
+
+            def apply() -> None:
+                self.delay = None
+                self.backend.request(request.method.decode(), uri.decode(),
+                                     headers=headers, data=body)
+                self.agent.flush()
+            self.world.clock.callLater(self.delay, apply)
+            self.delay = 0.0  # applied once; until then, shed the rest
+        request.setResponseCode(503)
+        request.setHeader(b"Content-Type", b"application/json")
+        return json.dumps({"error_code": "SERVICE_UNAVAILABLE",
+                           "error_messages": ["upstream timed out"],
+                           "correlation_id": "front"}).encode()
+
+
+def test_give_up_right_after_an_attempt_lets_a_retry_capture_twice(tmp_path: Path) -> None:
+    """Give-up measures the step's age from when it was planned, not from its last attempt,
+    so it can conclude "never applied" seconds after an attempt whose outcome is unknown.
+
+    1. ``activate 1 x ART-1``: Klarna is down (503) for the whole budget → 9119, pending.
+    2. 890 s after planning the client retries the same call (as told): the capture is
+       sent again with the same key; the front answers 503, but Klarna applies it 30 s
+       later (the request was queued). The budget runs out → 9119.
+    3. Three seconds later the client retries; the step is now 900 s old: settled from the
+       order, no capture there *yet* → given up ("Klarna never applied it; send the call
+       again"), the entry FAILED and unbound, seconds after an attempt of unknown outcome.
+    4. The client sends the call again, as told: a new operation, a new key, a capture of
+       1 x ART-1; and Klarna applies the queued one too. One activation, two captures.
+    """
+    world = World(str(tmp_path / "gw.db"))
+    try:
+        front = LateFront(world, b"POST", b"/captures")
+        proc = world.process(root=front)
+        rno = world.create_order(proc)
+        call = activate(rno, ("ART-1", 1))
+        world.sandbox.faults.add({"method": "POST", "path": "/captures$", "action": "fail",
+                                  "status": 503, "times": 1000})
+        planned = world.clock.seconds()
+        assert fault_of(world, proc, call).fault_code == FaultCode.TIMEOUT
+        world.sandbox.faults.clear()
+        world.clock.advance(planned + 890 - world.clock.seconds())
+        front.arm(delay=30.0)  # applied at 920 s
+        replies: list[Any] = []
+        for _ in range(20):  # the ERP retries the same call until it gets an answer
+            try:
+                replies.append(run_call(world, proc, call))
+                break
+            except GatewayError as e:
+                assert e.fault_code == FaultCode.TIMEOUT, e.fault_string
+                replies.append(e.fault_string)
+                world.clock.advance(3.0)
+        assert replies[-1][0] == "ok", replies
+        assert world.captures_applied(rno, proc) == 1, \
+            f"one activation of 1 x ART-1, two captures; the client saw {replies}"
+    finally:
+        world.close()
