@@ -98,6 +98,7 @@ class CallEngine:
         self.lease_seconds = s.retry_budget_seconds + 2 * s.rest_timeout_seconds + 1.0
         self.retry_window = s.retry_window_seconds
         self.give_up_seconds = s.give_up_seconds
+        self.give_up_quiet_seconds = decisions.GIVE_UP_QUIET_SECONDS
 
     # -- the edge's entry point ------------------------------------------------------------
 
@@ -389,12 +390,15 @@ class CallEngine:
         age = self.clock.seconds() - (step.updated_at or claim.entry.created_at)
         decision = decisions.step_decision(age, step.money,
                                            key_trust_seconds=decisions.KEY_TRUST_SECONDS,
-                                           give_up_seconds=self.give_up_seconds)
+                                           give_up_seconds=self.give_up_seconds,
+                                           quiet_seconds=self.give_up_quiet_seconds)
         if decision.settle_first and await self._settle(merchant, claim, step, deadline,
                                                         finish):
             return
         if decision.give_up is not None:
             raise GaveUpError(f"'{step.purpose}': {decision.give_up}")
+        if decision.hold is not None:
+            raise UpstreamUnavailableError(f"'{step.purpose}': {decision.hold}")
         try:
             await self._send(merchant, claim, step, deadline, finish)
         except RestResponseError as e:
