@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import json
+from decimal import Decimal
 
 import pytest
 from treq.client import HTTPClient
@@ -19,8 +20,11 @@ from twisted.web.resource import Resource
 
 from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
+from gateway.calls.change_reservation import ChangeReservation
+from gateway.calls.update import Update
+from gateway.engine.recovery import recover_unfinished
 from gateway.errors import FaultCode, GatewayError
-from gateway.legacy.values import ArtNo
+from gateway.legacy.values import ArtNo, Goods
 from gateway.model import EntryState
 from tests.engine.world import Process, World
 
@@ -197,3 +201,34 @@ def test_give_up_right_after_an_attempt_lets_a_retry_capture_twice(tmp_path: Pat
             f"one activation of 1 x ART-1, two captures; the client saw {replies}"
     finally:
         world.close()
+
+
+def test_a_stale_authorization_change_is_not_applied_after_a_later_update(world: World
+                                                                         ) -> None:
+    """Unresolved money blocks new money on the order, but nothing blocks a new change of
+    the order behind an unresolved change, and recovery later sends the stale one.
+
+    1. ``change_reservation`` to 40 000 (a raise): every PATCH /authorization meets 503 for
+       the budget → 9119; the entry stays pending with its PATCH journaled.
+    2. The ERP changes its mind and sends ``update`` with a goods list of 30 000: the order
+       lease is free and no *money* is unresolved, so it runs; Klarna applies it.
+    3. Recovery resumes the change_reservation: its journaled PATCH (order_amount 40 000 and
+       the old lines + an adjustment line) is sent with its key and applied.
+    4. The ERP activates everything: 40 000 captured where its last word was 30 000.
+    """
+    proc = world.process()
+    rno = world.create_order(proc)
+    world.sandbox.faults.add({"method": "PATCH", "path": "/authorization$", "action": "fail",
+                              "status": 503, "times": 1000})
+    raise_to = ChangeReservation(eid=1234, client_version=PY, rno=rno, amount=40000)
+    assert fault_of(world, proc, raise_to).fault_code == FaultCode.TIMEOUT
+    world.sandbox.faults.clear()
+    goods = (Goods("ART-1", "ART-1", 10000, Decimal(25), Decimal(0), 32, 2),
+             Goods("ART-2", "ART-2", 5000, Decimal(25), Decimal(0), 32, 2))
+    assert run_call(world, proc, Update(eid=1234, client_version=PY, rno=rno,
+                                        goods=goods)) == "ok"
+    assert world.order(rno, proc)["order_amount"] == 30000
+    world.run(recover_unfinished(proc.parts.engine), proc)  # the periodic sweep
+    assert run_call(world, proc, activate(rno))[0] == "ok"
+    captured = world.order(rno, proc)["captured_amount"]
+    assert captured == 30000, f"the ERP's last update said 30000; {captured} was captured"
