@@ -20,6 +20,7 @@ from twisted.web.resource import Resource
 
 from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
+from gateway.calls.activate_reservation import ActivateReservation
 from gateway.calls.change_reservation import ChangeReservation
 from gateway.calls.update import Update
 from gateway.engine.recovery import recover_unfinished
@@ -232,3 +233,23 @@ def test_a_stale_authorization_change_is_not_applied_after_a_later_update(world:
     assert run_call(world, proc, activate(rno))[0] == "ok"
     captured = world.order(rno, proc)["captured_amount"]
     assert captured == 30000, f"the ERP's last update said 30000; {captured} was captured"
+
+
+def test_a_fault_after_a_capture_names_the_invoice_it_created(world: World) -> None:
+    """``activate_reservation`` captures the goods list, then Klarna refuses the release of
+    the rest (403). The fault names what was applied, "capture the goods list (10000 minor
+    units)", but not the invno the capture was booked under: the ERP, told the activation
+    failed, holds no number for money that was captured (it cannot credit it, and an
+    identical retry is a new operation that captures the goods again)."""
+    proc = world.process()
+    rno = world.create_order(proc)
+    call = ActivateReservation(
+        1234, PY, rno, goods=(Goods("ART-1", "T", 10000, Decimal(25), Decimal(0), 32, 1),))
+    world.sandbox.faults.add({"method": "POST", "path": "/release-remaining-authorization$",
+                              "action": "fail", "status": 403, "times": 1})
+    fault = fault_of(world, proc, call)
+    assert world.captures_applied(rno, proc) == 1
+    res = now(proc.parts.store.get_reservation(1234, rno))
+    [invoice] = now(proc.parts.store.invoices_for(res.id))
+    assert "not applied: release" in fault.fault_string
+    assert invoice.invno in fault.fault_string, fault.fault_string
