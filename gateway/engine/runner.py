@@ -361,7 +361,7 @@ class CallEngine:
         journaled, so the last step's commit also records the outcome (unless the reply needs
         the order as it is afterwards: then it is read and built now)."""
         steps = claim.entry.steps
-        applied = [s.purpose for s in steps if s.state is StepState.DONE]
+        applied = [_applied(s) for s in steps if s.state is StepState.DONE]
         planned = [s for s in steps if s.state is StepState.PLANNED]
         early = claim.entry.reply
         finished = False
@@ -369,7 +369,7 @@ class CallEngine:
             finish = Outcome(reply=early) if early is not None and step is planned[-1] else None
             await self._apply(merchant, spec, claim, step, deadline, finish=finish,
                               applied=applied, not_applied=[s.purpose for s in planned[i:]])
-            applied.append(step.purpose)
+            applied.append(_applied(step))
             finished = finish is not None
         reply = early
         if reply is None:
@@ -516,6 +516,14 @@ class CallEngine:
 def _rno_of(ref: Ref) -> str | None:
     """The number to try as a reservation number in the claiming transaction."""
     return ref.value if ref.target in (Target.RESERVATION, Target.ANY_NUMBER) else None
+
+
+def _applied(step: Step) -> str:
+    """What an applied step did, for a fault naming it: a capture with its invno (the ERP
+    needs the number of an invoice that exists even though the call failed)."""
+    if isinstance(step.effect, CaptureEffect) and step.effect.invno:
+        return f"{step.purpose} as invoice {step.effect.invno}"
+    return step.purpose
 
 
 def _guard_unresolved_money(spec: CallSpec[Any], claim: Claim) -> None:
