@@ -287,6 +287,7 @@ class CallEngine:
                                   debug_context=str(e)) from None
         order = ctx.order
         if plan.steps:
+            _guard_unresolved_change(spec, claim)
             claim.entry = await self.store.plan_steps(
                 claim.fence, self.lease_seconds, entry=claim.entry,
                 order_id=ctx.reservation.order_id, steps=plan.steps,
@@ -536,6 +537,16 @@ def _guard_unresolved_money(spec: CallSpec[Any], claim: Claim) -> None:
     if spec.money is MoneyKind.REFUND and claim.unresolved.get(MoneyKind.REFUND):
         raise UpstreamUnavailableError(
             "an earlier credit on this reservation is still unfinished; retry")
+
+
+def _guard_unresolved_change(spec: CallSpec[Any], claim: Claim) -> None:
+    """A change of the order (authorization, status, addresses, references) must not be
+    sent while an earlier change on it is unfinished: recovery would send the earlier one
+    afterwards, and the order would end as the older call left it (a raise of the
+    authorization the ERP has since lowered is captured by the next full activation)."""
+    if spec.money is MoneyKind.NONE and claim.unresolved.get(MoneyKind.NONE):
+        raise UpstreamUnavailableError(
+            "an earlier change of this reservation is still unfinished; retry")
 
 
 def _replay(entry: JournalEntry) -> Any:
