@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from gateway.legacy.resource import peer_hung_up
 from gateway.recurring.service import RecurringService, V2Answer, v2_error
 
 log = Logger()
@@ -55,6 +56,7 @@ class RecurringResource(Resource):
             answer = v2_error(500, "internal error")
         if request.finished or getattr(request, "_disconnected", False):
             return
+        hung_up = peer_hung_up(request)  # closed before this write: never delivered
         written = request.notifyFinish()
         payload = answer.payload()
         request.setResponseCode(answer.status)
@@ -62,7 +64,7 @@ class RecurringResource(Resource):
         request.setHeader(b"Content-Length", str(len(payload)).encode("ascii"))
         request.write(payload)
         request.finish()
-        if answer.delivered is not None:
+        if answer.delivered is not None and not hung_up:
             delivered = answer.delivered
             written.addCallbacks(
                 lambda _: defer.ensureDeferred(delivered()).addErrback(
