@@ -7,7 +7,10 @@ the store is what every fenced write checks, so no path can forget the order lea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from gateway.calls.spec import CallSpec
+from gateway.errors import UpstreamUnavailableError
 from gateway.model import Invoice, JournalEntry, MoneyKind, Reservation
 from gateway.store.journal import Begin, Fence
 
@@ -42,3 +45,23 @@ class Claim:
         self.locked = True
         self.invoices = invoices
         self.unresolved = dict(unresolved)
+
+    def guard_unresolved_money(self, spec: CallSpec[Any]) -> None:
+        """Money whose outcome is unknown (an earlier call answered 9119, or a crash) must
+        settle before new money moves on this order: otherwise limits computed now could be
+        exceeded when it completes. Recovery finishes it within seconds."""
+        if spec.money is MoneyKind.CAPTURE and self.unresolved.get(MoneyKind.CAPTURE):
+            raise UpstreamUnavailableError(
+                "an earlier activation of this reservation is still unfinished; retry")
+        if spec.money is MoneyKind.REFUND and self.unresolved.get(MoneyKind.REFUND):
+            raise UpstreamUnavailableError(
+                "an earlier credit on this reservation is still unfinished; retry")
+
+    def guard_unresolved_change(self, spec: CallSpec[Any]) -> None:
+        """A change of the order (authorization, status, addresses, references) must not be
+        sent while an earlier change on it is unfinished: recovery would send the earlier
+        one afterwards, and the order would end as the older call left it (a raise of the
+        authorization the ERP has since lowered is captured by the next full activation)."""
+        if spec.money is MoneyKind.NONE and self.unresolved.get(MoneyKind.NONE):
+            raise UpstreamUnavailableError(
+                "an earlier change of this reservation is still unfinished; retry")

@@ -13,10 +13,22 @@ from enum import Enum
 
 from gateway.calls.spec import Target
 from gateway.errors import (
-    AmountError, FaultCode, GatewayError, GoodsListError, MerchantMisconfiguredError,
-    NotAllowedError, UnknownInvoiceError, UnknownReservationError, UpstreamUnavailableError,
+    AmountError,
+    FaultCode,
+    GatewayError,
+    GoodsListError,
+    MerchantMisconfiguredError,
+    NotAllowedError,
+    UnknownInvoiceError,
+    UnknownReservationError,
+    UpstreamUnavailableError,
 )
-from gateway.om.client import DeadlineExceededError, RestResponseError, RestTransportError
+from gateway.model import CaptureEffect, Step
+from gateway.om.client import (
+    DeadlineExceededError,
+    RestResponseError,
+    RestTransportError,
+)
 from gateway.store.journal import LeaseLostError
 
 
@@ -113,3 +125,11 @@ def replayed_fault(fault_code: int, fault_string: str) -> GatewayError:
     head, sep, tail = fault_string.partition(": ")
     message = tail if sep and " " not in head else fault_string
     return GatewayError(message, code=FaultCode(fault_code))
+
+
+def step_applied(step: Step) -> str:
+    """What an applied step did, for a fault naming it: a capture with its invno (the ERP
+    needs the number of an invoice that exists even though the call failed)."""
+    if isinstance(step.effect, CaptureEffect) and step.effect.invno:
+        return f"{step.purpose} as invoice {step.effect.invno}"
+    return step.purpose

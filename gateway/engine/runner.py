@@ -36,22 +36,48 @@ from gateway.config import Config, Merchant
 from gateway.engine import decisions
 from gateway.engine.answers import Answer, answer_of, replay, twin_busy
 from gateway.engine.claim import Claim
+from gateway.engine.faults import (
+    Disposition,
+    GaveUpError,
+    disposition,
+    refusal,
+    step_applied,
+)
 from gateway.engine.resolve import Resolver
-from gateway.engine.faults import Disposition, GaveUpError, disposition, refusal
 from gateway.errors import (
-    GatewayError, NotAllowedError, UpstreamUnavailableError,
+    GatewayError,
+    NotAllowedError,
+    UpstreamUnavailableError,
 )
 from gateway.legacy.values import LegacyCall, from_json
 from gateway.metrics import NO_METRICS, Metrics
 from gateway.model import (
-    CaptureEffect, EntryState, JournalEntry, MoneyKind, OrderCreatedEffect, ReferencesEffect, RefundEffect, Reservation,
-    Step, StatusEffect, StepState,
+    CaptureEffect,
+    EntryState,
+    JournalEntry,
+    OrderCreatedEffect,
+    ReferencesEffect,
+    RefundEffect,
+    Reservation,
+    StatusEffect,
+    Step,
+    StepState,
 )
 from gateway.om.client import (
-    DeadlineExceededError, OmClient, RestResponseError, RestTransportError, created_id,
+    DeadlineExceededError,
+    OmClient,
+    RestResponseError,
+    RestTransportError,
+    created_id,
     created_order,
 )
-from gateway.store.journal import Action, Begin, ClaimContendedError, LeaseLostError, Outcome
+from gateway.store.journal import (
+    Action,
+    Begin,
+    ClaimContendedError,
+    LeaseLostError,
+    Outcome,
+)
 from gateway.store.store import Store
 from gateway.translate.plan import OrderContext, Plan, Result, new_order
 
@@ -79,6 +105,7 @@ class CallEngine:
         self.retry_window = s.retry_window_seconds
         self.give_up_seconds = s.give_up_seconds
         self.resolver = Resolver(store, om)
+        self.give_up_quiet_seconds = decisions.GIVE_UP_QUIET_SECONDS
 
     # -- the edge's entry point ------------------------------------------------------------
 
@@ -223,7 +250,7 @@ class CallEngine:
     async def _plan(self, merchant: Merchant, spec: CallSpec[Any], call: LegacyCall,
                     claim: Claim, deadline: float) -> tuple[Plan, Result]:
         """Read the order, plan the call, and journal the steps (keys before sending)."""
-        _guard_unresolved_money(spec, claim)
+        claim.guard_unresolved_money(spec)
         ctx = await self._context(merchant, spec, call, claim, deadline)
         profiles.check(merchant.profile, call, ctx)
         try:
@@ -234,6 +261,7 @@ class CallEngine:
                                   debug_context=str(e)) from None
         order = ctx.order
         if plan.steps:
+            claim.guard_unresolved_change(spec)
             claim.entry = await self.store.plan_steps(
                 claim.fence, self.lease_seconds, entry=claim.entry,
                 order_id=ctx.reservation.order_id, steps=plan.steps,
@@ -309,7 +337,7 @@ class CallEngine:
         journaled, so the last step's commit also records the outcome (unless the reply needs
         the order as it is afterwards: then it is read and built now)."""
         steps = claim.entry.steps
-        applied = [s.purpose for s in steps if s.state is StepState.DONE]
+        applied = [step_applied(s) for s in steps if s.state is StepState.DONE]
         planned = [s for s in steps if s.state is StepState.PLANNED]
         early = claim.entry.reply
         finished = False
@@ -318,7 +346,7 @@ class CallEngine:
                 if early is not None and step is planned[-1] else None
             await self._apply(merchant, spec, claim, step, deadline, finish=finish,
                               applied=applied, not_applied=[s.purpose for s in planned[i:]])
-            applied.append(step.purpose)
+            applied.append(step_applied(step))
             finished = finish is not None
         reply = early
         if reply is None:
@@ -341,12 +369,15 @@ class CallEngine:
         age = self.clock.seconds() - (step.updated_at or claim.entry.created_at)
         decision = decisions.step_decision(age, step.money,
                                            key_trust_seconds=decisions.KEY_TRUST_SECONDS,
-                                           give_up_seconds=self.give_up_seconds)
+                                           give_up_seconds=self.give_up_seconds,
+                                           quiet_seconds=self.give_up_quiet_seconds)
         if decision.settle_first and await self._settle(merchant, claim, step, deadline,
                                                         finish):
             return
         if decision.give_up is not None:
             raise GaveUpError(f"'{step.purpose}': {decision.give_up}")
+        if decision.hold is not None:
+            raise UpstreamUnavailableError(f"'{step.purpose}': {decision.hold}")
         try:
             await self._send(merchant, claim, step, deadline, finish)
         except RestResponseError as e:
@@ -464,17 +495,3 @@ class CallEngine:
 def _rno_of(ref: Ref) -> str | None:
     """The number to try as a reservation number in the claiming transaction."""
     return ref.value if ref.target in (Target.RESERVATION, Target.ANY_NUMBER) else None
-
-
-def _guard_unresolved_money(spec: CallSpec[Any], claim: Claim) -> None:
-    """Money whose outcome is unknown (an earlier call answered 9119, or a crash) must
-    settle before new money moves on this order: otherwise limits computed now could be
-    exceeded when it completes. Recovery finishes it within seconds."""
-    if spec.money is MoneyKind.CAPTURE and claim.unresolved.get(MoneyKind.CAPTURE):
-        raise UpstreamUnavailableError(
-            "an earlier activation of this reservation is still unfinished; retry")
-    if spec.money is MoneyKind.REFUND and claim.unresolved.get(MoneyKind.REFUND):
-        raise UpstreamUnavailableError(
-            "an earlier credit on this reservation is still unfinished; retry")
-
-

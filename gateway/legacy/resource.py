@@ -21,6 +21,7 @@ under a plain ``Site`` too.
 """
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -267,13 +268,16 @@ class LegacyResource(Resource):
             payload = encode_fault(fault_code, INTERNAL_ERROR_TEXT)
 
         if not state.gone and not request.finished:
+            # A close the reactor has not read yet happened before this write: the reply
+            # cannot reach the client, so it must stay undelivered (bound to its retry).
+            hung_up = peer_hung_up(request)
             written = request.notifyFinish()
             try:
                 _write_reply(request, payload)
             except Exception:  # noqa: BLE001 - the connection died under us; call is done
                 state.gone = True
                 _errors.failure("could not write legacy reply for {method}", method=method)
-            if delivered is not None:
+            if delivered is not None and not hung_up:
                 # Fires when the response was handed to the connection, errs if the
                 # connection was lost first: only then does the reply count as delivered.
                 written.addCallbacks(
@@ -327,6 +331,22 @@ def _client_ip(request: server.Request) -> str | None:
     """The peer's IP address; ``None`` on a UNIX socket (a local client)."""
     peer = request.getClientAddress()
     return getattr(peer, "host", None)
+
+
+def peer_hung_up(request: server.Request) -> bool:
+    """Has the client already closed its end (an EOF or a reset waiting unread)? Peeks at
+    the socket without consuming anything; False when it cannot tell (no socket)."""
+    transport = getattr(request.channel, "transport", None)
+    handle = getattr(transport, "getHandle", None)
+    sock = handle() if handle is not None else None
+    if not isinstance(sock, socket.socket):
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False  # open, nothing unread
+    except OSError:
+        return True  # reset
 
 
 def _record_delivery(delivered: Callable[[], Awaitable[None]], method: str | None) -> None:

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from gateway.legacy.resource import peer_hung_up
 from gateway.recurring.service import RecurringService, V2Answer, v2_error
 
 log = Logger()
@@ -57,6 +58,7 @@ class RecurringResource(Resource):
             if answer.undelivered is not None:
                 await answer.undelivered()
             return
+        hung_up = peer_hung_up(request)  # closed before this write: never delivered
         written = request.notifyFinish()
         payload = answer.payload()
         request.setResponseCode(answer.status)
@@ -66,6 +68,11 @@ class RecurringResource(Resource):
         request.finish()
         if answer.delivered is not None:
             delivered, undelivered = answer.delivered, answer.undelivered
+            if hung_up:  # the reply went nowhere: the retry gets it at once
+                written.addErrback(lambda _f: None)
+                if undelivered is not None:
+                    _record(undelivered)
+                return
             written.addCallbacks(
                 lambda _: _record(delivered),
                 lambda _f: _record(undelivered) if undelivered else None)

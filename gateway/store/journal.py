@@ -21,8 +21,19 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.model import (
-    CaptureEffect, EntryState, Invoice, JournalEntry, MoneyKind, OrderCreatedEffect,
-    ReferencesEffect, RefundEffect, Reservation, StatusEffect, Step, StepState, effect_to_json,
+    CaptureEffect,
+    EntryState,
+    Invoice,
+    JournalEntry,
+    MoneyKind,
+    OrderCreatedEffect,
+    ReferencesEffect,
+    RefundEffect,
+    Reservation,
+    StatusEffect,
+    Step,
+    StepState,
+    effect_to_json,
 )
 from gateway.store import ledger, mapping, rows
 from gateway.store import models as m
@@ -248,9 +259,18 @@ def release(conn: Connection, now: float, fence: Fence) -> None:
 
 def delivered(conn: Connection, now: float, journal_id: int) -> bool:
     """The reply reached the client's connection: record when, and end the binding, so the
-    next identical call is a new operation. A pending entry is never marked."""
-    return conn.execute(update(_J).where(and_(
-        _J.c.id == journal_id, _J.c.state != EntryState.PENDING.value)).values(
+    next identical call is a new operation.
+
+    An entry can still be pending here: a runner whose lease lapsed mid-request records its
+    step's success, fails its fenced finish (another runner took over) and still answers its
+    client. Its ``delivered_at`` is recorded all the same, so when the other runner finishes
+    the entry it is not replayed to the next identical call (:func:`twin_action`); its
+    ``inflight`` stays until then (an identical call meanwhile waits for that runner)."""
+    pending = _J.c.state == EntryState.PENDING.value
+    marked = conn.execute(update(_J).where(and_(_J.c.id == journal_id, pending)).values(
+        delivered_at=now, delivering_until=None)).rowcount
+    return marked == 1 or conn.execute(update(_J).where(and_(
+        _J.c.id == journal_id, ~pending)).values(
             delivered_at=now, inflight=None, delivering_until=None)).rowcount == 1
 
 

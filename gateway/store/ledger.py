@@ -33,12 +33,13 @@ _SEL_BY_CAPTURE = select(_I).where(and_(_I.c.order_id == bindparam("b_order"),
 _SEL_CREDIT_BY_REFUND = select(_C).where(and_(_C.c.order_id == bindparam("b_order"),
                                               _C.c.refund_id == bindparam("b_refund")))
 _SEL_REFUND_IDS = select(_C.c.refund_id).where(_C.c.order_id == bindparam("b_order"))
-#: Money steps of unfinished entries on an order (other than the asking entry).
+#: Steps of unfinished entries on an order (other than the asking entry), by money kind
+#: (``none``: changes of the order that move no money).
 _SEL_UNRESOLVED = select(_S.c.money, func.count()).select_from(
     _S.join(_J, _J.c.id == _S.c.journal_id)).where(and_(
         _J.c.order_id == bindparam("b_order"), _J.c.id != bindparam("b_id"),
         _J.c.state == EntryState.PENDING.value, _S.c.state == StepState.PLANNED.value,
-        _S.c.money != MoneyKind.NONE.value)).group_by(_S.c.money)
+        )).group_by(_S.c.money)
 
 
 def by_invno(conn: Connection, eid: int, invno: str) -> Invoice | None:
@@ -64,7 +65,8 @@ def refund_ids(conn: Connection, order_id: str) -> set[str]:
 
 
 def unresolved_money(conn: Connection, order_id: str, journal_id: int) -> dict[MoneyKind, int]:
-    """Captures/refunds other entries journaled on this order whose outcome is not known."""
+    """Captures/refunds (and, under ``MoneyKind.NONE``, other changes) other entries
+    journaled on this order whose outcome is not known."""
     return {MoneyKind(kind): n for kind, n in conn.execute(
         _SEL_UNRESOLVED, {"b_order": order_id, "b_id": journal_id})}
 

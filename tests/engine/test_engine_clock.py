@@ -17,6 +17,7 @@ from twisted.internet import defer, task
 from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
 from gateway.calls.cancel_reservation import CancelReservation
+from gateway.engine.decisions import GIVE_UP_QUIET_SECONDS
 from gateway.errors import FaultCode, GatewayError
 from gateway.legacy.values import ArtNo
 from gateway.model import EntryState
@@ -84,7 +85,9 @@ def test_budget_then_give_up_after_fifteen_minutes(world: World) -> None:
     entry = pending_entry(world, proc)
     world.clock.advance(600)  # ten minutes: not yet
     assert world.run(proc.parts.engine.resume(entry), proc) == "pending"
-    world.clock.advance(301)  # past give_up_seconds (900 s)
+    world.clock.advance(301)  # past give_up_seconds (900 s): no longer sent, only looked for
+    assert world.run(proc.parts.engine.resume(pending_entry(world, proc)), proc) == "pending"
+    world.clock.advance(GIVE_UP_QUIET_SECONDS)  # no attempt of ours can still land: give up
     assert world.run(proc.parts.engine.resume(pending_entry(world, proc)), proc) == "failed"
     gone = world.run(proc.parts.store.get_entry(entry.id), proc)
     assert gone.state is EntryState.FAILED and "gave up" in (gone.fault_string or "")

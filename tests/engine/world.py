@@ -56,10 +56,11 @@ class World:
         engine.dispose()
         self.processes: list[Process] = []
 
-    def process(self, clock: task.Clock | None = None) -> Process:
+    def process(self, clock: task.Clock | None = None, root: Any = None) -> Process:
         """A gateway process; ``clock`` defaults to the world clock (a separate one
-        simulates a process that was suspended while the world went on)."""
-        agent = RequestTraversalAgent(self.sandbox)
+        simulates a process that was suspended while the world went on). ``root``: a
+        resource in front of the sandbox (a load balancer, say) this process talks to."""
+        agent = RequestTraversalAgent(root if root is not None else self.sandbox)
         d = defer.ensureDeferred(build(
             self.config, self.db_url, clock or self.clock,
             http=HTTPClient(agent, data_to_body_producer=_SynchronousProducer),
