@@ -68,6 +68,9 @@ class Metrics:
         self.db_seconds = Histogram(p + "database_seconds",
                                     "Time per database transaction (queue wait included)",
                                     ["interaction"], buckets=_DB_BUCKETS, registry=r)
+        self.commit_batch = Histogram(p + "database_commit_interactions",
+                                      "Interactions committed together (SQLite group commit)",
+                                      buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.expiring = Gauge(p + "authorizations_expiring",
                               "Registered authorizations expiring within the window "
                               "(see expiring --within)", ["within"], registry=r)
@@ -101,6 +104,9 @@ class Metrics:
 
     def database(self, interaction: str, seconds: float) -> None:
         self.db_seconds.labels(interaction).observe(seconds)
+
+    def committed(self, interactions: int) -> None:
+        self.commit_batch.observe(interactions)
 
     def journal(self, pending: int, unresolved: int) -> None:
         self.journal_pending.set(pending)
@@ -138,6 +144,9 @@ class _NoMetrics(Metrics):
         pass
 
     def journal(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def committed(self, *args: object, **kwargs: object) -> None:
         pass
 
     def expiring_authorizations(self, *args: object, **kwargs: object) -> None:

@@ -241,6 +241,7 @@ class Database:
                     self._writer_busy = False
                     return
             outcomes = self._run_batch(batch)
+            self.metrics.committed(len(batch))
             for item, (ok, value) in zip(batch, outcomes):
                 fire = item.done.callback if ok else item.done.errback
                 self._reactor.callFromThread(fire, value)

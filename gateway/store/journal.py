@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -267,11 +267,9 @@ def delivered(conn: Connection, now: float, journal_id: int) -> bool:
     the entry it is not replayed to the next identical call (:func:`twin_action`); its
     ``inflight`` stays until then (an identical call meanwhile waits for that runner)."""
     pending = _J.c.state == EntryState.PENDING.value
-    marked = conn.execute(update(_J).where(and_(_J.c.id == journal_id, pending)).values(
-        delivered_at=now, delivering_until=None)).rowcount
-    return marked == 1 or conn.execute(update(_J).where(and_(
-        _J.c.id == journal_id, ~pending)).values(
-            delivered_at=now, inflight=None, delivering_until=None)).rowcount == 1
+    return conn.execute(update(_J).where(_J.c.id == journal_id).values(
+        delivered_at=now, delivering_until=None,
+        inflight=case((pending, _J.c.inflight), else_=None))).rowcount == 1
 
 
 def undelivered(conn: Connection, now: float, journal_id: int) -> bool:
