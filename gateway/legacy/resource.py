@@ -230,62 +230,71 @@ class LegacyResource(Resource):
         self, request: server.Request, body: bytes | None, started: float,
         state: _RequestState,
     ) -> None:
-        method: str | None = None
-        eid: int | None = None
-        fault_code: int | None = None
-        delivered: Callable[[], Awaitable[None]] | None = None
-        undelivered: Callable[[], Awaitable[None]] | None = None
-        context: dict[str, Any] = {}
+        """Compute the reply, write it (recording whether it was delivered), report it."""
+        outcome = await self._outcome(request, body)
+        self._deliver(request, state, outcome)
+        self._report(request, body, started, state, outcome)
+
+    async def _outcome(self, request: server.Request, body: bytes | None) -> _Outcome:
+        """Parse, dispatch and encode: every failure becomes a fault payload, never a
+        traceback."""
+        out = _Outcome()
         try:
             if body is None:
                 raise ParseError(f"request body larger than {self._max_body_bytes} bytes")
-            method, params = parse_method_call(body, max_depth=self._max_depth)
-            eid = self._eid_of(method, params) if self._eid_of is not None else None
+            out.method, params = parse_method_call(body, max_depth=self._max_depth)
+            out.eid = self._eid_of(out.method, params) if self._eid_of is not None else None
             result = await defer.ensureDeferred(
-                self._dispatch(method, params, _client_ip(request)))
+                self._dispatch(out.method, params, _client_ip(request)))
             if isinstance(result, Reply):
-                delivered, undelivered = result.delivered, result.undelivered
-                context = dict(result.context)
+                out.delivered, out.undelivered = result.delivered, result.undelivered
+                out.context = dict(result.context)
                 result = result.value
-            payload = encode_response(result)
+            out.payload = encode_response(result)
         except GatewayError as error:
-            context = dict(error.context)
+            out.context = dict(error.context)
             if error.correlation_id:
-                context["correlation_id"] = error.correlation_id
-            fault_code = int(error.fault_code)
-            if error.debug_context:
-                _errors.debug("fault {code} on {method}: {context}", code=fault_code,
-                              method=method, context=error.debug_context)
-            payload = encode_fault(fault_code, error.fault_string)
+                out.context["correlation_id"] = error.correlation_id
+            out.fault(error, debug=True)
         except defer.CancelledError:
-            timeout = UpstreamUnavailableError("upstream timeout")
-            fault_code = int(timeout.fault_code)
-            payload = encode_fault(fault_code, timeout.fault_string)
+            out.fault(UpstreamUnavailableError("upstream timeout"))
         except Exception:  # noqa: BLE001 - the one place that turns bugs into a fault
             _errors.failure("internal error in legacy call {method} (eid {eid})",
-                            method=method, eid=eid)
-            fault_code = int(FaultCode.INTERNAL_ERROR)
-            payload = encode_fault(fault_code, INTERNAL_ERROR_TEXT)
+                            method=out.method, eid=out.eid)
+            out.fault_code = int(FaultCode.INTERNAL_ERROR)
+            out.payload = encode_fault(out.fault_code, INTERNAL_ERROR_TEXT)
+        return out
 
-        if not state.gone and not request.finished:
-            # A close the reactor has not read yet happened before this write: the reply
-            # cannot reach the client, so it must stay undelivered (bound to its retry).
-            hung_up = peer_hung_up(request)
-            written = request.notifyFinish()
-            try:
-                _write_reply(request, payload)
-            except Exception:  # noqa: BLE001 - the connection died under us; call is done
-                state.gone = True
-                _errors.failure("could not write legacy reply for {method}", method=method)
-            if delivered is not None and not hung_up:
-                # Fires when the response was handed to the connection, errs if the
-                # connection was lost first: only then does the reply count as delivered.
-                written.addCallbacks(
-                    lambda _: _record_delivery(delivered, method),
-                    lambda _f: _record_delivery(undelivered, method) if undelivered else None)
-        elif undelivered is not None:  # the client went away before its reply
-            _record_delivery(undelivered, method)
-        record = CallRecord(method=method, eid=eid, fault_code=fault_code,
+    def _deliver(self, request: server.Request, state: _RequestState,
+                 out: _Outcome) -> None:
+        """Write the reply; record it delivered once the connection took it, undelivered
+        when the client had gone (its identical retry then gets this reply at once)."""
+        if state.gone or request.finished:
+            if out.undelivered is not None:  # the client went away before its reply
+                _record_delivery(out.undelivered, out.method)
+            return
+        # A close the reactor has not read yet happened before this write: the reply
+        # cannot reach the client, so it must stay undelivered (bound to its retry).
+        hung_up = peer_hung_up(request)
+        written = request.notifyFinish()
+        try:
+            _write_reply(request, out.payload)
+        except Exception:  # noqa: BLE001 - the connection died under us; call is done
+            state.gone = True
+            _errors.failure("could not write legacy reply for {method}", method=out.method)
+        delivered, undelivered = out.delivered, out.undelivered
+        if delivered is not None and not hung_up:
+            # Fires when the response was handed to the connection, errs if the connection
+            # was lost first: only then does the reply count as delivered.
+            written.addCallbacks(
+                lambda _: _record_delivery(delivered, out.method),
+                lambda _f: _record_delivery(undelivered, out.method) if undelivered else None)
+
+    def _report(self, request: server.Request, body: bytes | None, started: float,
+                state: _RequestState, out: _Outcome) -> None:
+        """The access line with the call's context, then the metrics and recording hooks."""
+        context = out.context
+        record = CallRecord(method=out.method, eid=out.eid, fault_code=out.fault_code,
                             duration=self._now() - started, client_gone=state.gone,
                             context=context)
         _log.info(
@@ -306,12 +315,32 @@ class LegacyResource(Resource):
         if self._on_exchange is not None:
             try:
                 self._on_exchange(Exchange(
-                    request=body, reply=payload, started=started, duration=record.duration,
-                    path=request.path.decode("latin-1"), method=method, eid=eid,
-                    fault_code=fault_code, client_gone=state.gone,
-                    client=_client_ip(request), context=context))
+                    request=body, reply=out.payload, started=started,
+                    duration=record.duration, path=request.path.decode("latin-1"),
+                    method=out.method, eid=out.eid, fault_code=out.fault_code,
+                    client_gone=state.gone, client=_client_ip(request), context=context))
             except Exception:  # noqa: BLE001 - a recorder bug must not break replies
                 _errors.failure("on_exchange hook failed")
+
+
+@dataclass
+class _Outcome:
+    """What one request came to: the reply payload and what the access line needs."""
+
+    method: str | None = None
+    eid: int | None = None
+    fault_code: int | None = None
+    payload: bytes = b""
+    delivered: Callable[[], Awaitable[None]] | None = None
+    undelivered: Callable[[], Awaitable[None]] | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def fault(self, error: GatewayError, *, debug: bool = False) -> None:
+        self.fault_code = int(error.fault_code)
+        if debug and error.debug_context:
+            _errors.debug("fault {code} on {method}: {context}", code=self.fault_code,
+                          method=self.method, context=error.debug_context)
+        self.payload = encode_fault(self.fault_code, error.fault_string)
 
 
 @dataclass(frozen=True)
