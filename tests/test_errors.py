@@ -10,7 +10,7 @@ import pytest
 from gateway.calls.spec import Target
 from gateway.engine.faults import rest_error_to_fault
 from gateway.errors import FAULT_TABLE, FaultCode, GatewayError, NotAllowedError
-from gateway.legacy.xmlrpc import encode_fault
+from gateway.legacy.encode import encode_fault
 from gateway.om.client import RestResponseError
 
 README = Path(__file__).resolve().parents[1] / "README.md"

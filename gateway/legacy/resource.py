@@ -39,12 +39,8 @@ from gateway.errors import (
     ParseError,
     UpstreamUnavailableError,
 )
-from gateway.legacy.xmlrpc import (
-    DEFAULT_MAX_DEPTH,
-    encode_fault,
-    encode_response,
-    parse_method_call,
-)
+from gateway.legacy.encode import encode_fault, encode_response
+from gateway.legacy.xmlrpc import DEFAULT_MAX_DEPTH, parse_method_call
 from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
 
 __all__ = [

@@ -17,9 +17,8 @@ from twisted.internet.endpoints import serverFromString
 from gateway.cli.record_flags import byte_size
 from gateway.errors import InvalidRequestError, ParseError, UnknownReservationError
 from gateway.legacy.resource import Exchange, LegacyResource, Reply, make_site
-from gateway.legacy.xmlrpc import (
-    encode_fault, encode_response, parse_method_call, parse_method_response, replace_params,
-)
+from gateway.legacy.encode import encode_fault, encode_response
+from gateway.legacy.xmlrpc import parse_method_call, parse_method_response, replace_params
 from gateway.replay.compare import DIFFERENT, KNOWN, SAME, Outcome, Verdict
 from gateway.replay.recording import RecordingError, RecordingWriter, read_recording
 from gateway.replay.report import CallResult, Summary, render_html, summary_json
