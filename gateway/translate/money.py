@@ -154,6 +154,36 @@ def goods_to_order_line(goods: Goods, index: int = 0) -> dict[str, Any]:
     ``unit_price``, ``tax_rate``, ``total_amount``, ``total_discount_amount`` and
     ``total_tax_amount``; all amounts are ``int``.
     """
+    reference, name, vat, discount = _checked_goods(goods, index)
+    tax_rate = round_half_away(vat * 100)
+    if goods.flags & GoodsFlag.INC_VAT:
+        unit_price = goods.price
+    else:
+        unit_price = round_half_away(goods.price * (1 + vat / 100))
+    total_discount_amount = round_half_away(goods.qty * unit_price * discount / 100)
+    total_amount = goods.qty * unit_price - total_discount_amount
+    line: dict[str, Any] = {
+        "type": _line_type(goods),
+        "reference": reference,
+        "name": name,
+        "quantity": goods.qty,
+    }
+    unit = _quantity_unit(goods.flags)
+    if unit is not None:
+        line["quantity_unit"] = unit
+    line.update(
+        unit_price=unit_price,
+        tax_rate=tax_rate,
+        total_amount=total_amount,
+        total_discount_amount=total_discount_amount,
+        total_tax_amount=inclusive_tax(total_amount, tax_rate),
+    )
+    check_order_line(line, index)
+    return line
+
+
+def _checked_goods(goods: Goods, index: int) -> tuple[str, str, Fraction, Fraction]:
+    """The row's reference, name, VAT and discount, or the 3210 fault naming the row."""
     artno = goods.artno if isinstance(goods.artno, str) else str(goods.artno)
     title = goods.title if isinstance(goods.title, str) else str(goods.title)
     reference = artno or title
@@ -183,32 +213,7 @@ def goods_to_order_line(goods: Goods, index: int = 0) -> dict[str, Any]:
         raise _goods_error(index, reference, f"vat {goods.vat} is negative")
     if not 0 <= discount <= 100:
         raise _goods_error(index, reference, f"discount {goods.discount} is outside 0..100 %")
-
-    tax_rate = round_half_away(vat * 100)
-    if goods.flags & GoodsFlag.INC_VAT:
-        unit_price = goods.price
-    else:
-        unit_price = round_half_away(goods.price * (1 + vat / 100))
-    total_discount_amount = round_half_away(goods.qty * unit_price * discount / 100)
-    total_amount = goods.qty * unit_price - total_discount_amount
-    line: dict[str, Any] = {
-        "type": _line_type(goods),
-        "reference": reference,
-        "name": name,
-        "quantity": goods.qty,
-    }
-    unit = _quantity_unit(goods.flags)
-    if unit is not None:
-        line["quantity_unit"] = unit
-    line.update(
-        unit_price=unit_price,
-        tax_rate=tax_rate,
-        total_amount=total_amount,
-        total_discount_amount=total_discount_amount,
-        total_tax_amount=inclusive_tax(total_amount, tax_rate),
-    )
-    check_order_line(line, index)
-    return line
+    return reference, name, vat, discount
 
 
 def check_order_line(line: Mapping[str, Any], index: int) -> None:
