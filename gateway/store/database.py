@@ -271,8 +271,17 @@ def _run_in_savepoints(conn: Connection, batch: list[_Queued]) -> list[tuple[boo
             with conn.begin_nested():
                 outcomes.append((True, item.fn(conn, *item.args)))
         except Exception:  # noqa: BLE001 - this caller's failure only
+            if not _in_transaction(conn):
+                # SQLite ended the whole transaction (disk full, I/O error, ...), not only
+                # this savepoint: the writes of the interactions before it are gone too, and
+                # the next would run outside any transaction. Fail the batch as a whole.
+                raise
             outcomes.append((False, Failure()))
     return outcomes
+
+
+def _in_transaction(conn: Connection) -> bool:
+    return bool(getattr(conn.connection.dbapi_connection, "in_transaction", True))
 
 
 def connection_dialect(conn: Connection) -> str:
