@@ -163,3 +163,39 @@ async def test_an_error_that_ends_the_transaction_fails_the_whole_batch(tmp_path
             assert tag in tags, f"{tag!r} answered as committed but its row is gone: {tags}"
     finally:
         db.stop()
+
+
+def _exit(conn: Connection, tag: str) -> None:
+    conn.execute(insert(ROWS).values(tag=tag))
+    raise SystemExit(tag)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_base_exception_fails_its_caller_and_the_writer_goes_on(tmp_path: Any) -> None:
+    """An interaction raising SystemExit (a BaseException) fails its own caller, as it did on
+    the thread pool before group commit; the writer must not stay 'busy' for ever with every
+    later caller waiting on a Deferred that never fires."""
+    db, _ = _database(tmp_path)
+    try:
+        alone = defer.ensureDeferred(db.run_interaction("exit", _exit, "alone"))
+        alone.addTimeout(5, reactor)
+        failure = (await defer.DeferredList([alone], consumeErrors=True))[0][1]
+        assert failure.check(SystemExit), failure
+
+        gate = Gate()
+        first = defer.ensureDeferred(db.run_interaction("first", _insert, "first", gate))
+        await gate.held()
+        queued = [defer.ensureDeferred(db.run_interaction("i", _insert, "a")),
+                  defer.ensureDeferred(db.run_interaction("exit", _exit, "batched")),
+                  defer.ensureDeferred(db.run_interaction("i", _insert, "c"))]
+        for d in queued:
+            d.addTimeout(5, reactor)
+        reactor.callLater(0.05, gate.set)
+        await first
+        results = await defer.DeferredList(queued, consumeErrors=True)
+        assert [success for success, _ in results] == [True, False, True]
+        after = defer.ensureDeferred(db.run_interaction("tags", _tags))
+        after.addTimeout(5, reactor)
+        assert await after == ["a", "c", "first"]
+    finally:
+        db.stop()
