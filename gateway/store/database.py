@@ -270,7 +270,7 @@ def _run_in_savepoints(conn: Connection, batch: list[_Queued]) -> list[tuple[boo
         try:
             with conn.begin_nested():
                 outcomes.append((True, item.fn(conn, *item.args)))
-        except BaseException:  # noqa: BLE001 - this caller's failure only
+        except BaseException:  # this caller's failure, unless SQLite ended the transaction
             if not _in_transaction(conn):
                 # SQLite ended the whole transaction (disk full, I/O error, ...), not only
                 # this savepoint: the writes of the interactions before it are gone too, and
