@@ -279,7 +279,12 @@ class LegacyResource(Resource):
             state.gone = True
             _errors.failure("could not write legacy reply for {method}", method=out.method)
         delivered, undelivered = out.delivered, out.undelivered
-        if delivered is not None and not hung_up:
+        if delivered is not None and hung_up:  # the reply went nowhere: the retry gets it
+            written.addErrback(lambda _f: None)
+            if undelivered is not None:
+                _record_delivery(undelivered, out.method)
+            return
+        if delivered is not None:
             # Fires when the response was handed to the connection, errs if the connection
             # was lost first: only then does the reply count as delivered.
             written.addCallbacks(

@@ -256,11 +256,11 @@ class Database:
             item = batch[0]
             try:
                 return [(True, self.run_sync(item.desc, item.fn, *item.args))]
-            except Exception:  # noqa: BLE001 - handed to the caller's Deferred
+            except BaseException:  # noqa: BLE001 - handed to the caller's Deferred
                 return [(False, Failure())]
         try:
             return self.run_sync("batch", _run_in_savepoints, batch)
-        except Exception:  # noqa: BLE001
+        except BaseException:  # noqa: BLE001 - even SystemExit: never leave callers waiting
             return [(False, Failure())] * len(batch)
 
 
@@ -270,9 +270,18 @@ def _run_in_savepoints(conn: Connection, batch: list[_Queued]) -> list[tuple[boo
         try:
             with conn.begin_nested():
                 outcomes.append((True, item.fn(conn, *item.args)))
-        except Exception:  # noqa: BLE001 - this caller's failure only
+        except BaseException:  # this caller's failure, unless SQLite ended the transaction
+            if not _in_transaction(conn):
+                # SQLite ended the whole transaction (disk full, I/O error, ...), not only
+                # this savepoint: the writes of the interactions before it are gone too, and
+                # the next would run outside any transaction. Fail the batch as a whole.
+                raise
             outcomes.append((False, Failure()))
     return outcomes
+
+
+def _in_transaction(conn: Connection) -> bool:
+    return bool(getattr(conn.connection.dbapi_connection, "in_transaction", True))
 
 
 def connection_dialect(conn: Connection) -> str:

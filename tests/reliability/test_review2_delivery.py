@@ -57,3 +57,42 @@ async def test_a_reply_written_after_the_client_hung_up_is_not_delivered() -> No
     finally:
         sock.close()
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reply_written_after_the_client_hung_up_is_recorded_undelivered() -> None:
+    """Review 3: as on the KCO v2 edge, a legacy reply written after the client hung up is
+    recorded *undelivered*, so the client's identical retry gets it at once instead of
+    waiting out the delivery grace ('being written') first."""
+    started: defer.Deferred[None] = defer.Deferred()
+    gate: defer.Deferred[Any] = defer.Deferred()
+    recorded: list[str] = []
+
+    async def delivered() -> None:
+        recorded.append("delivered")
+
+    async def undelivered() -> None:
+        recorded.append("undelivered")
+
+    async def dispatch(method: str, params: list[Any], client: str | None) -> Any:
+        started.callback(None)
+        return await gate
+
+    resource = LegacyResource(dispatch)
+    port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        make_site(resource))
+    sock = socket.create_connection(("127.0.0.1", port.getHost().port))
+    try:
+        body = xmlrpc.client.dumps(("4.1", "python:api:3.1.0", 1234, "d", "R", {}),
+                                   methodname="activate").encode()
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Type: text/xml\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        await started
+        sock.close()
+        gate.callback(Reply(["ok", "9000000001"], delivered=delivered,
+                            undelivered=undelivered))
+        await task.deferLater(reactor, 0.3, lambda: None)
+        assert recorded == ["undelivered"]
+    finally:
+        sock.close()
+        await port.stopListening()

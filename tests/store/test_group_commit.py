@@ -128,3 +128,74 @@ async def test_batches_are_bounded(tmp_path: Any) -> None:
         assert len(commits) == 1 + 3  # 10 queued in batches of 4, 4, 2
     finally:
         db.stop()
+
+
+def _disk_full(conn: Connection, tag: str) -> None:
+    """An insert that fails with SQLITE_FULL: SQLite then rolls back the whole transaction
+    (not only the statement), as it may on SQLITE_IOERR and SQLITE_NOMEM too."""
+    pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+    conn.exec_driver_sql(f"PRAGMA max_page_count={pages}")
+    try:
+        conn.execute(insert(ROWS).values(tag=tag * 100_000))
+    finally:
+        conn.exec_driver_sql("PRAGMA max_page_count=1073741823")
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_error_that_ends_the_transaction_fails_the_whole_batch(tmp_path: Any) -> None:
+    """SQLite ends the whole transaction on some errors (disk full, I/O error): the writes
+    of the interactions before it in the batch are gone, so none of them may be answered
+    as a success (the caller would then move money its journal never recorded)."""
+    db, _ = _database(tmp_path)
+    try:
+        gate = Gate()
+        first = defer.ensureDeferred(db.run_interaction("first", _insert, "first", gate))
+        await gate.held()
+        queued = [defer.ensureDeferred(db.run_interaction("i", _insert, "a")),
+                  defer.ensureDeferred(db.run_interaction("full", _disk_full, "z")),
+                  defer.ensureDeferred(db.run_interaction("i", _insert, "c"))]
+        reactor.callLater(0.05, gate.set)
+        await first
+        results = await defer.DeferredList(queued, consumeErrors=True)
+        tags = await db.run_interaction("tags", _tags)
+        answered_ok = [tag for tag, (success, _v) in zip("azc", results) if success]
+        for tag in answered_ok:
+            assert tag in tags, f"{tag!r} answered as committed but its row is gone: {tags}"
+    finally:
+        db.stop()
+
+
+def _exit(conn: Connection, tag: str) -> None:
+    conn.execute(insert(ROWS).values(tag=tag))
+    raise SystemExit(tag)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_base_exception_fails_its_caller_and_the_writer_goes_on(tmp_path: Any) -> None:
+    """An interaction raising SystemExit (a BaseException) fails its own caller, as it did on
+    the thread pool before group commit; the writer must not stay 'busy' for ever with every
+    later caller waiting on a Deferred that never fires."""
+    db, _ = _database(tmp_path)
+    try:
+        alone = defer.ensureDeferred(db.run_interaction("exit", _exit, "alone"))
+        alone.addTimeout(5, reactor)
+        failure = (await defer.DeferredList([alone], consumeErrors=True))[0][1]
+        assert failure.check(SystemExit), failure
+
+        gate = Gate()
+        first = defer.ensureDeferred(db.run_interaction("first", _insert, "first", gate))
+        await gate.held()
+        queued = [defer.ensureDeferred(db.run_interaction("i", _insert, "a")),
+                  defer.ensureDeferred(db.run_interaction("exit", _exit, "batched")),
+                  defer.ensureDeferred(db.run_interaction("i", _insert, "c"))]
+        for d in queued:
+            d.addTimeout(5, reactor)
+        reactor.callLater(0.05, gate.set)
+        await first
+        results = await defer.DeferredList(queued, consumeErrors=True)
+        assert [success for success, _ in results] == [True, False, True]
+        after = defer.ensureDeferred(db.run_interaction("tags", _tags))
+        after.addTimeout(5, reactor)
+        assert await after == ["a", "c", "first"]
+    finally:
+        db.stop()
