@@ -99,6 +99,48 @@ def test_the_refresh_interval_is_configurable() -> None:
     assert load_config(SANDBOX_CONFIG).gateway.expiry_check_seconds == expiry.DEFAULT_INTERVAL
 
 
+@pytest_twisted.ensureDeferred
+async def test_bounded_keeps_only_its_workers_alive_and_the_order() -> None:
+    """At most ``concurrency`` calls are under way at once (one coroutine per worker, not one
+    per item: a background round over tens of thousands of reservations must not hold them
+    all), and the results come back in the items' order."""
+    gates: dict[int, defer.Deferred[None]] = {}
+    active, peak = [0], [0]
+
+    async def fn(i: int) -> int:
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        gates[i] = defer.Deferred()
+        await gates[i]
+        active[0] -= 1
+        return i * 10
+
+    done = defer.ensureDeferred(expiry.bounded(list(range(50)), fn, 4))
+    for _ in range(50):
+        assert len([g for g in gates.values() if not g.called]) <= 4
+        # finish the newest call first, so results complete out of order
+        waiting = sorted(i for i, g in gates.items() if not g.called)
+        gates[waiting[-1]].callback(None)
+    assert await done == [i * 10 for i in range(50)]
+    assert peak[0] == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_bounded_raises_the_first_error_and_stops_taking_items() -> None:
+    started: list[int] = []
+
+    async def fn(i: int) -> int:
+        started.append(i)
+        if i == 3:
+            raise KeyError("bug")
+        return i
+
+    with pytest.raises(KeyError):
+        await expiry.bounded(list(range(100)), fn, 2)
+    assert len(started) < 100
+    assert await expiry.bounded([], fn, 8) == []
+
+
 # -- a real gateway ----------------------------------------------------------------------
 
 
@@ -272,6 +314,34 @@ async def test_the_gauge_counts_what_lapses_after_a_refresh(seeded: Harness) -> 
     resp = await treq.get(seeded.admin + "/console/expiring?days=1", headers=ADMIN)
     page = await resp.text()
     assert made["near"]["order_id"] in page and made["late"]["order_id"] not in page
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_round_reads_the_store_a_page_at_a_time(seeded: Harness,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """Pages of one reservation give the same reading as one page of all of them: every
+    open reservation is checked once, and the gauge counts the same."""
+    made = await orders_near_expiry(seeded)
+    watch = seeded.gateway.expiry
+    assert watch is not None
+    monkeypatch.setattr(expiry, "PAGE_SIZE", 1)
+    pages: list[int] = []
+    listing = watch.store.list_open_reservations
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        found = await listing(*args, **kwargs)
+        pages.append(len(found))
+        return found
+    monkeypatch.setattr(watch.store, "list_open_reservations", counted)
+    scan = await watch.refresh()
+    assert scan is not None and scan.checked == len(pages) - 1 == 4  # near part late outside
+    assert pages == [1, 1, 1, 1, 0]
+    assert {e.reservation.order_id for e in scan.open} == {made["near"]["order_id"],
+                                                           made["part"]["order_id"]}
+    assert [r.order_id for r, _ in scan.final] == [made["outside"]["order_id"]]
+    text = await metrics_text(seeded)
+    assert gauge(text, "3d") == 2.0 and gauge(text, "1d") == 0.0
 
 
 @pytest_twisted.ensureDeferred

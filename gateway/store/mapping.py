@@ -114,13 +114,20 @@ def listing(conn: Connection, eid: int | None = None, since: float | None = None
 
 
 def open_listing(conn: Connection, statuses: tuple[str, ...], eid: int | None = None,
-                 ) -> list[Reservation]:
+                 after_id: int = 0, limit: int | None = None) -> list[Reservation]:
     """Reservations whose last known status is one of ``statuses``, or unknown (registered
-    without a read): the ones whose order may still hold an authorization."""
+    without a read): the ones whose order may still hold an authorization. Oldest first;
+    ``after_id``/``limit`` page through them (keyset on the id), so a background reader
+    never holds every reservation at once."""
     q = select(_R).where(or_(_R.c.status.is_(None), _R.c.status.in_(statuses)))
     if eid is not None:
         q = q.where(_R.c.eid == eid)
-    return [rows.reservation(r) for r in conn.execute(q.order_by(_R.c.id))]
+    if after_id:
+        q = q.where(_R.c.id > after_id)
+    q = q.order_by(_R.c.id)
+    if limit is not None:
+        q = q.limit(limit)
+    return [rows.reservation(r) for r in conn.execute(q)]
 
 
 def set_status(conn: Connection, now: float, rid: int, status: str) -> None:

@@ -88,10 +88,12 @@ class Store:
         return await self._run("list_reservations", _no_now(mapping.listing), eid, since)
 
     async def list_open_reservations(self, statuses: tuple[str, ...], eid: int | None = None,
+                                     *, after_id: int = 0, limit: int | None = None,
                                      ) -> list[Reservation]:
-        """Reservations last seen in one of ``statuses`` or never read (oldest first)."""
+        """Reservations last seen in one of ``statuses`` or never read (oldest first; a
+        page of ``limit`` after the id ``after_id`` when given)."""
         return await self._run("list_open_reservations", _no_now(mapping.open_listing),
-                               statuses, eid)
+                               statuses, eid, after_id, limit)
 
     async def acquire_order_lock(self, rid: int, token: str, ttl: float) -> bool:
         until = self.clock.seconds() + ttl

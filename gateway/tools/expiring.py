@@ -48,6 +48,10 @@ READ_SECONDS: Final = 10.0
 GAUGE_WINDOWS: Final = (("1d", 86400.0), ("3d", 3 * 86400.0))
 #: Seconds between refreshes of the gauge unless ``[gateway] expiry_check_seconds`` says.
 DEFAULT_INTERVAL: Final = 600.0
+#: Reservations a background round reads from the store at once.
+PAGE_SIZE: Final = 500
+#: Unreadable orders a background round keeps to name (the rest are counted).
+KEPT_UNREADABLE: Final = 20
 
 _WINDOW = re.compile(r"(\d{1,9})([dhms]?)")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}
@@ -183,10 +187,32 @@ def expiring_item(res: Reservation, order: Mapping[str, Any], now: float) -> Exp
 async def bounded(items: Sequence[Any],
                   fn: Callable[[Any], Coroutine[defer.Deferred[Any], Any, T]],
                   concurrency: int) -> list[T]:
-    """``fn`` over ``items``, at most ``concurrency`` at a time, results in order."""
-    sem = defer.DeferredSemaphore(concurrency)
-    return list(await defer.gatherResults([sem.run(fn, item) for item in items],
-                                          consumeErrors=True))
+    """``fn`` over ``items``, at most ``concurrency`` at a time, results in order.
+
+    ``concurrency`` workers take the next item as they finish one, so only that many
+    coroutines exist at any moment (not one per item waiting on a semaphore: over tens of
+    thousands of reservations that was a lasting step in the process's RSS). The first
+    error stops the workers from taking more items and is raised once they are done."""
+    results: list[Any] = [None] * len(items)
+    queue = iter(range(len(items)))
+    errors: list[BaseException] = []
+
+    async def worker() -> None:
+        for i in queue:
+            if errors:
+                return
+            try:
+                results[i] = await fn(items[i])
+            except BaseException as e:  # noqa: BLE001 - handed to the caller below
+                errors.append(e)
+                return
+
+    workers = [defer.ensureDeferred(worker()) for _ in range(max(1, min(concurrency,
+                                                                        len(items))))]
+    await defer.gatherResults(workers, consumeErrors=True)
+    if errors:
+        raise errors[0]
+    return results
 
 
 async def scan(config: Config, om: OmClient, reservations: Sequence[Reservation], clock: Any,
@@ -222,9 +248,9 @@ async def scan(config: Config, om: OmClient, reservations: Sequence[Reservation]
 class ExpiryWatch:
     """``serve``'s background refresh of ``klarna_gateway_authorizations_expiring{within}``.
 
-    Never in a call's path: every ``interval`` seconds a round reads the store once (the
-    reservations that may still hold an authorization) and then their orders, at most
-    :data:`CONCURRENCY` at a time. A round still running when the next is due is left to
+    Never in a call's path: every ``interval`` seconds a round reads the reservations that
+    may still hold an authorization, :data:`PAGE_SIZE` at a time from the store, and their
+    orders, at most :data:`CONCURRENCY` at a time. A round still running when the next is due is left to
     finish (that tick is skipped). A round that fails, or reads no order at all, logs one
     line and leaves the gauge as it was; orders Klarna did not answer for are left out of
     the count (a lower bound) and named in one line.
@@ -283,25 +309,43 @@ class ExpiryWatch:
         return await _follow(self._round)
 
     async def _run(self) -> Scan:
-        reservations = await self.store.list_open_reservations(OPEN_STATUSES)
-        found = await scan(self.config, self.om, reservations, self.clock,
-                           concurrency=self.concurrency, read_seconds=self.read_seconds)
-        if found.checked and len(found.unreadable) == found.checked:
-            u = found.unreadable[0]
-            raise RuntimeError(f"no order of {found.checked} could be read (eid "
+        """One round, a page of reservations at a time: the process holds one page and
+        what the gauge needs (the authorizations within its widest window), never every
+        open reservation and its order at once."""
+        widest = max(seconds for _, seconds in GAUGE_WINDOWS)
+        soon: list[Expiring] = []
+        final: list[tuple[Reservation, str]] = []
+        unreadable: list[Unreadable] = []
+        checked = unread = after = 0
+        while page := await self.store.list_open_reservations(
+                OPEN_STATUSES, after_id=after, limit=PAGE_SIZE):
+            after = page[-1].id
+            found = await scan(self.config, self.om, page, self.clock,
+                               concurrency=self.concurrency, read_seconds=self.read_seconds)
+            checked += found.checked
+            unread += len(found.unreadable)
+            unreadable.extend(found.unreadable[:KEPT_UNREADABLE - len(unreadable)])
+            soon.extend(found.within(widest))
+            final.extend(found.final)
+        if checked and unread == checked:
+            u = unreadable[0]
+            raise RuntimeError(f"no order of {checked} could be read (eid "
                                f"{u.reservation.eid} rno {u.reservation.rno}: {u.reason})")
+        soon.sort(key=lambda e: (e.seconds_left, e.reservation.eid, e.reservation.rno))
+        result = Scan(open=tuple(soon), unreadable=tuple(unreadable), final=tuple(final),
+                      checked=checked)
         for label, seconds in GAUGE_WINDOWS:
-            self.metrics.expiring_authorizations(label, len(found.within(seconds)))
-        if found.unreadable:
-            u = found.unreadable[0]
+            self.metrics.expiring_authorizations(label, len(result.within(seconds)))
+        if unread:
+            u = unreadable[0]
             log.warn("expiring authorizations: {n} of {total} orders not read, counted "
-                     "without them (eid {eid} rno {rno}: {why})", n=len(found.unreadable),
-                     total=found.checked, eid=u.reservation.eid, rno=u.reservation.rno,
+                     "without them (eid {eid} rno {rno}: {why})", n=unread,
+                     total=checked, eid=u.reservation.eid, rno=u.reservation.rno,
                      why=u.reason)
-        for res, status in found.final:
+        for res, status in final:
             await self.store.set_reservation_status(res.id, status)
-        self.last = found
-        return found
+        self.last = result
+        return result
 
     @staticmethod
     def _failed(f: Any) -> None:

@@ -176,3 +176,85 @@ def test_sigterm_drains_a_call_in_flight(tmp_path: Path, sandbox: SandboxProcess
     assert gw.proc.wait(15) == 0
     assert len([op for op in sandbox.operations(order_id)
                 if op["path"].endswith("/captures")]) == 1
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for 127.0.0.1 (an IP SAN, so the client checks the host)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    key_path, cert_path = tmp_path / "key.pem", tmp_path / "cert.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def test_serve_legacy_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--listen ssl:PORT:privateKey=…:certKey=…` (the README's defence against replayed
+    digests): the official SDK activates over TLS, verifying the certificate, and the
+    listener speaks nothing but TLS."""
+    import ssl
+
+    import klarna
+
+    key, cert = _self_signed(tmp_path)
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        _cli() + ["serve", "--sandbox", "--db", f"sqlite:///{tmp_path}/gw.db",
+                  "--listen", f"ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+                  "--admin-listen", f"tcp:{admin}:interface=127.0.0.1",
+                  "--sandbox-listen", f"tcp:{free_port()}:interface=127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert f"127.0.0.1:{port}" in line, line
+        status, _, created = http_call(
+            "POST", f"http://127.0.0.1:{admin}/v1/sandbox/orders", {
+                "eid": 1234, "purchase_country": "SE", "purchase_currency": "SEK",
+                "locale": "sv-SE", "order_amount": 10000, "order_tax_amount": 2000,
+                "order_lines": [{"type": "physical", "reference": "ART-1", "name": "Sylt",
+                                 "quantity": 1, "unit_price": 10000, "tax_rate": 2500,
+                                 "total_amount": 10000, "total_tax_amount": 2000}]},
+            bearer="sandbox-admin")
+        assert status == 201, created
+        # The SDK builds its own ServerProxy: it trusts our certificate through the
+        # standard SSL_CERT_FILE, as an ERP would through its system store.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        k = klarna.Klarna({"eid": 1234, "secret": "sandbox-secret", "country": "SE",
+                           "language": "SV", "currency": "SEK", "mode": "beta",
+                           "pcstorage": "json", "pcuri": str(tmp_path / "pclasses.json"),
+                           "uri": f"https://127.0.0.1:{port}/"})
+        k.init()
+        risk, invno = k.activate(created["rno"])
+        assert risk == "ok" and invno.isdigit()
+        # Plain HTTP on the TLS port gets no XML-RPC answer.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        with pytest.raises((http.client.HTTPException, OSError)):
+            conn.request("POST", "/", b"<methodCall/>", {"Content-Type": "text/xml"})
+            conn.getresponse().read()
+        # A client that does not trust the certificate refuses the connection itself.
+        monkeypatch.delenv("SSL_CERT_FILE")
+        untrusting = xmlrpc.client.ServerProxy(f"https://127.0.0.1:{port}/",
+                                               context=ssl.create_default_context())
+        with pytest.raises(ssl.SSLError):
+            untrusting.cancel_reservation("4.1", "python:api:3.1.0", created["rno"], 1234, "x")
+    finally:
+        proc.terminate()
+        proc.wait(15)
