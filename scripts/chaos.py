@@ -382,6 +382,13 @@ def journal_line(r: Any) -> str:
             f"call={_brief(r.call_json)}")
 
 
+def _brief(call_json: str) -> str:
+    """The parts of a journaled call that tell two operations apart (artnos, ocr, credno)."""
+    call = json.loads(call_json)
+    keep = ("artnos", "ocr", "credno")
+    return json.dumps({k: call[k] for k in keep if call.get(k)}, separators=(",", ":"))
+
+
 def _marker(op: Op) -> tuple[str, str, str]:
     """(method, key, value) naming the call of ``op`` in the journal (its ocr or credno)."""
     method = "activate" if op.kind.startswith("activate") else op.kind

@@ -261,3 +261,67 @@ def test_two_identical_calls_in_flight_together_are_one_operation(world: World) 
     second = world.drive(b, proc)
     assert second.replayed and second.reply == first.reply
     assert world.captures_applied(rno, proc) == 1
+
+
+def test_a_repeat_right_after_a_replayed_reply_waits_for_its_delivery(world: World) -> None:
+    """Found by the soak on PostgreSQL (1 swallowed credit in 1000 calls): a replayed reply
+    is being written like any other. The first reply never reached its client (or recovery
+    finished the entry); the client's retry gets it replayed; the ERP sends a deliberate
+    repeat the instant that replay arrives, before its delivery is recorded. The repeat must
+    wait for that delivery and then be a new operation (a second capture, a new invno), not
+    be given the same reply a second time."""
+    proc = world.process()
+    rno = world.create_order(proc)
+    merchant = world.config.merchant(1234)
+    call = activate(rno, ("ART-1", 1))
+    spec = REGISTRY.spec_for(call)
+    first = world.run(proc.parts.engine.run(merchant, spec, call), proc)
+    world.run(proc.parts.engine.undelivered(first), proc)  # the client had gone
+    retry = world.run(proc.parts.engine.run(merchant, spec, call), proc)
+    assert retry.replayed and retry.reply == first.reply
+    # The replay is on the wire; its delivery is not recorded yet. The repeat arrives now.
+    repeat = defer.ensureDeferred(proc.parts.engine.run(merchant, spec, call))
+    world.pump(proc, step=0.01)
+    assert not repeat.called, "the repeat was answered from the reply being replayed"
+    world.run(proc.parts.engine.delivered(retry), proc)
+    second = world.drive(repeat, proc)
+    assert not second.replayed and second.reply[1] != first.reply[1]
+    assert world.captures_applied(rno, proc) == 2
+
+
+def test_a_replay_that_could_not_be_written_is_replayed_again(world: World) -> None:
+    """A replayed reply whose connection closed first stays undelivered: the next identical
+    call gets it at once (no capture is made twice, no reply is lost)."""
+    proc = world.process()
+    rno = world.create_order(proc)
+    merchant = world.config.merchant(1234)
+    call = activate(rno, ("ART-1", 1))
+    spec = REGISTRY.spec_for(call)
+    first = world.run(proc.parts.engine.run(merchant, spec, call), proc)
+    world.run(proc.parts.engine.undelivered(first), proc)
+    retry = world.run(proc.parts.engine.run(merchant, spec, call), proc)
+    world.run(proc.parts.engine.undelivered(retry), proc)
+    again = world.run(proc.parts.engine.run(merchant, spec, call), proc)
+    assert again.replayed and again.reply == first.reply
+    assert world.captures_applied(rno, proc) == 1
+
+
+def test_a_replay_whose_delivery_was_never_recorded_is_replayed_after_the_grace(
+        world: World) -> None:
+    """The process died between writing a replay and recording its delivery: after the
+    delivery grace the reply counts as never delivered and is replayed (the safe way round:
+    never applied twice)."""
+    from gateway.store.journal import DELIVERY_GRACE_SECONDS
+
+    proc = world.process()
+    rno = world.create_order(proc)
+    merchant = world.config.merchant(1234)
+    call = activate(rno, ("ART-1", 1))
+    spec = REGISTRY.spec_for(call)
+    first = world.run(proc.parts.engine.run(merchant, spec, call), proc)
+    world.run(proc.parts.engine.undelivered(first), proc)
+    world.run(proc.parts.engine.run(merchant, spec, call), proc)  # replayed, never recorded
+    world.clock.advance(DELIVERY_GRACE_SECONDS + 0.1)
+    again = world.run(proc.parts.engine.run(merchant, spec, call), proc)
+    assert again.replayed and again.reply == first.reply
+    assert world.captures_applied(rno, proc) == 1
