@@ -133,8 +133,10 @@ class CallEngine:
             # learn whether that reply reached its client (then this is a new operation).
             together = begin.entry.state is EntryState.PENDING
             entry = await self._wait_for_twin(begin.entry, deadline, together)
-            if entry.finished and (together or entry.delivered_at is None):
+            if entry.finished and together:
                 return answer_of(entry, replay(entry), replayed=True)
+            # Otherwise claim again: its reply arrived (a new operation), or it did not and
+            # this call replays it, marked as being delivered like any reply.
 
     async def delivered(self, answer: Answer) -> None:
         """The answer's reply reached its client's connection: record it in the journal

@@ -167,6 +167,8 @@ def claim(conn: Connection, now: float, *, eid: int, method: str, fingerprint: s
                                              "b_until": until}).rowcount == 1
                 fresh = conn.execute(_SEL_ENTRY, {"b_id": row.id}).one()
                 return Begin(Action.RUN if taken else Action.WAIT, rows.entry(conn, fresh))
+            if action is Action.REPLAY:
+                return Begin(_replaying(conn, now, row.id), rows.entry(conn, row))
             if action is not Action.NEW:
                 return Begin(action, rows.entry(conn, row))
             conn.execute(_UPD_ENTRY, {"b_id": row.id, "inflight": None})
@@ -190,6 +192,22 @@ def claim(conn: Connection, now: float, *, eid: int, method: str, fingerprint: s
     if row is None:
         raise ClaimContendedError(fingerprint)
     return Begin(Action.WAIT, rows.entry(conn, row))
+
+
+def _replaying(conn: Connection, now: float, journal_id: int) -> Action:
+    """Mark a finished entry's reply as being handed to a client again, or WAIT if another
+    call is replaying it right now.
+
+    A replayed reply is written like a fresh one, and its delivery is recorded only after
+    the write: an identical call arriving in between (an ERP's deliberate repeat, sent the
+    instant the replay arrived) must wait for that delivery (then it is a new operation),
+    not be given the same reply again. Conditional, so of two calls replaying at once only
+    one writes the reply; the other learns whether it arrived."""
+    marked = conn.execute(update(_J).where(and_(
+        _J.c.id == journal_id, _J.c.delivered_at.is_(None),
+        or_(_J.c.delivering_until.is_(None), _J.c.delivering_until <= now))).values(
+            delivering_until=now + DELIVERY_GRACE_SECONDS)).rowcount == 1
+    return Action.REPLAY if marked else Action.WAIT
 
 
 def resolve(conn: Connection, now: float, begin: Begin, eid: int, rno: str | None,
