@@ -26,7 +26,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from gateway.calls import profiles
@@ -129,14 +129,17 @@ class CallEngine:
                 reply = await self._run_claimed(merchant, spec, call, claim, deadline)
                 return answer_of(claim.entry, reply, reservation=claim.reservation)
             # In flight together (the twin was running when we came): one operation, its
-            # outcome is ours. Arrived after it finished, while its reply is being written:
-            # learn whether that reply reached its client (then this is a new operation).
+            # outcome is ours. Else its reply is being written: did it reach its client?
             together = begin.entry.state is EntryState.PENDING
             entry = await self._wait_for_twin(begin.entry, deadline, together)
             if entry.finished and together:
+                if entry.state is EntryState.DONE and entry.delivered_at is None:
+                    # Did the twin's reply arrive? Then pass it on, marked as being delivered.
+                    entry = await self._wait_for_twin(entry, deadline, together=False)
+                    if entry.delivered_at is None:
+                        await self.store.mark_replaying(entry.id)
                 return answer_of(entry, replay(entry), replayed=True)
-            # Otherwise claim again: its reply arrived (a new operation), or it did not and
-            # this call replays it, marked as being delivered like any reply.
+            # Else claim again: delivered (a new operation), or replay it, marked.
 
     async def delivered(self, answer: Answer) -> None:
         """The answer's reply reached its client's connection: record it in the journal
@@ -489,9 +492,7 @@ class CallEngine:
         return "done"
 
     def _sleep(self, seconds: float) -> defer.Deferred[None]:
-        d: defer.Deferred[None] = defer.Deferred()
-        self.clock.callLater(seconds, d.callback, None)
-        return d
+        return task.deferLater(self.clock, seconds, lambda: None)
 
 
 def _rno_of(ref: Ref) -> str | None:

@@ -149,7 +149,12 @@ def twin_action(row: Any, token: str, now: float, retry_window: float) -> Action
     if row.state == EntryState.DONE.value and row.delivered_at is None:
         if row.delivering_until is not None and row.delivering_until > now:
             return Action.WAIT  # its reply is being written: learn whether it arrived
-        if row.updated_at + retry_window > now:
+        # The window runs from the last time the reply was handed to a client (a replay
+        # whose delivery was never recorded counts), so a retry that arrived inside it and
+        # waited for that delivery is still a retry.
+        handed = row.updated_at if row.delivering_until is None else max(
+            row.updated_at, row.delivering_until - DELIVERY_GRACE_SECONDS)
+        if handed + retry_window > now:
             return Action.REPLAY
     return Action.NEW
 
@@ -208,6 +213,14 @@ def _replaying(conn: Connection, now: float, journal_id: int) -> Action:
         or_(_J.c.delivering_until.is_(None), _J.c.delivering_until <= now))).values(
             delivering_until=now + DELIVERY_GRACE_SECONDS)).rowcount == 1
     return Action.REPLAY if marked else Action.WAIT
+
+
+def replaying(conn: Connection, now: float, journal_id: int) -> None:
+    """Mark a finished entry's reply as being handed to a client that joined it in flight
+    (its own twin's delivery outcome already known): an identical call arriving before
+    this delivery is recorded waits for it."""
+    conn.execute(update(_J).where(and_(_J.c.id == journal_id, _J.c.delivered_at.is_(None)))
+                 .values(delivering_until=now + DELIVERY_GRACE_SECONDS))
 
 
 def resolve(conn: Connection, now: float, begin: Begin, eid: int, rno: str | None,

@@ -210,6 +210,10 @@ class Store:
         """The call's reply reached its client: the binding of identical calls ends."""
         return await self._run("mark_delivered", journal.delivered, journal_id)
 
+    async def mark_replaying(self, journal_id: int) -> None:
+        """A finished call's reply is about to be handed to a twin that joined it in flight."""
+        await self._run("mark_replaying", journal.replaying, journal_id)
+
     async def mark_undelivered(self, journal_id: int) -> bool:
         """The call's reply could not be written: the next identical call gets it."""
         return await self._run("mark_undelivered", journal.undelivered, journal_id)
