@@ -118,6 +118,7 @@ class Gateway:
         self.recorder: RecordingWriter | None = None
         self.draining = False
         self.last_recovery: float | None = None
+        self.recovery_started: float | None = None
 
     @property
     def legacy_url(self) -> str:
@@ -224,13 +225,22 @@ class Gateway:
         except Exception as e:  # noqa: BLE001 - any failure means not ready
             state["database"] = f"unreachable: {type(e).__name__}"
         running = self.recovery_loop is not None and self.recovery_loop.running
-        recent = self.last_recovery is not None and \
-            self.reactor.seconds() - self.last_recovery < 4 * RECOVERY_INTERVAL + 60
-        state["recovery"] = "ok" if running and (recent or self.recovery is None) else \
+        state["recovery"] = "ok" if running and self._sweeping_on_schedule() else \
             "not running" if not running else "stalled"
         state["ready"] = (state["database"] == "ok" and state["recovery"] == "ok"
                           and not self.draining)
         return state
+
+    def _sweeping_on_schedule(self) -> bool:
+        """Recovery's last sweep ended recently, or the one under way (the first one, right
+        after start) began recently; stalled only when neither is so."""
+        if self.recovery is None:
+            return True  # recover_on_start off: the first sweep is not due yet
+        now, limit = self.reactor.seconds(), 4 * RECOVERY_INTERVAL + 60
+        if self.last_recovery is not None and now - self.last_recovery < limit:
+            return True
+        return not self.recovery.called and self.recovery_started is not None \
+            and now - self.recovery_started < limit
 
     @property
     def store(self) -> Any:
@@ -246,6 +256,7 @@ class Gateway:
         assert self.parts is not None
         if self.recovery is not None and not self.recovery.called:
             return defer.succeed(None)
+        self.recovery_started = self.reactor.seconds()
         self.recovery = defer.ensureDeferred(recover_unfinished(self.parts.engine))
         self.recovery.addCallback(self._recovered)
         self.recovery.addErrback(lambda f: log.failure("recovery failed", f))

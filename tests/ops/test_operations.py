@@ -94,6 +94,27 @@ async def test_readyz_and_healthz(gw: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_ready_while_the_first_recovery_sweep_runs_stalled_when_it_hangs(
+        gw: Harness) -> None:
+    """Right after start the first sweep is under way: that is recovery running (ready),
+    not stalled (the race CI met on PostgreSQL, where a sweep takes a few ms). A sweep
+    stuck for minutes is stalled (503)."""
+    g = gw.gateway
+    while g.recovery is not None and not g.recovery.called:  # let a real sweep end first
+        await task.deferLater(reactor, 0.01, lambda: None)
+    hung: defer.Deferred[None] = defer.Deferred()  # the loop starts none while it hangs
+    g.recovery, g.last_recovery, g.recovery_started = hung, None, reactor.seconds()
+    resp = await treq.get(f"{gw.admin}/readyz")
+    assert resp.code == 200 and (await resp.json())["recovery"] == "ok"
+    g.recovery_started = reactor.seconds() - 3600
+    resp = await treq.get(f"{gw.admin}/readyz")
+    assert resp.code == 503 and (await resp.json())["recovery"] == "stalled"
+    hung.callback(None)
+    g.last_recovery = reactor.seconds()
+    assert (await treq.get(f"{gw.admin}/readyz")).code == 200
+
+
+@pytest_twisted.ensureDeferred
 async def test_stop_drains_a_call_in_flight(tmp_path: Any) -> None:
     """stop() while Klarna is slow to answer a capture: the call still finishes and the
     client gets its invno; new connections are refused meanwhile; then the store closes."""
