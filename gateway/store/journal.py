@@ -173,7 +173,8 @@ def claim(conn: Connection, now: float, *, eid: int, method: str, fingerprint: s
                 fresh = conn.execute(_SEL_ENTRY, {"b_id": row.id}).one()
                 return Begin(Action.RUN if taken else Action.WAIT, rows.entry(conn, fresh))
             if action is Action.REPLAY:
-                return Begin(_replaying(conn, now, row.id), rows.entry(conn, row))
+                marked = replaying(conn, now, row.id, exclusive=True)
+                return Begin(Action.REPLAY if marked else Action.WAIT, rows.entry(conn, row))
             if action is not Action.NEW:
                 return Begin(action, rows.entry(conn, row))
             conn.execute(_UPD_ENTRY, {"b_id": row.id, "inflight": None})
@@ -199,28 +200,22 @@ def claim(conn: Connection, now: float, *, eid: int, method: str, fingerprint: s
     return Begin(Action.WAIT, rows.entry(conn, row))
 
 
-def _replaying(conn: Connection, now: float, journal_id: int) -> Action:
-    """Mark a finished entry's reply as being handed to a client again, or WAIT if another
-    call is replaying it right now.
+def replaying(conn: Connection, now: float, journal_id: int, *, exclusive: bool = False
+              ) -> bool:
+    """Mark a finished entry's reply as being handed to a client again (a replay).
 
     A replayed reply is written like a fresh one, and its delivery is recorded only after
     the write: an identical call arriving in between (an ERP's deliberate repeat, sent the
     instant the replay arrived) must wait for that delivery (then it is a new operation),
-    not be given the same reply again. Conditional, so of two calls replaying at once only
-    one writes the reply; the other learns whether it arrived."""
-    marked = conn.execute(update(_J).where(and_(
-        _J.c.id == journal_id, _J.c.delivered_at.is_(None),
-        or_(_J.c.delivering_until.is_(None), _J.c.delivering_until <= now))).values(
-            delivering_until=now + DELIVERY_GRACE_SECONDS)).rowcount == 1
-    return Action.REPLAY if marked else Action.WAIT
-
-
-def replaying(conn: Connection, now: float, journal_id: int) -> None:
-    """Mark a finished entry's reply as being handed to a client that joined it in flight
-    (its own twin's delivery outcome already known): an identical call arriving before
-    this delivery is recorded waits for it."""
-    conn.execute(update(_J).where(and_(_J.c.id == journal_id, _J.c.delivered_at.is_(None)))
-                 .values(delivering_until=now + DELIVERY_GRACE_SECONDS))
+    not be given the same reply again. ``exclusive`` (a call that came after the entry
+    finished): only if no other replay of it is being written, so of two such calls only
+    one writes it and the other learns whether it arrived; False when nothing was marked.
+    A twin that joined the entry in flight marks it unconditionally (it is owed the reply)."""
+    where = [_J.c.id == journal_id, _J.c.delivered_at.is_(None)]
+    if exclusive:
+        where.append(or_(_J.c.delivering_until.is_(None), _J.c.delivering_until <= now))
+    return conn.execute(update(_J).where(and_(*where)).values(
+        delivering_until=now + DELIVERY_GRACE_SECONDS)).rowcount == 1
 
 
 def resolve(conn: Connection, now: float, begin: Begin, eid: int, rno: str | None,

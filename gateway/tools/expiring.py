@@ -250,8 +250,8 @@ class ExpiryWatch:
 
     Never in a call's path: every ``interval`` seconds a round reads the reservations that
     may still hold an authorization, :data:`PAGE_SIZE` at a time from the store, and their
-    orders, at most :data:`CONCURRENCY` at a time. A round still running when the next is due is left to
-    finish (that tick is skipped). A round that fails, or reads no order at all, logs one
+    orders, at most :data:`CONCURRENCY` at a time. A round still running when the next is
+    due is left to finish (that tick is skipped). A round that fails, or reads no order at all, logs one
     line and leaves the gauge as it was; orders Klarna did not answer for are left out of
     the count (a lower bound) and named in one line.
     """

@@ -7,7 +7,7 @@ the interleavings of two processes are chosen by the test, not by luck.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +21,10 @@ from gateway.engine.decisions import GIVE_UP_QUIET_SECONDS
 from gateway.errors import FaultCode, GatewayError
 from gateway.legacy.values import ArtNo
 from gateway.model import EntryState
+from gateway.store.journal import DELIVERY_GRACE_SECONDS
 from tests.engine.world import Process, World
 
 PY = "python:api:3.1.0"
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(str(tmp_path / "gw.db"))
-    yield w
-    w.close()
 
 
 def activate(rno: str, *artnos: tuple[str, int]) -> Activate:
@@ -263,6 +257,40 @@ def test_two_identical_calls_in_flight_together_are_one_operation(world: World) 
     assert world.captures_applied(rno, proc) == 1
 
 
+@dataclass
+class OneArticle:
+    """An order and the identical call ``activate 1 x ART-1`` sent on it by one process,
+    with what its client does with each answer: the scenarios of replays and repeats."""
+
+    world: World
+    proc: Process
+    rno: str
+    call: Activate
+
+    @classmethod
+    def on(cls, world: World) -> OneArticle:
+        proc = world.process()
+        rno = world.create_order(proc)
+        return cls(world, proc, rno, activate(rno, ("ART-1", 1)))
+
+    def start(self) -> defer.Deferred[Any]:
+        engine = self.proc.parts.engine
+        return defer.ensureDeferred(engine.run(self.world.config.merchant(1234),
+                                               REGISTRY.spec_for(self.call), self.call))
+
+    def send(self) -> Any:
+        return self.world.drive(self.start(), self.proc)
+
+    def delivered(self, answer: Any) -> None:
+        self.world.run(self.proc.parts.engine.delivered(answer), self.proc)
+
+    def undelivered(self, answer: Any) -> None:
+        self.world.run(self.proc.parts.engine.undelivered(answer), self.proc)
+
+    def captures(self) -> int:
+        return self.world.captures_applied(self.rno, self.proc)
+
+
 def test_a_repeat_right_after_a_replayed_reply_waits_for_its_delivery(world: World) -> None:
     """Found by the soak on PostgreSQL (1 swallowed credit in 1000 calls): a replayed reply
     is being written like any other. The first reply never reached its client (or recovery
@@ -270,40 +298,31 @@ def test_a_repeat_right_after_a_replayed_reply_waits_for_its_delivery(world: Wor
     repeat the instant that replay arrives, before its delivery is recorded. The repeat must
     wait for that delivery and then be a new operation (a second capture, a new invno), not
     be given the same reply a second time."""
-    proc = world.process()
-    rno = world.create_order(proc)
-    merchant = world.config.merchant(1234)
-    call = activate(rno, ("ART-1", 1))
-    spec = REGISTRY.spec_for(call)
-    first = world.run(proc.parts.engine.run(merchant, spec, call), proc)
-    world.run(proc.parts.engine.undelivered(first), proc)  # the client had gone
-    retry = world.run(proc.parts.engine.run(merchant, spec, call), proc)
+    parcel = OneArticle.on(world)
+    first = parcel.send()
+    parcel.undelivered(first)  # the client had gone
+    retry = parcel.send()
     assert retry.replayed and retry.reply == first.reply
     # The replay is on the wire; its delivery is not recorded yet. The repeat arrives now.
-    repeat = defer.ensureDeferred(proc.parts.engine.run(merchant, spec, call))
-    world.pump(proc, step=0.01)
+    repeat = parcel.start()
+    world.pump(parcel.proc, step=0.01)
     assert not repeat.called, "the repeat was answered from the reply being replayed"
-    world.run(proc.parts.engine.delivered(retry), proc)
-    second = world.drive(repeat, proc)
+    parcel.delivered(retry)
+    second = world.drive(repeat, parcel.proc)
     assert not second.replayed and second.reply[1] != first.reply[1]
-    assert world.captures_applied(rno, proc) == 2
+    assert parcel.captures() == 2
 
 
 def test_a_replay_that_could_not_be_written_is_replayed_again(world: World) -> None:
     """A replayed reply whose connection closed first stays undelivered: the next identical
     call gets it at once (no capture is made twice, no reply is lost)."""
-    proc = world.process()
-    rno = world.create_order(proc)
-    merchant = world.config.merchant(1234)
-    call = activate(rno, ("ART-1", 1))
-    spec = REGISTRY.spec_for(call)
-    first = world.run(proc.parts.engine.run(merchant, spec, call), proc)
-    world.run(proc.parts.engine.undelivered(first), proc)
-    retry = world.run(proc.parts.engine.run(merchant, spec, call), proc)
-    world.run(proc.parts.engine.undelivered(retry), proc)
-    again = world.run(proc.parts.engine.run(merchant, spec, call), proc)
+    parcel = OneArticle.on(world)
+    first = parcel.send()
+    parcel.undelivered(first)
+    parcel.undelivered(parcel.send())
+    again = parcel.send()
     assert again.replayed and again.reply == first.reply
-    assert world.captures_applied(rno, proc) == 1
+    assert parcel.captures() == 1
 
 
 def test_a_replay_whose_delivery_was_never_recorded_is_replayed_after_the_grace(
@@ -311,17 +330,11 @@ def test_a_replay_whose_delivery_was_never_recorded_is_replayed_after_the_grace(
     """The process died between writing a replay and recording its delivery: after the
     delivery grace the reply counts as never delivered and is replayed (the safe way round:
     never applied twice)."""
-    from gateway.store.journal import DELIVERY_GRACE_SECONDS
-
-    proc = world.process()
-    rno = world.create_order(proc)
-    merchant = world.config.merchant(1234)
-    call = activate(rno, ("ART-1", 1))
-    spec = REGISTRY.spec_for(call)
-    first = world.run(proc.parts.engine.run(merchant, spec, call), proc)
-    world.run(proc.parts.engine.undelivered(first), proc)
-    world.run(proc.parts.engine.run(merchant, spec, call), proc)  # replayed, never recorded
+    parcel = OneArticle.on(world)
+    first = parcel.send()
+    parcel.undelivered(first)
+    parcel.send()  # replayed, its delivery never recorded
     world.clock.advance(DELIVERY_GRACE_SECONDS + 0.1)
-    again = world.run(proc.parts.engine.run(merchant, spec, call), proc)
+    again = parcel.send()
     assert again.replayed and again.reply == first.reply
-    assert world.captures_applied(rno, proc) == 1
+    assert parcel.captures() == 1

@@ -3,11 +3,8 @@ a two-step activation resumed after 9119, and reads that are never bound to an e
 answer."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 
 from gateway.calls.activate import Activate
 from gateway.calls.activate_reservation import ActivateReservation
@@ -17,13 +14,6 @@ from gateway.errors import FaultCode
 from gateway.legacy.values import ArtNo, Goods
 from tests.engine.test_engine_clock import PY, fault_of, run_call
 from tests.engine.world import World
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(str(tmp_path / "gw.db"))
-    yield w
-    w.close()
 
 
 def test_activate_reservation_resumed_after_its_release_failed(world: World) -> None:

@@ -5,7 +5,6 @@ says the sequence of events and what goes wrong with the money.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,6 @@ from gateway.model import EntryState
 from tests.engine.world import Process, World
 
 PY = "python:api:3.1.0"
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(str(tmp_path / "gw.db"))
-    yield w
-    w.close()
 
 
 def activate(rno: str, *artnos: tuple[str, int]) -> Activate:

@@ -1,22 +1,10 @@
 """Review of 9f2ced5: replays that are not marked as being delivered."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from twisted.internet import defer
-
-from gateway.calls import REGISTRY
-from tests.engine.test_engine_clock import activate
+from tests.engine.test_engine_clock import OneArticle
 from tests.engine.world import World
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(str(tmp_path / "gw.db"))
-    yield w
-    w.close()
 
 
 def test_a_repeat_right_after_a_together_replay_waits_for_its_delivery(world: World) -> None:
@@ -25,28 +13,23 @@ def test_a_repeat_right_after_a_together_replay_waits_for_its_delivery(world: Wo
     clears delivering_until). B is handed A's outcome (the `together` replay, unmarked).
     The ERP sends a deliberate repeat C the instant B's reply arrives, before B's delivery
     is recorded: C must wait and be a new operation, not get the same reply again."""
-    proc = world.process()
-    rno = world.create_order(proc)
-    merchant = world.config.merchant(1234)
-    call = activate(rno, ("ART-1", 1))
-    spec = REGISTRY.spec_for(call)
+    parcel = OneArticle.on(world)
     world.sandbox.faults.add({"method": "POST", "path": "/captures$", "action": "latency",
                               "delay_ms": 500, "times": 1})
-    a = defer.ensureDeferred(proc.parts.engine.run(merchant, spec, call))
-    b = defer.ensureDeferred(proc.parts.engine.run(merchant, spec, call))
-    first = world.drive(a, proc)
-    world.run(proc.parts.engine.undelivered(first), proc)  # A's client had gone
-    second = world.drive(b, proc)
+    a, b = parcel.start(), parcel.start()
+    first = world.drive(a, parcel.proc)
+    parcel.undelivered(first)  # A's client had gone
+    second = world.drive(b, parcel.proc)
     assert second.replayed and second.reply == first.reply
     # B's reply is on the wire; its delivery is not recorded yet. The repeat arrives now.
-    repeat = defer.ensureDeferred(proc.parts.engine.run(merchant, spec, call))
-    world.pump(proc, step=0.01)
+    repeat = parcel.start()
+    world.pump(parcel.proc, step=0.01)
     assert not repeat.called or not world._result(repeat).replayed, \
         "the deliberate repeat was answered with the reply being written to B"
-    world.run(proc.parts.engine.delivered(second), proc)
-    third = world.drive(repeat, proc)
+    parcel.delivered(second)
+    third = world.drive(repeat, parcel.proc)
     assert not third.replayed and third.reply[1] != first.reply[1]
-    assert world.captures_applied(rno, proc) == 2
+    assert parcel.captures() == 2
 
 
 def test_a_retry_inside_the_window_waiting_on_a_dead_replay_is_still_replayed(
@@ -57,18 +40,14 @@ def test_a_retry_inside_the_window_waiting_on_a_dead_replay_is_still_replayed(
     9f2ced5 that retry was replayed at once."""
     world = World(str(tmp_path / "gw.db"), retry_window_seconds=20.0)
     try:
-        proc = world.process()
-        rno = world.create_order(proc)
-        merchant = world.config.merchant(1234)
-        call = activate(rno, ("ART-1", 1))
-        spec = REGISTRY.spec_for(call)
-        first = world.run(proc.parts.engine.run(merchant, spec, call), proc)
-        world.run(proc.parts.engine.undelivered(first), proc)
+        parcel = OneArticle.on(world)
+        first = parcel.send()
+        parcel.undelivered(first)
         world.clock.advance(18.0)
-        world.run(proc.parts.engine.run(merchant, spec, call), proc)  # replayed; died
+        parcel.send()  # replayed; the process died before recording its delivery
         world.clock.advance(1.0)
-        again = world.run(proc.parts.engine.run(merchant, spec, call), proc)
+        again = parcel.send()
         assert again.replayed and again.reply == first.reply
-        assert world.captures_applied(rno, proc) == 1
+        assert parcel.captures() == 1
     finally:
         world.close()

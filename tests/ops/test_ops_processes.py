@@ -20,6 +20,7 @@ from gateway.testing.processes import (
     GatewayProcess, SandboxProcess, _cli, free_port, write_config,
 )
 from gateway.testing.processes import http as http_call
+from tests.harness import order_line
 
 
 @pytest.fixture
@@ -225,13 +226,12 @@ def test_serve_legacy_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert f"127.0.0.1:{port}" in line, line
+        line = order_line("ART-1", "Sylt", 1, 10000)
         status, _, created = http_call(
             "POST", f"http://127.0.0.1:{admin}/v1/sandbox/orders", {
                 "eid": 1234, "purchase_country": "SE", "purchase_currency": "SEK",
-                "locale": "sv-SE", "order_amount": 10000, "order_tax_amount": 2000,
-                "order_lines": [{"type": "physical", "reference": "ART-1", "name": "Sylt",
-                                 "quantity": 1, "unit_price": 10000, "tax_rate": 2500,
-                                 "total_amount": 10000, "total_tax_amount": 2000}]},
+                "locale": "sv-SE", "order_amount": line["total_amount"],
+                "order_tax_amount": line["total_tax_amount"], "order_lines": [line]},
             bearer="sandbox-admin")
         assert status == 201, created
         # The SDK builds its own ServerProxy: it trusts our certificate through the
