@@ -291,6 +291,10 @@ class Gateway:
         if self.recovery is not None and not self.recovery.called:
             self.recovery.cancel()
         if self.parts is not None:
+            try:  # the last delivery reports, so no delivered reply is replayed after us
+                await self.parts.engine.reports.flush()
+            except Exception:  # noqa: BLE001 - unwritten reports only cost a replay
+                log.failure("writing the last delivery reports failed")
             await self.parts.close()
             self.parts = None
 

@@ -31,6 +31,7 @@ from gateway.console import auth, views
 from gateway.console.digest_check import check as check_digest, request_bytes
 from gateway.console.html import Html, h
 from gateway.errors import GatewayError
+from gateway.binding import Phase
 from gateway.model import EntryState, JournalEntry, Reservation
 from gateway.om.client import OmError
 from gateway.store.search import JournalQuery, ReservationScope
@@ -245,7 +246,8 @@ class ConsoleResource(Resource):
         page = await self.store.search_journal(JournalQuery(
             eid=caller.principal.eid, state=EntryState.PENDING, limit=200))
         now = self.clock.seconds()
-        running = [e for e in page.entries if e.lease_until is not None and e.lease_until > now]
+        running = [e for e in page.entries if e.phase is Phase.RUNNING and e.until is not None
+                   and e.until > now]
         unresolved = [e for e in page.entries if e not in running]
         return self._page(200, "Pending and unresolved calls",
                           views.pending(running, unresolved), caller)

@@ -15,6 +15,14 @@ before the commit that holds their writes is on disk, so durability is unchanged
 gateway still commits each interaction alone. PostgreSQL keeps one transaction per
 interaction (it has its own group commit, and several processes share it).
 
+Reads that write nothing (``run_read``) skip the queue: on SQLite they run on a reader
+thread of their own over a second connection (WAL lets it read while the writer commits),
+each statement its own snapshot; on PostgreSQL in autocommit, one round trip per
+statement instead of three (BEGIN, the statement, COMMIT).
+
+Each database thread keeps its connection for its whole life (no pool checkout per
+interaction): the writer's and the reader's on SQLite, one per pool thread on PostgreSQL.
+
 Tests of the engine construct ``Database(url, reactor, threaded=False)``: interactions then
 run synchronously on the calling thread (SQLite in memory or in a temp file), so a test
 driven by ``task.Clock`` needs no threads and no wall clock.
@@ -79,16 +87,20 @@ def read_only_sqlite_url(url: str) -> str:
     return f"sqlite:///file:{quote(os.path.abspath(path))}?mode=ro{immutable}&uri=true"
 
 
-def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False,
+                reads: bool = False) -> Engine:
     """An engine configured for its dialect (SQLite: WAL, busy timeout, FKs on).
 
     ``read_only``: every transaction is read-only (PostgreSQL ``SET TRANSACTION READ
     ONLY``; SQLite opened with ``mode=ro``, see :func:`read_only_sqlite_url`). Tools that
     only read (``klarna-gateway journal``) use it so they cannot change or create anything.
+    ``reads``: a SQLite engine for a process's reader thread: no write lock at BEGIN.
     """
     url = normalise_url(url)
     if read_only:
         return _read_only_engine(url, pool_size)
+    if reads:
+        return _reader_engine(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -110,6 +122,18 @@ def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Eng
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+
+
+def _reader_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # autocommit: each statement is its own snapshot
+        dbapi_conn.execute("PRAGMA busy_timeout=30000")
+        dbapi_conn.execute("PRAGMA query_only=ON")
+
+    return engine
 
 
 def _read_only_engine(url: str, pool_size: int) -> Engine:
@@ -181,22 +205,74 @@ class Database:
         self._queue: list[_Queued] = []
         self._queue_lock = threading.Lock()
         self._writer_busy = False
+        self._local = threading.local()
+        self._kept: list[Connection] = []
+        self._kept_lock = threading.Lock()
+        self._reader: ThreadPool | None = None
+        self._read_engine: Engine | None = None
+        if self.is_sqlite and threaded and sqlite_path(self.url) is not None:
+            self._read_engine = make_engine(self.url, read_only=read_only, reads=True)
+            self._reader = ThreadPool(minthreads=1, maxthreads=1, name="gateway-db-read")
+            self._reader.threadFactory = _daemon_thread  # type: ignore[assignment]
 
     def start(self) -> None:
         if not self._started and self.threaded:
             self._pool.start()
+            if self._reader is not None:
+                self._reader.start()
             self._started = True
 
     def stop(self) -> None:
         if self._started:
             self._pool.stop()
+            if self._reader is not None:
+                self._reader.stop()
             self._started = False
+        with self._kept_lock:
+            kept, self._kept = self._kept, []
+        for conn in kept:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing at shutdown: nothing left to save
+                pass
         self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
+
+    def _connection(self, engine: Engine) -> Connection:
+        """This thread's connection to ``engine``, kept for the thread's life (threaded
+        databases only: the CLI and the tests' inline database check one out each time)."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = engine.connect()
+            self._local.conn = conn
+            with self._kept_lock:
+                self._kept.append(conn)
+        return conn
+
+    def _forget_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.invalidate()
+            except Exception:  # noqa: BLE001 - it is being dropped because it failed
+                pass
 
     def run_sync(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in a transaction on the calling thread (CLI, migrations)."""
+        """Run ``fn(conn, *args)`` in a transaction on the calling thread (CLI, migrations,
+        and the database threads)."""
         for attempt in range(5):
             try:
+                if self.threaded and self._started:
+                    conn = self._connection(self.engine)
+                    try:
+                        with conn.begin():
+                            return fn(conn, *args)
+                    except DBAPIError as e:
+                        if e.connection_invalidated:
+                            self._forget_connection()
+                        raise
                 with self.engine.begin() as conn:
                     return fn(conn, *args)
             except DBAPIError as e:
@@ -205,6 +281,42 @@ class Database:
                 log.info("retrying {desc} after {error}", desc=desc, error=type(e).__name__)
                 time.sleep(0.01 * (2**attempt))
         raise AssertionError("unreachable")
+
+    def _read_sync(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read: no transaction of its own (each statement sees committed data)."""
+        if not (self.threaded and self._started):
+            with self.engine.connect() as conn:
+                return fn(conn, *args)
+        engine = self._read_engine or self.engine
+        conn = self._connection(engine)
+        autocommit = not self.is_sqlite  # PostgreSQL: no BEGIN/COMMIT round trips
+        try:
+            if autocommit:
+                conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+            return fn(conn, *args)
+        except DBAPIError as e:
+            if e.connection_invalidated:
+                self._forget_connection()
+            raise
+        finally:
+            if not conn.invalidated:
+                if conn.in_transaction():
+                    conn.rollback()
+                if autocommit:
+                    conn.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+    async def run_read(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)``, which only reads, outside the writer's queue."""
+        started = self._reactor.seconds()
+        try:
+            if not self.threaded:
+                return self._read_sync(desc, fn, *args)
+            self.start()
+            pool = self._reader or self._pool
+            return await threads.deferToThreadPool(self._reactor, pool, self._read_sync,
+                                                   desc, fn, *args)
+        finally:
+            self.metrics.database(desc, self._reactor.seconds() - started)
 
     async def run_interaction(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in one transaction on the database thread pool (or, when
