@@ -76,7 +76,7 @@ async def test_metrics_after_sdk_calls(gw: Harness) -> None:
     assert _value(text, 'klarna_gateway_rest_retries_total{endpoint="/ordermanagement/v1/'
                         'orders/{id}/release-remaining-authorization",method="POST"}') >= 1
     assert _value(text, "klarna_gateway_journal_pending_entries") == 1  # the 9119'd cancel
-    assert 'klarna_gateway_database_seconds_count{interaction="begin_call"}' in text
+    assert 'klarna_gateway_database_seconds_count{interaction="read_call"}' in text
     assert invno not in text and "sandbox-secret" not in text
 
 
