@@ -292,7 +292,7 @@ class Gateway:
             self.recovery.cancel()
         if self.parts is not None:
             try:  # the last delivery reports, so no delivered reply is replayed after us
-                await self.parts.engine.reports.flush()
+                await self.parts.store.flush_reports()
             except Exception:  # noqa: BLE001 - unwritten reports only cost a replay
                 log.failure("writing the last delivery reports failed")
             await self.parts.close()

@@ -12,8 +12,8 @@
   since the claim's read (else the call reads again).
 - **send** / **outcome**: each step with its key; its success, its ledger rows and, for the
   last one, the entry's outcome in one commit (:mod:`gateway.engine.steps`).
-- **reply**: the edge writes it; its delivery report (:mod:`gateway.engine.reports`) ends
-  the binding, carried by the process's next transaction.
+- **reply**: the edge writes it; its delivery report ends the binding, carried by the
+  process's next transaction (:mod:`gateway.store.delivery`).
 
 A money call costs two durable commits. Every failure leaves through one place per side
 of the intent: before it nothing was sent and the call is journaled as refused
@@ -40,7 +40,6 @@ from gateway.engine.claim import (
     Held, Ticket, guard_unresolved_change, guard_unresolved_money, new_token,
 )
 from gateway.engine.faults import Disposition, disposition
-from gateway.engine.reports import DeliveryReports
 from gateway.engine.resolve import Resolver
 from gateway.engine.steps import ReplyOf, StepSender
 from gateway.errors import (
@@ -67,8 +66,7 @@ def _json(value: Any) -> str:
 
 
 class CallEngine:
-    """Runs legacy calls. One per process; stateless apart from its collaborators and the
-    delivery reports waiting for the next transaction."""
+    """Runs legacy calls. One per process; stateless apart from its collaborators."""
 
     def __init__(self, config: Config, store: Store, om: OmClient, clock: Any,
                  registry: CallRegistry, metrics: Metrics = NO_METRICS) -> None:
@@ -79,8 +77,7 @@ class CallEngine:
         self.lease_seconds = s.retry_budget_seconds + 2 * s.rest_timeout_seconds + 1.0
         self.retry_window = s.retry_window_seconds
         self.resolver = Resolver(store, om)
-        self.reports = DeliveryReports(store.flush_marks, clock)
-        self.steps = StepSender(store, om, clock, self.reports,
+        self.steps = StepSender(store, om, clock,
                                 lease_seconds=self.lease_seconds,
                                 give_up_seconds=s.give_up_seconds,
                                 quiet_seconds=decisions.GIVE_UP_QUIET_SECONDS,
@@ -109,14 +106,14 @@ class CallEngine:
     async def delivered(self, answer: Answer) -> None:
         """The answer's reply reached its client's connection: the binding ends."""
         if answer.delivery is not None:
-            self.reports.add(Mark(answer.journal_id, answer.delivery, True,
-                                  self.clock.seconds()))
+            self.store.report(Mark(answer.journal_id, answer.delivery, True,
+                                   self.clock.seconds()))
 
     async def undelivered(self, answer: Answer) -> None:
         """The connection was gone before the reply: the next identical call gets it."""
         if answer.delivery is not None:
-            self.reports.add(Mark(answer.journal_id, answer.delivery, False,
-                                  self.clock.seconds()))
+            self.store.report(Mark(answer.journal_id, answer.delivery, False,
+                                   self.clock.seconds()))
 
     # -- a call bound to an earlier entry ----------------------------------------------------
 
@@ -129,7 +126,7 @@ class CallEngine:
             return await self._replay(holder.id, seen_token, claim=True)
         if verdict.decision is Decision.TAKEOVER:
             return await self._take_over(merchant, t, holder.id, seen_token)
-        await self.reports.flush()  # it may be our own delivery report it waits for
+        await self.store.flush_reports()  # it may be our own delivery report it waits for
         await self._pause(t, "an identical call is still in progress; retry the same call")
         return None
 
@@ -261,12 +258,11 @@ class CallEngine:
         rno = order.reservation.rno if order else t.rno
         if verdict.unbind and view.holder is not None:
             await self.store.expire(view.holder.id, view.holder.binding.token)
-        jid = await self.reports.carry(lambda marks: self.store.record_answer(journal.Answered(
+        jid = await self.store.record_answer(journal.Answered(
             t.call.eid, t.call.method, t.fingerprint, t.call_json, rno, t.invno,
             order.reservation.order_id if order else None, reply_json=_json(reply),
             notes=plan.notes,
-            facts=None if order is None or facts is None else (order.reservation.id, *facts)),
-            marks))
+            facts=None if order is None or facts is None else (order.reservation.id, *facts)))
         return Answer(reply, jid, rno=rno, invno=t.invno)
 
     async def _intend(self, t: Ticket, order: OrderView | None, plan: Plan,
@@ -284,7 +280,7 @@ class CallEngine:
             facts=facts, allocate_invno=plan.allocate_invno, allocate_rno=plan.allocate_rno,
             unbind=unbind)
         try:
-            made = await self.reports.carry(lambda marks: self.store.record_intent(intent, marks))
+            made = await self.store.record_intent(intent)
         except (OrderMovedError, TwinBoundError):
             return None
         return Held(made.journal_id, token, made.steps, t.call.eid,
@@ -345,10 +341,10 @@ class CallEngine:
         rno = order.reservation.rno if order else t.rno
         code = int(fault.fault_code) if fault else int(FaultCode.INTERNAL_ERROR)
         text = fault.fault_string if fault else "internal_error: internal error"
-        jid = await self._quietly(self.reports.carry(lambda marks: self.store.record_answer(
-            journal.Answered(t.call.eid, t.call.method, t.fingerprint, t.call_json, rno,
-                             t.invno, order.reservation.order_id if order else None,
-                             fault_code=code, fault_string=text), marks)))
+        jid = await self._quietly(self.store.record_answer(journal.Answered(
+            t.call.eid, t.call.method, t.fingerprint, t.call_json, rno, t.invno,
+            order.reservation.order_id if order else None, fault_code=code,
+            fault_string=text)))
         if fault is None:
             return e
         fault.context = {"journal_id": jid, "invno": t.invno, "rno": rno}

@@ -19,7 +19,6 @@ from gateway.config import Merchant
 from gateway.engine import decisions, effects
 from gateway.engine.claim import Held
 from gateway.engine.faults import GaveUpError, refusal, step_applied
-from gateway.engine.reports import DeliveryReports
 from gateway.errors import UpstreamUnavailableError
 from gateway.model import Step, StepState
 from gateway.om.client import DeadlineExceededError, OmClient, RestResponseError, \
@@ -42,10 +41,10 @@ class Sent:
 
 
 class StepSender:
-    def __init__(self, store: Store, om: OmClient, clock: Any, reports: DeliveryReports, *,
+    def __init__(self, store: Store, om: OmClient, clock: Any, *,
                  lease_seconds: float, give_up_seconds: float, quiet_seconds: float,
                  new_token: Callable[[], str]) -> None:
-        self.store, self.om, self.clock, self.reports = store, om, clock, reports
+        self.store, self.om, self.clock = store, om, clock
         self.lease_seconds = lease_seconds
         self.give_up_seconds = give_up_seconds
         self.quiet_seconds = quiet_seconds
@@ -75,8 +74,8 @@ class StepSender:
         if reply is None:
             reply = reply_of(await self._order(merchant, held, deadline))
         delivery = self.new_token() if held.client else None
-        owned = await self.reports.carry(lambda marks: self.store.finish(
-            held, json.dumps(reply, sort_keys=True, separators=(",", ":")), delivery, marks))
+        owned = await self.store.finish(
+            held, json.dumps(reply, sort_keys=True, separators=(",", ":")), delivery)
         if not owned:
             raise journal.LeaseLostError(f"journal {held.entry_id}")
         return Sent(reply, delivery)
@@ -103,7 +102,7 @@ class StepSender:
                               step.body or {}, result),
             rule.record, held.token, held.reservation_id, finish=finish,
             renew_until=None if finish else self.clock.seconds() + self.lease_seconds)
-        owned = await self.reports.carry(lambda marks: self.store.record_outcome(done, marks))
+        owned = await self.store.record_outcome(done)
         if not owned:
             raise journal.LeaseLostError(f"journal {held.entry_id}")
         return None if finish is None else Sent(reply, delivery)

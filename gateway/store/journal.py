@@ -234,10 +234,6 @@ def _mark_params(k: Mark) -> dict[str, Any]:
     return {"id": k.journal_id, "token": k.token, "at": k.at}
 
 
-def flush_marks(conn: Connection, now: float, marks: Sequence[Mark]) -> None:
-    apply_marks(conn, marks)
-
-
 # -- the intent: a new entry, its steps and keys, the order lease ----------------------------
 
 
@@ -264,7 +260,6 @@ class Intent:
     #: A bound entry whose retry window has passed, whose binding ends now (EXPIRE):
     #: (id, token seen).
     unbind: tuple[int, str | None] | None = None
-    marks: Sequence[Mark] = ()
 
 
 @dataclass(frozen=True)
@@ -330,7 +325,6 @@ def record_intent(conn: Connection, now: float, intent: Intent, install_id: str,
         raise TwinBoundError(intent.fingerprint) from None
     steps = _steps(jid, intent.steps, install_id, invno, rno, now)
     run_many(conn, _INSERT_STEP, [_step_params(s, now) for s in steps])
-    apply_marks(conn, intent.marks)
     return Intended(jid, invno, rno, steps)
 
 
@@ -408,7 +402,6 @@ class StepDone:
     reservation_id: int | None
     finish: Finish | None = None
     renew_until: float | None = None
-    marks: Sequence[Mark] = ()
 
 
 _STEP_DONE = Sql("""
@@ -445,7 +438,6 @@ def record_outcome(conn: Connection, now: float, done: StepDone) -> bool:
                                  "until": None if done.finish else done.renew_until,
                                  "release": 1 if done.finish else 0,
                                  "id": done.reservation_id})
-    apply_marks(conn, done.marks)
     return owned
 
 
@@ -488,7 +480,6 @@ class Answered:
     notes: Sequence[str] = ()
     #: The order's status and references as read, to keep on its reservation.
     facts: tuple[int, str | None, str | None, str | None] | None = None
-    marks: Sequence[Mark] = ()
 
 
 _INSERT_ANSWER = Sql("""
@@ -517,7 +508,6 @@ def record_answer(conn: Connection, now: float, a: Answered) -> int:
         "rno": a.rno, "invno": a.invno, "order_id": a.order_id, "phase": phase.value,
         "now": now, "reply": a.reply_json, "code": a.fault_code, "fault": a.fault_string,
         "notes": rows.dumps(list(a.notes)) if a.notes else None})[0]
-    apply_marks(conn, a.marks)
     return int(jid)
 
 
@@ -662,9 +652,7 @@ def _seen(row: Sequence[Any]) -> Seen:
     return Seen(Binding(Phase(phase), token, until, phase_at), reply, code, fault, rno, invno)
 
 
-def seen(conn: Connection, now: float, journal_id: int, marks: Sequence[Mark] = ()
-         ) -> Seen:
-    apply_marks(conn, marks)
+def seen(conn: Connection, now: float, journal_id: int) -> Seen:
     return _seen(one(conn, _SEEN, {"id": journal_id}))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -24,6 +23,7 @@ from gateway.store import imports, journal, ledger, mapping, recurring, search
 from gateway.store import models as m
 from gateway.store.database import Database
 from gateway.binding import DELIVERY_GRACE_SECONDS
+from gateway.store.delivery import DeliveryReports
 from gateway.store.mapping import ReservationConflictError
 from gateway.store.search import JournalPage, JournalQuery
 
@@ -42,10 +42,32 @@ class Store:
         self.rno_start = rno_start
         self.invno_start = invno_start
         self._install_id: str | None = None
+        self.reports = DeliveryReports(self.flush_reports, clock)
 
     async def _run(self, desc: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One write transaction; it carries the delivery reports waiting (they wait again
+        if it fails)."""
         now = self.clock.seconds()
-        return await self.db.run_interaction(desc, lambda conn: fn(conn, now, *args, **kwargs))
+        marks = self.reports.take()
+
+        def interaction(conn: Connection) -> T:
+            journal.apply_marks(conn, marks)
+            return fn(conn, now, *args, **kwargs)
+        try:
+            return await self.db.run_interaction(desc, interaction)
+        except BaseException:
+            self.reports.put_back(marks)
+            raise
+
+    def report(self, mark: journal.Mark) -> None:
+        """A reply's delivery report, written with this process's next transaction."""
+        self.reports.add(mark)
+
+    async def flush_reports(self) -> None:
+        """Write the waiting delivery reports now (a journal read, an identical call waiting
+        for one, shutdown)."""
+        if self.reports.waiting:
+            await self._run("delivery_reports", _nothing)
 
     async def _read(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
         now = self.clock.seconds()
@@ -153,12 +175,10 @@ class Store:
         """The binding of a call's fingerprint and the order it names (no write)."""
         return await self._read("read_call", journal.read_call, q)
 
-    async def record_intent(self, intent: journal.Intent, marks: Sequence[journal.Mark] = ()
-                            ) -> journal.Intended:
+    async def record_intent(self, intent: journal.Intent) -> journal.Intended:
         """The new entry, its steps and their keys, and the order lease, before any request
         is sent (raises ``OrderMovedError``/``TwinBoundError``, nothing written)."""
         install_id = await self.install_id()
-        intent = replace(intent, marks=marks) if marks else intent
         return await self._run("record_intent", journal.record_intent, intent, install_id,
                                {"rno": self.rno_start, "invno": self.invno_start})
 
@@ -168,28 +188,20 @@ class Store:
         grace = None if delivery is None else self.clock.seconds() + DELIVERY_GRACE_SECONDS
         return journal.Finish(reply_json, delivery, grace)
 
-    async def record_outcome(self, done: journal.StepDone, marks: Sequence[journal.Mark] = ()
-                             ) -> bool:
+    async def record_outcome(self, done: journal.StepDone) -> bool:
         """A step's success with its ledger rows and, fenced, the entry's outcome or lease."""
-        done = replace(done, marks=marks) if marks else done
         return await self._run("record_outcome", journal.record_outcome, done)
 
-    async def finish(self, held: Any, reply_json: str, delivery: str | None,
-                     marks: Sequence[journal.Mark] = ()) -> bool:
+    async def finish(self, held: Any, reply_json: str, delivery: str | None) -> bool:
         """The outcome of an entry whose steps were all recorded already (fenced)."""
         return await self._run("finish", _finish_only, held.entry_id, held.token,
-                               held.reservation_id, self.finishing(reply_json, delivery),
-                               marks)
+                               held.reservation_id, self.finishing(reply_json, delivery))
 
-    async def record_answer(self, answered: journal.Answered,
-                            marks: Sequence[journal.Mark] = ()) -> int:
-        answered = replace(answered, marks=marks) if marks else answered
+    async def record_answer(self, answered: journal.Answered) -> int:
         return await self._run("record_answer", journal.record_answer, answered)
 
-    async def seen(self, journal_id: int, marks: Sequence[journal.Mark] = ()) -> journal.Seen:
-        """An entry's binding and outcome (a waiting twin's poll; ``marks`` first)."""
-        if marks:
-            return await self._run("seen", journal.seen, journal_id, marks)
+    async def seen(self, journal_id: int) -> journal.Seen:
+        """An entry's binding and outcome (a waiting twin's poll)."""
         return await self._read("seen", journal.seen, journal_id)
 
     async def replay(self, journal_id: int, seen_token: str | None, delivery: str
@@ -222,9 +234,6 @@ class Store:
         return await self._run("fail", journal.fail, journal_id, token, reservation_id, code,
                                fault)
 
-    async def flush_marks(self, marks: Sequence[journal.Mark]) -> None:
-        await self._run("flush_marks", journal.flush_marks, marks)
-
     async def known_ids(self, reservation: Reservation, kind: str) -> set[str]:
         """The capture or refund ids the ledger holds for the order (``kind``: "captures",
         "refunds"; anything else: none)."""
@@ -235,7 +244,8 @@ class Store:
         return set()
 
     async def get_entry(self, journal_id: int) -> JournalEntry:
-        return await self._run("get_entry", _no_now(journal.get), journal_id)
+        await self.flush_reports()
+        return await self._read("get_entry", _no_now(journal.get), journal_id)
 
     async def unfinished_entries(self, eid: int | None = None,
                                  since: float | None = None) -> list[JournalEntry]:
@@ -250,12 +260,14 @@ class Store:
         return await self._run("schema_revision", _no_now(_revision))
 
     async def journal_for(self, eid: int, *, limit: int = 50) -> list[JournalEntry]:
-        return await self._run("journal_for", _no_now(journal.recent), eid, limit)
+        await self.flush_reports()
+        return await self._read("journal_for", _no_now(journal.recent), eid, limit)
 
     # -- read-only search (admin API, console, ``journal`` CLI) ---------------------------
 
     async def search_journal(self, query: JournalQuery) -> JournalPage:
         """One page of matching journal entries (newest first) with their REST steps."""
+        await self.flush_reports()
         return await self._run("search_journal", search.journal, query)
 
     async def find_reservations(self, text: str, *, eid: int | None = None,
@@ -290,9 +302,11 @@ def _install_id(conn: Connection, now: float) -> str:
 
 
 def _finish_only(conn: Connection, now: float, journal_id: int, token: str,
-                 reservation_id: int | None, finish: journal.Finish,
-                 marks: Sequence[journal.Mark]) -> bool:
+                 reservation_id: int | None, finish: journal.Finish) -> bool:
     owned = journal.finish_entry(conn, now, journal_id, token, finish)
     journal.release_order(conn, now, reservation_id, token)
-    journal.apply_marks(conn, marks)
     return owned
+
+
+def _nothing(conn: Connection, now: float) -> None:
+    """A transaction that only carries the delivery reports."""

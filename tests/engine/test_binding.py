@@ -112,6 +112,12 @@ def store(database: Database) -> Store:
     return Store(database, clock)
 
 
+def report(store: Store, mark: journal.Mark) -> None:
+    """A delivery report, written as the store writes them (with its next transaction)."""
+    store.report(mark)
+    now(store.flush_reports())
+
+
 def now(d: Any) -> Any:
     box: list[Any] = []
     defer.ensureDeferred(d).addBoth(box.append)
@@ -140,8 +146,8 @@ class Entry:
         elif phase in (Phase.REPLYING, Phase.UNDELIVERED, Phase.DELIVERED, Phase.EXPIRED):
             _, delivery = now(succeed(store, self.made, self.lease, None))
             if phase is not Phase.REPLYING:
-                now(store.flush_marks([journal.Mark(self.id, delivery, phase is Phase.DELIVERED,
-                                                    NOW)]))
+                report(store, journal.Mark(self.id, delivery, phase is Phase.DELIVERED,
+                                                    NOW))
             if phase is Phase.EXPIRED:
                 now(store.expire(self.id, self.token))
         assert self.phase is phase
@@ -169,7 +175,7 @@ class Entry:
         elif event is Event.TAKEOVER:
             now(s.take_over(i, token, "new-lease", LEASE))
         elif event in (Event.DELIVERED, Event.UNDELIVERED):
-            now(s.flush_marks([journal.Mark(i, token, event is Event.DELIVERED, NOW)]))
+            report(s, journal.Mark(i, token, event is Event.DELIVERED, NOW))
         elif event is Event.REPLAY:
             now(s.replay(i, token, "new-delivery"))
         elif event is Event.EXPIRE:

@@ -74,7 +74,7 @@ def measure(world: World, proc: Process, trace: Trace, make: Any) -> Trace:
     the process and leaves its delivery report for the second to carry)."""
     warm, measured = world.create_order(proc), world.create_order(proc)
     call_and_deliver(world, proc, make(warm))
-    assert proc.parts.engine.reports.waiting == 1
+    assert proc.parts.store.reports.waiting == 1
     trace.on = True
     call_and_deliver(world, proc, make(measured))
     trace.on = False
@@ -90,7 +90,7 @@ def test_cancel_reservation_costs_at_most_8_statements_in_3_transactions(
     assert trace.transactions <= 3, "\n".join(trace.lines)
     # the previous call's delivery report rode along; this call's waits for the next
     assert any(s.startswith("UPDATE journal SET phase = 'delivered'") for s in trace.statements)
-    assert proc.parts.engine.reports.waiting == 1
+    assert proc.parts.store.reports.waiting == 1
 
 
 def test_partial_activate_costs_at_most_10_statements(

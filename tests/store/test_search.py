@@ -52,18 +52,16 @@ async def make_call(store: Store, *, eid: int, method: str, call: dict[str, Any]
     step's success and the outcome (or left unfinished); a call without steps is recorded
     as answered (or refused) at once."""
     body = {"method": method, "eid": eid, **call}
-    if not steps:
-        assert outcome is not None
+    if not steps and outcome is not None:
         return await store.record_answer(journal.Answered(
             eid, method, uuid.uuid4().hex, json.dumps(body), rno, invno, order_id,
             reply_json=None if outcome.reply is None else json.dumps(outcome.reply),
             fault_code=outcome.fault_code, fault_string=outcome.fault_string, notes=notes))
-    assert order_id is not None
-    res = await store.get_reservation_by_order(eid, order_id)
+    res = None if order_id is None else await store.get_reservation_by_order(eid, order_id)
     made, token = await intend(store, eid=eid, method=method, res=res, steps=steps,
                                allocate_invno=allocate, call=call, rno=rno, invno=invno,
                                notes=notes)
-    if complete:
+    if complete and outcome is not None:
         results = [{"capture_id": f"cap-{made.journal_id}"} if isinstance(
             st.effect, CaptureEffect) else {} for st in made.steps]
         owned, _ = await succeed(store, made, token, res, results,

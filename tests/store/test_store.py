@@ -121,6 +121,13 @@ async def test_numbers_are_unique_across_processes(stores: Store2) -> None:
     assert min(int(n) for n in got) == 9000000000
 
 
+async def reported(store: Store, *marks: Mark) -> None:
+    """Delivery reports, written as the store writes them (with its next transaction)."""
+    for mark in marks:
+        store.report(mark)
+    await store.flush_reports()
+
+
 async def holder(store: Store, fingerprint: str) -> Any:
     return (await store.read_call(CallQuery(1234, fingerprint))).holder
 
@@ -137,13 +144,13 @@ async def test_identical_calls_coalesce_across_processes(stores: Store2) -> None
     assert (await holder(b, "f" * 64)).binding.phase is Phase.RUNNING
     _, delivery = await succeed(a, first, token, None, reply=["ok", "9000000000"])
     assert delivery is not None
-    await a.flush_marks([Mark(first.journal_id, delivery, False, stores.clock.seconds())])
+    await reported(a, Mark(first.journal_id, delivery, False, stores.clock.seconds()))
     bound = await holder(b, "f" * 64)
     assert bound.binding.phase is Phase.UNDELIVERED
     seen = await b.replay(bound.id, bound.binding.token, "B1")
     assert seen is not None and seen.reply_json == '["ok", "9000000000"]'
     assert await b.replay(bound.id, bound.binding.token, "B2") is None  # once
-    await b.flush_marks([Mark(bound.id, "B1", True, stores.clock.seconds())])
+    await reported(b, Mark(bound.id, "B1", True, stores.clock.seconds()))
     assert await holder(b, "f" * 64) is None
     fresh, token_b = await intend(b, fingerprint="f" * 64)
     assert fresh.journal_id != first.journal_id
@@ -162,11 +169,11 @@ async def test_a_late_delivery_report_never_undoes_a_newer_one(stores: Store2) -
     _, t1 = await succeed(a, made, token, None)
     assert t1 is not None
     now = stores.clock.seconds()
-    await a.flush_marks([Mark(made.journal_id, t1, False, now)])
+    await reported(a, Mark(made.journal_id, t1, False, now))
     assert await a.replay(made.journal_id, t1, "T2") is not None
-    await a.flush_marks([Mark(made.journal_id, "T2", True, now)])
-    await a.flush_marks([Mark(made.journal_id, t1, False, now),
-                         Mark(made.journal_id, t1, True, now)])
+    await reported(a, Mark(made.journal_id, "T2", True, now))
+    await reported(a, Mark(made.journal_id, t1, False, now),
+                         Mark(made.journal_id, t1, True, now))
     entry = await a.get_entry(made.journal_id)
     assert entry.phase is Phase.DELIVERED and await holder(a, "l" * 64) is None
 

@@ -3,9 +3,10 @@
 When the edge has written a reply (or found its client gone), the entry's phase must say
 so: a delivered reply ends the binding (the next identical call is a new operation), an
 undelivered one is replayed to the retry. Writing that report in a transaction of its own
-would cost every call a third commit. Reports wait here instead and the process's next
-journal transaction carries them; when none comes within :attr:`FLUSH_AFTER` seconds
-(an idle gateway), they are written on their own.
+would cost every call a third commit. Reports wait here instead, and the store's next
+write transaction in this process carries them (:meth:`Store._run`); when none comes
+within :attr:`DeliveryReports.FLUSH_AFTER` seconds (an idle gateway), they are written on
+their own, and a read of the journal writes them first.
 
 Nothing is weakened: until its report lands, an entry is ``replying`` and an identical call
 waits (and asks for the flush, in this process); a report is applied by compare-and-set on
@@ -14,7 +15,7 @@ the delivery token it carries, so it lands at most once and never over a newer c
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -22,23 +23,30 @@ from twisted.logger import Logger
 from gateway.store.journal import Mark
 
 log = Logger()
-T = TypeVar("T")
 
 
 class DeliveryReports:
     #: At most this long between a report and its write, when no other write carries it.
     FLUSH_AFTER = 0.02
 
-    def __init__(self, write: Callable[[Sequence[Mark]], Awaitable[Any]], clock: Any) -> None:
+    #: After a failed write (the database is away), retry no sooner than this.
+    RETRY_AFTER = 1.0
+
+    def __init__(self, write: Callable[[], Awaitable[Any]], clock: Any) -> None:
         self._write = write
         self._clock = clock
         self._pending: list[Mark] = []
         self._timer: Any = None
+        self._failing = False
 
     def add(self, mark: Mark) -> None:
         self._pending.append(mark)
-        if self._timer is None:
-            self._timer = self._clock.callLater(self.FLUSH_AFTER, self._flush_soon)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._timer is None and self._pending:
+            delay = self.RETRY_AFTER if self._failing else self.FLUSH_AFTER
+            self._timer = self._clock.callLater(delay, self._flush_soon)
 
     def take(self) -> list[Mark]:
         """Every report waiting (the caller's transaction writes them)."""
@@ -50,22 +58,13 @@ class DeliveryReports:
 
     def put_back(self, marks: Sequence[Mark]) -> None:
         """A transaction that carried ``marks`` failed: they wait for the next one."""
-        for mark in marks:
-            self.add(mark)
-
-    async def carry(self, write: Callable[[Sequence[Mark]], Awaitable[T]]) -> T:
-        """Run ``write`` with the waiting reports; they wait again if it fails."""
-        marks = self.take()
-        try:
-            return await write(marks)
-        except BaseException:
-            self.put_back(marks)
-            raise
+        self._pending[:0] = marks
+        self._schedule()
 
     async def flush(self) -> None:
         """Write every waiting report now."""
         if self._pending:
-            await self.carry(self._write)
+            await self._write()
 
     @property
     def waiting(self) -> int:
@@ -74,4 +73,14 @@ class DeliveryReports:
     def _flush_soon(self) -> None:
         self._timer = None
         d = defer.ensureDeferred(self.flush())
-        d.addErrback(lambda f: log.failure("writing delivery reports failed; retrying", f))
+        d.addCallbacks(self._wrote, self._failed)
+
+    def _wrote(self, _: object) -> None:
+        self._failing = False
+
+    def _failed(self, failure: Any) -> None:
+        if not self._failing:
+            log.failure("writing {n} delivery report(s) failed; retrying every "
+                        "{s:.0f} s", failure, n=len(self._pending), s=self.RETRY_AFTER)
+        self._failing = True
+        self._schedule()
