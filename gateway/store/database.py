@@ -121,7 +121,9 @@ def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False,
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+    # Each database thread keeps one pooled connection; the overflow serves everything else
+    # (schema checks at start, tools sharing the Database).
+    return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
 
 
 def _reader_engine(url: str) -> Engine:
@@ -264,6 +266,7 @@ class Database:
         self._local = threading.local()
         self._kept: list[Connection] = []
         self._kept_lock = threading.Lock()
+        self._generation = 0
         if self.is_sqlite:  # one writer, committing in groups
             self._writer = _Lane("gateway-db", reactor, 1, self._run_batch,
                                  lambda: self.max_batch)
@@ -305,17 +308,32 @@ class Database:
         if not threading.current_thread().name.startswith("gateway-db"):
             return None
         conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "generation", 0) != self._generation:
+            self._forget_connection()  # dispose() since: connect afresh
+            conn = None
         if conn is None or conn.closed or conn.invalidated:
             conn = engine.connect()
             self._local.conn = conn
+            self._local.generation = self._generation
             with self._kept_lock:
                 self._kept.append(conn)
         return conn
+
+    def dispose(self) -> None:
+        """Drop every connection: pooled ones now, the database threads' own at their next
+        interaction (each thread closes its own)."""
+        self._generation += 1
+        self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
 
     def _forget_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
+            with self._kept_lock:
+                if conn in self._kept:
+                    self._kept.remove(conn)
             try:
                 conn.invalidate()
             except Exception:  # noqa: BLE001 - it is being dropped because it failed

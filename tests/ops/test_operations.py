@@ -293,7 +293,7 @@ async def test_readyz_flips_when_the_database_goes_away(gw_pg: Harness) -> None:
     assert resp.code == 503 and (await resp.json())["database"] != "ok"
     await threads.deferToThread(execute, "ALTER TABLE av_moved RENAME TO alembic_version")
     assert (await treq.get(f"{gw_pg.admin}/readyz")).code == 200
-    engine.dispose()
+    gw_pg.gateway.parts.db.dispose()  # type: ignore[union-attr]
     real_connect = engine.pool._creator  # type: ignore[attr-defined]
 
     def refuse() -> Any:
