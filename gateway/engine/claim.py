@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
+from twisted.internet import task
+
 from gateway.calls.spec import CallSpec, Ref, Target
 from gateway.errors import UpstreamUnavailableError
 from gateway.legacy.values import LegacyCall
@@ -94,8 +96,19 @@ class Held:
         return None if self.reservation is None else self.reservation.id
 
 
+#: How often a call waiting for its identical twin (or for the order's lease) looks again.
+POLL_SECONDS = 0.05
+
+
 def new_token() -> str:
     return uuid.uuid4().hex
+
+
+async def pause(clock: Any, deadline: float, why: str) -> None:
+    """Wait a little before looking again, within the call's budget (else 9119, ``why``)."""
+    if clock.seconds() >= deadline:
+        raise UpstreamUnavailableError(why)
+    await task.deferLater(clock, POLL_SECONDS, lambda: None)
 
 
 def guard_unresolved_money(spec: CallSpec[Any], unresolved: dict[MoneyKind, int]) -> None:

@@ -17,19 +17,17 @@ from typing import Any
 from gateway.calls.spec import CallSpec
 from gateway.config import Merchant
 from gateway.engine import decisions, effects
+from gateway.engine.answers import Answer
 from gateway.engine.claim import Held
+from gateway.engine.failures import Failures
 from gateway.engine.faults import GaveUpError, refusal, step_applied
+from gateway.engine.planning import ReplyOf
 from gateway.errors import UpstreamUnavailableError
 from gateway.model import Step, StepState
 from gateway.om.client import DeadlineExceededError, OmClient, RestResponseError, \
     RestTransportError
 from gateway.store import journal
 from gateway.store.store import Store
-
-#: Builds the call's reply, given the order as it is after the steps (for calls whose
-#: declaration says their reply reads it) or None.
-ReplyOf = Callable[[dict[str, Any] | None], Any]
-
 
 @dataclass(frozen=True)
 class Sent:
@@ -41,14 +39,25 @@ class Sent:
 
 
 class StepSender:
-    def __init__(self, store: Store, om: OmClient, clock: Any, *,
+    def __init__(self, store: Store, om: OmClient, clock: Any, failures: Failures, *,
                  lease_seconds: float, give_up_seconds: float, quiet_seconds: float,
                  new_token: Callable[[], str]) -> None:
-        self.store, self.om, self.clock = store, om, clock
+        self.store, self.om, self.clock, self.failures = store, om, clock, failures
         self.lease_seconds = lease_seconds
         self.give_up_seconds = give_up_seconds
         self.quiet_seconds = quiet_seconds
         self.new_token = new_token
+
+    async def send(self, merchant: Merchant, spec: CallSpec[Any], held: Held, deadline: float,
+                   reply_of: ReplyOf) -> Answer:
+        """send → outcome: the call's answer, or its fault (the entry ended or left
+        resumable, as :class:`Failures` decides)."""
+        try:
+            sent = await self.send_all(merchant, spec, held, deadline, reply_of)
+        except Exception as e:  # noqa: BLE001 - every failure is classified in one place
+            raise await self.failures.failed(spec, held, e) from None
+        return Answer(sent.reply, held.entry_id, sent.delivery, rno=held.rno,
+                      invno=held.invno)
 
     async def send_all(self, merchant: Merchant, spec: CallSpec[Any], held: Held,
                        deadline: float, reply_of: ReplyOf) -> Sent:
