@@ -115,23 +115,6 @@ class RecurringService:
         except GatewayError as e:
             return _refusal(e)
         answers = [created]
-        body = dict(created.reply)
-        if call.activate:
-            activation = Activate(eid=merchant.eid, client_version=recurring_call.CLIENT,
-                                  rno=body["reservation"])
-            try:  # v2's activate flag: captured at once, whatever the merchant's profile
-                activated = await engine.run(replace(merchant, profile="default"),
-                                             REGISTRY.spec("activate"), activation)
-            except GatewayError as e:
-                if e.fault_code == FaultCode.TIMEOUT:
-                    return v2_error(503, "the order was created but its activation did not "
-                                         "finish: send the same request again to learn the "
-                                         "invoice number")
-                log.info("recurring order {rno} not activated: {fault}",
-                         rno=body["reservation"], fault=e.fault_string)
-            else:
-                answers.append(activated)
-                body["invoice"] = str(activated.reply[1])
 
         async def delivered() -> None:
             for answer in answers:
@@ -140,7 +123,39 @@ class RecurringService:
         async def undelivered() -> None:
             for answer in answers:
                 await engine.undelivered(answer)
+        try:
+            body = await self._activate(merchant, call, created, answers)
+        except _Refused as e:  # the order exists but its number never reaches the client:
+            await undelivered()  # its retry is given it at once (and continues activating)
+            return e.answer
+        except BaseException:  # the edge answers 500: the number never reached the client
+            await undelivered()
+            raise
         return V2Answer(200, ORDER_ACCEPTED, body, delivered, undelivered)
+
+    async def _activate(self, merchant: Merchant, call: recurring_call.RecurringOrder,
+                        created: Any, answers: list[Any]) -> dict[str, Any]:
+        """The answer's body, with the invoice when ``activate`` was asked for (v2's flag:
+        captured at once, whatever the merchant's profile)."""
+        body = dict(created.reply)
+        if not call.activate:
+            return body
+        activation = Activate(eid=merchant.eid, client_version=recurring_call.CLIENT,
+                              rno=body["reservation"])
+        try:
+            activated = await self.parts.engine.run(replace(merchant, profile="default"),
+                                                    REGISTRY.spec("activate"), activation)
+        except GatewayError as e:
+            if e.fault_code == FaultCode.TIMEOUT:
+                raise _Refused(v2_error(503, "the order was created but its activation did "
+                                             "not finish: send the same request again to "
+                                             "learn the invoice number")) from None
+            log.info("recurring order {rno} not activated: {fault}",
+                     rno=body["reservation"], fault=e.fault_string)
+            return body
+        answers.append(activated)
+        body["invoice"] = str(activated.reply[1])
+        return body
 
     async def status(self, token: str, authorization: str | None) -> V2Answer:
         """The payment method behind a recurring token (GET, digest of the empty body)."""
