@@ -4,13 +4,19 @@ When the edge has written a reply (or found its client gone), the entry's phase 
 so: a delivered reply ends the binding (the next identical call is a new operation), an
 undelivered one is replayed to the retry. Writing that report in a transaction of its own
 would cost every call a third commit. Reports wait here instead, and the store's next
-write transaction in this process carries them (:meth:`Store._run`); when none comes
-within :attr:`DeliveryReports.FLUSH_AFTER` seconds (an idle gateway), they are written on
-their own, and a read of the journal writes them first.
+write in this process carries them (:meth:`Store._run`): a transaction already queued in
+the same reactor turn, or, at the next turn, one of their own, which the SQLite writer
+commits together with whatever else is waiting (group commit). Under load that is one
+statement in an existing transaction; an idle gateway writes each report at once, as
+journal v1 did. A read of the journal writes them first.
 
 Nothing is weakened: until its report lands, an entry is ``replying`` and an identical call
 waits (and asks for the flush, in this process); a report is applied by compare-and-set on
-the delivery token it carries, so it lands at most once and never over a newer change.
+the delivery token it carries, so it lands at most once and never over a newer change. The
+one window every design has is unchanged: a process that dies between writing a reply and
+writing its report leaves the entry ``replying``; once its grace lapses the reply counts as
+never delivered (a retry is answered with it; a deliberate repeat in that instant would be
+too). That window is kept as short as a commit: reports are never held back.
 """
 from __future__ import annotations
 
@@ -26,8 +32,9 @@ log = Logger()
 
 
 class DeliveryReports:
-    #: At most this long between a report and its write, when no other write carries it.
-    FLUSH_AFTER = 0.02
+    #: Between a report and its own write when no other write carries it: the next reactor
+    #: turn (every write queued in this turn carries it instead).
+    FLUSH_AFTER = 0.0
 
     #: After a failed write (the database is away), retry no sooner than this.
     RETRY_AFTER = 1.0
