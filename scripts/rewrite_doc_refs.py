@@ -113,43 +113,54 @@ def _line_starts(text: str) -> list[int]:
 
 
 def plan_file(file: Path, rows: list[Row], root: Path) -> tuple[list[Edit], list[str], list[str]]:
-    """The edits for one file, notes (rows found elsewhere or already applied), problems."""
+    """The edits for one file, notes (rows found elsewhere or already applied), problems.
+
+    A group of rows with the same old text is placed on the lines the map names when every
+    row's line holds an occurrence; otherwise by rank, when the file has exactly as many
+    occurrences as the map has rows (lines moved, their order did not); otherwise refused.
+    An occurrence inside a longer old text of another row is not one.
+    """
     text = file.read_text(encoding="utf-8")
     starts = _line_starts(text)
+    groups: dict[str, list[Row]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: r.line):
+        groups[row.old].append(row)
+    spans = {old: [(m.start(), m.end()) for m in group[0].pattern.finditer(text)]
+             for old, group in groups.items()}
+
+    def inside_longer(old: str, span: tuple[int, int]) -> bool:
+        return any(len(other) > len(old) and a <= span[0] and span[1] <= b
+                   for other, found in spans.items() for a, b in found)
+
     edits: list[Edit] = []
     notes: list[str] = []
     problems: list[str] = []
-    by_old: dict[str, list[Row]] = defaultdict(list)
-    for row in sorted(rows, key=lambda r: r.line):
-        by_old[row.old].append(row)
-    for group in by_old.values():
-        matches = list(group[0].pattern.finditer(text))
-        claimed: set[int] = set()
-        pending: list[Row] = []
-        for row in group:  # first on the line the map names
+    for old, group in groups.items():
+        found = [span for span in spans[old] if not inside_longer(old, span)]
+        placed: list[tuple[int, int]] = []
+        for row in group:
             begin = starts[row.line - 1] if 1 <= row.line <= len(starts) else -1
             end = starts[row.line] if row.line < len(starts) else len(text) + 1
-            here = [m for m in matches if begin <= m.start() < end and m.start() not in claimed]
-            if here:
-                claimed.add(here[0].start())
-                edits.append(Edit(here[0].start(), here[0].end(), rendered(row, file, root), row))
-            else:
-                pending.append(row)
-        free = [m for m in matches if m.start() not in claimed]
-        if not pending:
-            continue
-        if len(free) == len(pending):  # the lines moved: the order of occurrences holds
-            for row, m in zip(pending, free):
-                edits.append(Edit(m.start(), m.end(), rendered(row, file, root), row))
-                line = text.count("\n", 0, m.start()) + 1
-                notes.append(f"{row.path}:{row.line}: found on line {line}")
-        elif not free and all(rendered(r, file, root) in text for r in pending):
-            notes += [f"{r.path}:{r.line}: already {r.new}" for r in pending]
+            here = [span for span in found if begin <= span[0] < end and span not in placed]
+            if not here:
+                break
+            placed.append(here[0])
         else:
-            for row in pending:
-                problems.append(f"map line {row.number}: {row.path}:{row.line}: {row.old!r} "
-                                f"is not on that line; {len(free)} other occurrence(s) for "
-                                f"{len(pending)} row(s)")
+            edits += [Edit(a, b, rendered(row, file, root), row)
+                      for row, (a, b) in zip(group, placed)]
+            continue
+        if not found and all(rendered(r, file, root) in text for r in group):
+            notes += [f"{r.path}:{r.line}: already {r.new}" for r in group]
+        elif len(found) == len(group):
+            for row, (a, b) in zip(group, found):
+                edits.append(Edit(a, b, rendered(row, file, root), row))
+                line = text.count("\n", 0, a) + 1
+                if line != row.line:
+                    notes.append(f"{row.path}:{row.line}: found on line {line}")
+        else:
+            problems += [f"map line {r.number}: {r.path}:{r.line}: {r.old!r} is not on that "
+                         f"line, and the file has {len(found)} occurrence(s) for {len(group)} "
+                         "row(s)" for r in group]
     edits.sort(key=lambda e: e.start)
     for before, after in zip(edits, edits[1:]):
         if after.start < before.end:
