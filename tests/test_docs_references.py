@@ -222,8 +222,8 @@ def test_anchors_skip_code_blocks_and_number_duplicates(tmp_path: Path) -> None:
 def test_checker_accepts_references_that_exist(tmp_path: Path) -> None:
     root = _tree(tmp_path, {
         "docs/a.md": DOC,
-        "gateway/sandbox/README.md": "# Sandbox\n\n## Seeded mode\n\nSee "
-                                     "[it](../../docs/a.md#order-lines) and [here](#seeded-mode).\n",
+        "gateway/sandbox/README.md": ("# Sandbox\n\n## Seeded mode\n\nSee [it]"
+                                      "(../../docs/a.md#order-lines) and [here](#seeded-mode).\n"),
         "gateway/x.py": '"""Why: docs/a.md#order-lines; docs/a.md#order-lines-1; a.md here.\n'
                         '(``gateway/sandbox/README.md``, "Seeded mode"); RFC 9110 '
                         f'{SECTION_SIGN}7.6.1; hashlib.md5."""\n',
