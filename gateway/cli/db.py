@@ -17,10 +17,15 @@ from gateway.cli.common import (
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from gateway import files
     from gateway.store import schema
     from gateway.store.database import make_engine
 
-    engine = make_engine(db_url(args))
+    url = db_url(args)
+    sqlite = files.sqlite_file(url)
+    if sqlite is not None:
+        files.create_private(sqlite)  # a new SQLite store is private (0600)
+    engine = make_engine(url)
     try:
         before, after = schema.upgrade(engine)
     finally:
@@ -40,12 +45,16 @@ def shown(url: str) -> str:
 
 
 def cmd_db_port(args: argparse.Namespace) -> int:
+    from gateway import files
     from gateway.store.port import PortError, port
 
     config = config_from(args.config)
     source = args.source or url_from_file(args.source_file, "--from-file")
     target = args.target or url_from_file(args.target_file, "--to-file")
     require_sqlite_file(source)
+    target_file = files.sqlite_file(target)
+    if target_file is not None:
+        files.create_private(target_file)
     starts = {"rno": config.gateway.rno_start, "invno": config.gateway.invno_start}
     try:
         report = port(source, target, starts=starts, now=time.time())

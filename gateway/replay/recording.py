@@ -16,7 +16,8 @@ Format (``format`` 1). Every file starts with a header line, then one line per e
 is lossless whatever the document's own encoding; ``body_bytes`` turns them back). Files are
 ``recording-<start>-<n>.jsonl`` (``<start>``: the recorder's UTC start, ``YYYYmmddTHHMMSSZ``;
 ``<n>`` from 1); a file is closed and the next opened before a line would take it past
-``max_bytes``.
+``max_bytes``. Files are created 0600 (a directory the recorder creates: 0700): they hold
+whole requests, personal data included.
 
 Why a writer thread: masking parses the body and the disk may be slow; the reactor only puts
 the exchange on a queue. ``close()`` writes everything queued before it returns, so a clean
@@ -39,6 +40,7 @@ from typing import Any, Final
 from twisted.internet import threads
 from twisted.logger import Logger
 
+from gateway import files
 from gateway.errors import GatewayError
 from gateway.legacy.resource import Exchange
 from gateway.legacy.xmlrpc import parse_method_response
@@ -148,7 +150,7 @@ class RecordingWriter:
         self._closed = False
 
     def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        files.private_dir(self.directory)
         self._thread.start()
 
     def submit(self, item: Exchange | dict[str, Any]) -> None:
@@ -224,7 +226,7 @@ class RecordingWriter:
             self._n += 1
             path = self.directory / f"recording-{self.stamp}-{self._n}.jsonl"
             try:
-                self._file = open(path, "xb")  # noqa: SIM115 - closed by _close_file
+                self._file = files.open_private(path, "xb")  # closed by _close_file
                 break
             except FileExistsError:
                 continue  # another recorder started in the same second: next number
