@@ -124,10 +124,12 @@ def test_kco_edge(live: LiveGateway, body: bytes, token: bytes) -> None:
 
 @SETTINGS
 @given(body=bodies, route=st.sampled_from([b"/v1/reservations", b"/v1/imports",
-                                           b"/v1/recurring-tokens", b"/v1/sandbox/orders"]))
+                                           b"/v1/recurring-tokens"]))
 def test_admin_json_routes(live: LiveGateway, body: bytes, route: bytes) -> None:
     """Anything but a JSON object is a 400; an object gets whatever the route makes of it
-    (a 4xx for a bad field, or the empty import's report), never a 5xx."""
+    (a 4xx for a bad field, or the empty import's report), never a 5xx. (``POST
+    /v1/sandbox/orders`` is a 404 here, outside ``serve --sandbox``: the boundary test
+    covers it.)"""
     answer = once(live, "admin", b"POST", route, body, ADMIN)
     if not json_object(body):
         assert answer.status == 400, answer

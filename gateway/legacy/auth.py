@@ -26,7 +26,7 @@ from gateway.errors import (
     MethodNotFoundError, NotAllowedError, UnknownEstoreError,
 )
 from gateway.legacy import params as p
-from gateway.legacy.digest import verify
+from gateway.legacy.digest import redact, verify
 from gateway.legacy.values import LegacyCall
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class Authenticator:
         against the merchant's ``allowed_networks`` before anything else about the call."""
         lookup = self._registry.lookup(method)
         if lookup is None:
-            raise MethodNotFoundError(f"unknown method {method[:64]}")
+            raise MethodNotFoundError(f"unknown method {redact(method[:64])}")
         eid = p.eid_at(params, lookup.eid_at)
         rule = lookup.spec.digest if lookup.spec is not None else (
             lookup.not_offered.digest if lookup.not_offered is not None else None)

@@ -40,6 +40,7 @@ from gateway.errors import (
     ParseError,
     UpstreamUnavailableError,
 )
+from gateway.legacy.digest import redact
 from gateway.legacy.encode import encode_fault, encode_response
 from gateway.legacy.xmlrpc import DEFAULT_MAX_DEPTH, parse_method_call
 from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
@@ -303,7 +304,8 @@ class LegacyResource(Resource):
             "legacy call method={method} eid={eid} outcome={outcome} "
             "duration_ms={duration_ms:.1f} journal_id={journal_id} rno={rno} invno={invno} "
             "correlation_id={correlation_id}{gone}",
-            method=record.method or "-", eid=record.eid if record.eid is not None else "-",
+            method=redact(record.method or "-"),
+            eid=record.eid if record.eid is not None else "-",
             outcome=record.outcome, duration_ms=round(record.duration * 1000, 1),
             journal_id=context.get("journal_id"), rno=context.get("rno"),
             invno=context.get("invno"), correlation_id=context.get("correlation_id"),
@@ -341,7 +343,7 @@ class _Outcome:
         self.fault_code = int(error.fault_code)
         if debug and error.debug_context:
             _errors.debug("fault {code} on {method}: {context}", code=self.fault_code,
-                          method=self.method, context=error.debug_context)
+                          method=redact(self.method or "-"), context=error.debug_context)
         self.payload = encode_fault(self.fault_code, error.fault_string)
 
 

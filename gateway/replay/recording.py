@@ -44,7 +44,7 @@ from gateway import files
 from gateway.errors import GatewayError
 from gateway.legacy.resource import Exchange
 from gateway.legacy.xmlrpc import parse_method_response
-from gateway.replay.masking import mask_request
+from gateway.replay.masking import Masked, mask_request
 
 FORMAT: Final = 1
 DEFAULT_MAX_BYTES: Final = 64 << 20
@@ -69,7 +69,8 @@ def body_bytes(text: str | None) -> bytes | None:
 
 
 def exchange_record(exchange: Exchange, seq: int, source: str) -> dict[str, Any]:
-    """The JSON line for one exchange, its digest masked (the only place that decides).
+    """The JSON line for one exchange, its digest masked (the only place that decides): in
+    the request, and wherever the reply or the method name repeat a value masked there.
 
     A proxied exchange (``source`` ``proxy``) knows only bytes: its method and eid are read
     from the request, its outcome from the reply (``http-<status>`` for a non-200 answer,
@@ -84,15 +85,23 @@ def exchange_record(exchange: Exchange, seq: int, source: str) -> dict[str, Any]
         "kind": "exchange", "seq": seq, "source": source, "started": exchange.started,
         "started_at": iso(exchange.started), "duration_ms": round(exchange.duration * 1000, 3),
         "path": exchange.path, "http_status": exchange.http_status,
-        "method": exchange.method or masked.method,
+        "method": _scrubbed(exchange.method, masked) or masked.method,
         "eid": exchange.eid if exchange.eid is not None else masked.eid,
         "outcome": outcome, "fault_code": fault_code,
         "client_gone": exchange.client_gone, "context": context,
         "digest": {"at": masked.digest_at, "hash": masked.hash_name, "masked": masked.masked},
         "body_encoding": "latin-1",
         "request": None if exchange.request is None else body_text(masked.body),
-        "reply": body_text(exchange.reply),
+        "reply": body_text(masked.scrub(exchange.reply)),
     }
+
+
+def _scrubbed(method: str | None, masked: Masked) -> str | None:
+    """The method name with any value masked in the body masked in it too."""
+    if method is None:
+        return None
+    return masked.scrub(method.encode("utf-8", "surrogateescape")).decode(
+        "utf-8", "surrogateescape")
 
 
 def reply_outcome(reply: bytes, http_status: int = 200) -> tuple[str, int | None]:
