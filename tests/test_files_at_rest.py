@@ -17,7 +17,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from gateway.legacy.resource import Exchange
 from gateway.logs import ReopenableFile
 from gateway.replay.recording import RecordingWriter
-from gateway.testing.processes import run_cli
+from gateway.testing.processes import run_cli, write_config
 from tests.harness import start_gateway
 
 
@@ -47,11 +47,16 @@ async def test_serve_creates_the_database_private(tmp_path: Path) -> None:
         await h.gateway.stop()
 
 
-def test_db_upgrade_creates_the_database_private(tmp_path: Path) -> None:
+def test_db_upgrade_and_port_create_the_database_private(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
     done = run_cli("db", "upgrade", "--db", f"sqlite:///{db}")
     assert done.returncode == 0, done.stderr
     assert mode(db) == 0o600
+    config = write_config(tmp_path / "gw.toml", "http://127.0.0.1:9")
+    done = run_cli("db", "port", "--config", str(config), "--from", f"sqlite:///{db}",
+                   "--to", f"sqlite:///{tmp_path}/copy.db")
+    assert done.returncode == 0, done.stderr
+    assert mode(tmp_path / "copy.db") == 0o600
 
 
 @pytest_twisted.ensureDeferred

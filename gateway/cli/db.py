@@ -7,6 +7,7 @@ plus the counters (:func:`gateway.store.mapping.next_number`).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -53,13 +54,17 @@ def cmd_db_port(args: argparse.Namespace) -> int:
     target = args.target or url_from_file(args.target_file, "--to-file")
     require_sqlite_file(source)
     target_file = files.sqlite_file(target)
-    if target_file is not None:
-        files.create_private(target_file)
+    # A new SQLite target is private (0600); refused before anything was written, it goes.
+    created = target_file is not None and files.create_private(target_file)
     starts = {"rno": config.gateway.rno_start, "invno": config.gateway.invno_start}
     try:
         report = port(source, target, starts=starts, now=time.time())
-    except PortError as e:
-        raise CliError(f"db port: {e}") from None
+    except BaseException as e:
+        if created and target_file is not None and os.path.getsize(target_file) == 0:
+            os.unlink(target_file)
+        if isinstance(e, PortError):
+            raise CliError(f"db port: {e}") from None
+        raise
     print(f"copied {shown(source)} -> {shown(target)}")
     width = max(len(t.name) for t in report.tables)
     print(f"  {'table'.ljust(width)}  {'rows':>9}  checksum")
