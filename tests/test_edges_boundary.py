@@ -25,7 +25,6 @@ import hashlib
 import json
 import re
 import socket
-import tomllib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,32 +37,22 @@ from twisted.logger import globalLogPublisher
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
-from gateway.config import parse_config
 from gateway.legacy.resource import LegacyResource, make_site
 from gateway.recurring.resource import RecurringResource
 from tests.e2e.test_recurring import make_token
-from tests.harness import ADMIN, SANDBOX_CONFIG, SECRETS, Harness, start_gateway
+from tests.harness import ADMIN, SECRETS, Harness, demo_config, running
 from tests.legacy.legacy_sdk_capture import make_sdk
 
 #: Calls from loopback are not accepted for this eid; OPEN has no list.
 RESTRICTED, OPEN, UNKNOWN = 1234, 5678, 4242
 
 
-def boundary_config() -> Any:
-    raw = tomllib.loads(SANDBOX_CONFIG.read_text(encoding="utf-8"))
-    for merchant in raw["merchants"]:
-        if merchant["eid"] == RESTRICTED:
-            merchant["allowed_networks"] = ["192.0.2.0/28"]
-    return parse_config(raw, source="boundary-test")
-
-
 @pytest_twisted.async_yield_fixture
 async def gwb(tmp_path: Any) -> AsyncIterator[Harness]:
-    h = await start_gateway(f"sqlite:///{tmp_path}/gateway.db", config=boundary_config())
-    try:
+    config = demo_config("boundary-test",
+                         **{f"m{RESTRICTED}": {"allowed_networks": ["192.0.2.0/28"]}})
+    async with running(tmp_path, config) as h:
         yield h
-    finally:
-        await h.gateway.stop()
 
 
 # -- the walk ------------------------------------------------------------------------------

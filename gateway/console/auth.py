@@ -20,7 +20,8 @@ logs, browser history and ``Referer`` headers). Each failed sign-in is logged (n
 ``gateway.console.signin``: the client's address and the count, never the token tried), and
 after :data:`FREE_SIGNIN_FAILURES` failures in a row an address must wait before its next
 attempt (:class:`SigninThrottle`: 1 s, doubling up to 5 minutes; answered 429 with
-``Retry-After`` without comparing the token), until a sign-in from it succeeds.
+``Retry-After`` without comparing the token), until it has made no failed attempt for 15
+minutes. Sign-in forms and ``Authorization: Bearer`` on console pages share that count.
 
 CSRF: the console changes nothing in the gateway, and every form is GET except sign-in,
 sign-out and the digest self-test, whose POSTs must come from this origin (``Origin``, or
@@ -48,12 +49,14 @@ SESSION_SECONDS = 8 * 3600
 #: Sessions kept at most per principal (that principal's oldest go first).
 MAX_SESSIONS_PER_PRINCIPAL = 100
 #: Failed sign-ins an address may make in a row before it must wait.
-FREE_SIGNIN_FAILURES = 5
+FREE_SIGNIN_FAILURES = 10
 #: The first wait, doubled with each further failure, up to the maximum.
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 #: Addresses whose failures are remembered at most (the least recent are forgotten).
 MAX_THROTTLED_ADDRESSES = 10_000
+#: An address's failures are forgotten after this long without one.
+FORGET_AFTER_SECONDS = 900.0
 
 signin_log = Logger(namespace="gateway.console.signin")
 
@@ -161,15 +164,18 @@ class SigninThrottle:
     ``wait(address)`` is 0 while the address has failed fewer than
     :data:`FREE_SIGNIN_FAILURES` + 1 times in a row; after that each failure sets a wait of
     :data:`BACKOFF_BASE_SECONDS` doubled per extra failure, capped at
-    :data:`BACKOFF_MAX_SECONDS`. A success forgets the address. At most ``max_addresses``
-    are remembered (the least recently failed are forgotten first), so memory is bounded.
+    :data:`BACKOFF_MAX_SECONDS`. The count starts over only after
+    :data:`FORGET_AFTER_SECONDS` without a failure: a success does not reset it, or anyone
+    holding one valid token (a merchant's) could sign in between guesses at another (the
+    admin's) and never wait. At most ``max_addresses`` are remembered (the least recently
+    failed are forgotten first), so memory is bounded.
     """
 
     def __init__(self, clock: Any, *, max_addresses: int = MAX_THROTTLED_ADDRESSES) -> None:
         self.clock = clock
         self.max_addresses = max_addresses
-        #: address → (failures in a row, may try again at, attempts refused while waiting)
-        self._failures: OrderedDict[str, tuple[int, float, int]] = OrderedDict()
+        #: address → (failures in a row, may try again at, refused while waiting, last)
+        self._failures: OrderedDict[str, tuple[int, float, int, float]] = OrderedDict()
 
     def wait(self, address: str) -> float:
         """Seconds ``address`` must still wait before its next attempt (0: none)."""
@@ -180,16 +186,19 @@ class SigninThrottle:
 
     def refused(self, address: str) -> None:
         """An attempt made while waiting (counted for the next log line)."""
-        failures, until, refused = self._failures[address]
-        self._failures[address] = (failures, until, refused + 1)
+        failures, until, refused, last = self._failures[address]
+        self._failures[address] = (failures, until, refused + 1, last)
 
     def failed(self, address: str) -> None:
-        failures, _, refused = self._failures.pop(address, (0, 0.0, 0))
+        now = self.clock.seconds()
+        failures, _, refused, last = self._failures.pop(address, (0, 0.0, 0, now))
+        if now - last > FORGET_AFTER_SECONDS:
+            failures = 0
         failures += 1
         extra = failures - FREE_SIGNIN_FAILURES - 1
         delay = 0.0 if extra < 0 else min(BACKOFF_MAX_SECONDS,
                                           BACKOFF_BASE_SECONDS * math.pow(2, min(extra, 30)))
-        self._failures[address] = (failures, self.clock.seconds() + delay, 0)
+        self._failures[address] = (failures, now + delay, 0, now)
         while len(self._failures) > self.max_addresses:
             self._failures.popitem(last=False)
         signin_log.warn(
@@ -197,9 +206,6 @@ class SigninThrottle:
             "{refused_note}; next attempt allowed in {delay:.0f} s",
             client=address, failures=failures, delay=delay,
             refused_note=f", {refused} attempt(s) refused while waiting" if refused else "")
-
-    def succeeded(self, address: str) -> None:
-        self.forget(address)
 
     def forget(self, address: str) -> None:
         self._failures.pop(address, None)

@@ -175,7 +175,7 @@ class ConsoleResource(Resource):
     def _caller(self, request: server.Request) -> Caller:
         token = auth.bearer_token(request)
         if token is not None:
-            principal = auth.principal_for_token(self.config, token) if token else None
+            principal = self._principal(request, token)
             if principal is None:
                 raise ConsoleError(401, "wrong bearer token")
             return Caller(principal, by_cookie=False)
@@ -196,6 +196,18 @@ class ConsoleResource(Resource):
             raise ConsoleError(403, "sign-in must be posted from this console's own page")
         if b"?" in (request.uri or b""):
             raise ConsoleError(400, "the token goes in the form body, never in the URL")
+        principal = self._principal(request, _form(request).get("token", ""))
+        if principal is None:
+            return self._page(401, "Sign in", views.signin("wrong token"), None)
+        sid = self.sessions.create(principal)
+        cookie = auth.cookie_header(request, sid,
+                                    secure=self.config.gateway.console_cookie_secure)
+        return Page(303, b"", [(b"Location", b"/console/"), (b"Set-Cookie", cookie)])
+
+    def _principal(self, request: server.Request, token: str) -> auth.Principal | None:
+        """The principal ``token`` names, through the per-address backoff: the sign-in
+        form and ``Authorization: Bearer`` on console pages alike (one cannot be used to
+        go around the other's backoff). 429 while the address must wait."""
         address = client_of(request) or "local"
         wait = self.signins.wait(address)
         if wait > 0:
@@ -203,16 +215,10 @@ class ConsoleResource(Resource):
             raise ConsoleError(429, "too many failed sign-ins from your address: wait "
                                     f"{math.ceil(wait)} s",
                                [(b"Retry-After", str(math.ceil(wait)).encode("ascii"))])
-        token = _form(request).get("token", "")
         principal = auth.principal_for_token(self.config, token) if token else None
         if principal is None:
             self.signins.failed(address)
-            return self._page(401, "Sign in", views.signin("wrong token"), None)
-        self.signins.succeeded(address)
-        sid = self.sessions.create(principal)
-        cookie = auth.cookie_header(request, sid,
-                                    secure=self.config.gateway.console_cookie_secure)
-        return Page(303, b"", [(b"Location", b"/console/"), (b"Set-Cookie", cookie)])
+        return principal
 
     def _signout(self, request: server.Request) -> Page:
         if not auth.same_origin(request):

@@ -20,7 +20,7 @@ from gateway.cli import main
 from gateway.config import parse_config
 from gateway.console import auth
 from tests.console.conftest import CONSOLE_TOKENS, console_config
-from tests.harness import SANDBOX_CONFIG, Harness, start_gateway
+from tests.harness import SANDBOX_CONFIG, Harness, running
 
 
 class Captured:
@@ -95,12 +95,21 @@ async def test_failed_signins_are_logged_and_backed_off_per_address(gwc: Harness
     assert "wrong-" not in log.text  # the attempted tokens are not logged
     resp = await post(gwc, "/console/signin", data={"token": "sandbox-admin"})
     assert resp.code == 429 and int(resp.headers.getRawHeaders("retry-after")[0]) >= 1
+    resp = await treq.get(gwc.admin + "/console/", headers={"Authorization":
+                                                            "Bearer sandbox-admin"})
+    assert resp.code == 429  # a bearer token is no way around the backoff
+    await resp.content()
     console.signins.forget("127.0.0.1")
     resp = await post(gwc, "/console/signin", data={"token": "sandbox-admin"})
     assert resp.code == 303
+    for n in range(auth.FREE_SIGNIN_FAILURES + 2):
+        resp = await treq.get(gwc.admin + "/console/pending",
+                              headers={"Authorization": f"Bearer wrong-{n}"})
+        await resp.content()
+    assert resp.code == 429  # nor the other way round
 
 
-def test_backoff_doubles_and_resets() -> None:
+def test_backoff_doubles_and_is_forgotten_only_after_a_quiet_while() -> None:
     clock = task.Clock()
     throttle = auth.SigninThrottle(clock)
     for _ in range(auth.FREE_SIGNIN_FAILURES):
@@ -118,7 +127,8 @@ def test_backoff_doubles_and_resets() -> None:
         clock.advance(throttle.wait("192.0.2.1"))
         throttle.failed("192.0.2.1")
     assert throttle.wait("192.0.2.1") == auth.BACKOFF_MAX_SECONDS
-    throttle.succeeded("192.0.2.1")
+    clock.advance(auth.FORGET_AFTER_SECONDS + 1)
+    throttle.failed("192.0.2.1")  # a quiet while: counted from 1 again
     assert throttle.wait("192.0.2.1") == 0
     small = auth.SigninThrottle(clock, max_addresses=3)
     for n in range(10):
@@ -197,11 +207,8 @@ async def gw_behind_tls_proxy(tmp_path: Any) -> AsyncIterator[Harness]:
 
     config = console_config()
     config = replace(config, gateway=replace(config.gateway, console_cookie_secure=True))
-    h = await start_gateway(f"sqlite:///{tmp_path}/gateway.db", config=config)
-    try:
+    async with running(tmp_path, config) as h:
         yield h
-    finally:
-        await h.gateway.stop()
 
 
 @pytest_twisted.ensureDeferred
