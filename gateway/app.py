@@ -15,6 +15,7 @@ from typing import Any
 from treq.client import HTTPClient
 from twisted.internet import threads
 
+from gateway import files
 from gateway.calls import REGISTRY
 from gateway.calls.registry import CallRegistry
 from gateway.config import Config
@@ -84,10 +85,14 @@ async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | N
     """Open the database (schema handled per ``schema_mode``) and wire everything to it.
 
     ``read_only``: the database is opened read-only (``explain``, ``reservations show``):
-    nothing can be written or created, and the install id is not made on the way.
+    nothing can be written or created, and the install id is not made on the way. A SQLite
+    file that does not exist yet is created 0600 (:mod:`gateway.files`).
     """
     if read_only and schema_mode is SchemaMode.UPGRADE:
         raise ValueError("a read-only database cannot be upgraded")
+    sqlite = files.sqlite_file(db_url)
+    if sqlite is not None and not read_only:
+        files.create_private(sqlite)  # before SQLite creates it 0644 (its WAL follows)
     db = Database(db_url, clock, threaded=threaded, metrics=metrics, read_only=read_only)
     try:
         await _prepare_schema(db, clock, schema_mode)
