@@ -17,6 +17,7 @@ from gateway.model import (
     CaptureEffect, Effect, Invoice, KlarnaOrder, MoneyKind, OrderCreatedEffect, Reservation,
     money_kind,
 )
+from gateway.translate.text import TextRepair
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Plan:
     #: What the plan worked out for the reply (an amount, an address, a status), for calls
     #: that read rather than change; the call's ``reply`` formats it.
     answer: Any = None
+    #: Mis-encoded free text found in the call (``gateway.calls.text_repair``): each is also
+    #: one of ``notes``; what the ``klarna_gateway_text_repairs_total`` metric counts.
+    repairs: tuple[TextRepair, ...] = ()
 
     @property
     def allocate_invno(self) -> bool:
