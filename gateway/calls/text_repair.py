@@ -12,6 +12,10 @@ merchant's mode:
 - ``fix``: the plan is made from the repaired text (so that is what REST receives), with the
   same notes.
 
+Only text the plan's requests carry is noted: a field the call does not send (an address
+equal to the order's, ``update``'s ``bill_addr`` when it is the SDK's copy of ``dlv_addr``)
+does not reach the customer.
+
 An artno is a key, not text for the customer: it is repaired only when that changes the
 line it names, i.e. the order (or the invoice) has a line with the repaired reference and
 none with the artno as received; in ``fix`` mode it then names that line (an ERP keeps
@@ -25,7 +29,7 @@ the journal keeps the call as received, and the notes say what was sent instead.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, Final
 
 from gateway.calls.registry import CallRegistry
@@ -43,28 +47,36 @@ _LEGACY_NAMES: Final = {"goods": "goods_list"}
 ModeOf = Callable[[int], str]
 
 
-def repair_call(spec: CallSpec[Any], call: Any, ctx: OrderContext, mode: str
-                ) -> tuple[Any, tuple[TextRepair, ...]]:
-    """The call with its declared free text (and line keys) repaired, and what changed.
+@dataclass(frozen=True)
+class CallRepairs:
+    """A call with its declared free text and line keys repaired, and what changed."""
 
-    Both are worked out in every mode but ``off``; the caller sends the repaired call only
-    in ``fix`` mode.
-    """
-    found: list[TextRepair] = []
+    call: Any
+    #: Free text that changes (or could not be checked).
+    texts: tuple[TextRepair, ...]
+    #: Artnos that name another line once repaired.
+    keys: tuple[TextRepair, ...]
+
+
+def repair_call(spec: CallSpec[Any], call: Any, ctx: OrderContext, mode: str) -> CallRepairs:
+    """Worked out in every mode but ``off``; the repaired call is sent only in ``fix``."""
+    texts: list[TextRepair] = []
+    keys: list[TextRepair] = []
     changes: dict[str, Any] = {}
     for name in spec.free_text:
         value = getattr(call, name)
-        fixed = _repaired(value, _LEGACY_NAMES.get(name, name), mode, found)
+        fixed = _repaired(value, _LEGACY_NAMES.get(name, name), mode, texts)
         if fixed is not value:
             changes[name] = fixed
     known = _line_references(ctx)
     for name in spec.line_keys:
         rows = getattr(call, name)
         fixed_rows = tuple(_repaired_key(row, f"{_LEGACY_NAMES.get(name, name)}[{i}].artno",
-                                         known, mode, found) for i, row in enumerate(rows))
+                                         known, mode, keys) for i, row in enumerate(rows))
         if any(a is not b for a, b in zip(fixed_rows, rows)):
             changes[name] = fixed_rows
-    return (replace(call, **changes) if changes else call), tuple(found)
+    return CallRepairs(replace(call, **changes) if changes else call, tuple(texts),
+                       tuple(keys))
 
 
 def _repaired(value: Any, label: str, mode: str, found: list[TextRepair]) -> Any:
@@ -114,6 +126,35 @@ def _line_references(ctx: OrderContext) -> frozenset[str]:
     return frozenset(str(ln.get("reference")) for ln in lines if ln.get("reference"))
 
 
+def _sent(repairs: tuple[TextRepair, ...], plan: Plan, mode: str) -> list[TextRepair]:
+    """The repairs of text the plan really sends: text a plan does not send (an address
+    equal to the order's, ``update``'s billing address when it is the SDK's copy of the
+    shipping address) does not reach the customer, and is not noted. Each string of the
+    request bodies vouches for one repair, so a copy sent once is noted once."""
+    unclaimed = [text for step in plan.steps for text in _strings(step.body)]
+    kept = []
+    for r in repairs:
+        if r.error is not None:  # not checked: say so, whatever was sent
+            kept.append(r)
+            continue
+        needle = (r.after if mode == FIX else r.before).strip()
+        claimed = next((i for i, text in enumerate(unclaimed) if needle in text), None)
+        if claimed is not None:
+            del unclaimed[claimed]
+            kept.append(r)
+    return kept
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
 def repairing(spec: CallSpec[Any], mode_of: ModeOf) -> CallSpec[Any]:
     """``spec`` whose plan applies the merchant's ``text_repair`` (unchanged for a call
     that sends no free text)."""
@@ -125,8 +166,9 @@ def repairing(spec: CallSpec[Any], mode_of: ModeOf) -> CallSpec[Any]:
         mode = mode_of(call.eid)
         if mode == OFF:
             return inner(call, ctx)
-        repaired, repairs = repair_call(spec, call, ctx, mode)
-        result = inner(repaired if mode == FIX else call, ctx)
+        found = repair_call(spec, call, ctx, mode)
+        result = inner(found.call if mode == FIX else call, ctx)
+        repairs = (*_sent(found.texts, result, mode), *found.keys)
         if not repairs:
             return result
         return replace(result, notes=(*result.notes, *(r.note for r in repairs)),

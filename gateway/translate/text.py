@@ -46,6 +46,8 @@ _READ_AS: Final = ("latin-1", "sloppy-windows-1252", "windows-1252")
 #: the replay decodes strict UTF-8 either way).
 _REALLY: Final = ("utf-8", "utf-8-variants")
 _INDEX: Final = re.compile(r"\[\d+\]")
+#: How every text repair note begins (the console lists them apart).
+NOTE_PREFIX: Final = "text repair ("
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class TextRepair:
     @property
     def note(self) -> str:
         if self.error is not None:
-            return (f"text repair ({self.mode}): {self.field} could not be checked "
+            return (f"{NOTE_PREFIX}{self.mode}): {self.field} could not be checked "
                     f"({self.error}); sent as received")
         done = "sent repaired" if self.mode == "fix" else "sent as received"
-        return f"text repair ({self.mode}): {self.field} {self.before!r} → {self.after!r}, {done}"
+        return f"{NOTE_PREFIX}{self.mode}): {self.field} {self.before!r} → {self.after!r}, {done}"

@@ -213,3 +213,18 @@ def test_every_text_field_a_call_sends_is_declared(name: str) -> None:
                                                  "ArtNo"))} - {"client_version"}
     undeclared = textual - set(spec.free_text) - set(spec.line_keys) - NOT_FREE_TEXT
     assert not undeclared, f"{name}: declare {sorted(undeclared)} in free_text or line_keys"
+
+
+def test_only_text_a_request_carries_is_noted() -> None:
+    """bill_addr as the SDK's copy of dlv_addr is not sent: its repairs are not noted
+    (dlv_addr's are, once). An address equal to the order's is not sent either."""
+    dlv = Address(fname=ASA, city=MALMO, country=209)
+    copy = replace(UPDATE, goods=(), dlv_addr=dlv, bill_addr=dlv)
+    for mode in ("report", "fix"):
+        assert [r.field for r in plan(copy, context(), mode).repairs] == [
+            "dlv_addr.fname", "dlv_addr.city"]
+    ctx = context()
+    same = replace(ctx, order={**ctx.order, "shipping_address": {
+        "given_name": ASA, "city": MALMO, "country": "SE"}})
+    p = plan(replace(copy, bill_addr=None), same, "report")
+    assert p.steps == () and p.repairs == ()
