@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,6 +169,18 @@ async def start_gateway(db_url: str, config: Config | None = None, **options: An
     h = Harness(gw)
     install_conformance(gw, h.violations)
     return h
+
+
+async def serving(db_url: str, config: Config | None = None, **options: Any
+                  ) -> AsyncIterator[Harness]:
+    """A fixture's body: the gateway for the test, stopped after it, and no sandbox
+    response that broke the OpenAPI spec (``async for h in serving(...): yield h``)."""
+    h = await start_gateway(db_url, config, **options)
+    try:
+        yield h
+    finally:
+        await h.gateway.stop()
+    assert not h.violations, "\n".join(h.violations)
 
 
 def pg_schema_url(dsn: str) -> tuple[str, str]:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 
 import pytest_twisted
 import treq
@@ -22,7 +21,7 @@ from gateway.config import Config, default_sandbox_config_path, load_config
 from gateway.sandbox.clock import SEEDED_EPOCH
 from gateway.tools import expiring as expiry
 from tests.e2e.sdk import fault_of
-from tests.harness import REST_AUTH, Harness, start_gateway
+from tests.harness import REST_AUTH, Harness, serving
 
 STRICT = 5678  # v2-strict in these tests; eid 1234 keeps the default profile
 DAY = 86400
@@ -34,28 +33,16 @@ def strict_config() -> Config:
         replace(m, profile="v2-strict") if m.eid == STRICT else m for m in config.merchants))
 
 
-async def _gateway(tmp_path: Path, **options: Any) -> Harness:
-    return await start_gateway(f"sqlite:///{tmp_path}/gw.db", strict_config(), **options)
-
-
 @pytest_twisted.async_yield_fixture
 async def unseeded(tmp_path: Path) -> AsyncIterator[Harness]:
-    h = await _gateway(tmp_path)
-    try:
+    async for h in serving(f"sqlite:///{tmp_path}/gw.db", strict_config()):
         yield h
-    finally:
-        await h.gateway.stop()
-    assert not h.violations, "\n".join(h.violations)
 
 
 @pytest_twisted.async_yield_fixture
 async def seeded(tmp_path: Path) -> AsyncIterator[Harness]:
-    h = await _gateway(tmp_path, sandbox_seed=3)
-    try:
+    async for h in serving(f"sqlite:///{tmp_path}/gw.db", strict_config(), sandbox_seed=3):
         yield h
-    finally:
-        await h.gateway.stop()
-    assert not h.violations, "\n".join(h.violations)
 
 
 async def klarna_date(gw: Harness, order_id: str, eid: int) -> float:

@@ -19,7 +19,7 @@ from gateway.config import default_sandbox_config_path, load_config
 from gateway.tools.explain import explain, format_plan
 from tests.console.conftest import CONSOLE_TOKENS
 from tests.e2e.sdk import fault_of
-from tests.harness import ADMIN, Harness, order_line, start_gateway
+from tests.harness import ADMIN, Harness, order_line, serving
 from tests.legacy.legacy_sdk_capture import make_sdk
 
 FIX, REPORT = 1234, 5678
@@ -38,12 +38,8 @@ async def gw(tmp_path: Path) -> AsyncIterator[Harness]:
         replace(m, text_repair="fix" if m.eid == FIX else m.text_repair,
                 console_token=CONSOLE_TOKENS[m.eid]) for m in config.merchants))
     assert config.merchant(REPORT).text_repair == "report"  # the default
-    h = await start_gateway(f"sqlite:///{tmp_path}/gw.db", config)
-    try:
+    async for h in serving(f"sqlite:///{tmp_path}/gw.db", config):
         yield h
-    finally:
-        await h.gateway.stop()
-    assert not h.violations, "\n".join(h.violations)
 
 
 def ship_to(k: Any, name: str, city: str) -> None:
