@@ -127,7 +127,9 @@ def _counting_text_repairs(registry: CallRegistry, metrics: Metrics) -> CallRegi
     registry. When the engine gains the line (after the plan is journaled in
     ``CallEngine._plan``)::
 
-        for r in plan.repairs: self.metrics.text_repair(call.eid, r.label, r.mode)
+        for r in plan.repairs:
+            if r.error is None:  # a repair that failed is noted, not counted
+                self.metrics.text_repair(call.eid, r.label, r.mode)
 
     this adapter goes, and ``build`` hands ``planned`` to the engine and authenticator.
     """
