@@ -34,6 +34,9 @@ DEFAULT_DB_URL = "sqlite:///gateway.db"
 DEFAULT_ADMIN_TOKEN = "sandbox-admin"
 #: Behaviour profiles (``gateway.calls.profiles``): REST-friendly, or v2's refusals.
 PROFILES = ("default", "v2-strict")
+#: What the gateway does with mis-encoded free text (``gateway.calls.text_repair``): nothing,
+#: note it (sent as received), or send it repaired (noted too).
+TEXT_REPAIR_MODES = ("off", "report", "fix")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,10 @@ class Merchant:
     #: ``default`` (REST-friendly) or ``v2-strict`` (refuse what v2 refused): see
     #: ``gateway.calls.profiles``.
     profile: str = "default"
+    #: ``off``, ``report`` (the default: mojibake in free text sent to REST is noted in the
+    #: journal and counted, the text sent as received) or ``fix`` (sent repaired, noted):
+    #: see ``gateway.calls.text_repair``.
+    text_repair: str = "report"
     #: Client networks whose legacy calls are accepted for this eid (empty: any). The
     #: legacy digest covers neither the method nor a nonce, so a captured request can be
     #: replayed as another call: TLS and this list are the defence.
@@ -178,7 +185,7 @@ def _merchant(raw: Any, index: int) -> Merchant:
     known = {"eid", "shared_secret", "shared_secret_env", "shared_secret_file", "rest_username",
              "rest_password", "rest_password_env", "rest_password_file", "region", "environment",
              "base_url", "pass_through", "profile", "allowed_networks", "console_token",
-             "console_token_env", "console_token_file"}
+             "console_token_env", "console_token_file", "text_repair"}
     for key in raw:
         if key not in known:
             raise ConfigError("unknown key", f"{path}.{key}")
@@ -216,9 +223,13 @@ def _merchant(raw: Any, index: int) -> Merchant:
     profile = raw.get("profile", "default")
     if profile not in PROFILES:
         raise ConfigError(f"must be one of {', '.join(PROFILES)}", f"{path}.profile")
+    text_repair = raw.get("text_repair", "report")
+    if text_repair not in TEXT_REPAIR_MODES:
+        raise ConfigError(f"must be one of {', '.join(TEXT_REPAIR_MODES)}",
+                          f"{path}.text_repair")
     return Merchant(eid=eid, shared_secret=secret, rest_username=username,
                     rest_password=password, base_url=base_url.rstrip("/"),
-                    pass_through=pass_through, profile=profile,
+                    pass_through=pass_through, profile=profile, text_repair=text_repair,
                     allowed_networks=_networks(raw.get("allowed_networks", []),
                                                f"{path}.allowed_networks"),
                     console_token=_console_token(raw, path))

@@ -71,6 +71,11 @@ class Metrics:
         self.commit_batch = Histogram(p + "database_commit_interactions",
                                       "Interactions committed together (SQLite group commit)",
                                       buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.text_repairs = Counter(p + "text_repairs_total",
+                                    "Free-text fields of legacy calls found mis-encoded "
+                                    "(mojibake), by merchant, legacy field and the "
+                                    "merchant's text_repair (report: sent as received; fix: "
+                                    "sent repaired)", ["eid", "field", "mode"], registry=r)
         self.expiring = Gauge(p + "authorizations_expiring",
                               "Registered authorizations expiring within the window "
                               "(see expiring --within)", ["within"], registry=r)
@@ -115,6 +120,9 @@ class Metrics:
     def expiring_authorizations(self, within: str, count: int) -> None:
         self.expiring.labels(within).set(count)
 
+    def text_repair(self, eid: int, field: str, mode: str) -> None:
+        self.text_repairs.labels(str(eid), field, mode).inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -150,6 +158,9 @@ class _NoMetrics(Metrics):
         pass
 
     def expiring_authorizations(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def text_repair(self, *args: object, **kwargs: object) -> None:
         pass
 
     def render(self) -> bytes:

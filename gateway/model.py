@@ -364,3 +364,20 @@ class ImportOutcome:
     status: ImportStatus
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+
+
+class KlarnaOrder(dict[str, Any]):
+    """An order as Klarna answered a GET of it, with the time of that answer on Klarna's
+    clock (``klarna_time``: its ``Date`` header in epoch seconds; ``None`` when missing or
+    unreadable).
+
+    Why the answer's time travels with the order: rules that compare a time with one of
+    the order's own timestamps (``created_at``, ``expires_at``) must use the clock that
+    wrote them, Klarna's, not the gateway host's (off by minutes, or by a year against a
+    seeded sandbox frozen at its epoch). A plain ``dict`` in every other respect: JSON,
+    comparison and copies see only the order (a copy drops the time).
+    """
+
+    def __init__(self, order: Any = (), klarna_time: float | None = None) -> None:
+        super().__init__(order)
+        self.klarna_time = klarna_time

@@ -195,6 +195,18 @@ async def running(tmp_path: Any, config: Config) -> AsyncIterator[Harness]:
         await h.gateway.stop()
 
 
+async def serving(db_url: str, config: Config | None = None, **options: Any
+                  ) -> AsyncIterator[Harness]:
+    """A fixture's body: the gateway for the test, stopped after it, and no sandbox
+    response that broke the OpenAPI spec (``async for h in serving(...): yield h``)."""
+    h = await start_gateway(db_url, config, **options)
+    try:
+        yield h
+    finally:
+        await h.gateway.stop()
+    assert not h.violations, "\n".join(h.violations)
+
+
 def pg_schema_url(dsn: str) -> tuple[str, str]:
     """A fresh PostgreSQL schema for one test: (url with search_path, schema name)."""
     name = "t_" + uuid.uuid4().hex[:12]

@@ -13,6 +13,8 @@ import base64
 import json
 import random
 from dataclasses import dataclass
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from treq.client import HTTPClient
@@ -33,6 +35,7 @@ from twisted.web.http_headers import Headers
 
 from gateway.config import Merchant
 from gateway.metrics import NO_METRICS, Metrics
+from gateway.model import KlarnaOrder
 
 log = Logger()
 
@@ -44,6 +47,25 @@ class OmResponse:
     status: int
     headers: dict[str, str]
     body: Any  # decoded JSON, or None for empty bodies
+
+    @property
+    def klarna_time(self) -> float | None:
+        """Klarna's clock when it answered: the ``Date`` header, or None."""
+        return http_date_seconds(self.headers.get("date"))
+
+
+def http_date_seconds(value: str | None) -> float | None:
+    """An HTTP ``Date`` (``Thu, 01 Jan 2026 12:00:00 GMT``) in epoch seconds; None when
+    missing or unreadable (a zone-less date is read as UTC, HTTP's zone)."""
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 class OmError(Exception):
@@ -219,11 +241,11 @@ class OmClient:
     # -- typed helpers (paths per order-management.md §2) --------------------------------
 
     async def get_order(self, merchant: Merchant, order_id: str, *,
-                        deadline: float | None = None) -> dict[str, Any]:
+                        deadline: float | None = None) -> KlarnaOrder:
+        """The order, with the time of Klarna's answer (its ``Date``) as ``klarna_time``:
+        the clock the order's own timestamps are compared with."""
         resp = await self.request(merchant, "GET", order_path(order_id), deadline=deadline)
-        if not isinstance(resp.body, dict):
-            raise RestTransportError("order body is not a JSON object")
-        return resp.body
+        return order_of(resp)
 
     async def list_captures(self, merchant: Merchant, order_id: str, *,
                             deadline: float | None = None) -> list[dict[str, Any]]:
@@ -344,6 +366,13 @@ def _interpret(status: int, headers: dict[str, str], raw: bytes) -> OmResponse:
                                              if err.get("error_message") else [])
     raise RestResponseError(status, err.get("error_code"), [str(x) for x in messages],
                             err.get("correlation_id"))
+
+
+def order_of(resp: OmResponse) -> KlarnaOrder:
+    """The order a GET answered, stamped with Klarna's time of the answer."""
+    if not isinstance(resp.body, dict):
+        raise RestTransportError("order body is not a JSON object")
+    return KlarnaOrder(resp.body, resp.klarna_time)
 
 
 def order_path(order_id: str) -> str:
