@@ -8,7 +8,7 @@ same parts with an in-memory HTTP client, a non-threaded database and a ``task.C
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -18,7 +18,6 @@ from twisted.internet import threads
 from gateway import files
 from gateway.calls import REGISTRY
 from gateway.calls.registry import CallRegistry
-from gateway.calls.spec import CallSpec
 from gateway.calls.text_repair import OFF, repairing_registry
 from gateway.config import Config
 from gateway.engine import CallEngine
@@ -48,8 +47,8 @@ class Components:
     om: OmClient
     engine: CallEngine
     authenticator: Authenticator
-    #: The calls as a dry run plans them (``explain``, the console): each merchant's
-    #: ``text_repair`` applied, nothing counted.
+    #: The calls, each merchant's ``text_repair`` applied to their plans (the engine counts
+    #: the repairs of plans it journals; a dry run, ``explain`` or the console, counts none).
     registry: CallRegistry
     metrics: Metrics
 
@@ -109,10 +108,9 @@ async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | N
         raise
     om = OmClient(clock, timeout=s.rest_timeout_seconds, http=http, metrics=metrics)
     planned = repairing_registry(registry, text_repair_mode(config))
-    served = _counting_text_repairs(planned, metrics)
-    engine = CallEngine(config, store, om, clock, served, metrics)
+    engine = CallEngine(config, store, om, clock, planned, metrics)
     return Components(config=config, db=db, store=store, om=om, engine=engine,
-                      authenticator=Authenticator(config.merchant, served),
+                      authenticator=Authenticator(config.merchant, planned),
                       registry=planned, metrics=metrics)
 
 
@@ -122,35 +120,6 @@ def text_repair_mode(config: Config) -> Callable[[int], str]:
         merchant = config.merchant(eid)
         return merchant.text_repair if merchant is not None else OFF
     return mode_of
-
-
-def _counting_text_repairs(registry: CallRegistry, metrics: Metrics) -> CallRegistry:
-    """ADAPTER until the engine counts ``Plan.repairs`` itself: the calls the engine runs
-    count each text repair their plan carries in ``klarna_gateway_text_repairs_total``
-    when planned (a plan is made once per journal entry; an entry planned again after a
-    crash before its steps were journaled counts again). Dry runs use the uncounted
-    registry. When the engine gains the line (after the plan is journaled in
-    ``CallEngine._plan``)::
-
-        for r in plan.repairs:
-            if r.error is None:  # a repair that failed is noted, not counted
-                self.metrics.text_repair(call.eid, r.label, r.mode)
-
-    this adapter goes, and ``build`` hands ``planned`` to the engine and authenticator.
-    """
-    def counted(spec: CallSpec[Any]) -> CallSpec[Any]:
-        if not spec.free_text and not spec.line_keys:
-            return spec
-        inner = spec.plan
-
-        def plan(call: Any, ctx: Any) -> Any:
-            result = inner(call, ctx)
-            for r in result.repairs:
-                if r.error is None:
-                    metrics.text_repair(call.eid, r.label, r.mode)
-            return result
-        return replace(spec, plan=plan)
-    return registry.mapped(counted)
 
 
 async def _prepare_schema(db: Database, clock: Any, mode: SchemaMode) -> None:

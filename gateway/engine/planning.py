@@ -28,6 +28,7 @@ from gateway.engine.failures import Failures
 from gateway.engine.resolve import Resolver
 from gateway.errors import NotAllowedError, UpstreamUnavailableError
 from gateway.legacy.values import LegacyCall
+from gateway.metrics import Metrics
 from gateway.om.client import DeadlineExceededError, OmClient, RestResponseError, \
     RestTransportError
 from gateway.store import journal
@@ -66,10 +67,11 @@ class Prepared:
 
 class Planner:
     def __init__(self, store: Store, om: OmClient, clock: Any, failures: Failures,
-                 lease_seconds: float) -> None:
+                 lease_seconds: float, metrics: Metrics) -> None:
         self.store, self.om, self.clock, self.failures = store, om, clock, failures
         self.resolver = Resolver(store, om)
         self.lease_seconds = lease_seconds
+        self.metrics = metrics
 
     async def prepare(self, merchant: Merchant, t: Ticket, view: journal.CallView,
                       verdict: Verdict) -> Prepared | Answer | None:
@@ -116,8 +118,16 @@ class Planner:
             made = await self.store.record_intent(intent)
         except (OrderMovedError, TwinBoundError):
             return None
+        self._count_repairs(t, p.plan)
         return Held(made.journal_id, token, made.steps, t.call.eid,
                     order.reservation if order else None, invno=made.invno, rno=made.rno)
+
+    def _count_repairs(self, t: Ticket, plan: Plan) -> None:
+        """Text repairs of a journaled plan (once: a plan is journaled once; one whose
+        repair failed is noted, not counted)."""
+        for r in plan.repairs:
+            if r.error is None:
+                self.metrics.text_repair(t.call.eid, r.label, r.mode)
 
     async def _resolve(self, merchant: Merchant, t: Ticket) -> OrderView:
         """The call named no registered reservation directly: find or register it, read it."""
@@ -174,6 +184,7 @@ class Planner:
         rno = order.reservation.rno if order else t.rno
         if verdict.unbind and view.holder is not None:
             await self.store.expire(view.holder.id, view.holder.binding.token)
+        self._count_repairs(t, plan)
         jid = await self.store.record_answer(journal.Answered(
             t.call.eid, t.call.method, t.fingerprint, t.call_json, rno, t.invno,
             order.reservation.order_id if order else None,

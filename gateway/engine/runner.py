@@ -56,7 +56,7 @@ class CallEngine:
         self.lease_seconds = s.retry_budget_seconds + 2 * s.rest_timeout_seconds + 1.0
         self.retry_window = s.retry_window_seconds
         failures = Failures(store)
-        self.planner = Planner(store, om, clock, failures, self.lease_seconds)
+        self.planner = Planner(store, om, clock, failures, self.lease_seconds, metrics)
         self.steps = StepSender(store, om, clock, failures, lease_seconds=self.lease_seconds,
                                 give_up_seconds=s.give_up_seconds,
                                 quiet_seconds=decisions.GIVE_UP_QUIET_SECONDS,

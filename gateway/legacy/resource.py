@@ -419,4 +419,6 @@ def make_site(resource: Resource, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, 
         if answer is not None:
             return answer
         return fault if reason is RefusalReason.TOO_LARGE else None
-    return guarded_site(resource, limits, refusal=refusal, reactor=reactor)
+    # Twisted's own access line would repeat ours (which names the call, its journal entry
+    # and its outcome) for every call.
+    return guarded_site(resource, limits, refusal=refusal, reactor=reactor, access_log=False)

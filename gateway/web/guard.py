@@ -394,6 +394,7 @@ class GuardedSite(server.Site):
         parse_form_bodies: bool = False,
         reactor: IReactorTime | None = None,
         log_formatter: LogFormatter | None = None,
+        access_log: bool = True,
     ) -> None:
         factory_kwargs: dict[str, Any] = {"timeout": limits.idle_timeout_seconds}
         if reactor is not None:
@@ -405,9 +406,15 @@ class GuardedSite(server.Site):
         self.limits = limits
         self.authorize = authorize
         self.refusal = refusal
+        self.access_log = access_log
         self.stats = ListenerStats()
         self._cap_log_at: float | None = None
         self._cap_refused_since_log = 0
+
+    def log(self, request: Any) -> None:
+        """Twisted's access line, unless the listener writes its own (``access_log``)."""
+        if self.access_log:
+            super().log(request)
 
     def buildProtocol(self, addr: IAddress | None) -> Any:  # noqa: N802 - Twisted API
         if self.stats.open_connections >= self.limits.max_connections:
@@ -473,6 +480,7 @@ def guarded_site(
     parse_form_bodies: bool = False,
     reactor: IReactorTime | None = None,
     log_formatter: LogFormatter | None = None,
+    access_log: bool = True,
 ) -> GuardedSite:
     """A ``Site`` serving ``resource`` within ``limits``; listen on it as on any ``Site``.
 
@@ -495,12 +503,14 @@ def guarded_site(
         log_formatter: ``(timestamp, request) -> str``, the access log line (Twisted's
             ``logFormatter``: e.g. to keep credentials a query may carry out of the log);
             Twisted's combined log format when omitted.
+        access_log: False when the resource writes its own access line (the legacy
+            listener's names the call, its journal entry and its outcome).
     """
     limits = limits if limits is not None else ListenerLimits()
     _warn_if_fd_limit_is_low(limits)
     return GuardedSite(resource, limits, authorize=authorize, refusal=refusal,
                        request_class=request_class, parse_form_bodies=parse_form_bodies,
-                       reactor=reactor, log_formatter=log_formatter)
+                       reactor=reactor, log_formatter=log_formatter, access_log=access_log)
 
 
 def _warn_if_fd_limit_is_low(limits: ListenerLimits) -> None:
