@@ -1,0 +1,400 @@
+"""The command line's one input contract, walked subcommand by subcommand (issue 17).
+
+Every subcommand meets four kinds of bad input: a bad flag value, a missing file, an eid
+that is not configured, and a URL that cannot be reached. Each answer is checked for its
+exit status (the one table: 1 a finding, 2 unusable input or configuration, 3 a dependency
+that cannot be reached), for one line on stderr prefixed ``klarna-gateway:`` that names the
+bad value, and for the absence of any traceback. A kind that does not apply to a
+subcommand says why, so a new subcommand cannot join without its four rows.
+
+The second half builds the parser of every subcommand and checks the shared argument layer:
+``--config``/``$KLARNA_GATEWAY_CONFIG`` and ``--db``/``--db-file``/``$KLARNA_GATEWAY_DB``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import build_parser
+from gateway.cli.common import CONFIG_ENV, DB_ENV, config_path, db_url
+from gateway.testing.processes import SandboxProcess, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_DOWN = "postgresql://nobody@127.0.0.1:9/none"
+KLARNA_DOWN = "http://127.0.0.1:9"
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m gateway.cli ARGS`` with neither of the gateway's variables inherited."""
+    base = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, DB_ENV)}
+    base["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], text=True,
+                          capture_output=True, env={**base, **(env or {})}, cwd=cwd,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def dump_request(*args: str) -> bytes:
+    """The official SDK's signed request (``examples/dump_request.py --dump-request``)."""
+    return subprocess.run([sys.executable, str(ROOT / "examples" / "dump_request.py"),
+                           "--dump-request", *args], capture_output=True, check=True
+                          ).stdout
+
+
+def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+             ) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every runnable subcommand (a leaf of the parser tree) and its parser."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs and path:
+        yield path, parser
+    for action in subs:
+        for name, sub in action.choices.items():
+            yield from commands(sub, (*path, name))
+
+
+def leaf_commands() -> dict[tuple[str, ...], argparse.ArgumentParser]:
+    return dict(commands(build_parser()))
+
+
+# -- the world the walk runs in ------------------------------------------------------------
+
+
+@dataclass
+class World:
+    tmp: Path
+    db: str
+    cfg: str
+    down: str  # the same merchants, Klarna unreachable
+    missing: str
+    rno: str
+    order_id: str
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("contract")
+    sandbox = SandboxProcess(log_path=tmp / "sandbox.log").start()
+    try:
+        db = f"sqlite:///{tmp}/store.db"
+        assert cli("db", "upgrade", "--db", db).returncode == 0
+        cfg = str(write_config(tmp / "gw.toml", sandbox.url))
+        down = str(write_config(tmp / "down.toml", KLARNA_DOWN, rest_timeout_seconds=0.5,
+                                retry_budget_seconds=1.0))
+        order_id = sandbox.create_order()
+        added = cli("reservations", "add", "--config", cfg, "--db", db, "--eid", "1234",
+                    "--order-id", order_id)
+        assert added.returncode == 0, added.stderr
+        rno = added.stdout.split('"rno": "')[1].split('"')[0]
+        (tmp / "rows.csv").write_text(f"eid,rno,order_id\n1234,2400000001,{order_id}\n")
+        (tmp / "rows-4321.csv").write_text(f"eid,rno,order_id\n4321,2400000002,{order_id}\n")
+        (tmp / "activate.xml").write_bytes(dump_request("activate", rno, "SKU-1:1"))
+        (tmp / "activate-4321.xml").write_bytes(dump_request("--eid", "4321", "activate", rno))
+        recording = tmp / "rec"
+        recording.mkdir()
+        (recording / "recording-20261101T000000Z-1.jsonl").write_text(
+            '{"kind": "recording", "format": 1, "source": "serve"}\n')
+        yield World(tmp, db, cfg, down, str(tmp / "missing.toml"), rno, order_id)
+    finally:
+        sandbox.stop()
+
+
+# -- the walk ------------------------------------------------------------------------------
+
+KINDS = ("bad flag value", "missing file", "unconfigured eid", "unreachable URL")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the walk: the arguments, the exit status, and what the output says."""
+
+    args: tuple[str, ...]
+    code: int
+    says: str
+    stream: str = "stderr"  # a finding (exit 1) is reported on stdout
+
+
+@dataclass(frozen=True)
+class NotApplicable:
+    why: str
+
+
+def walk(w: World) -> dict[tuple[str, ...], dict[str, Case | NotApplicable]]:
+    t = w.tmp
+    listen = ("--listen", "tcp:0:interface=127.0.0.1", "--admin-listen",
+              "tcp:0:interface=127.0.0.1")
+    no_eid = NotApplicable("takes no eid")
+    return {
+        ("serve",): {
+            "bad flag value": Case(("serve", "--config", w.cfg, "--db", w.db, "--listen",
+                                    "nonsense:1"), 2, "--listen: not a listening endpoint"),
+            "missing file": Case(("serve", "--config", w.missing, "--db", w.db, *listen), 2,
+                                 "missing.toml"),
+            "unconfigured eid": NotApplicable("serves every configured merchant; takes no "
+                                              "eid"),
+            "unreachable URL": Case(("serve", "--config", w.cfg, "--db", PG_DOWN, *listen), 3,
+                                    "database error"),
+        },
+        ("sandbox",): {
+            "bad flag value": Case(("sandbox", "--seed", "-4"), 2, "--seed"),
+            "missing file": Case(("sandbox", "--config", w.missing), 2, "missing.toml"),
+            "unconfigured eid": no_eid,
+            "unreachable URL": NotApplicable("reaches nothing (a busy port: "
+                                             "test_sandbox_on_a_busy_port_fails_at_once)"),
+        },
+        ("config", "check"): {
+            "bad flag value": Case(("config", "check", "--config", ""), 2,
+                                   "no configuration: give --config FILE"),
+            "missing file": Case(("config", "check", "--config", w.missing), 2,
+                                 "missing.toml: cannot read: No such file or directory"),
+            "unconfigured eid": no_eid,
+            "unreachable URL": NotApplicable("opens no database and reads no URL"),
+        },
+        ("reservations", "add"): {
+            "bad flag value": Case(("reservations", "add", "--config", w.cfg, "--db", w.db,
+                                    "--eid", "abc", "--order-id", "o"), 2, "--eid"),
+            "missing file": Case(("reservations", "add", "--config", w.cfg, "--db-file",
+                                  str(t / "no-url"), "--eid", "1234", "--order-id", "o"), 2,
+                                 "--db-file"),
+            "unconfigured eid": Case(("reservations", "add", "--config", w.cfg, "--db", w.db,
+                                      "--eid", "4321", "--order-id", w.order_id), 2,
+                                     "eid 4321 is not configured"),
+            "unreachable URL": Case(("reservations", "add", "--config", w.down, "--db", w.db,
+                                     "--eid", "1234", "--order-id", "o-1"), 3,
+                                    "Klarna did not answer"),
+        },
+        ("reservations", "show"): {
+            "bad flag value": Case(("reservations", "show", "--config", w.cfg, "--db", w.db,
+                                    "--eid", "abc", "--rno", w.rno), 2, "--eid"),
+            "missing file": Case(("reservations", "show", "--config", w.cfg, "--db-file",
+                                  str(t / "no-url"), "--eid", "1234", "--rno", w.rno), 2,
+                                 "--db-file"),
+            "unconfigured eid": Case(("reservations", "show", "--config", w.cfg, "--db", w.db,
+                                      "--eid", "4321", "--rno", w.rno), 2,
+                                     "eid 4321 is not configured"),
+            "unreachable URL": Case(("reservations", "show", "--config", w.cfg, "--db",
+                                     PG_DOWN, "--eid", "1234", "--rno", w.rno), 3,
+                                    "database error"),
+        },
+        ("reservations", "import"): {
+            "bad flag value": Case(("reservations", "import", "--config", w.cfg, "--db", w.db,
+                                    "--concurrency", "0", str(t / "rows.csv")), 2,
+                                   "--concurrency"),
+            "missing file": Case(("reservations", "import", "--config", w.cfg, "--db", w.db,
+                                  str(t / "nope.csv")), 2,
+                                 "nope.csv: cannot read: No such file or directory"),
+            "unconfigured eid": Case(("reservations", "import", "--config", w.cfg, "--db",
+                                      w.db, "--dry-run", str(t / "rows-4321.csv")), 1,
+                                     "eid '4321' is not a configured merchant", "stdout"),
+            "unreachable URL": Case(("reservations", "import", "--config", w.down, "--db",
+                                     w.db, "--dry-run", str(t / "rows.csv")), 3,
+                                    "Klarna did not answer"),
+        },
+        ("db", "upgrade"): {
+            "bad flag value": Case(("db", "upgrade", "--db", "x.db"), 2, "sqlite:///x.db"),
+            "missing file": Case(("db", "upgrade", "--db-file", str(t / "no-url")), 2,
+                                 "--db-file"),
+            "unconfigured eid": NotApplicable("reads no configuration"),
+            "unreachable URL": Case(("db", "upgrade", "--db", PG_DOWN), 3, "database error"),
+        },
+        ("db", "port"): {
+            "bad flag value": Case(("db", "port", "--config", w.cfg, "--from", w.db, "--to",
+                                    "mysql://x/y"), 2, "unsupported database 'mysql'"),
+            "missing file": Case(("db", "port", "--config", w.cfg, "--from-file",
+                                  str(t / "no-url"), "--to", PG_DOWN), 2, "--from-file"),
+            "unconfigured eid": no_eid,
+            "unreachable URL": Case(("db", "port", "--config", w.cfg, "--from", w.db, "--to",
+                                     PG_DOWN), 3, "database error"),
+        },
+        ("reconcile",): {
+            "bad flag value": Case(("reconcile", "--config", w.cfg, "--db", w.db, "--since",
+                                    "soon"), 2, "--since: not an ISO-8601 time: 'soon'"),
+            "missing file": Case(("reconcile", "--config", w.missing, "--db", w.db), 2,
+                                 "missing.toml"),
+            "unconfigured eid": Case(("reconcile", "--config", w.cfg, "--db", w.db, "--eid",
+                                      "4321"), 2, "eid 4321 is not configured"),
+            "unreachable URL": Case(("reconcile", "--config", w.down, "--db", w.db), 3,
+                                    "Klarna did not answer"),
+        },
+        ("explain",): {
+            "bad flag value": Case(("explain", str(t / "activate.xml"), "--config", w.cfg,
+                                    "--db", "x.db"), 2, "write sqlite:///x.db"),
+            "missing file": Case(("explain", str(t / "missing.xml"), "--config", w.cfg,
+                                  "--db", w.db), 2,
+                                 "missing.xml: cannot read: No such file or directory"),
+            "unconfigured eid": Case(("explain", str(t / "activate-4321.xml"), "--config",
+                                      w.cfg, "--db", w.db), 1, "fault 9113", "stdout"),
+            "unreachable URL": Case(("explain", str(t / "activate.xml"), "--config", w.down,
+                                     "--db", w.db), 3, "cannot read the order from Klarna"),
+        },
+        ("journal",): {
+            "bad flag value": Case(("journal", "--config", w.cfg, "--db", w.db, "--outcome",
+                                    "maybe"), 2, "--outcome"),
+            "missing file": Case(("journal", "--config", w.cfg, "--db-file",
+                                  str(t / "no-url")), 2, "--db-file"),
+            "unconfigured eid": Case(("journal", "--config", w.cfg, "--db", w.db, "--eid",
+                                      "4321"), 2, "eid 4321 is not configured"),
+            "unreachable URL": Case(("journal", "--config", w.cfg, "--db", PG_DOWN), 3,
+                                    "database error"),
+        },
+        ("expiring",): {
+            "bad flag value": Case(("expiring", "--config", w.cfg, "--db", w.db, "--within",
+                                    "soon"), 2, "--within"),
+            "missing file": Case(("expiring", "--config", w.missing, "--db", w.db), 2,
+                                 "missing.toml"),
+            "unconfigured eid": Case(("expiring", "--config", w.cfg, "--db", w.db, "--eid",
+                                      "4321"), 2, "eid 4321 is not configured"),
+            "unreachable URL": Case(("expiring", "--config", w.down, "--db", w.db), 3,
+                                    "not read: Klarna did not answer"),
+        },
+        ("record",): {
+            "bad flag value": Case(("record", "--upstream", "not-a-url", "--listen",
+                                    "tcp:0:interface=127.0.0.1", "--out", str(t / "r1")), 2,
+                                   "--upstream: not an http(s) URL: 'not-a-url'"),
+            "missing file": Case(("record", "--upstream", KLARNA_DOWN, "--listen",
+                                  "tcp:0:interface=127.0.0.1", "--out", str(t / "r2"),
+                                  "--config", w.missing), 2, "missing.toml"),
+            "unconfigured eid": no_eid,
+            "unreachable URL": Case(("record", "--upstream", KLARNA_DOWN + "/", "--listen",
+                                     "tcp:0:interface=127.0.0.1", "--out", str(t / "r3")), 3,
+                                    "--upstream http://127.0.0.1:9/: cannot connect"),
+        },
+        ("replay",): {
+            "bad flag value": Case(("replay", str(t / "rec"), "--target", KLARNA_DOWN,
+                                    "--report", str(t / "r.html"), "--timeout", "-1"), 2,
+                                   "--timeout"),
+            "missing file": Case(("replay", str(t / "no-recording"), "--target", KLARNA_DOWN,
+                                  "--report", str(t / "r.html")), 2, "no-recording"),
+            "unconfigured eid": NotApplicable("the recording names the eids; a call of an eid "
+                                              "not configured is sent as recorded and the "
+                                              "report says so"),
+            "unreachable URL": Case(("replay", str(t / "rec"), "--target", KLARNA_DOWN + "/",
+                                     "--report", str(t / "r.html")), 3,
+                                    "--target http://127.0.0.1:9/: cannot connect"),
+        },
+        ("completion",): {
+            "bad flag value": Case(("completion", "fish"), 2, "invalid choice: 'fish'"),
+            "missing file": NotApplicable("reads no file"),
+            "unconfigured eid": no_eid,
+            "unreachable URL": NotApplicable("reaches nothing"),
+        },
+    }
+
+
+def check(case: Case, result: subprocess.CompletedProcess[str]) -> str | None:
+    """What is wrong with the answer to ``case`` (None: nothing)."""
+    out = result.stdout + result.stderr
+    if result.returncode != case.code:
+        return f"exit {result.returncode}, wanted {case.code}: {out[-600:]}"
+    if "Traceback" in out:
+        return f"a traceback: {out[-600:]}"
+    if case.code != 1:
+        lines = result.stderr.strip().splitlines()
+        if len(lines) != 1 or not lines[0].startswith("klarna-gateway: "):
+            return f"not one line prefixed 'klarna-gateway: ': {result.stderr!r}"
+    text = result.stdout if case.stream == "stdout" else result.stderr
+    if case.says not in text:
+        return f"does not say {case.says!r}: {text!r}"
+    return None
+
+
+def test_every_subcommand_meets_every_kind_of_bad_input(world: World) -> None:
+    table = walk(world)
+    assert set(table) == set(leaf_commands()), "every subcommand is walked"
+    cases = []
+    for command, kinds in table.items():
+        assert tuple(kinds) == KINDS, command
+        cases += [(command, kind, c) for kind, c in kinds.items() if isinstance(c, Case)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda c: cli(*c[2].args, cwd=world.tmp), cases))
+    problems = [f"{' '.join(command)} / {kind}: {why}"
+                for (command, kind, case), result in zip(cases, results)
+                if (why := check(case, result)) is not None]
+    assert not problems, "\n".join(problems)
+    assert not (world.tmp / "r1").exists() and not (world.tmp / "r3").exists()
+    assert not (world.tmp / "r.html").exists(), "a refused replay writes no report"
+
+
+def test_debug_prints_the_traceback_of_an_expected_error_too(world: World) -> None:
+    plain = cli("journal", "--config", world.cfg, "--db", PG_DOWN)
+    assert plain.returncode == 3 and "Traceback" not in plain.stderr
+    debug = cli("journal", "--config", world.cfg, "--db", PG_DOWN, "--debug")
+    assert debug.returncode == 3 and "Traceback" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1].startswith("klarna-gateway: database error")
+
+
+# -- the shared argument layer -------------------------------------------------------------
+
+#: What each subcommand reads: a configuration (``required``/``optional``/None) and a
+#: database (True/False). The parser of every subcommand must match this table.
+NEEDS: dict[tuple[str, ...], tuple[str | None, bool]] = {
+    ("serve",): ("required", True),
+    ("sandbox",): ("optional", False),
+    ("config", "check"): ("required", False),
+    ("reservations", "add"): ("required", True),
+    ("reservations", "show"): ("required", True),
+    ("reservations", "import"): ("required", True),
+    ("db", "upgrade"): (None, True),
+    ("db", "port"): ("required", False),
+    ("reconcile",): ("required", True),
+    ("explain",): ("required", True),
+    ("journal",): ("required", True),
+    ("expiring",): ("required", True),
+    ("record",): ("optional", False),
+    ("replay",): ("optional", False),
+    ("completion",): (None, False),
+}
+
+POSITIONAL = {("reservations", "import"): ["rows.csv"], ("explain",): ["call.xml"],
+              ("replay",): ["rec"], ("completion",): ["bash"]}
+REQUIRED = {("reservations", "add"): ["--eid", "1", "--order-id", "o"],
+            ("reservations", "show"): ["--eid", "1", "--rno", "1"],
+            ("db", "port"): ["--from", "sqlite:///a.db", "--to", "sqlite:///b.db"],
+            ("record",): ["--upstream", "http://x/", "--listen", "tcp:1", "--out", "d"],
+            ("replay",): ["--target", "http://x/", "--report", "r.html"]}
+
+
+def flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {o for a in parser._actions for o in a.option_strings}
+
+
+def parse(command: tuple[str, ...], *extra: str) -> argparse.Namespace:
+    argv = [*command, *REQUIRED.get(command, []), *extra, *POSITIONAL.get(command, [])]
+    return build_parser().parse_args(argv)
+
+
+def test_every_subcommand_takes_the_environment_through_the_shared_layer(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    parsers = leaf_commands()
+    assert set(parsers) == set(NEEDS), "every subcommand declares what it reads"
+    url_file = tmp_path / "db-url"
+    url_file.write_text("sqlite:///from-file.db\n")
+    for command, (config, database) in NEEDS.items():
+        have = flags(parsers[command])
+        assert ("--config" in have) == (config is not None), command
+        assert {"--db", "--db-file"} <= have if database else not have & {"--db",
+                                                                         "--db-file"}, command
+        help_text = " ".join(parsers[command].format_help().split())
+        monkeypatch.setenv(CONFIG_ENV, "/etc/from-env.toml")
+        monkeypatch.setenv(DB_ENV, "sqlite:///from-env.db")
+        args = parse(command)
+        if config is not None:
+            assert f"${CONFIG_ENV}" in help_text, command
+            assert config_path(args) == "/etc/from-env.toml", command
+            assert config_path(parse(command, "--config", "x.toml")) == "x.toml", command
+        if database:
+            assert f"${DB_ENV}" in help_text, command
+            assert db_url(args) == "sqlite:///from-env.db", command
+            assert db_url(parse(command, "--db-file", str(url_file))) == \
+                "sqlite:///from-file.db", command
+            assert db_url(parse(command, "--db", "sqlite:///flag.db")) == \
+                "sqlite:///flag.db", command
+            monkeypatch.delenv(DB_ENV)
+            assert db_url(parse(command)) == "sqlite:///gateway.db", command
