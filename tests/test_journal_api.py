@@ -65,7 +65,7 @@ async def test_search_filters_records_and_paging(gw: Harness) -> None:
     for query, methods in (("?merchant_order_id=ERP-77", ["activate"]),
                            (f"?invno={made['invno']}", ["credit_part", "activate"]),
                            (f"?order_id={made['order_id']}", ["credit_part", "activate"]),
-                           (f"?rno={made['rno']}", ["activate"]),
+                           (f"?rno={made['rno']}", ["credit_part", "activate"]),
                            ("?outcome=9109", ["cancel_reservation"]),
                            ("?outcome=ok&method=credit_part", ["credit_part"]),
                            ("?outcome=pending", []), ("?eid=5678", []),
@@ -79,6 +79,35 @@ async def test_search_filters_records_and_paging(gw: Harness) -> None:
     assert second["next_cursor"] is None
     code, old, _ = await get(gw, "/1234")
     assert code == 200 and len(old["calls"]) == 3 and old["eid"] == 1234
+
+
+@pytest_twisted.ensureDeferred
+async def test_search_by_rno_finds_every_call_on_the_reservation(gw: Harness) -> None:
+    """The README walkthrough's five calls: credit_part and email_invoice name the invoice,
+    not the rno, and are still calls on that reservation (issue 17, finding 4)."""
+    created = await gw.create_order()
+    rno = created["rno"]
+    k = gw.sdk()
+    k.add_art_no(qty=1, artno="ART-1")
+    _, invno = await gw.call(k.activate, rno)
+    k.add_art_no(qty=1, artno="ART-1")
+    await gw.call(k.credit_part, invno, "CREDIT-1")
+    await gw.call(k.email_invoice, invno)
+    await gw.call(k.extend_expiry_date, rno)
+    await gw.call(k.cancel_reservation, rno)
+    other = await gw.create_order()  # another reservation's calls stay out
+    await gw.call(gw.sdk().cancel_reservation, other["rno"])
+    every = ["cancel_reservation", "extend_expiry_date", "email_invoice", "credit_part",
+             "activate"]
+    for query in (f"?eid=1234&rno={rno}", f"?rno={rno}", f"?order_id={created['order_id']}"):
+        code, page, _ = await get(gw, query)
+        assert code == 200 and [e["method"] for e in page["entries"]] == every, query
+    code, page, _ = await get(gw, f"?rno={rno}&method=email_invoice")
+    assert [e["invno"] for e in page["entries"]] == [invno]
+    code, page, _ = await get(gw, f"?eid=5678&rno={rno}")
+    assert code == 200 and page["entries"] == []
+    code, page, _ = await get(gw, "?rno=7999999999")
+    assert code == 200 and page["entries"] == []
 
 
 @pytest_twisted.ensureDeferred
