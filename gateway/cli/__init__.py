@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # usage errors (exit 2, one line), --help and --version (0)
+        return e.code if isinstance(e.code, int) else Exit.UNUSABLE
     debug = bool(getattr(args, "debug", False))
     try:
         return int(args.func(args))

@@ -15,8 +15,8 @@ Exit status, so a cron job can alert on anything but 0:
 
 The configuration and database come from the shared flags and environment
 (``--config``/``$KLARNA_GATEWAY_CONFIG``, ``--db``/``--db-file``/``$KLARNA_GATEWAY_DB``).
-Errors are one line on stderr, prefixed ``klarna-gateway:``. Read-only: the database is opened read-only (as for
-``journal``) and Klarna receives nothing but GETs.
+Errors are one line on stderr, prefixed ``klarna-gateway:``. Read-only: the database is
+opened read-only (as for ``journal``) and Klarna receives nothing but GETs.
 """
 from __future__ import annotations
 

@@ -53,9 +53,9 @@ class JournalQuery:
     """Filters (all optional, combined with AND) and the page wanted.
 
     ``rno`` finds every call on that reservation (:func:`_on_rno`), not only the calls
-    that name the rno. ``state``/``fault_code`` express the outcome: ``ok`` is ``state=DONE``, ``pending`` is
-    ``state=PENDING``, a fault code is ``state=FAILED`` with that code (a fault without a
-    code: any failure). ``since`` is inclusive, ``until`` exclusive (epoch seconds).
+    that name the rno. ``state``/``fault_code`` express the outcome: ``ok`` is
+    ``state=DONE``, ``pending`` is ``state=PENDING``, a fault code is ``state=FAILED``
+    with that code (a fault without a code: any failure). ``since`` is inclusive, ``until`` exclusive (epoch seconds).
     ``before`` is the keyset cursor: only entries with a smaller id.
     """
 

@@ -86,9 +86,10 @@ def merchant(config: Config, eid: Any, flag: str = "eid") -> Merchant:
     found = config.merchant(number)
     if found is None:
         known = ", ".join(str(m.eid) for m in config.merchants) or "none"
-        raise InputError(f"eid {number} is not configured in {config.source} (configured: "
-                         f"{known}): add a [[merchants]] table for it or use another eid",
-                         status=404)
+        where = f"{flag}: " if flag.startswith("--") else ""
+        raise InputError(f"{where}eid {number} is not configured in {config.source} "
+                         f"(configured: {known}): add a [[merchants]] table for it or use "
+                         "another eid", status=404)
     return found
 
 
@@ -96,6 +97,16 @@ def order_id(value: Any, flag: str = "order_id") -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 255:
         raise InputError(f"{flag} must be a non-empty string of at most 255 characters")
     return value.strip()
+
+
+def reservation_number(value: Any, flag: str = "rno") -> str | None:
+    """An rno to register (None: the gateway issues one)."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, int)) or isinstance(value, bool) or not str(value).strip() \
+            or len(str(value)) > 64:
+        raise InputError(f"{flag} must be a non-empty string of at most 64 characters")
+    return str(value)
 
 
 def klarna_error(e: OmError, what: str, eid: int) -> InputError | Unreachable:
@@ -142,13 +153,11 @@ async def register_reservation(config: Config, store: Store, om: OmClient, eid: 
     ``ReservationConflictError``."""
     m = merchant(config, eid)
     order = order_id(order)
-    if rno is not None and (not isinstance(rno, (str, int)) or isinstance(rno, bool)
-                            or not str(rno).strip() or len(str(rno)) > 64):
-        raise InputError("rno must be a non-empty string of at most 64 characters")
+    number = reservation_number(rno)
     found = await existing_order(om, m, order, deadline=om.reactor.seconds()
                                  + config.gateway.retry_budget_seconds)
-    res = await store.register_reservation(m.eid, order, None if rno is None else str(rno),
-                                           origin, status=found.get("status"))
+    res = await store.register_reservation(m.eid, order, number, origin,
+                                           status=found.get("status"))
     await store.record_order_facts(res.id, found)
     return res
 
