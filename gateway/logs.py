@@ -49,10 +49,12 @@ class ReopenableFile:
             self._file.close()
 
 
-#: Twisted's own lines about ports ("GuardedSite starting on 8080", "(TCP Port 8080
-#: Closed)", "Main loop terminated."): the gateway prints what listens where itself, so
-#: they are kept for ``--verbose`` only.
-_CHATTER = re.compile(r"^(\w+ starting on \S+|\(\w+ Port \S+ Closed\)|Main loop terminated\.)$")
+#: Twisted's own lines about ports and connection factories ("GuardedSite starting on
+#: 8080", "(TCP Port 8080 Closed)", "Starting factory <… object at 0x…>", "Main loop
+#: terminated."): the gateway prints what listens where itself, so they are kept for
+#: ``--verbose`` only.
+_CHATTER = re.compile(r"^(\w+ starting on \S+|\(\w+ Port \S+ Closed\)|Main loop terminated\."
+                      r"|(Starting|Stopping) factory .*)$", re.DOTALL)
 
 
 def quiet_chatter(event: dict[str, Any]) -> PredicateResult:

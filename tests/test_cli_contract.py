@@ -398,3 +398,228 @@ def test_every_subcommand_takes_the_environment_through_the_shared_layer(
                 "sqlite:///flag.db", command
             monkeypatch.delenv(DB_ENV)
             assert db_url(parse(command)) == "sqlite:///gateway.db", command
+
+
+# -- the findings of issue 17, one by one ----------------------------------------------------
+
+
+def reservations_in(db: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:
+        return int(conn.execute("SELECT count(*) FROM reservations").fetchone()[0])
+
+
+def test_reservations_add_checks_the_order_like_the_admin_api(world: World) -> None:
+    """Finding 1: an order that does not exist, or is another merchant's, is refused (exit
+    2, the admin API's words) and nothing is registered."""
+    before = reservations_in(world.db)
+    add = ("reservations", "add", "--config", world.cfg, "--db", world.db)
+    for eid, order in (("1234", "does-not-exist"), ("5678", world.order_id)):
+        result = cli(*add, "--eid", eid, "--order-id", order)
+        assert check(Case((), 2, f"order {order} does not exist for eid {eid}"), result) \
+            is None, result.stderr
+    assert reservations_in(world.db) == before
+
+
+def test_expiring_honours_the_environment_and_db_file(world: World) -> None:
+    """Finding 2: $KLARNA_GATEWAY_CONFIG, $KLARNA_GATEWAY_DB and --db-file, like every
+    command; a wrong database is refused, never silently ./gateway.db. Finding 7: amounts
+    are shown in major units."""
+    work = world.tmp / "cron"
+    work.mkdir(exist_ok=True)
+    (work / "gateway.db").write_bytes(Path(world.db.removeprefix("sqlite:///")).read_bytes())
+    wrong = cli("expiring", cwd=work, env={CONFIG_ENV: world.cfg, DB_ENV: "sqlite:///nope.db"})
+    assert check(Case((), 2, "no database at nope.db"), wrong) is None, wrong.stderr
+    right = cli("expiring", "--within", "30d", cwd=work,
+                env={CONFIG_ENV: world.cfg, DB_ENV: world.db})
+    assert right.returncode == 1, right.stdout + right.stderr
+    assert world.rno in right.stdout
+    import re
+    assert re.search(r"AUTHORIZED\s+\d+\.\d\d SEK", right.stdout), right.stdout
+    url_file = world.tmp / "db-url"
+    url_file.write_text(world.db + "\n")
+    by_file = cli("expiring", "--within", "30d", "--db-file", str(url_file), "--format",
+                  "json", env={CONFIG_ENV: world.cfg})
+    assert by_file.returncode == 1 and world.rno in by_file.stdout
+
+
+def test_sandbox_on_a_busy_port_fails_at_once(world: World) -> None:
+    """Finding 3: one line and exit 2, no traceback, no hang."""
+    import socket
+    import time
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        result = cli("sandbox", "--listen", f"tcp:{port}:interface=127.0.0.1", timeout=30)
+    assert time.monotonic() - started < 20
+    assert check(Case((), 2, "Address already in use"), result) is None, result.stderr
+
+
+def recording_of_one_call(directory: Path) -> Path:
+    import json
+
+    directory.mkdir(exist_ok=True)
+    request = (ROOT / "examples" / "activate-request.xml").read_bytes().decode("latin-1")
+    reply = ("<?xml version='1.0'?><methodResponse><params><param><value><array><data>"
+             "<value><string>ok</string></value><value><string>9000000000</string></value>"
+             "</data></array></value></param></params></methodResponse>")
+    lines = [{"kind": "recording", "format": 1, "source": "serve"},
+             {"kind": "exchange", "seq": 1, "started": 1.0, "method": "activate", "eid": 1234,
+              "http_status": 200, "outcome": "ok", "path": "/", "request": request,
+              "reply": reply, "digest": {"at": 3, "hash": "sha512", "masked": 0}}]
+    path = directory / "recording-20261101T000000Z-1.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_replay_checks_the_report_path_before_sending_anything(world: World) -> None:
+    """Finding 3: a report that cannot be written is refused before the first call (the
+    target is not even connected to); finding 5: a target that does not run is exit 3 with
+    the reason, not "4 different"."""
+    import socket
+
+    recording = recording_of_one_call(world.tmp / "rec-one")
+    with socket.socket() as target:
+        target.bind(("127.0.0.1", 0))
+        target.listen()
+        target.settimeout(0.5)
+        url = f"http://127.0.0.1:{target.getsockname()[1]}/"
+        result = cli("replay", str(recording), "--target", url, "--report",
+                     "/missing/dir/r.html")
+        assert check(Case((), 2, "--report /missing/dir/r.html: the directory /missing/dir "
+                                 "does not exist"), result) is None, result.stderr
+        with pytest.raises(socket.timeout):
+            target.accept()
+    gone = cli("replay", str(recording), "--target", url, "--report",
+               str(world.tmp / "gone.html"))
+    assert check(Case((), 3, "cannot connect (Connection refused)"), gone) is None
+    assert not (world.tmp / "gone.html").exists()
+
+
+def test_record_says_how_many_exchanges_it_recorded(world: World) -> None:
+    """Finding 5: stopped, ``record`` says what it wrote."""
+    import signal
+    import time
+    import urllib.request
+
+    from gateway.testing.processes import free_port
+
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, DB_ENV)}
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "record", "--upstream",
+                             world.cfg and sandbox_url(world), "--listen",
+                             f"tcp:{port}:interface=127.0.0.1", "--out",
+                             str(world.tmp / "recorded")], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**base, "PYTHONPATH": str(ROOT)})
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("klarna-gateway: record: proxy on"), first
+        for _ in range(2):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b"<x/>")
+            try:
+                urllib.request.urlopen(request, timeout=10).read()
+            except urllib.error.HTTPError:
+                pass  # the sandbox answers what it answers: it is recorded either way
+        time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped; 2 exchange(s) recorded to" in out, out + err
+    assert "Traceback" not in err and "Starting factory" not in err
+
+
+def sandbox_url(world: World) -> str:
+    import tomllib
+
+    with open(world.cfg, "rb") as f:
+        return str(tomllib.load(f)["merchants"][0]["base_url"]) + "/"
+
+
+def test_a_semicolon_csv_is_read_and_a_one_column_file_refused(world: World) -> None:
+    """Finding 5: the delimiter is sniffed; a file it cannot split is unusable (exit 2)."""
+    semi = world.tmp / "semi.csv"
+    semi.write_text(f"eid;rno;order_id\n1234;2400000077;{world.order_id}\n")
+    run = ("reservations", "import", "--config", world.cfg, "--db", world.db, "--dry-run")
+    read = cli(*run, str(semi))
+    assert read.returncode == 1, read.stdout + read.stderr  # the order is already mapped
+    assert "(reservations): would add 0, unchanged 0, problems 1" in read.stdout
+    assert "expected 3 columns" not in read.stdout and "conflicts" in read.stdout
+    prose = world.tmp / "notes.csv"
+    prose.write_text("these are notes\nnot rows\n")
+    refused = cli(*run, str(prose))
+    assert check(Case((), 2, "no line has more than one column"), refused) is None
+
+
+def test_serve_on_a_busy_port_is_exit_2_in_one_line(world: World) -> None:
+    """Finding 6: the README's 2, one line, no "Main loop terminated" after it."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli("serve", "--config", world.cfg, "--db", f"sqlite:///{world.tmp}/s.db",
+                     "--listen", f"tcp:{port}:interface=127.0.0.1", "--admin-listen",
+                     "tcp:0:interface=127.0.0.1")
+    assert check(Case((), 2, f"cannot listen on 127.0.0.1:{port}: Address already in use"),
+                 result) is None, result.stderr
+
+
+def test_every_option_has_a_description_and_one_default() -> None:
+    """Finding 7: no option without help; a default is printed once."""
+    import re
+
+    for command, parser in leaf_commands().items():
+        text = parser.format_help()
+        for action in parser._actions:
+            if action.dest in ("help", "debug"):
+                continue
+            assert action.help and len(action.help) > 8, (command, action.dest)
+        for block in re.split(r"\n  (?=-)", text):
+            assert block.count("(default") <= 1, (command, block)
+
+
+def test_usage_errors_point_at_the_subcommands_help() -> None:
+    """Finding 7: the help of the command that was used, one line, prefixed."""
+    for argv, where in ((["reconcile", "--bogus"], "klarna-gateway reconcile --help"),
+                        (["reservations", "add", "--eid", "x", "--order-id", "o"],
+                         "klarna-gateway reservations add --help"),
+                        (["expiring", "--format", "xml"], "klarna-gateway expiring --help")):
+        result = cli(*argv)
+        line = check(Case((), 2, f"(see {where})"), result)
+        assert line is None, line
+
+
+def test_start_up_logs_name_no_objects_and_the_demo_listens_on_loopback(world: World) -> None:
+    """Finding 7: no "Starting factory <…object at 0x…>" lines; ``serve --sandbox`` without
+    --listen binds the legacy listener to loopback (its secrets are public)."""
+    import signal
+
+    from gateway.cli import serve
+
+    assert build_parser().parse_args(["serve", "--sandbox"]).listen is None
+    assert serve.SANDBOX_LISTEN.endswith("interface=127.0.0.1")
+    base = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, DB_ENV)}
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--sandbox",
+                             "--db", f"sqlite:///{world.tmp}/demo.db", "--listen",
+                             "tcp:0:interface=127.0.0.1", "--admin-listen",
+                             "tcp:0:interface=127.0.0.1", "--sandbox-listen",
+                             "tcp:0:interface=127.0.0.1"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**base, "PYTHONPATH": str(ROOT)})
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert lines[0].startswith("klarna-gateway: legacy XML-RPC on 127.0.0.1:"), lines
+    assert "object at 0x" not in err and "Starting factory" not in err, err
+    assert " starting on " not in err, err
