@@ -318,3 +318,13 @@ async def test_digest_self_test(gwc: Harness) -> None:
                              method="POST", data={"request": capture},
                              cookies={"kgw_console": sid})
     assert code == 403
+
+
+@pytest_twisted.ensureDeferred
+async def test_journal_search_refuses_an_eid_not_configured(gwc: Harness) -> None:
+    """The same check, in the same words, as GET /v1/journal and `klarna-gateway journal`
+    (gateway.tools.inputs.merchant)."""
+    code, page, _ = await fetch(gwc, "/console/journal?eid=4321")
+    assert code == 400 and "eid 4321 is not configured" in page
+    resp = await treq.get(gwc.admin + "/v1/journal?eid=4321", headers=ADMIN)
+    assert resp.code == 404 and "eid 4321 is not configured" in (await resp.json())["error"]
