@@ -95,7 +95,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         rno = added.stdout.split('"rno": "')[1].split('"')[0]
         (tmp / "rows.csv").write_text(f"eid,rno,order_id\n1234,2400000001,{order_id}\n")
         (tmp / "rows-4321.csv").write_text(f"eid,rno,order_id\n4321,2400000002,{order_id}\n")
-        (tmp / "activate.xml").write_bytes(dump_request("activate", rno, "SKU-1:1"))
+        (tmp / "activate.xml").write_bytes(dump_request("activate", rno, "ART-1:1"))
         (tmp / "activate-4321.xml").write_bytes(dump_request("--eid", "4321", "activate", rno))
         recording = tmp / "rec"
         recording.mkdir()
@@ -623,3 +623,43 @@ def test_start_up_logs_name_no_objects_and_the_demo_listens_on_loopback(world: W
     assert lines[0].startswith("klarna-gateway: legacy XML-RPC on 127.0.0.1:"), lines
     assert "object at 0x" not in err and "Starting factory" not in err, err
     assert " starting on " not in err, err
+
+
+# -- samples (finding 8) ---------------------------------------------------------------------
+
+
+def test_the_signed_sample_is_what_the_sdk_sends_and_explain_reads_it(world: World) -> None:
+    """examples/activate-request.xml is reproducible with examples/dump_request.py, and on
+    a store whose first reservation is the walkthrough's order it is explained (its digest
+    matches the demo merchant's secret): the capture of 1 x ART-1."""
+    sample = ROOT / "examples" / "activate-request.xml"
+    assert sample.read_bytes() == dump_request("activate", "8000000000", "ART-1:1")
+    assert world.rno == "8000000000"
+    explained = cli("explain", str(sample), "--config", world.cfg, "--db", world.db)
+    assert explained.returncode == 0, explained.stdout + explained.stderr
+    assert "/captures" in explained.stdout and "9114" not in explained.stdout
+
+
+def test_the_readme_examples_use_files_the_repository_has() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"--config ((?:config|examples)/\S+?)[`\s]", readme))
+    named |= set(re.findall(r"\b(examples/[\w.-]+)", readme))
+    assert {"config/gateway.example.toml", "examples/activate-request.xml"} <= named
+    for path in named:
+        assert (ROOT / path).is_file(), path
+    assert "--config gateway.toml" not in readme
+    checked = cli("config", "check", "--config", str(ROOT / "config/gateway.example.toml"))
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_completion_scripts_for_bash_and_zsh() -> None:
+    for shell, marker in (("bash", "complete -o"), ("zsh", "#compdef klarna-gateway")):
+        script = cli("completion", shell)
+        assert script.returncode == 0 and marker in script.stdout, script.stderr
+        for word in ("reconcile", "expiring", "--db-file", "--config"):
+            assert word in script.stdout, (shell, word)
+    checked = subprocess.run(["bash", "-n"], input=cli("completion", "bash").stdout,
+                             text=True, capture_output=True)
+    assert checked.returncode == 0, checked.stderr
