@@ -51,7 +51,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if ("%(default)" in text or "default" in text or "required" in text
-                or action.default is argparse.SUPPRESS
+                or action.required or action.default is argparse.SUPPRESS
                 or (not action.option_strings
                     and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))):
             return text
@@ -120,11 +120,11 @@ def describe(e: BaseException) -> tuple[str, int, bool]:
 
 def listen_error(e: BaseException) -> str:
     """``CannotListenError`` in one line, with the fix."""
-    interface = getattr(e, "interface", "") or "all interfaces"
-    port = getattr(e, "port", "?")
+    interface, port = getattr(e, "interface", ""), getattr(e, "port", "?")
+    where = f"{interface}:{port}" if interface else f"port {port} (all interfaces)"
     reason = getattr(getattr(e, "socketError", None), "strerror", None) or str(e)
-    return (f"cannot listen on {interface}:{port}: {reason}: another process holds it "
-            "(stop it) or choose another --listen")
+    return (f"cannot listen on {where}: {reason}: another process holds it (stop it) or "
+            "choose another --listen")
 
 
 def one_line(text: str) -> str:
@@ -153,7 +153,7 @@ def add_config_flag(parser: argparse.ArgumentParser, extra: str = "",
                     required: bool = True) -> None:
     """``--config FILE``, else ``$KLARNA_GATEWAY_CONFIG``: the one way every command names
     its configuration."""
-    need = f"required{extra}" if required else (extra or "optional")
+    need = f"required{extra}" if required else f"optional{extra}"
     parser.add_argument("--config", metavar="FILE", default=None,
                         help=f"TOML configuration file (default: ${CONFIG_ENV}; {need})")
 
