@@ -42,6 +42,14 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+def started(*args: str) -> subprocess.Popen[str]:
+    """A long-running command in the background (stop it with SIGTERM)."""
+    base = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, DB_ENV)}
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", *args], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**base, "PYTHONPATH": str(ROOT)})
+
+
 def dump_request(*args: str) -> bytes:
     """The official SDK's signed request (``examples/dump_request.py --dump-request``)."""
     return subprocess.run([sys.executable, str(ROOT / "examples" / "dump_request.py"),
@@ -509,13 +517,8 @@ def test_record_says_how_many_exchanges_it_recorded(world: World) -> None:
     from gateway.testing.processes import free_port
 
     port = free_port()
-    base = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, DB_ENV)}
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "record", "--upstream",
-                             world.cfg and sandbox_url(world), "--listen",
-                             f"tcp:{port}:interface=127.0.0.1", "--out",
-                             str(world.tmp / "recorded")], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**base, "PYTHONPATH": str(ROOT)})
+    proc = started("record", "--upstream", sandbox_url(world), "--listen",
+                   f"tcp:{port}:interface=127.0.0.1", "--out", str(world.tmp / "recorded"))
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -606,14 +609,9 @@ def test_start_up_logs_name_no_objects_and_the_demo_listens_on_loopback(world: W
 
     assert build_parser().parse_args(["serve", "--sandbox"]).listen is None
     assert serve.SANDBOX_LISTEN.endswith("interface=127.0.0.1")
-    base = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, DB_ENV)}
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--sandbox",
-                             "--db", f"sqlite:///{world.tmp}/demo.db", "--listen",
-                             "tcp:0:interface=127.0.0.1", "--admin-listen",
-                             "tcp:0:interface=127.0.0.1", "--sandbox-listen",
-                             "tcp:0:interface=127.0.0.1"], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**base, "PYTHONPATH": str(ROOT)})
+    proc = started("serve", "--sandbox", "--db", f"sqlite:///{world.tmp}/demo.db",
+                   "--listen", "tcp:0:interface=127.0.0.1", "--admin-listen",
+                   "tcp:0:interface=127.0.0.1", "--sandbox-listen", "tcp:0:interface=127.0.0.1")
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(3)]

@@ -284,9 +284,6 @@ def with_parts(args: argparse.Namespace, fn: Callable[[Components], Awaitable[in
     Errors raised while building or running come back out of ``task.react`` (which would
     otherwise log them with a traceback and exit 1) and are raised here for ``main``.
     """
-    from twisted.internet import task
-    from twisted.python.failure import Failure
-
     from gateway.app import SchemaMode, build
 
     config = config_from(args.config)
@@ -294,16 +291,29 @@ def with_parts(args: argparse.Namespace, fn: Callable[[Components], Awaitable[in
         check(config)
     url = db_url(args)
     require_sqlite_file(url)
+
+    async def work(reactor: Any) -> int:
+        parts = await build(config, url, reactor, schema_mode=SchemaMode.CHECK,
+                            read_only=read_only)
+        try:
+            return await fn(parts)
+        finally:
+            await parts.close()
+    return react(work)
+
+
+def react(work: Callable[[Any], Awaitable[int]]) -> int:
+    """``await work(reactor)`` under ``task.react``; its exit status, or its error raised
+    here as itself (``task.react`` would log it with a traceback and exit 1) for ``main``
+    to print as one line. A reactor stopped first (SIGINT, SIGTERM) is an interruption."""
+    from twisted.internet import task
+    from twisted.python.failure import Failure
+
     result: dict[str, Any] = {}
 
     async def main(reactor: Any) -> None:
         try:
-            parts = await build(config, url, reactor, schema_mode=SchemaMode.CHECK,
-                                read_only=read_only)
-            try:
-                result["code"] = await fn(parts)
-            finally:
-                await parts.close()
+            result["code"] = await work(reactor)
         except BaseException:
             result["error"] = Failure()
 
@@ -313,6 +323,6 @@ def with_parts(args: argparse.Namespace, fn: Callable[[Components], Awaitable[in
         pass
     if "error" in result:
         result["error"].raiseException()
-    if "code" not in result:  # the reactor stopped first: SIGINT or SIGTERM
+    if "code" not in result:
         raise KeyboardInterrupt
     return int(result["code"])

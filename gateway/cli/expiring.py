@@ -28,7 +28,7 @@ import sys
 from typing import Any
 
 from gateway.cli.common import (
-    PROG, add_config_flag, add_db_flags, config_from, db_url, eid_flag, open_read_only,
+    PROG, add_config_flag, add_db_flags, config_from, db_url, eid_flag, open_read_only, react,
     require_sqlite_file,
 )
 from gateway.config import Config
@@ -55,29 +55,10 @@ def cmd_expiring(args: argparse.Namespace) -> int:
 
 
 def _react(args: argparse.Namespace, config: Config, url: str, within: float) -> int:
-    from twisted.internet import task
-    from twisted.python.failure import Failure
-
-    outcome: dict[str, Any] = {}
-
-    async def main(reactor: Any) -> None:
-        try:
-            found = await _scan(reactor, url, config, args.eid)
-        except Exception:  # noqa: BLE001 - raised again below, for the one-line report
-            outcome["error"] = Failure()
-            return
-        outcome["code"] = report(found, within, args.within, args.format,
-                                 sys.stdout, sys.stderr)
-
-    try:
-        task.react(main)
-    except SystemExit:
-        pass
-    if "error" in outcome:
-        outcome["error"].raiseException()
-    if "code" not in outcome:  # the reactor stopped first: SIGINT or SIGTERM
-        raise KeyboardInterrupt
-    return int(outcome["code"])
+    async def work(reactor: Any) -> int:
+        found = await _scan(reactor, url, config, args.eid)
+        return report(found, within, args.within, args.format, sys.stdout, sys.stderr)
+    return react(work)
 
 
 async def _scan(reactor: Any, url: str, config: Config, eid: int | None) -> expiry.Scan:

@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway.cli.common import (
     PROG, add_config_flag, check_endpoint, config_from, config_path, describe, one_line,
-    seconds,
+    react, seconds,
 )
 from gateway.cli.record_flags import add_record_flags
 from gateway.tools import inputs
@@ -80,8 +80,6 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Everything a replay needs is checked before the first call is sent: the recording,
     the report and summary paths, the target (and admin API) answering."""
-    from twisted.internet import defer, task
-
     from gateway.replay.recording import RecordingError, recording_files
     from gateway.replay.report import render_html, summary_json
     from gateway.replay.runner import Replayer, ReplayOptions, verdict_exit_code
@@ -102,14 +100,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     options = ReplayOptions(recording=args.recording, target=target, admin=admin,
                             admin_token=args.admin_token, timeout=args.timeout,
                             progress=sys.stderr.isatty() and not args.no_progress)
-    result: dict[str, Any] = {}
 
-    async def main(reactor: Any) -> None:
+    async def work(reactor: Any) -> int:
         try:
             summary = await Replayer(config, options).run()
         except RecordingError as e:
-            result["error"] = inputs.InputError(str(e))
-            return
+            raise inputs.InputError(str(e)) from None
         report_path.write_text(render_html(summary), encoding="utf-8")
         if summary_path is not None:
             summary_path.write_text(summary_json(summary), encoding="utf-8")
@@ -124,18 +120,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"{PROG}: replay: {len(unanswered)} call(s) got no answer from {target}: "
                   f"{unanswered[0].new.error}: is the target running?", file=sys.stderr)
         sent = [c for c in summary.calls if c.new is not None]
-        result["code"] = (Exit.UNREACHABLE if sent and len(unanswered) == len(sent)
-                          else verdict_exit_code(summary))
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
-    except SystemExit:
-        pass
-    if "error" in result:
-        raise result["error"]
-    if "code" not in result:  # the reactor stopped first: SIGINT or SIGTERM
-        raise KeyboardInterrupt
-    return int(result["code"])
+        return (Exit.UNREACHABLE if sent and len(unanswered) == len(sent)
+                else verdict_exit_code(summary))
+    return react(work)
 
 
 def register(sub: Any) -> None:
