@@ -661,3 +661,45 @@ def test_completion_scripts_for_bash_and_zsh() -> None:
     checked = subprocess.run(["bash", "-n"], input=cli("completion", "bash").stdout,
                              text=True, capture_output=True)
     assert checked.returncode == 0, checked.stderr
+
+
+# -- the contract's pieces -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, unreachable", [
+    ('connection failed: connection to server at "127.0.0.1", port 9 failed: Connection '
+     'refused', True),
+    ("connection failed: timeout expired", True),
+    ('connection failed: FATAL:  password authentication failed for user "gw"', False),
+    ('connection failed: FATAL:  database "nosuchdb" does not exist', False),
+    ("no such table: reservations", False),
+])
+def test_which_database_errors_mean_unreachable(text: str, unreachable: bool) -> None:
+    from gateway.tools.inputs import database_unreachable
+
+    assert database_unreachable(RuntimeError(text)) is unreachable
+
+
+def test_urls_paths_and_amounts(tmp_path: Path) -> None:
+    from gateway.tools import inputs
+    from gateway.tools.expiring import format_amount
+
+    assert inputs.database_url("postgres://u@h/db") == "postgres://u@h/db"
+    for bad, says in (("x.db", "write sqlite:///x.db"), ("mysql://x", "unsupported database"),
+                      ("sqlite3:///x", "unsupported database")):
+        with pytest.raises(inputs.InputError, match=says):
+            inputs.database_url(bad)
+    assert inputs.http_url(" https://h:8443/x ", "--target") == "https://h:8443/x"
+    for bad in ("not-a-url", "ftp://h/", "http://", "http://h:port/"):
+        with pytest.raises(inputs.InputError, match="--target"):
+            inputs.http_url(bad, "--target")
+    assert inputs.writable_file(str(tmp_path / "r.html"), "--report") == tmp_path / "r.html"
+    with pytest.raises(inputs.InputError, match="is a directory"):
+        inputs.writable_file(str(tmp_path), "--report")
+    with pytest.raises(inputs.InputError, match="does not exist"):
+        inputs.writable_file(str(tmp_path / "no" / "r.html"), "--report")
+    assert inputs.reservation_number(2400000001) == "2400000001"
+    with pytest.raises(inputs.InputError):
+        inputs.reservation_number(" ")
+    assert (format_amount(10000, "SEK"), format_amount(-5, "eur"),
+            format_amount(500, "JPY")) == ("100.00 SEK", "-0.05 EUR", "500 JPY")

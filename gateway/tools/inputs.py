@@ -258,6 +258,8 @@ def database_unreachable(error: BaseException) -> bool:
     """A database error that means "cannot connect" (exit 3) rather than bad credentials or
     a bad schema (exit 2)."""
     text = str(getattr(error, "orig", None) or error).lower()
+    if any(s in text for s in ("password authentication failed", "does not exist",
+                               "no pg_hba.conf entry", "permission denied")):
+        return False  # it answered: the credentials, database or role are wrong
     return any(s in text for s in ("connection refused", "could not connect", "timeout",
-                                   "timed out", "no route to host", "network is unreachable",
-                                   "connection failed"))
+                                   "timed out", "no route to host", "network is unreachable"))
