@@ -18,6 +18,12 @@ Routes (exact, other tools depend on them):
 - ``GET /readyz`` (no token): 200 while the database is reachable and migrated, recovery
   runs and the process is not draining; 503 otherwise (take it out of the load balancer)
 - ``GET /metrics`` (no token): Prometheus text
+- ``GET /v1/`` lists these routes (:data:`ROUTES`); ``GET /v1/openapi.json`` is their
+  OpenAPI 3.1 document (:mod:`gateway.openapi`)
+
+Input is checked by :mod:`gateway.tools.inputs`, the same code the command line uses: an
+``InputError`` answers its ``status`` (400, 404 an eid not configured, 422 an order that
+does not exist for the eid), an ``Unreachable`` 502.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
@@ -38,6 +45,7 @@ from gateway.om.client import OmClient, RestResponseError, RestTransportError
 from gateway.model import Invoice, JournalEntry, Origin
 from gateway.store.recurring import TokenConflictError
 from gateway.store.store import ReservationConflictError, Store
+from gateway.tools import inputs
 from gateway.tools.imports import ImportFormatError, lines_from_json, run_import
 from gateway.tools import journal as journal_search
 from gateway.web import json_body
@@ -79,13 +87,71 @@ def entry_json(e: JournalEntry) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Route:
+    """One route: ``path`` is an OpenAPI template (``{name}`` is one path segment),
+    ``handler`` the :class:`AdminResource` method serving it."""
+
+    method: str
+    path: str
+    handler: str
+    summary: str
+    auth: bool = True
+
+    def matches(self, method: str, parts: list[str]) -> bool:
+        template = [p for p in self.path.split("/") if p]
+        return method == self.method and len(parts) == len(template) and all(
+            t.startswith("{") or t == p for t, p in zip(template, parts))
+
+
+#: Every route of the admin API: what it dispatches on, what ``GET /v1/`` lists and what
+#: ``GET /v1/openapi.json`` documents (:mod:`gateway.openapi`).
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", "_healthz", "liveness: the process and its database answer",
+          auth=False),
+    Route("GET", "/readyz", "_readyz", "readiness for a load balancer (503 with the reason)",
+          auth=False),
+    Route("GET", "/metrics", "_metrics", "Prometheus metrics", auth=False),
+    Route("GET", "/v1/", "_index", "this list of routes"),
+    Route("GET", "/v1/openapi.json", "_openapi", "the OpenAPI 3.1 document of this API"),
+    Route("POST", "/v1/reservations", "_add_reservation",
+          "register a Klarna order as a reservation (the order must exist for the eid)"),
+    Route("GET", "/v1/reservations/{eid}/{rno}", "_show_reservation",
+          "a reservation with its invoices and credits"),
+    Route("POST", "/v1/imports", "_import",
+          "import reservations, invoices and credits from before the migration"),
+    Route("POST", "/v1/sandbox/orders", "_sandbox_order",
+          "create a sandbox order and register it (serve --sandbox only)"),
+    Route("GET", "/v1/journal", "_search_journal", "search the call journal"),
+    Route("GET", "/v1/journal/{eid}", "_journal", "the latest calls of one eid"),
+    Route("POST", "/v1/recurring-tokens", "_map_recurring_token",
+          "map a KCO v2 recurring token to a Customer Token API token"),
+)
+
+
+def openapi_document() -> dict[str, Any]:
+    from gateway import openapi
+
+    try:
+        from importlib.metadata import version
+        release = version("klarna-gateway")
+    except Exception:  # noqa: BLE001 - not installed: the document still serves
+        release = "unknown"
+    return openapi.document(ROUTES, release)
+
+
 class AdminResource(Resource):
     isLeaf = True
 
     def __init__(self, config: Config, store: Store, om: OmClient, *,
                  sandbox_mode: bool = False, metrics: Metrics = NO_METRICS,
-                 readiness: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
+                 readiness: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+                 on_response: Callable[[str, str, int, str, bytes], None] | None = None,
+                 ) -> None:
         super().__init__()
+        #: ``on_response(method, path, status, content_type, body)`` sees every JSON answer
+        #: (tests validate them against the OpenAPI document).
+        self.on_response = on_response
         self.config = config
         self.store = store
         self.om = om
@@ -96,7 +162,9 @@ class AdminResource(Resource):
     def render(self, request: server.Request) -> Any:
         if request.postpath == [b"metrics"] and request.method == b"GET":
             request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode())
-            return self.metrics.render()
+            body = self.metrics.render()
+            self._observe(request, 200, CONTENT_TYPE_LATEST, body)
+            return body
         d = defer.ensureDeferred(self._handle(request))
         d.addErrback(lambda f: log.failure("admin request failed", f))
         return server.NOT_DONE_YET
@@ -107,6 +175,8 @@ class AdminResource(Resource):
             status, body = await self._route(request)
         except HttpError as e:
             status, body = e.status, {"error": e.message}
+        except (inputs.InputError, inputs.Unreachable) as e:
+            status, body = e.status, {"error": str(e)}
         except Exception:
             log.failure("admin handler crashed")
         if body is STREAMED:
@@ -114,11 +184,18 @@ class AdminResource(Resource):
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         if request.finished or getattr(request, "_disconnected", False):
             return
+        self._observe(request, status, "application/json", data)
         request.setResponseCode(status)
         request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
         request.setHeader(b"Content-Length", str(len(data)).encode())
         request.write(data)
         request.finish()
+
+    def _observe(self, request: server.Request, status: int, content_type: str,
+                 body: bytes) -> None:
+        if self.on_response is not None:
+            self.on_response(request.method.decode(), request.path.decode("utf-8", "replace"),
+                             status, content_type, body)
 
     def _authorize(self, request: server.Request) -> None:
         got = request.getHeader(b"Authorization") or b""
@@ -132,26 +209,35 @@ class AdminResource(Resource):
             parts = [p.decode("utf-8") for p in request.postpath if p]
         except UnicodeDecodeError:
             raise HttpError(400, "the path does not percent-decode to UTF-8") from None
-        if parts == ["healthz"] and method == "GET":
-            await self.store.journal_counts()
-            return 200, {"status": "ok"}
-        if parts == ["readyz"] and method == "GET":
-            state = await self.readiness() if self.readiness else {"ready": True}
-            return (200 if state.get("ready") else 503), state
-        self._authorize(request)
-        routes: dict[tuple[str, int, str], Callable[..., Awaitable[tuple[int, Any]]]] = {
-            ("POST", 2, "v1/reservations"): self._add_reservation,
-            ("GET", 4, "v1/reservations"): self._show_reservation,
-            ("POST", 3, "v1/sandbox/orders"): self._sandbox_order,
-            ("GET", 3, "v1/journal"): self._journal,
-            ("POST", 2, "v1/recurring-tokens"): self._map_recurring_token,
-            ("POST", 2, "v1/imports"): self._import,
-            ("GET", 2, "v1/journal"): self._search_journal,
-        }
-        for (m, n, prefix), handler in routes.items():
-            if method == m and len(parts) == n and "/".join(parts).startswith(prefix):
+        for route in ROUTES:
+            if route.matches(method, parts):
+                if route.auth:
+                    self._authorize(request)
+                handler: Callable[..., Awaitable[tuple[int, Any]]] = getattr(self,
+                                                                             route.handler)
                 return await handler(request, parts)
-        raise HttpError(404, "no such route")
+        self._authorize(request)
+        raise HttpError(404, f"no such route: {method} /{'/'.join(parts)} (GET /v1/ lists "
+                             "the routes)")
+
+    async def _healthz(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        await self.store.journal_counts()
+        return 200, {"status": "ok"}
+
+    async def _readyz(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        state = await self.readiness() if self.readiness else {"ready": True}
+        return (200 if state.get("ready") else 503), state
+
+    async def _metrics(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        raise HttpError(405, "GET /metrics is served as Prometheus text")  # see render()
+
+    async def _index(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        return 200, {"openapi": "/v1/openapi.json",
+                     "routes": [{"method": r.method, "path": r.path, "summary": r.summary,
+                                 "auth": r.auth} for r in ROUTES]}
+
+    async def _openapi(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        return 200, openapi_document()
 
     @staticmethod
     def _json_body(request: server.Request) -> dict[str, Any]:
@@ -165,41 +251,27 @@ class AdminResource(Resource):
         return body
 
     def _eid(self, value: Any) -> int:
-        if isinstance(value, str) and value.isascii() and value.isdigit():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise HttpError(400, "eid must be an integer")
-        if self.config.merchant(value) is None:
-            raise HttpError(404, f"eid {value} is not configured")
-        return value
+        method = request.method.decode("latin-1")
+        try:
+            parts = [p.decode("utf-8") for p in request.postpath if p]
+        except UnicodeDecodeError:
+            raise HttpError(400, "the path does not percent-decode to UTF-8") from None
+        for route in ROUTES:
+            if route.matches(method, parts):
+                if route.auth:
+                    self._authorize(request)
+                handler: Callable[..., Awaitable[tuple[int, Any]]] = getattr(self,
+                                                                             route.handler)
 
     async def _add_reservation(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
+        """The same checks as ``reservations add`` (:func:`inputs.register_reservation`)."""
         body = self._json_body(request)
-        eid = self._eid(body.get("eid"))
-        order_id, rno = body.get("order_id"), body.get("rno")
-        if not isinstance(order_id, str) or not order_id or len(order_id) > 255:
-            raise HttpError(400, "order_id must be a non-empty string")
-        if rno is not None and (not isinstance(rno, (str, int)) or not str(rno).strip()
-                                or len(str(rno)) > 64):
-            raise HttpError(400, "rno must be a non-empty string of at most 64 characters")
-        merchant = self.config.merchant(eid)
-        assert merchant is not None
         try:
-            order = await self.om.get_order(merchant, order_id)
-        except RestResponseError as e:
-            if e.status == 404:
-                raise HttpError(422, f"order {order_id} does not exist for eid {eid}") from None
-            raise HttpError(502, f"Klarna answered {e.status} {e.error_code}") from None
-        except RestTransportError:
-            raise HttpError(502, "Klarna did not answer") from None
-        try:
-            res = await self.store.register_reservation(eid, order_id,
-                                                        None if rno is None else str(rno),
-                                                        Origin.ADMIN.value,
-                                                        status=order.get("status"))
+            res = await inputs.register_reservation(self.config, self.store, self.om,
+                                                    body.get("eid"), body.get("order_id"),
+                                                    body.get("rno"), Origin.ADMIN.value)
         except ReservationConflictError as e:
             raise HttpError(409, str(e)) from None
-        await self.store.record_order_facts(res.id, order)
         return 201, {"eid": res.eid, "rno": res.rno, "order_id": res.order_id}
 
     async def _map_recurring_token(self, request: server.Request, parts: list[str]
@@ -266,6 +338,8 @@ class AdminResource(Resource):
             search = journal_search.parse_query(query_params(request))
         except journal_search.FilterError as e:
             raise HttpError(400, str(e)) from None
+        if search.query.eid is not None:
+            self._eid(search.query.eid)
         if search.format == "json":
             page = await self.store.search_journal(search.query)
             return 200, journal_search.page_json(page.entries, page.next_before)
@@ -284,11 +358,8 @@ class AdminResource(Resource):
         missing = [f for f in fields if f not in body]
         if missing:
             raise HttpError(400, f"missing {', '.join(missing)}")
-        rno = body.get("rno")
-        if rno is not None and (not isinstance(rno, (str, int)) or isinstance(rno, bool)
-                                or not str(rno).strip() or len(str(rno)) > 64):
-            raise HttpError(400, "rno must be a non-empty string of at most 64 characters")
-        if rno is not None and await self.store.get_reservation(eid, str(rno)) is not None:
+        rno = inputs.reservation_number(body.get("rno"))
+        if rno is not None and await self.store.get_reservation(eid, rno) is not None:
             raise HttpError(409, f"rno {rno} already registered for eid {eid}")
         payload = {k: v for k, v in body.items() if k not in ("eid", "rno")}
         token = str(body.get("authorization_token") or f"auth-{uuid.uuid4()}")
@@ -301,8 +372,7 @@ class AdminResource(Resource):
         order_id = str(created["order_id"])
         try:
             res = await self.store.register_reservation(
-                eid, order_id, None if rno is None else str(rno), Origin.SANDBOX.value,
-                status="AUTHORIZED")
+                eid, order_id, rno, Origin.SANDBOX.value, status="AUTHORIZED")
         except ReservationConflictError as e:
             raise HttpError(409, str(e)) from None
         return 201, {"order_id": order_id, "rno": res.rno,

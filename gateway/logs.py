@@ -8,14 +8,15 @@ event carries a secret, a digest or call parameters (the edge logs none of them)
 """
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
 from typing import IO, Any, TextIO
 
 from twisted.logger import (
-    FilteringLogObserver, ILogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner,
-    jsonFileLogObserver, textFileLogObserver,
+    FilteringLogObserver, ILogObserver, LogLevel, LogLevelFilterPredicate, PredicateResult,
+    formatEvent, globalLogBeginner, jsonFileLogObserver, textFileLogObserver,
 )
 
 from gateway.files import open_private
@@ -53,13 +54,35 @@ class ReopenableFile:
             self._file.close()
 
 
+#: Twisted's own lines about ports and connection factories ("GuardedSite starting on
+#: 8080", "(TCP Port 8080 Closed)", "Starting factory <… object at 0x…>", "Main loop
+#: terminated."): the gateway prints what listens where itself, so they are kept for
+#: ``--verbose`` only.
+_CHATTER = re.compile(r"^(\w+ starting on \S+|\(\w+ Port \S+ Closed\)|Main loop terminated\."
+                      r"|(Starting|Stopping) factory .*)$", re.DOTALL)
+
+
+def quiet_chatter(event: dict[str, Any]) -> PredicateResult:
+    """Drop Twisted's port chatter (see :data:`_CHATTER`)."""
+    if event.get("log_level", LogLevel.info) <= LogLevel.info:
+        text = formatEvent(event) if event.get("log_format") else " ".join(
+            str(m) for m in event.get("message", ()))
+        if _CHATTER.match(text.strip()):
+            return PredicateResult.no
+    return PredicateResult.maybe
+
+
 def observer(fmt: str, out: IO[str] | ReopenableFile, level: LogLevel) -> ILogObserver:
-    """A level-filtered text or JSON-lines observer writing to ``out``."""
+    """A level-filtered text or JSON-lines observer writing to ``out`` (Twisted's port
+    chatter left out unless ``level`` is debug)."""
     if fmt == "json":
         inner = jsonFileLogObserver(out, recordSeparator="")  # type: ignore[arg-type]
     else:
         inner = textFileLogObserver(out)  # type: ignore[arg-type]
-    return FilteringLogObserver(inner, [LogLevelFilterPredicate(defaultLogLevel=level)])
+    predicates: list[Any] = [LogLevelFilterPredicate(defaultLogLevel=level)]
+    if level > LogLevel.debug:
+        predicates.insert(0, quiet_chatter)
+    return FilteringLogObserver(inner, predicates)
 
 
 def start(fmt: str = "text", path: str | None = None, *, verbose: bool = False,

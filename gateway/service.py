@@ -114,6 +114,7 @@ class Gateway:
         self.parts: Components | None = None
         self.legacy_port: IListeningPort | None = None
         self.admin_port: IListeningPort | None = None
+        self.admin_resource: Any = None
         self.recovery: defer.Deferred[Any] | None = None
         self.recovery_loop: task.LoopingCall | None = None
         self.gauge_loop: task.LoopingCall | None = None
@@ -184,9 +185,9 @@ class Gateway:
         self.legacy_port = await serverFromString(self.reactor, opts.listen).listen(
             make_site(edge, max_body_bytes=s.max_body_bytes, limits=limits,
                       reactor=self.reactor))
-        admin = AdminResource(self.config, parts.store, parts.om,
-                              sandbox_mode=opts.sandbox_listen is not None,
-                              metrics=self.metrics, readiness=self.readiness)
+        self.admin_resource = admin = AdminResource(
+            self.config, parts.store, parts.om, sandbox_mode=opts.sandbox_listen is not None,
+            metrics=self.metrics, readiness=self.readiness)
         console = ConsoleResource(parts, clock=self.reactor)
         self.admin_port = await serverFromString(self.reactor, opts.admin_listen).listen(
             admin_site(AdminListener(admin, console), self.config.gateway.admin_token,

@@ -159,6 +159,15 @@ def install_conformance(gateway: Gateway, violations: list[str]) -> None:
 
     resource.on_response = on_response
 
+    def on_admin_response(method: str, path: str, status: int, content_type: str,
+                          body: bytes) -> None:
+        from tests.admin_conformance import check
+
+        for problem in check(method, path, status, content_type, body):
+            violations.append(f"admin {method} {path} -> {status}: {problem}")
+
+    gateway.admin_resource.on_response = on_admin_response
+
 
 async def start_gateway(db_url: str, config: Config | None = None, **options: Any) -> Harness:
     config = config or load_config(SANDBOX_CONFIG)

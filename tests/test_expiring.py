@@ -213,9 +213,9 @@ async def test_the_cli_reports_what_lapses_and_exits_1(seeded: Harness, tmp_path
     assert {r[1] for r in rows} == {made["near"]["rno"], made["part"]["rno"]}
     by_rno = {r[1]: r for r in rows}
     assert by_rno[made["near"]["rno"]] == [
-        "1234", made["near"]["rno"], made["near"]["order_id"], "AUTHORIZED", "35000", "SEK",
+        "1234", made["near"]["rno"], made["near"]["order_id"], "AUTHORIZED", "350.00", "SEK",
         "2026-01-29T12:00:00Z", "2d", "00h"]
-    assert by_rno[made["part"]["rno"]][3:5] == ["PART_CAPTURED", "25000"]
+    assert by_rno[made["part"]["rno"]][3:5] == ["PART_CAPTURED", "250.00"]
     assert lines[-1].startswith("2 authorization(s) expire within 3d")
 
     result = await cli("--within", "3d", "--format", "json", *base)
@@ -242,10 +242,10 @@ async def test_the_cli_reports_what_lapses_and_exits_1(seeded: Harness, tmp_path
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--within", "soon"), "--within: expected a duration"),
-    (("--eid", "9999"), "--eid: eid 9999 is not configured"),
-    (("--eid", "x"), "--eid: not an eid"),
-    (("--config", "/nonexistent/gw.toml"), "Error in configuration"),
+    (("--within", "soon"), "klarna-gateway: --within: expected a duration"),
+    (("--eid", "9999"), "klarna-gateway: --eid: eid 9999 is not configured"),
+    (("--eid", "x"), "klarna-gateway: expiring: argument --eid: not an eid: 'x'"),
+    (("--config", "/nonexistent/gw.toml"), "klarna-gateway: Error in configuration"),
 ])
 def test_bad_flags_are_one_line_and_exit_2(args: tuple[str, ...], message: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -264,7 +264,7 @@ async def test_cli_errors_are_one_line(seeded: Harness, tmp_path: Path) -> None:
     config = str(write_config(tmp_path / "gw.toml", seeded.sandbox))
     result = await cli("--config", config, "--db", f"sqlite:///{tmp_path}/none.db")
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr.startswith("cannot open the database read-only")
+    assert result.stderr.startswith("klarna-gateway: no database at ")
     assert result.stderr.count("\n") == 1
     # Klarna refuses one read: it is named on stderr; what was read is still reported.
     await seeded.fault(method="GET", path=f"/orders/{made['late']['order_id']}$",
@@ -272,7 +272,7 @@ async def test_cli_errors_are_one_line(seeded: Harness, tmp_path: Path) -> None:
     result = await cli("--within", "3d", "--config", config, "--db",
                        f"sqlite:///{tmp_path}/gateway.db")
     assert result.returncode == 1 and made["near"]["rno"] in result.stdout
-    assert re.fullmatch(rf"eid 1234 rno {made['late']['rno']} order {made['late']['order_id']}"
+    assert re.fullmatch(rf"klarna-gateway: eid 1234 rno {made['late']['rno']} order {made['late']['order_id']}"
                         r": not read: Klarna answered HTTP 404 \S+\n", result.stderr)
     code, _, err = report(await scan_in_process(seeded), "1h")
     assert code == 2 and made["late"]["rno"] in err, "nothing found, one order unknown"

@@ -82,6 +82,35 @@ async def test_search_filters_records_and_paging(gw: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_search_by_rno_finds_every_call_on_the_reservation(gw: Harness) -> None:
+    """The README walkthrough's five calls: credit_part and email_invoice name the invoice,
+    not the rno, and are still calls on that reservation (issue 17, finding 4)."""
+    created = await gw.create_order()
+    rno = created["rno"]
+    k = gw.sdk()
+    k.add_art_no(qty=1, artno="ART-1")
+    _, invno = await gw.call(k.activate, rno)
+    k.add_art_no(qty=1, artno="ART-1")
+    await gw.call(k.credit_part, invno, "CREDIT-1")
+    await gw.call(k.email_invoice, invno)
+    await gw.call(k.extend_expiry_date, rno)
+    await gw.call(k.cancel_reservation, rno)
+    other = await gw.create_order()  # another reservation's calls stay out
+    await gw.call(gw.sdk().cancel_reservation, other["rno"])
+    every = ["cancel_reservation", "extend_expiry_date", "email_invoice", "credit_part",
+             "activate"]
+    for query in (f"?eid=1234&rno={rno}", f"?rno={rno}", f"?order_id={created['order_id']}"):
+        code, page, _ = await get(gw, query)
+        assert code == 200 and [e["method"] for e in page["entries"]] == every, query
+    code, page, _ = await get(gw, f"?rno={rno}&method=email_invoice")
+    assert [e["invno"] for e in page["entries"]] == [invno]
+    code, page, _ = await get(gw, f"?eid=5678&rno={rno}")
+    assert code == 200 and page["entries"] == []
+    code, page, _ = await get(gw, "?rno=7999999999")
+    assert code == 200 and page["entries"] == []
+
+
+@pytest_twisted.ensureDeferred
 async def test_bad_parameters_and_token(gw: Harness) -> None:
     """Malformed filters are a 400 naming the parameter; no or a wrong token is a 401."""
     for query, name in (("?eid=x", "eid"), ("?outcome=maybe", "outcome"),

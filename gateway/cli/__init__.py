@@ -8,10 +8,10 @@ authorizations that lapse soon).
 Long-running commands run the reactor themselves; one-shot commands use ``task.react`` with
 the composition root's parts. Only this package imports the global reactor.
 
-Every error is one line on stderr and a non-zero exit status (:func:`main`): 2 when the
-command could not run (configuration, database, file, usage), 1 for a command's own finding
-(discrepancies, refused rows, a fault), 130 when interrupted. ``--debug`` adds the
-traceback of an unexpected error.
+Every error is one line on stderr, prefixed ``klarna-gateway:``, and one exit status from
+the one table (:class:`gateway.tools.inputs.Exit`): 1 a command's own finding, 2 unusable
+input or configuration, 3 a dependency that cannot be reached, 130 interrupted.
+``--debug`` adds the traceback of an unexpected error (which exits 1).
 """
 from __future__ import annotations
 
@@ -19,11 +19,9 @@ import argparse
 import sys
 import traceback
 
-from gateway.cli import db, expiring, journal, replay, serve, store, tools
-from gateway.cli.common import CANNOT_RUN, CliError, Parser
-from gateway.errors import ConfigError
-
-PROG = "klarna-gateway"
+from gateway.cli import completion, db, expiring, journal, replay, serve, store, tools
+from gateway.cli.common import CONFIG_ENV, DB_ENV, PROG, Parser, describe, one_line
+from gateway.tools.inputs import Exit
 
 
 def version() -> str:
@@ -37,14 +35,25 @@ def version() -> str:
         return "unknown (not installed: pip install -e .)"
 
 
+#: The exit statuses, as ``--help`` and the README state them (:class:`Exit`).
+EXIT_TABLE = ("Exit status: 0 done; 1 the command's own finding (a discrepancy, a "
+              "difference, a refused row, a fault, an authorization about to lapse); 2 "
+              "unusable input or configuration (a bad flag value, a missing file, an eid "
+              "that is not configured, a port in use); 3 a dependency cannot be reached "
+              "(the database, Klarna, a replay target); 130 interrupted.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG,
                description="Klarna's legacy XML-RPC API served on the Order Management REST "
-                           "API. Every command but `serve --sandbox` and `sandbox` needs a "
-                           "configuration file: --config FILE or $KLARNA_GATEWAY_CONFIG. "
-                           "Exit status: 0 done, 1 the command's own finding "
-                           "(discrepancies, refused rows, a fault), 2 could not run.")
-    p.add_argument("--version", action="version", version=f"{PROG} {version()}")
+                           "API. Every command but `serve --sandbox`, `sandbox` and `db "
+                           "upgrade` needs a configuration file: --config FILE or "
+                           f"${CONFIG_ENV}; the database is --db URL, --db-file PATH or "
+                           f"${DB_ENV}. " + EXIT_TABLE,
+               epilog="Every error is one line on stderr starting with `klarna-gateway:`; "
+                      "--debug prints the traceback of an unexpected one.")
+    p.add_argument("--version", action="version", version=f"{PROG} {version()}",
+                   help="print the installed version and exit")
     p.set_defaults(debug=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.register(sub)
@@ -54,40 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     journal.register(sub)
     replay.register(sub)
     expiring.register(sub)
+    completion.register(sub)
     return p
 
 
-def describe(e: BaseException) -> tuple[str, int, bool]:
-    """(one line, exit status, unexpected?) for an exception that ended a command."""
-    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-
-    from gateway.store.schema import SchemaError
-
-    if isinstance(e, CliError):
-        return str(e), e.code, False
-    if isinstance(e, (ConfigError, SchemaError)):
-        return str(e), CANNOT_RUN, False
-    if isinstance(e, DBAPIError):
-        return f"database error: {e.orig or type(e).__name__}", CANNOT_RUN, False
-    if isinstance(e, (ArgumentError, NoSuchModuleError)):
-        return f"not a usable database URL: {e}", CANNOT_RUN, False
-    if isinstance(e, ImportError) and (e.name or "").startswith("psycopg"):
-        return ("PostgreSQL needs the driver: pip install 'klarna-gateway[postgres]'",
-                CANNOT_RUN, False)
-    if isinstance(e, OSError) and e.strerror:
-        where = f"{e.filename}: " if e.filename else ""
-        return f"{where}{e.strerror}", CANNOT_RUN, False
-    return f"unexpected error: {type(e).__name__}: {e}", 1, True
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # usage errors (exit 2, one line), --help and --version (0)
+        return e.code if isinstance(e.code, int) else Exit.UNUSABLE
     debug = bool(getattr(args, "debug", False))
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return Exit.INTERRUPTED
     except Exception as e:  # noqa: BLE001 - every error ends as one line, never a traceback
         message, code, unexpected = describe(e)
         if debug:
@@ -95,8 +85,4 @@ def main(argv: list[str] | None = None) -> int:
         elif unexpected:
             message += f" (run `{PROG} --debug …` for the traceback)"
         print(f"{PROG}: {one_line(message)}", file=sys.stderr)
-        return code
-
-
-def one_line(text: str) -> str:
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+        return int(code)

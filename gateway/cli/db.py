@@ -15,6 +15,7 @@ from gateway.cli.common import (
     CliError, add_config_flag, add_db_flags, config_from, db_url, require_sqlite_file,
     url_from_file,
 )
+from gateway.tools import inputs
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -50,8 +51,10 @@ def cmd_db_port(args: argparse.Namespace) -> int:
     from gateway.store.port import PortError, port
 
     config = config_from(args.config)
-    source = args.source or url_from_file(args.source_file, "--from-file")
-    target = args.target or url_from_file(args.target_file, "--to-file")
+    source = inputs.database_url(args.source or url_from_file(args.source_file, "--from-file"),
+                                 "--from")
+    target = inputs.database_url(args.target or url_from_file(args.target_file, "--to-file"),
+                                 "--to")
     require_sqlite_file(source)
     target_file = files.sqlite_file(target)
     # A new SQLite target is private (0600); refused before anything was written, it goes.
@@ -90,7 +93,8 @@ def register(sub: Any) -> None:
         description="Migrate the database to the schema this version needs (creating a "
                     "SQLite file if there is none). The only command that migrates a "
                     "shared PostgreSQL database: run it once before starting the gateways. "
-                    "Reads no configuration.")
+                    "Reads no configuration. Exit status 2: the URL names no usable "
+                    "database; 3: the database cannot be reached.")
     add_db_flags(s)
     s.set_defaults(func=cmd_db_upgrade)
 

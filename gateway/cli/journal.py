@@ -15,8 +15,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import (
-    CANNOT_RUN, add_config_flag, add_db_flags, config_from, db_url, require_sqlite_file,
+    add_config_flag, add_db_flags, config_from, db_url, open_read_only, require_sqlite_file,
 )
+from gateway.tools import inputs
 from gateway.tools import journal as js
 
 if TYPE_CHECKING:
@@ -45,10 +46,7 @@ def _run_inline(coro: Any) -> Any:
 
 
 def cmd_journal(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import DBAPIError
-
     from gateway.store import schema
-    from gateway.store.database import Database
     from gateway.store.store import Store
 
     config = config_from(args.config)
@@ -57,28 +55,17 @@ def cmd_journal(args: argparse.Namespace) -> int:
     try:
         search = js.parse_query(params, formats=("json",))
     except js.FilterError as e:
-        print(f"--{e.name.replace('_', '-')}: {str(e).split(': ', 1)[1]}", file=sys.stderr)
-        return 2
-    if search.query.eid is not None and config.merchant(search.query.eid) is None:
-        print(f"note: eid {search.query.eid} is not configured in {config.source}",
-              file=sys.stderr)
+        raise inputs.InputError(f"--{e.name.replace('_', '-')}: "
+                                f"{str(e).split(': ', 1)[1]}") from None
+    if search.query.eid is not None:
+        inputs.merchant(config, search.query.eid, "--eid")
     url = db_url(args)
     require_sqlite_file(url)
-    try:
-        db = Database(url, _WallClock(), threaded=False, read_only=True)
-    except ValueError as e:
-        print(f"cannot open the database read-only: {e}", file=sys.stderr)
-        return CANNOT_RUN
+    db = open_read_only(url, _WallClock())
     try:
         schema.check(db.engine)
         store = Store(db, _WallClock())
         return _print(store, search.query, args.format)
-    except schema.SchemaError as e:
-        print(str(e), file=sys.stderr)
-        return CANNOT_RUN
-    except DBAPIError as e:
-        print(f"database error: {e.orig}", file=sys.stderr)
-        return CANNOT_RUN
     finally:
         db.stop()
 
@@ -119,9 +106,12 @@ def register(sub: Any) -> None:
                                    "read-only and creates nothing.")
     add_config_flag(s)
     add_db_flags(s)
-    s.add_argument("--eid", default=None, help="only this merchant (default: every eid)")
+    s.add_argument("--eid", default=None,
+                   help="only this merchant, a configured eid (default: every eid)")
     s.add_argument("--method", default=None, help="a legacy method name, e.g. activate")
-    s.add_argument("--rno", default=None, help="a reservation number")
+    s.add_argument("--rno", default=None,
+                   help="a reservation number: every call on that reservation, those "
+                        "naming one of its invoices included")
     s.add_argument("--invno", default=None, help="an invoice number")
     s.add_argument("--order-id", dest="order_id", default=None, help="Klarna order id")
     s.add_argument("--merchant-order-id", dest="merchant_order_id", default=None,

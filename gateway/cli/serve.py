@@ -5,9 +5,17 @@ import argparse
 import sys
 from typing import Any
 
-from gateway.cli.common import add_config_flag, add_db_flags, config_from, db_url
+from gateway.cli.common import (
+    PROG, add_config_flag, add_db_flags, check_endpoint, config_from, db_url, describe,
+    one_line,
+)
 from gateway.cli.record_flags import add_record_flags
 from gateway.config import DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_SANDBOX_LISTEN
+from gateway.tools.inputs import InputError
+
+#: ``serve --sandbox`` without ``--listen``: the demo's secrets are public, so it listens on
+#: loopback only.
+SANDBOX_LISTEN = "tcp:8080:interface=127.0.0.1"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -16,8 +24,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.service import Gateway, GatewayOptions
 
     config = config_from(args.config, sandbox=args.sandbox)
+    listen = args.listen or (SANDBOX_LISTEN if args.sandbox else DEFAULT_LISTEN)
+    check_endpoint(listen, "--listen")
+    check_endpoint(args.admin_listen, "--admin-listen")
+    if args.sandbox:
+        check_endpoint(args.sandbox_listen, "--sandbox-listen")
     options = GatewayOptions(
-        listen=args.listen, admin_listen=args.admin_listen, db_url=db_url(args),
+        listen=listen, admin_listen=args.admin_listen, db_url=db_url(args),
         sandbox_listen=args.sandbox_listen if args.sandbox else None,
         sandbox_seed=args.sandbox_seed, record_dir=args.record,
         record_max_bytes=args.record_max_bytes)
@@ -39,8 +52,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"klarna-gateway: database {redact_url(options.db_url)}", flush=True)
 
     def failed(f: Any) -> None:
-        print(f"klarna-gateway: cannot start: {f.getErrorMessage()}", file=sys.stderr)
-        status["code"] = 1
+        message, code, _ = describe(f.value)
+        if args.debug:
+            f.printTraceback(file=sys.stderr)
+        print(f"{PROG}: cannot start: {one_line(message)}", file=sys.stderr)
+        status["code"] = int(code)
         reactor.stop()  # type: ignore[attr-defined]
 
     def begin() -> None:
@@ -55,9 +71,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    from gateway.sandbox.ids import check_seed
     from gateway.sandbox.service import run_sandbox
 
-    return run_sandbox(args.listen, args.config, seed=args.seed)
+    config = config_from(args.config, sandbox=True)
+    check_endpoint(args.listen, "--listen")
+    try:
+        check_seed(args.seed)
+    except ValueError as e:
+        raise InputError(f"--seed: {e}") from None
+    return run_sandbox(args.listen, str(config.source), seed=args.seed)
 
 
 def register(sub: Any) -> None:
@@ -67,11 +90,18 @@ def register(sub: Any) -> None:
                                    "call performed on Klarna's Order Management REST API. "
                                    "With --sandbox and no configuration it runs the demo "
                                    "merchants against an in-process sandbox. A SQLite store "
-                                   "is migrated at start; PostgreSQL needs `db upgrade`.")
+                                   "is migrated at start; PostgreSQL needs `db upgrade`. "
+                                   "Exit status 2: unusable configuration, flag or "
+                                   "listener (e.g. a port in use); 3: the database cannot "
+                                   "be reached.")
     add_config_flag(s, extra=" unless --sandbox: then the demo merchants")
-    s.add_argument("--listen", default=DEFAULT_LISTEN, help="legacy XML-RPC endpoint")
-    s.add_argument("--admin-listen", default=DEFAULT_ADMIN_LISTEN, help="admin API endpoint")
-    s.add_argument("--sandbox-listen", default=DEFAULT_SANDBOX_LISTEN,
+    s.add_argument("--listen", default=None, metavar="ENDPOINT",
+                   help=f"legacy XML-RPC endpoint (default: {DEFAULT_LISTEN}, all interfaces; "
+                        f"with --sandbox {SANDBOX_LISTEN}, loopback only: the demo's secrets "
+                        "are public)")
+    s.add_argument("--admin-listen", default=DEFAULT_ADMIN_LISTEN, metavar="ENDPOINT",
+                   help="admin API, console and /metrics endpoint")
+    s.add_argument("--sandbox-listen", default=DEFAULT_SANDBOX_LISTEN, metavar="ENDPOINT",
                    help="sandbox endpoint (with --sandbox)")
     add_db_flags(s)
     s.add_argument("--sandbox", action="store_true",
@@ -90,10 +120,13 @@ def register(sub: Any) -> None:
     s = sub.add_parser("sandbox", help="run the Order Management sandbox alone",
                        description="Run the Order Management emulator on its own: Klarna's "
                                    "REST paths, refusals, idempotency, expiry and fault "
-                                   "injection, for regression suites. Orders live in memory.")
-    s.add_argument("--listen", default=DEFAULT_SANDBOX_LISTEN, help="endpoint")
-    s.add_argument("--config", default=None, metavar="FILE",
-                   help="its merchants (default: the demo merchants, config/sandbox.toml)")
+                                   "injection, for regression suites. Orders live in memory. "
+                                   "Exit status 2: unusable configuration, flag or "
+                                   "listener (e.g. a port in use).")
+    s.add_argument("--listen", default=DEFAULT_SANDBOX_LISTEN, metavar="ENDPOINT",
+                   help="where the sandbox listens")
+    add_config_flag(s, extra=": its merchants; without either, the demo merchants of "
+                              "config/sandbox.toml", required=False)
     s.add_argument("--seed", type=int, default=None, metavar="N",
                    help="reproducible ids and a frozen clock (overrides [sandbox] seed)")
     s.set_defaults(func=cmd_sandbox)

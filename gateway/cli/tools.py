@@ -4,14 +4,17 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from typing import TYPE_CHECKING
 
-from gateway.cli.common import CliError, add_config_flag, add_db_flags, positive, with_parts
+from gateway.cli.common import (
+    PROG, CliError, add_config_flag, add_db_flags, eid_flag, positive, with_parts,
+)
 from gateway.cli.progress import Progress
-from gateway.tools import DEFAULT_CONCURRENCY
+from gateway.config import Config
+from gateway.tools import DEFAULT_CONCURRENCY, inputs
+from gateway.tools.inputs import Exit
 
 if TYPE_CHECKING:
     from gateway.app import Components
@@ -31,7 +34,9 @@ def iso_time(text: str, flag: str = "--since") -> float:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from gateway.tools.reconcile import format_table, reconcile, to_csv, to_json
+    """Exit 0: agree; 1: discrepancies; 2: unusable input; 3: Klarna did not answer for
+    some order (or the database cannot be reached): run it again."""
+    from gateway.tools.reconcile import NO_ANSWER, format_table, reconcile, to_csv, to_json
 
     since = iso_time(args.since) if args.since else None
 
@@ -53,32 +58,40 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                 print(format_table(problems))
             else:
                 print("store and Klarna agree")
-        return 1 if problems else 0
-    return with_parts(args, run)
+        unanswered = sum(1 for p in problems if p.what == NO_ANSWER)
+        if unanswered:
+            print(f"{PROG}: Klarna did not answer for {unanswered} order(s): check the "
+                  "merchants' base_url and the network, then run reconcile again",
+                  file=sys.stderr)
+            return Exit.UNREACHABLE
+        return Exit.FINDING if problems else Exit.OK
+
+    def check(config: Config) -> None:
+        if args.eid is not None:
+            inputs.merchant(config, args.eid, "--eid")
+    return with_parts(args, run, check=check)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    """Exit 0 with the plan, 1 with the fault the call would get, 2 if Klarna is unreadable."""
+    """Exit 0 with the plan, 1 with the fault the call would get, 3 if Klarna cannot be
+    read."""
     from gateway.errors import GatewayError
     from gateway.om.client import OmError
     from gateway.tools.explain import explain
 
-    try:
-        body = Path(args.file).read_bytes()
-    except OSError as e:
-        raise CliError(f"{args.file}: cannot read: {e.strerror}") from None
+    body = inputs.readable_file(args.file).read_bytes()
 
     async def run(parts: Components) -> int:
         try:
             result = await explain(parts, body)
         except GatewayError as e:
             print(f"fault {int(e.fault_code)}: {e.fault_string}")
-            return 1
+            return Exit.FINDING
         except OmError as e:
-            print(f"cannot read the order from Klarna: {e}", file=sys.stderr)
-            return 2
+            raise inputs.Unreachable(f"cannot read the order from Klarna: {e}: check the "
+                                     "merchant's base_url and the network") from None
         print(result.format())
-        return 0
+        return Exit.OK
     return with_parts(args, run, read_only=True)
 
 
@@ -90,12 +103,14 @@ def register(sub: Any) -> None:
                     "captures and refunds the store lacks, and list every remaining "
                     "disagreement; reservations of an eid the configuration lacks and "
                     "orders Klarna will not return are listed too. Exit status 0: the store "
-                    "and Klarna agree; 1: discrepancies; 2: could not run. Progress is drawn "
-                    "on stderr when it is a terminal.")
+                    "and Klarna agree; 1: discrepancies; 2: unusable input (e.g. --eid not "
+                    "configured); 3: Klarna did not answer for some order, or the database "
+                    "cannot be reached. Progress is drawn on stderr when it is a terminal.")
     add_config_flag(s)
     add_db_flags(s)
-    s.add_argument("--eid", type=int, default=None,
-                   help="only this merchant (default: every eid in the store)")
+    s.add_argument("--eid", type=eid_flag, default=None,
+                   help="only this merchant, a configured eid (default: every eid in the "
+                        "store)")
     s.add_argument("--since", default=None, metavar="TIME",
                    help="ISO-8601 (UTC without an offset): only calls and reservations "
                         "changed since then (default: everything)")
@@ -113,8 +128,10 @@ def register(sub: Any) -> None:
                     "print the REST requests the call would become, with the differences "
                     "between v2 and REST. Sends no mutation; the database is opened "
                     "read-only. Exit status 0: the plan; 1: the fault the call would get; "
-                    "2: could not run (or Klarna unreadable).")
-    s.add_argument("file", help="an XML-RPC request body as the ERP sent it")
+                    "2: unusable input; 3: Klarna or the database cannot be reached. To "
+                    "capture a request, see `record --keep-digest` (README).")
+    s.add_argument("file", help="an XML-RPC request body as the ERP sent it (e.g. "
+                                "examples/activate-request.xml)")
     add_config_flag(s)
     add_db_flags(s)
     s.set_defaults(func=cmd_explain)

@@ -39,6 +39,7 @@ from gateway.binding import Phase
 from gateway.model import EntryState, JournalEntry, Reservation
 from gateway.om.client import OmError
 from gateway.store.search import JournalQuery, ReservationScope
+from gateway.tools import inputs
 from gateway.tools import journal as js
 from gateway.tools import expiring as expiry
 from gateway.tools.explain import Explanation, explain
@@ -242,7 +243,7 @@ class ConsoleResource(Resource):
 
     async def _reservation(self, request: server.Request, caller: Caller) -> Page:
         args = _args(request)
-        eid, rno = _int(args.get("eid")), args.get("rno", "")
+        eid, rno = _eid(args.get("eid")), args.get("rno", "")
         if eid is None or not rno or not caller.principal.may_see(eid):
             raise ConsoleError(404, "no such reservation")
         res = await self.store.get_reservation(eid, rno)
@@ -267,9 +268,11 @@ class ConsoleResource(Resource):
         try:
             search = js.parse_query({**params, "limit": str(PAGE_ENTRIES)}, formats=("json",),
                                     eid=caller.principal.eid)
+            if search.query.eid is not None:  # the API's and the CLI's check
+                inputs.merchant(self.config, search.query.eid)
             page = await self.store.search_journal(search.query)
             entries, next_before = page.entries, page.next_before
-        except js.FilterError as e:
+        except (js.FilterError, inputs.InputError) as e:
             error = str(e)
         return self._page(400 if error else 200, "Journal",
                           views.journal_page(params, entries, next_before, error), caller)
@@ -405,6 +408,14 @@ def _first_values(args: dict[bytes, list[bytes]]) -> dict[str, str]:
     except UnicodeDecodeError:
         raise ConsoleError(400, "the query or form does not percent-decode to UTF-8") from None
     return out
+
+
+def _eid(text: str | None) -> int | None:
+    """An eid as every entry point reads it (:func:`gateway.tools.inputs.parse_eid`)."""
+    try:
+        return inputs.parse_eid(text)
+    except inputs.InputError:
+        return None
 
 
 def _int(text: str | None) -> int | None:

@@ -268,7 +268,7 @@ def expiring(days: int, items: Sequence[Expiring], errors: Sequence[tuple[Reserv
              'max="365" value="{}"> <button type="submit">Show</button></form>', days)
     rows = ((e.reservation.eid, link("/console/reservation", e.reservation.rno,
                                      eid=e.reservation.eid, rno=e.reservation.rno),
-             e.reservation.order_id, e.status, e.remaining, e.expires_at,
+             e.reservation.order_id, e.status, e.amount, e.expires_at,
              f"{e.days_left:.1f}") for e in items)
     parts = [form, h('<p class="muted">Authorizations with an uncaptured amount, from each '
                      "order's <code>expires_at</code> at Klarna ({} reservation(s) read{}). "

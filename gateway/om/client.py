@@ -186,8 +186,11 @@ class OmClient:
         timer = self.reactor.callLater(limit, expire)
         try:
             return await attempt
-        except (CancelledError, defer.TimeoutError, ierror.TimeoutError) as e:
-            if isinstance(e, CancelledError) and not timed_out:
+        except (CancelledError, defer.TimeoutError, ierror.TimeoutError,
+                ierror.ConnectingCancelledError) as e:
+            # ConnectingCancelledError: the timer cancelled an attempt still connecting.
+            if isinstance(e, (CancelledError, ierror.ConnectingCancelledError)) \
+                    and not timed_out:
                 raise  # cancelled from outside (shutdown): not a timeout, do not retry
             log.info("OM {method} {url} timed out", method=method, url=url)
             raise RestTransportError(f"timeout after {limit}s") from e

@@ -19,6 +19,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
+from twisted.python.failure import Failure
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.web.server import Site
 
@@ -100,45 +101,68 @@ def _url_of(port: IListeningPort) -> str:
 
 def run_sandbox(listen: str = DEFAULT_SANDBOX_LISTEN, config_path: str | None = None,
                 seed: int | None = None) -> int:
-    """Run the sandbox until SIGINT/SIGTERM; returns the process exit status.
+    """Run the sandbox until SIGINT/SIGTERM; returns the process exit status (0 stopped,
+    2 unusable configuration, seed or endpoint, a port in use included).
 
     Orders live in memory only and vanish when the process stops. ``seed`` overrides
-    ``[sandbox] seed`` of the config.
+    ``[sandbox] seed`` of the config. Every refusal is one line on stderr; listening is
+    tried before the reactor runs, so a busy port ends the process at once.
     """
     from twisted.internet import reactor
 
     try:
         config = load_config(config_path or default_sandbox_config_path())
     except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 1
+        return _refuse(str(e))
     try:
         check_seed(seed)
     except ValueError as e:
-        print(f"Error in --seed: {e}", file=sys.stderr)
-        return 1
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
-    status: dict[str, int] = {"code": 0}
-
-    def listening(port: IListeningPort) -> None:
-        resource = port.factory.resource  # type: ignore[attr-defined]
-        log.info("Klarna sandbox listening on {url} (config {source}, merchants {eids}, {mode})",
-                 url=_url_of(port), source=config.source,
-                 eids=", ".join(str(m.eid) for m in config.merchants),
-                 mode="not seeded" if resource.seed is None else
-                 f"seed {resource.seed}, clock frozen at {format_timestamp(resource.clock.now())}")
-        reactor.addSystemEventTrigger("before", "shutdown", port.stopListening)
-
-    def failed(reason: Any) -> None:
-        log.failure("Klarna sandbox cannot listen on {endpoint}", reason, endpoint=listen)
-        status["code"] = 1
-        reactor.stop()
-
+        return _refuse(f"--seed: {e}")
     try:
         d = listen_sandbox(reactor, config, listen, seed=seed)
     except ValueError as e:  # malformed endpoint string
-        print(f"Error in --listen {listen!r}: {e}", file=sys.stderr)
-        return 1
-    d.addCallbacks(listening, failed)
+        return _refuse(f"--listen {listen!r}: not a listening endpoint ({e})")
+    outcome: list[Any] = []
+    d.addBoth(outcome.append)
+    status = {"code": 0}
+    if not outcome:  # an endpoint that listens later (systemd, a slow resolver)
+        d.addBoth(lambda result: _listened(reactor, result, config, listen, status))
+    elif isinstance(outcome[0], Failure):
+        return _refuse(_listen_failure(outcome[0], listen))
+    else:
+        reactor.callWhenRunning(_announce, reactor, outcome[0], config)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     reactor.run()  # installs SIGINT/SIGTERM handlers that stop the reactor cleanly
     return status["code"]
+
+
+def _refuse(message: str) -> int:
+    print(f"klarna-gateway: {message}", file=sys.stderr)
+    return 2
+
+
+def _listen_failure(failure: Failure, listen: str) -> str:
+    error = failure.value
+    reason = getattr(getattr(error, "socketError", None), "strerror", None) or \
+        failure.getErrorMessage()
+    return (f"sandbox cannot listen on {listen}: {reason}: another process holds it (stop "
+            "it) or choose another --listen")
+
+
+def _announce(reactor: Any, port: IListeningPort, config: Config) -> None:
+    resource = port.factory.resource  # type: ignore[attr-defined]
+    log.info("Klarna sandbox listening on {url} (config {source}, merchants {eids}, {mode})",
+             url=_url_of(port), source=config.source,
+             eids=", ".join(str(m.eid) for m in config.merchants),
+             mode="not seeded" if resource.seed is None else
+             f"seed {resource.seed}, clock frozen at {format_timestamp(resource.clock.now())}")
+    reactor.addSystemEventTrigger("before", "shutdown", port.stopListening)
+
+
+def _listened(reactor: Any, result: Any, config: Config, listen: str,
+              status: dict[str, int]) -> None:
+    if isinstance(result, Failure):
+        status["code"] = _refuse(_listen_failure(result, listen))
+        reactor.callWhenRunning(reactor.stop)
+    else:
+        _announce(reactor, result, config)

@@ -52,9 +52,10 @@ class ReservationScope:
 class JournalQuery:
     """Filters (all optional, combined with AND) and the page wanted.
 
-    ``state``/``fault_code`` express the outcome: ``ok`` is ``state=DONE``, ``pending`` is
-    ``state=PENDING``, a fault code is ``state=FAILED`` with that code (a fault without a
-    code: any failure). ``since`` is inclusive, ``until`` exclusive (epoch seconds).
+    ``rno`` finds every call on that reservation (:func:`_on_rno`), not only the calls
+    that name the rno. ``state``/``fault_code`` express the outcome: ``ok`` is
+    ``state=DONE``, ``pending`` is ``state=PENDING``, a fault code is ``state=FAILED``
+    with that code (a fault without a code: any failure). ``since`` is inclusive, ``until`` exclusive (epoch seconds).
     ``before`` is the keyset cursor: only entries with a smaller id.
     """
 
@@ -92,12 +93,28 @@ def merchant_ref(conn: Connection, key: str) -> ColumnElement[Any]:
     return func.json_extract(_J.c.call_json, f"$.{key}")
 
 
+def _on_rno(conn: Connection, rno: str, eid: int | None) -> ColumnElement[bool]:
+    """Every entry about the reservation(s) with this rno: named by the rno, planned on its
+    order, or naming one of its invoices (``credit_part``, ``email_invoice``… name only the
+    invno). Scoped by eid: another merchant's order and invoices never match."""
+    about: list[ColumnElement[bool]] = [_J.c.rno == rno]
+    found = conn.execute(select(_R.c.id, _R.c.eid, _R.c.order_id).where(
+        _R.c.rno == rno, *([] if eid is None else [_R.c.eid == eid]))).all()
+    for res in found:
+        invnos = select(_I.c.invno).where(_I.c.reservation_id == res.id)
+        about.append(and_(_J.c.eid == res.eid, or_(_J.c.order_id == res.order_id,
+                                                   _J.c.invno.in_(invnos))))
+    return or_(*about)
+
+
 def _conditions(conn: Connection, q: JournalQuery) -> list[ColumnElement[bool]]:
     c: list[ColumnElement[bool]] = []
-    for column, value in ((_J.c.eid, q.eid), (_J.c.method, q.method), (_J.c.rno, q.rno),
+    for column, value in ((_J.c.eid, q.eid), (_J.c.method, q.method),
                           (_J.c.invno, q.invno), (_J.c.order_id, q.order_id)):
         if value is not None:
             c.append(column == value)
+    if q.rno is not None:
+        c.append(_on_rno(conn, q.rno, q.eid))
     if q.merchant_order_id is not None:
         c.append(or_(*(merchant_ref(conn, k) == q.merchant_order_id
                        for k in MERCHANT_REF_KEYS)))

@@ -102,6 +102,22 @@ def klarna_time(headers: Mapping[str, str], fallback: float) -> float:
     return fallback if moment is None else moment
 
 
+#: ISO 4217 currencies without minor units (every other is shown with two decimals).
+ZERO_DECIMAL_CURRENCIES: Final = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF",
+                                            "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF",
+                                            "XOF", "XPF"})
+
+
+def format_amount(minor: int, currency: str) -> str:
+    """Minor units as people read them: ``10000, "SEK"`` → ``100.00 SEK``."""
+    code = currency.upper()
+    if code in ZERO_DECIMAL_CURRENCIES:
+        return f"{minor} {code}".rstrip()
+    sign = "-" if minor < 0 else ""
+    whole, cents = divmod(abs(minor), 100)
+    return f"{sign}{whole}.{cents:02d} {code}".rstrip()
+
+
 def om_error_text(e: OmError) -> str:
     """One line saying why an order could not be read."""
     if isinstance(e, RestResponseError):
@@ -121,6 +137,11 @@ class Expiring:
     seconds_left: float  # negative once passed (Klarna has not marked it EXPIRED yet)
 
     @property
+    def amount(self) -> str:
+        """The remaining amount for people: ``100.00 SEK`` (``remaining`` is minor units)."""
+        return format_amount(self.remaining, self.currency)
+
+    @property
     def days_left(self) -> float:
         return self.seconds_left / 86400
 
@@ -136,6 +157,8 @@ class Expiring:
 class Unreadable:
     reservation: Reservation
     reason: str
+    #: Klarna did not answer at all (not a 404 or a bad body): ``expiring`` exits 3.
+    no_answer: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,7 +245,8 @@ async def scan(config: Config, om: OmClient, reservations: Sequence[Reservation]
             now = order.klarna_time
             return expiring_item(res, order, clock.seconds() if now is None else now)
         except OmError as e:
-            return Unreadable(res, om_error_text(e))
+            return Unreadable(res, om_error_text(e), no_answer=not isinstance(
+                e, RestResponseError) or e.status >= 500 or e.status == 429)
         except ValueError as e:
             return Unreadable(res, str(e))
 

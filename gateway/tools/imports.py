@@ -31,9 +31,9 @@ from gateway.model import (
     CreditImport, ImportKind, ImportOutcome, ImportRow, ImportStatus, InvoiceImport,
     OrderFacts, ReservationImport,
 )
-from gateway.om.client import DeadlineExceededError, OmClient, RestResponseError, \
-    RestTransportError
+from gateway.om.client import OmClient
 from gateway.store.store import Store
+from gateway.tools.inputs import InputError, Unreachable, existing_order
 from gateway.tools.journal import csv_cell
 
 #: The columns of each kind, in CSV order; a CSV's header row names its kind.
@@ -70,6 +70,10 @@ class Line:
     problem: str | None = None
 
 
+class NoAnswer(str):
+    """A row's refusal because Klarna could not be reached (not the row's fault)."""
+
+
 @dataclass(frozen=True)
 class Report:
     dry_run: bool
@@ -81,6 +85,11 @@ class Report:
     @property
     def refused(self) -> int:
         return self.count(ImportStatus.REFUSED)
+
+    @property
+    def unreachable(self) -> int:
+        """Rows refused because Klarna did not answer (the file can be imported again)."""
+        return sum(1 for _, o in self.lines if isinstance(o.message, NoAnswer))
 
     def format(self, title: str) -> str:
         """The CLI's report: a summary, then one line per row."""
@@ -123,11 +132,18 @@ def read_csv(path: Path, config: Config) -> list[Line]:
     ``eid,invno,order_id,capture_id`` | ``eid,invno,credno,refund_id``); a file without a
     header holds reservations, as before invoices and credits could be imported."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            records = [(n, rec) for n, rec in enumerate(csv.reader(f), start=1)
-                       if rec and any(c.strip() for c in rec)]
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise ImportFormatError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    delimiter = sniff_delimiter(text)
+    records = [(n, rec) for n, rec in enumerate(
+        csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), start=1)
+        if rec and any(c.strip() for c in rec)]
+    if records and all(len(rec) == 1 for _, rec in records):
+        raise ImportFormatError(
+            f"{path}: no line has more than one column: not a CSV file of "
+            f"{','.join(FIELDS[ImportKind.RESERVATION])} (or a header naming invoices or "
+            "credits), separated by commas, semicolons or tabs")
     kind, headed = ImportKind.RESERVATION, False
     if records and records[0][1][0].strip().lower() == "eid":
         header = tuple(c.strip().lower() for c in records[0][1])
@@ -148,6 +164,16 @@ def read_csv(path: Path, config: Config) -> list[Line]:
             continue
         lines.append(checked(where, kind, dict(zip(fields, (c.strip() for c in rec))), config))
     return refuse_repeats(lines)
+
+
+def sniff_delimiter(text: str) -> str:
+    """The separator of the first non-empty line: ``,`` (the default), ``;`` (what a
+    spreadsheet writes in many European locales) or a tab."""
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    try:
+        return csv.Sniffer().sniff(first, delimiters=",;\t").delimiter
+    except csv.Error:
+        return ","
 
 
 def lines_from_json(body: dict[str, Any], config: Config) -> list[Line]:
@@ -251,8 +277,9 @@ async def run_import(config: Config, store: Store, om: OmClient, clock: Any,
         key = keys.get(i)
         found = facts.get(key) if isinstance(key, tuple) else key
         if line.row is None or not isinstance(found, OrderFacts):
-            outcomes[i] = ImportOutcome(ImportStatus.REFUSED,
-                                        str(line.problem or found or "not checked"))
+            why = found if line.row is not None and isinstance(found, NoAnswer) else str(
+                line.problem or found or "not checked")
+            outcomes[i] = ImportOutcome(ImportStatus.REFUSED, why)
         else:
             ready.append((i, line.row, found))
     if dry_run:
@@ -307,15 +334,12 @@ async def _read_orders(config: Config, om: OmClient, clock: Any, keys: set[tuple
         merchant = config.merchant(eid)
         assert merchant is not None
         try:
-            order = await om.get_order(merchant, order_id, deadline=clock.seconds() + budget)
-        except RestResponseError as e:
-            if e.status == 404:
-                return f"order {order_id} does not exist for eid {eid}"
-            code = f" {e.error_code}" if e.error_code else ""
-            return f"Klarna answered {e.status}{code} reading order {order_id}; import " \
-                "this row again"
-        except (RestTransportError, DeadlineExceededError):
-            return f"Klarna did not answer reading order {order_id}; import this row again"
+            order = await existing_order(om, merchant, order_id,
+                                         deadline=clock.seconds() + budget)
+        except InputError as e:
+            return str(e)
+        except Unreachable as e:
+            return NoAnswer(f"{e}; import this row again")
         return OrderFacts.of(order_id, order)
 
     ordered = sorted(keys)

@@ -29,6 +29,7 @@ from gateway.config import Config
 from gateway.engine.recovery import recover_unfinished
 from gateway.model import Invoice, Reservation
 from gateway.om.client import OmError
+from gateway.tools.inputs import Unreachable, klarna_error
 from gateway.store.store import Store
 from gateway.tools import DEFAULT_CONCURRENCY
 from gateway.tools.journal import csv_cell
@@ -62,6 +63,11 @@ async def reconcile(parts: Components, *, eid: int | None = None, since: float |
                                     entry.order_id or "", f"unfinished {entry.method} "
                                     f"(journal {entry.id})", "pending", "unknown"))
     return outcomes, problems
+
+
+#: ``what`` of a reservation whose order Klarna did not answer for (not a disagreement:
+#: ``reconcile`` exits 3, run it again).
+NO_ANSWER = "Klarna did not answer"
 
 
 def unconfigured(config: Config, reservations: list[Reservation], eid: int | None,
@@ -108,7 +114,9 @@ async def _check_one(parts: Components, res: Reservation) -> list[Discrepancy]:
         order = await parts.om.get_order(merchant, res.order_id,
                                          deadline=parts.engine.clock.seconds() + 10)
     except OmError as e:
-        return [_d(res, "order unreadable", "registered", str(e))]
+        why = klarna_error(e, f"order {res.order_id}", res.eid)
+        what = NO_ANSWER if isinstance(why, Unreachable) else "order unreadable"
+        return [_d(res, what, "registered", str(e))]
     return await compare_order(parts.store, res, order)
 
 

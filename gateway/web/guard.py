@@ -382,6 +382,9 @@ class GuardedSite(server.Site):
     """
 
     protocol = GuardedChannel  # type: ignore[assignment]
+    #: No "Starting factory <…GuardedSite object at 0x…>" lines: the gateway logs what
+    #: listens where itself.
+    noisy = False
 
     def __init__(
         self,

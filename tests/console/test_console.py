@@ -13,6 +13,7 @@ import treq
 
 from gateway.console import resource as console_resource
 from tests.console.conftest import CONSOLE_TOKENS
+from gateway.tools.expiring import format_amount
 from tests.harness import ADMIN, REST_AUTH, Harness
 from tests.legacy.legacy_sdk_capture import make_sdk
 from tests.store.test_search import make_call
@@ -266,7 +267,8 @@ async def test_expiring_authorizations(gwc: Harness) -> None:
     code, page, _ = await fetch(gwc, "/console/expiring?days=30")
     assert made["order_id"] in page and "PART_CAPTURED" in page
     order = await gwc.order(made["order_id"])
-    assert order["expires_at"] in page and str(order["remaining_authorized_amount"]) in page
+    assert order["expires_at"] in page and format_amount(
+        order["remaining_authorized_amount"], order["purchase_currency"]) in page
     for bad in ("0", "366", "x"):
         code, _, _ = await fetch(gwc, f"/console/expiring?days={bad}")
         assert code == 400
@@ -316,3 +318,13 @@ async def test_digest_self_test(gwc: Harness) -> None:
                              method="POST", data={"request": capture},
                              cookies={"kgw_console": sid})
     assert code == 403
+
+
+@pytest_twisted.ensureDeferred
+async def test_journal_search_refuses_an_eid_not_configured(gwc: Harness) -> None:
+    """The same check, in the same words, as GET /v1/journal and `klarna-gateway journal`
+    (gateway.tools.inputs.merchant)."""
+    code, page, _ = await fetch(gwc, "/console/journal?eid=4321")
+    assert code == 400 and "eid 4321 is not configured" in page
+    resp = await treq.get(gwc.admin + "/v1/journal?eid=4321", headers=ADMIN)
+    assert resp.code == 404 and "eid 4321 is not configured" in (await resp.json())["error"]

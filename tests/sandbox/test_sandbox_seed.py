@@ -267,7 +267,7 @@ def test_cli_sandbox_accepts_seed(capsys):
     args = build_parser().parse_args(["sandbox", "--seed", "42"])
     assert args.seed == 42
     assert build_parser().parse_args(["sandbox"]).seed is None
-    assert run_sandbox("tcp:0:interface=127.0.0.1", seed=-4) == 1
+    assert run_sandbox("tcp:0:interface=127.0.0.1", seed=-4) == 2
     assert "seed" in capsys.readouterr().err
 
 

@@ -31,10 +31,10 @@ def test_make_sandbox_site_exposes_the_resource():
 
 
 def test_run_sandbox_reports_bad_config(tmp_path, capsys):
-    """A broken config file makes run_sandbox return 1 without starting the reactor."""
+    """A broken config file makes run_sandbox return 2 without starting the reactor."""
     bad = tmp_path / "bad.toml"
     bad.write_text("[[merchants]]\neid = 0\n")
-    assert run_sandbox("tcp:0:interface=127.0.0.1", str(bad)) == 1
+    assert run_sandbox("tcp:0:interface=127.0.0.1", str(bad)) == 2
     assert "merchants[0].eid" in capsys.readouterr().err
 
 

@@ -129,8 +129,9 @@ async def test_every_filter(stores: Store2) -> None:  # noqa: F811
     assert await ids_of(s) == sorted(i.values(), reverse=True)
     assert await ids_of(s, eid=5678) == [i["other"]]
     assert await ids_of(s, method="activate") == [i["unknown"], i["activate"]]
-    # The e-mailed invoice's entry carries its reservation's rno (as the engine journals it).
+    # every call on the reservation: the e-mail names only its invoice (issue 17)
     assert await ids_of(s, rno=w.r1.rno) == [i["refused"], i["email"], i["activate"]]
+    assert await ids_of(s, rno=w.r1.rno, eid=5678) == []
     assert await ids_of(s, invno=w.invno) == [i["email"], i["activate"]]
     assert await ids_of(s, order_id="order-1") == [i["email"], i["activate"]]
     assert await ids_of(s, merchant_order_id="ERP-1") == [i["other"], i["activate"]]
