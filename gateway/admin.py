@@ -251,17 +251,8 @@ class AdminResource(Resource):
         return body
 
     def _eid(self, value: Any) -> int:
-        method = request.method.decode("latin-1")
-        try:
-            parts = [p.decode("utf-8") for p in request.postpath if p]
-        except UnicodeDecodeError:
-            raise HttpError(400, "the path does not percent-decode to UTF-8") from None
-        for route in ROUTES:
-            if route.matches(method, parts):
-                if route.auth:
-                    self._authorize(request)
-                handler: Callable[..., Awaitable[tuple[int, Any]]] = getattr(self,
-                                                                             route.handler)
+        """A configured eid (:func:`gateway.tools.inputs.merchant`: the CLI's check)."""
+        return inputs.merchant(self.config, value).eid
 
     async def _add_reservation(self, request: server.Request, parts: list[str]) -> tuple[int, Any]:
         """The same checks as ``reservations add`` (:func:`inputs.register_reservation`)."""

@@ -72,8 +72,9 @@ class Unreachable(Exception):
 
 
 def parse_eid(value: Any, flag: str = "eid") -> int:
-    """An eid as a positive integer (a string of digits is accepted)."""
-    if isinstance(value, str) and value.strip().isdigit():
+    """An eid as a positive integer (a string of ASCII digits is accepted: ``str.isdigit``
+    also accepts "²", which ``int`` refuses)."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 10**15:
         raise InputError(f"{flag}: not an eid: {value!r} (a positive whole number, e.g. 1234)")
