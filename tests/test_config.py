@@ -48,6 +48,13 @@ def test_region_and_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (lambda r: r.update(gateway={"retry_budget_seconds": 12.0}), "gateway.retry_budget_seconds"),
     (lambda r: r.update(gateway={"max_body_bytes": "big"}), "gateway.max_body_bytes"),
     (lambda r: r.update(extra={}), "extra"),
+    (lambda r: r["merchants"][0].update(rest_rate_limit=-1), "merchants[0].rest_rate_limit"),
+    (lambda r: r["merchants"][0].update(rest_rate_limit=-0.5), "merchants[0].rest_rate_limit"),
+    (lambda r: r["merchants"][0].update(rest_rate_limit="20"), "merchants[0].rest_rate_limit"),
+    (lambda r: r["merchants"][0].update(rest_rate_limit=float("nan")),
+     "merchants[0].rest_rate_limit"),
+    (lambda r: r["merchants"][0].update(rest_rate_burst=0), "merchants[0].rest_rate_burst"),
+    (lambda r: r["merchants"][0].update(rest_rate_burst=2.5), "merchants[0].rest_rate_burst"),
 ])
 def test_bad_keys_are_named(mutate: object, path: str) -> None:
     """Each mistake raises ConfigError pointing at the exact key."""
@@ -61,6 +68,29 @@ def test_bad_keys_are_named(mutate: object, path: str) -> None:
         parse_config(raw)
     assert e.value.path == path
     assert f"'{path}'" in str(e.value)
+
+
+def test_rest_rate_limit_keys() -> None:
+    """``rest_rate_limit`` (requests per second, 0 = off, the default) and ``rest_rate_burst``
+    (requests sent at once after a quiet spell, default 1)."""
+    m = parse_config(GOOD).merchants[0]
+    assert (m.rest_rate_limit, m.rest_rate_burst) == (0.0, 1)
+    raw = {"merchants": [{**GOOD["merchants"][0], "rest_rate_limit": 20,
+                          "rest_rate_burst": 5}]}
+    m = parse_config(raw).merchants[0]
+    assert (m.rest_rate_limit, m.rest_rate_burst) == (20.0, 5)
+    raw["merchants"][0]["rest_rate_limit"] = 0.5
+    assert parse_config(raw).merchants[0].rest_rate_limit == 0.5
+
+
+def test_config_check_names_a_negative_rate(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[merchants]]\neid = 1\nshared_secret = "s"\nrest_username = "u"\n'
+                   'rest_password = "p"\nrest_rate_limit = -5\n')
+    assert main(["config", "check", "--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "merchants[0].rest_rate_limit" in err and "negative" in err
 
 
 def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
