@@ -17,6 +17,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "NO_METRICS", "endpoint_of"]
 
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                            2.5, 5.0, 10.0)
+_WAIT_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _DB_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _ID: Final = re.compile(r"(?<=/)(?!v\d+(?:/|$))[^/]*\d[^/]*")
 
@@ -74,6 +75,17 @@ class Metrics:
         self.expiring = Gauge(p + "authorizations_expiring",
                               "Registered authorizations expiring within the window "
                               "(see expiring --within)", ["within"], registry=r)
+        self.rate_limit_waits = Histogram(p + "rest_rate_limit_wait_seconds",
+                                          "Waits for a REST request slot (the merchant's "
+                                          "rest_rate_limit, or Klarna's Retry-After)",
+                                          ["eid"], buckets=_WAIT_BUCKETS, registry=r)
+        self.throttled_calls = Counter(p + "rest_throttled_calls_total",
+                                       "REST requests not sent: no slot within the call's "
+                                       "budget (the call answered 9119)", ["eid"],
+                                       registry=r)
+        self.too_many_requests = Counter(p + "rest_429_total",
+                                         "429 Too Many Requests received from Klarna",
+                                         ["eid"], registry=r)
 
     # -- recording (each part calls these) ------------------------------------------------
 
@@ -95,6 +107,15 @@ class Metrics:
 
     def rest_retry(self, method: str, path: str) -> None:
         self.rest_retries.labels(method, endpoint_of(path)).inc()
+
+    def rate_limit_wait(self, eid: int, seconds: float) -> None:
+        self.rate_limit_waits.labels(str(eid)).observe(seconds)
+
+    def throttled(self, eid: int) -> None:
+        self.throttled_calls.labels(str(eid)).inc()
+
+    def rate_limited(self, eid: int) -> None:
+        self.too_many_requests.labels(str(eid)).inc()
 
     def takeover(self) -> None:
         self.takeovers.inc()
@@ -132,6 +153,15 @@ class _NoMetrics(Metrics):
         pass
 
     def rest_retry(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def rate_limit_wait(self, *args: object) -> None:
+        pass
+
+    def throttled(self, *args: object) -> None:
+        pass
+
+    def rate_limited(self, *args: object) -> None:
         pass
 
     def takeover(self) -> None:

@@ -88,7 +88,8 @@ class RateLimiter(Protocol):
 
     async def pause(self, eid: int, seconds: float) -> None:
         """Klarna answered 429 with ``Retry-After``: nothing of ``eid`` before ``seconds``
-        from now, in every process that shares this limiter's store."""
+        from now, in every process that shares this limiter's store. Never raises: a pause
+        that cannot be shared is still kept by this process."""
         ...
 
 
