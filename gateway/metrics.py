@@ -83,6 +83,10 @@ class Metrics:
                                        "REST requests not sent: no slot within the call's "
                                        "budget (the call answered 9119)", ["eid"],
                                        registry=r)
+        self.database_errors = Counter(p + "database_errors_total",
+                                       "Database failures met, by where: call (a legacy "
+                                       "call failed on it), readiness, background (gauges, "
+                                       "recovery), rate_limit", ["source"], registry=r)
         self.too_many_requests = Counter(p + "rest_429_total",
                                          "429 Too Many Requests received from Klarna",
                                          ["eid"], registry=r)
@@ -116,6 +120,9 @@ class Metrics:
 
     def rate_limited(self, eid: int) -> None:
         self.too_many_requests.labels(str(eid)).inc()
+
+    def database_error(self, source: str) -> None:
+        self.database_errors.labels(source).inc()
 
     def takeover(self) -> None:
         self.takeovers.inc()
@@ -162,6 +169,9 @@ class _NoMetrics(Metrics):
         pass
 
     def rate_limited(self, *args: object) -> None:
+        pass
+
+    def database_error(self, *args: object) -> None:
         pass
 
     def takeover(self) -> None:
