@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from treq.client import HTTPClient
 from twisted.internet import threads
 
@@ -24,8 +25,10 @@ from gateway.legacy.auth import Authenticator, InvoiceCallNotOffered
 from gateway.legacy.resource import Reply
 from gateway.metrics import NO_METRICS, Metrics
 from gateway.om.client import OmClient
+from gateway.om.ratelimit import LocalRateLimiter
 from gateway.store import schema
 from gateway.store.database import Database
+from gateway.store.ratelimit import SharedRateLimiter
 from gateway.store.store import Store
 
 
@@ -47,6 +50,15 @@ class Components:
     authenticator: Authenticator
     registry: CallRegistry
     metrics: Metrics
+    #: Request slots per merchant: in the store (PostgreSQL: every process shares them), or
+    #: in this process (SQLite, read-only tools).
+    limiter: LocalRateLimiter | SharedRateLimiter
+
+    def start(self) -> None:
+        """The parts' own background work (``serve``): learn the Retry-After pauses other
+        processes recorded."""
+        if isinstance(self.limiter, SharedRateLimiter):
+            self.limiter.start()
 
     def legacy_dispatch(self) -> Callable[[str, list[Any], str | None], Awaitable[Reply]]:
         """``(method, params) -> Reply``: authenticate and decode once, run, and record the
@@ -58,7 +70,12 @@ class Components:
                 authed = self.authenticator.authenticate(method, params, client)
             except InvoiceCallNotOffered as e:
                 raise await self._passive_invoice_fault(e) from None
-            answer = await engine.run(authed.merchant, authed.spec, authed.call)
+            try:
+                answer = await engine.run(authed.merchant, authed.spec, authed.call)
+            except Exception as e:
+                if caused_by_database(e):
+                    self.metrics.database_error("call")
+                raise
             return Reply(answer.reply, delivered=lambda: engine.delivered(answer),
                          undelivered=lambda: engine.undelivered(answer),
                          context=answer.context())
@@ -73,8 +90,22 @@ class Components:
                             code=FaultCode(e.known_fault))
 
     async def close(self) -> None:
+        if isinstance(self.limiter, SharedRateLimiter):
+            self.limiter.stop()
         await self.om.close()
         self.db.stop()
+
+
+def caused_by_database(e: BaseException) -> bool:
+    """Whether a database failure is ``e`` or lies under it (a fault raised from one)."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, SQLAlchemyError):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | None = None,
@@ -98,11 +129,14 @@ async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | N
     except BaseException:
         db.stop()
         raise
-    om = OmClient(clock, timeout=s.rest_timeout_seconds, http=http, metrics=metrics)
+    limiter = LocalRateLimiter(clock) if db.is_sqlite or read_only else \
+        SharedRateLimiter(db, clock, metrics)
+    om = OmClient(clock, timeout=s.rest_timeout_seconds, http=http, metrics=metrics,
+                  limiter=limiter, slot_wait=s.retry_budget_seconds)
     engine = CallEngine(config, store, om, clock, registry, metrics)
     return Components(config=config, db=db, store=store, om=om, engine=engine,
                       authenticator=Authenticator(config.merchant, registry),
-                      registry=registry, metrics=metrics)
+                      registry=registry, metrics=metrics, limiter=limiter)
 
 
 async def _prepare_schema(db: Database, clock: Any, mode: SchemaMode) -> None:

@@ -17,6 +17,8 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "NO_METRICS", "endpoint_of"]
 
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                            2.5, 5.0, 10.0)
+#: Where ``database_errors_total`` counts failures (``source`` label).
+DATABASE_ERROR_SOURCES: Final = ("call", "readiness", "background", "rate_limit")
 _WAIT_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _DB_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _ID: Final = re.compile(r"(?<=/)(?!v\d+(?:/|$))[^/]*\d[^/]*")
@@ -87,6 +89,22 @@ class Metrics:
                                        "Database failures met, by where: call (a legacy "
                                        "call failed on it), readiness, background (gauges, "
                                        "recovery), rate_limit", ["source"], registry=r)
+        for source in DATABASE_ERROR_SOURCES:  # from 0, so the first failure is an increase
+            self.database_errors.labels(source)
+        self.ready = Gauge(p + "ready", "1 while /readyz would answer 200 (database reachable "
+                           "and migrated, recovery sweeping, not draining), else 0",
+                           registry=r)
+        self.journal_oldest_pending = Gauge(p + "journal_oldest_pending_seconds",
+                                            "Age of the oldest unfinished journal entry "
+                                            "(0: none)", registry=r)
+        self.give_up = Gauge(p + "give_up_seconds", "The configured give_up_seconds: an "
+                             "unresolved capture/refund is settled after this long",
+                             registry=r)
+        self.text_repairs = Counter(p + "text_repairs_total",
+                                    "Mis-encoded text found in a field sent to REST, by "
+                                    "merchant, field and text_repair mode (report: sent as "
+                                    "received; fix: sent repaired)", ["eid", "field", "mode"],
+                                    registry=r)
         self.too_many_requests = Counter(p + "rest_429_total",
                                          "429 Too Many Requests received from Klarna",
                                          ["eid"], registry=r)
@@ -123,6 +141,18 @@ class Metrics:
 
     def database_error(self, source: str) -> None:
         self.database_errors.labels(source).inc()
+
+    def readiness(self, ready: bool) -> None:
+        self.ready.set(1 if ready else 0)
+
+    def oldest_pending(self, seconds: float) -> None:
+        self.journal_oldest_pending.set(seconds)
+
+    def give_up_seconds(self, seconds: float) -> None:
+        self.give_up.set(seconds)
+
+    def text_repair(self, eid: int, field: str, mode: str) -> None:
+        self.text_repairs.labels(str(eid), field, mode).inc()
 
     def takeover(self) -> None:
         self.takeovers.inc()
@@ -172,6 +202,18 @@ class _NoMetrics(Metrics):
         pass
 
     def database_error(self, *args: object) -> None:
+        pass
+
+    def readiness(self, *args: object) -> None:
+        pass
+
+    def oldest_pending(self, *args: object) -> None:
+        pass
+
+    def give_up_seconds(self, *args: object) -> None:
+        pass
+
+    def text_repair(self, *args: object) -> None:
         pass
 
     def takeover(self) -> None:

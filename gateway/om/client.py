@@ -264,9 +264,17 @@ class OmClient:
         attempt to finish before ``deadline``: then nothing is taken and nothing is sent."""
         max_wait = self.slot_wait if deadline is None else \
             deadline - self.reactor.seconds() - min_attempt
-        wait = await self.limiter.acquire(
-            merchant.eid, Limit.of(merchant.rest_rate_limit, merchant.rest_rate_burst),
-            max(0.0, max_wait))
+        try:
+            wait = await self.limiter.acquire(
+                merchant.eid, Limit.of(merchant.rest_rate_limit, merchant.rest_rate_burst),
+                max(0.0, max_wait))
+        except CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the limiter's store failed: send nothing
+            log.warn("no request slot for eid {eid}: the rate limiter failed ({error})",
+                     eid=merchant.eid, error=type(e).__name__)
+            raise RateLimitedError(merchant.eid, RestTransportError(
+                f"rate limiter unavailable: {type(e).__name__}")) from e
         if wait is None:
             self.metrics.throttled(merchant.eid)
             raise RateLimitedError(merchant.eid, last)
