@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-import treq
 from sqlalchemy import create_engine, text
 from twisted.internet import reactor, task
 
 from gateway.config import load_config
 from tests.e2e.sdk import fault_of, mutations
-from tests.harness import ADMIN, SANDBOX_CONFIG, Harness, start_gateway
+from tests.harness import SANDBOX_CONFIG, Harness, start_gateway
 
 
 def _limited(rate: float, burst: int, **gateway: Any) -> Any:
@@ -27,11 +26,6 @@ def _limited(rate: float, burst: int, **gateway: Any) -> Any:
                       if m.eid == 1234 else m for m in config.merchants)
     return replace(config, merchants=merchants,
                    gateway=replace(config.gateway, **gateway))
-
-
-async def _requests(h: Harness, order_id: str) -> list[dict[str, Any]]:
-    resp = await treq.get(f"{h.sandbox}/sandbox/v1/requests", headers=ADMIN)
-    return [r for r in await resp.json() if order_id in r["path"]]
 
 
 async def _metric(h: Harness, name: str, **labels: str) -> float:
@@ -55,7 +49,7 @@ async def test_no_slot_within_the_budget_is_9119_at_once_and_nothing_sent(
         started = time.monotonic()
         f = await fault_of(h, h.sdk().activate, second["rno"])
         assert f.faultCode == 9119 and time.monotonic() - started < 1.0
-        assert await _requests(h, second["order_id"]) == []
+        assert await h.requests(second["order_id"]) == []
         assert mutations(await h.operations(second["order_id"]), "/captures") == []
         assert await _metric(h, "klarna_gateway_rest_throttled_calls_total", eid="1234") == 1
         started = time.monotonic()
@@ -79,17 +73,14 @@ async def test_retry_after_holds_the_merchant_then_its_calls_go_on(tmp_path: Any
     h = await start_gateway(f"sqlite:///{tmp_path}/gw.db", _limited(0, 1))
     try:
         a, b = await h.create_order(), await h.create_order()
-        resp = await treq.post(f"{h.sandbox}/sandbox/v1/faults", headers=ADMIN, json={
-            "method": "POST", "path": "/captures$", "action": "rate_limit", "retry_after": 2})
-        assert resp.code == 201
-        await resp.content()
+        await h.fault(method="POST", path="/captures$", action="rate_limit", retry_after=2)
         started = time.monotonic()
         d1 = h.call(h.sdk().activate, a["rno"])
         await task.deferLater(reactor, 0.5, lambda: None)
         d2 = h.call(h.sdk().activate, b["rno"])
         assert (await d1)[0] == "ok" and (await d2)[0] == "ok"
         assert time.monotonic() - started >= 2.0
-        captures = [r for r in await _requests(h, "")
+        captures = [r for r in await h.requests()
                     if r["method"] == "POST" and r["path"].endswith("/captures")]
         assert [r["fault"] is not None for r in captures] == [True, False, False]
         assert min(r["received_at"] for r in captures[1:]) >= captures[0]["received_at"] + 1.9
