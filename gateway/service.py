@@ -209,23 +209,24 @@ class Gateway:
         self.metrics.legacy_call(record.method, record.fault_code, record.duration,
                                  replayed=bool(record.context.get("replayed")))
 
-    async def _refresh_gauges_async(self) -> None:
-        """The journal gauges, and ``ready`` (so it is current without /readyz polled)."""
+    async def refresh_gauges(self) -> None:
+        """The journal gauges, and ``ready`` (so it is current without /readyz polled):
+        every :data:`GAUGE_INTERVAL` seconds, or now (tests). Never raises."""
         await self.readiness()
-        if self.parts is not None:
+        if self.parts is None:
+            return
+        try:
             self.metrics.journal(*await self.parts.store.journal_counts())
             self.metrics.oldest_pending(await self.parts.db.run_interaction(
                 "journal_oldest_pending", oldest_pending_age, self.reactor.seconds()))
+        except Exception as e:  # noqa: BLE001 - the gauges keep their last values
+            if caused_by_database(e):
+                self.metrics.database_error("background")
+            log.warn("journal gauges not refreshed: {e}", e=e)
 
     def _refresh_gauges(self) -> defer.Deferred[Any]:
-        d = defer.ensureDeferred(self._refresh_gauges_async())
-        d.addErrback(self._background_failed, "journal gauges not refreshed")
+        defer.ensureDeferred(self.refresh_gauges())
         return defer.succeed(None)
-
-    def _background_failed(self, failure: Any, what: str) -> None:
-        if caused_by_database(failure.value):
-            self.metrics.database_error("background")
-        log.warn("{what}: {e}", what=what, e=failure.getErrorMessage())
 
     async def readiness(self) -> dict[str, Any]:
         """Ready: database reachable and at this code's schema, recovery sweeping (its last
