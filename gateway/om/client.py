@@ -44,6 +44,9 @@ from gateway.om.ratelimit import MAX_PAUSE_SECONDS, Limit, LocalRateLimiter, Rat
 log = Logger()
 
 USER_AGENT = "Library/klarna-gateway_0.1.0 Language/Python_3.11"
+#: A pause ending within this many seconds of a slot is the one the slot already honoured
+#: (the store's clock and this process's may differ by a few milliseconds).
+_PAUSE_SLACK = 0.01
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,16 @@ class OmClient:
                     last: OmError | None) -> None:
         """Wait for a request slot of ``merchant`` (its rate limit, any pause Klarna asked
         for), or raise :class:`RateLimitedError` when none comes early enough for the
-        attempt to finish before ``deadline``: then nothing is taken and nothing is sent."""
+        attempt to finish before ``deadline``: then nothing is taken and nothing is sent.
+        A pause that began while the request waited takes its slot with it: it takes a new
+        one after the pause (never sending into it, nor all at once when it ends)."""
+        while True:
+            await self._take_slot(merchant, deadline, min_attempt, last)
+            if self.limiter.paused_for(merchant.eid) <= _PAUSE_SLACK:
+                return
+
+    async def _take_slot(self, merchant: Merchant, deadline: float | None,
+                         min_attempt: float, last: OmError | None) -> None:
         max_wait = self.slot_wait if deadline is None else \
             deadline - self.reactor.seconds() - min_attempt
         try:

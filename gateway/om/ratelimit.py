@@ -15,6 +15,9 @@ attempt first asks a :class:`RateLimiter` for a slot of its merchant:
 - A 429 that says ``Retry-After`` *pauses* the merchant: no request of that merchant leaves
   before the pause ends, in this process and (through the store) in the others, instead of
   each call finding the limit again on its own.
+- A request still waiting for its slot when a pause begins does not send into the pause:
+  its slot went with it, and it takes a new one after the pause (the REST client asks
+  :meth:`RateLimiter.paused_for` when its wait ends).
 - A slot is only taken if it comes within the caller's budget (``max_wait``); otherwise
   nothing is taken and nothing is sent: the call answers 9119 ("retry the same call") well
   before its client gives up, instead of sending a request its client no longer waits for.
@@ -90,6 +93,10 @@ class RateLimiter(Protocol):
         """Klarna answered 429 with ``Retry-After``: nothing of ``eid`` before ``seconds``
         from now, in every process that shares this limiter's store. Never raises: a pause
         that cannot be shared is still kept by this process."""
+        ...
+
+    def paused_for(self, eid: int) -> float:
+        """Seconds left of the pause of ``eid`` this process knows of (0: none)."""
         ...
 
 

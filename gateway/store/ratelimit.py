@@ -116,6 +116,9 @@ class SharedRateLimiter:
             log.warn("pause of eid {eid} ({seconds:.1f} s) not shared with other processes: "
                      "{error}", eid=eid, seconds=seconds, error=type(e).__name__)
 
+    def paused_for(self, eid: int) -> float:
+        return self.local.paused_for(eid)
+
     async def refresh(self) -> None:
         """Learn the pauses other processes recorded."""
         for eid, left in await self.db.run_interaction("rate_limit_pauses", _pauses):

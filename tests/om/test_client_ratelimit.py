@@ -122,3 +122,26 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds("soon", None, 0.0) is None
     assert retry_after_seconds("-5", None, 0.0) is None
     assert retry_after_seconds("999999", None, 0.0) == 300.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_already_waiting_for_a_slot_honour_a_pause_that_begins_meanwhile(
+        sandbox: Any, om_metrics: Any) -> None:
+    """At 5 requests/s four reads hold slots 0.2 s apart; the first is answered 429 with
+    ``Retry-After: 1``. The three still waiting for their slots do not send into the
+    pause: they leave after it, still paced, and none meets a 429."""
+    om, metrics = om_metrics
+    order_id = await sandbox.create_order()
+    limited = merchant(sandbox, rest_rate_limit=5.0)
+    await sandbox.add_fault(method="GET", path=order_id, action="rate_limit", retry_after=1)
+    await sandbox.control("DELETE", "/sandbox/v1/requests")
+    start = reactor.seconds()
+    await defer.gatherResults([
+        defer.ensureDeferred(om.get_order(limited, order_id, deadline=start + 5))
+        for _ in range(4)])
+    gets = await arrivals(sandbox)
+    assert [g["fault"] is not None for g in gets] == [True, False, False, False, False]
+    later = [g["received_at"] for g in gets[1:]]
+    assert min(later) >= gets[0]["received_at"] + 0.95, gets
+    assert all(b - a >= 0.17 for a, b in zip(later, later[1:])), later
+    assert sample(metrics, "klarna_gateway_rest_429_total", eid="1234") == 1
