@@ -54,12 +54,6 @@ class Components:
     #: in this process (SQLite, read-only tools).
     limiter: LocalRateLimiter | SharedRateLimiter
 
-    def start(self) -> None:
-        """The parts' own background work (``serve``): learn the Retry-After pauses other
-        processes recorded."""
-        if isinstance(self.limiter, SharedRateLimiter):
-            self.limiter.start()
-
     def legacy_dispatch(self) -> Callable[[str, list[Any], str | None], Awaitable[Reply]]:
         """``(method, params) -> Reply``: authenticate and decode once, run, and record the
         reply's delivery when the edge has written it to the client's connection."""
@@ -90,8 +84,6 @@ class Components:
                             code=FaultCode(e.known_fault))
 
     async def close(self) -> None:
-        if isinstance(self.limiter, SharedRateLimiter):
-            self.limiter.stop()
         await self.om.close()
         self.db.stop()
 

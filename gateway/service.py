@@ -33,6 +33,8 @@ from gateway.legacy.resource import CallRecord, LegacyResource, make_site
 from gateway.metrics import Metrics
 from gateway.store.health import oldest_pending_age
 from gateway.store.models import SCHEMA_HEAD
+from gateway.store.ratelimit import REFRESH_SECONDS as PAUSE_REFRESH_SECONDS
+from gateway.store.ratelimit import SharedRateLimiter
 from gateway.tools.expiring import ExpiryWatch
 from gateway.recurring.resource import EdgeRoot, RecurringResource
 from gateway.recurring.service import RecurringService
@@ -112,6 +114,7 @@ class Gateway:
         self.recovery: defer.Deferred[Any] | None = None
         self.recovery_loop: task.LoopingCall | None = None
         self.gauge_loop: task.LoopingCall | None = None
+        self.pause_loop: task.LoopingCall | None = None
         #: Refreshes the expiring-authorizations gauge in the background (None: off).
         self.expiry: ExpiryWatch | None = None
         self.metrics = Metrics()
@@ -187,7 +190,6 @@ class Gateway:
         log.info("legacy XML-RPC on {legacy}; admin API on {admin}; database {db}",
                  legacy=describe(self.legacy_port), admin=describe(self.admin_port),
                  db=redact_url(opts.db_url))
-        parts.start()
         self.metrics.give_up_seconds(s.give_up_seconds)
         if s.expiry_check_seconds > 0:
             self.expiry = ExpiryWatch(self.config, parts.store, parts.om, self.metrics,
@@ -200,10 +202,21 @@ class Gateway:
             self.recovery_loop = task.LoopingCall(self._recover_once)
             self.recovery_loop.clock = self.reactor
             self.recovery_loop.start(RECOVERY_INTERVAL, now=s.recover_on_start)
+        if isinstance(parts.limiter, SharedRateLimiter):
+            # Retry-After pauses other processes met, for merchants without a rate limit
+            # (a limited merchant's slots read them from the store anyway).
+            self.pause_loop = task.LoopingCall(self._refresh_pauses)
+            self.pause_loop.clock = self.reactor
+            self.pause_loop.start(PAUSE_REFRESH_SECONDS, now=True)
         # Last: the first refresh reads readiness, which needs recovery's loop running.
         self.gauge_loop = task.LoopingCall(self._refresh_gauges)
         self.gauge_loop.clock = self.reactor
         self.gauge_loop.start(GAUGE_INTERVAL, now=True)
+
+    def _refresh_pauses(self) -> defer.Deferred[Any]:
+        if self.parts is not None and isinstance(self.parts.limiter, SharedRateLimiter):
+            defer.ensureDeferred(self.parts.limiter.refresh())
+        return defer.succeed(None)  # a slow database never stalls the loop
 
     def _observe_call(self, record: CallRecord) -> None:
         self.metrics.legacy_call(record.method, record.fault_code, record.duration,
@@ -290,7 +303,7 @@ class Gateway:
         budget plus a margin to finish, then the database closes."""
         self.draining = True
         self.metrics.readiness(False)
-        for loop in (self.recovery_loop, self.gauge_loop):
+        for loop in (self.recovery_loop, self.gauge_loop, self.pause_loop):
             if loop is not None and loop.running:
                 loop.stop()
         if self.expiry is not None:

@@ -15,7 +15,7 @@ memory: :class:`~gateway.om.ratelimit.LocalRateLimiter`).
 - A pause (a 429's ``Retry-After``) is written to the row, so the merchant's next slot in
   any process waits for it. Merchants without a limit take no slot at all (no round trip):
   their calls wait for the pauses this process knows, which it records itself and reads
-  from the table every :data:`REFRESH_SECONDS` (:meth:`SharedRateLimiter.start`).
+  from the table every :data:`REFRESH_SECONDS` (:meth:`SharedRateLimiter.refresh`).
 - A clock that jumped back (a row far in the database's future) is treated as empty rather
   than holding a merchant until the clock catches up.
 """
@@ -25,7 +25,6 @@ from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from gateway.metrics import NO_METRICS, Metrics
@@ -94,7 +93,6 @@ class SharedRateLimiter:
         self.metrics = metrics
         #: The pauses this process knows (its own 429s, and the table's, refreshed).
         self.local = LocalRateLimiter(clock)
-        self._loop: task.LoopingCall | None = None
 
     async def acquire(self, eid: int, limit: Limit | None, max_wait: float) -> float | None:
         if limit is None or self.local.paused_for(eid) > max_wait:
@@ -120,25 +118,13 @@ class SharedRateLimiter:
         return self.local.paused_for(eid)
 
     async def refresh(self) -> None:
-        """Learn the pauses other processes recorded."""
-        for eid, left in await self.db.run_interaction("rate_limit_pauses", _pauses):
+        """Learn the pauses other processes recorded (``serve`` calls it every
+        :data:`REFRESH_SECONDS`). Never raises: the pauses known stay as they are."""
+        try:
+            pauses = await self.db.run_interaction("rate_limit_pauses", _pauses)
+        except Exception as e:  # noqa: BLE001 - retried at the next refresh
+            self.metrics.database_error("rate_limit")
+            log.debug("rate-limit pauses not refreshed: {e}", e=e)
+            return
+        for eid, left in pauses:
             self.local.note_pause(eid, left)
-
-    def start(self, interval: float = REFRESH_SECONDS) -> None:
-        """Refresh the pauses every ``interval`` seconds until :meth:`stop`."""
-        self._loop = task.LoopingCall(self._tick)
-        self._loop.clock = self.clock
-        self._loop.start(interval, now=True)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-
-    def _tick(self) -> defer.Deferred[None]:
-        d = defer.ensureDeferred(self.refresh())
-        d.addErrback(self._refresh_failed)
-        return defer.succeed(None)  # a slow database never stalls the loop
-
-    def _refresh_failed(self, failure: Any) -> None:
-        self.metrics.database_error("rate_limit")
-        log.debug("rate-limit pauses not refreshed: {e}", e=failure.getErrorMessage())

@@ -106,4 +106,4 @@ async def test_postgresql_shares_slots_through_the_store(gw_pg: Harness) -> None
     parts = gw_pg.gateway.parts
     assert parts is not None and isinstance(parts.limiter, SharedRateLimiter)
     assert parts.om.limiter is parts.limiter
-    assert parts.limiter._loop is not None and parts.limiter._loop.running
+    assert gw_pg.gateway.pause_loop is not None and gw_pg.gateway.pause_loop.running
