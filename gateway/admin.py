@@ -42,6 +42,7 @@ from gateway.store.recurring import TokenConflictError
 from gateway.store.store import ReservationConflictError, Store
 from gateway.tools.imports import ImportFormatError, lines_from_json, run_import
 from gateway.tools import journal as journal_search
+from gateway.web import json_body
 
 log = Logger()
 
@@ -128,8 +129,11 @@ class AdminResource(Resource):
             raise HttpError(401, "missing or wrong bearer token")
 
     async def _route(self, request: server.Request) -> tuple[int, Any]:
-        method = request.method.decode()
-        parts = [p.decode() for p in request.postpath if p]
+        method = request.method.decode("latin-1")
+        try:
+            parts = [p.decode("utf-8") for p in request.postpath if p]
+        except UnicodeDecodeError:
+            raise HttpError(400, "the path does not percent-decode to UTF-8") from None
         if parts == ["healthz"] and method == "GET":
             await self.store.journal_counts()
             return 200, {"status": "ok"}
@@ -155,15 +159,15 @@ class AdminResource(Resource):
     def _json_body(request: server.Request) -> dict[str, Any]:
         raw = request.content.read(1 << 20) if request.content else b""
         try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            raise HttpError(400, "body is not JSON") from None
+            body = json_body.loads(raw or b"{}")
+        except json_body.JsonBodyError as e:
+            raise HttpError(400, f"body is {e}") from None
         if not isinstance(body, dict):
             raise HttpError(400, "body must be a JSON object")
         return body
 
     def _eid(self, value: Any) -> int:
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and value.isascii() and value.isdigit():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             raise HttpError(400, "eid must be an integer")

@@ -8,7 +8,7 @@ same parts with an in-memory HTTP client, a non-threaded database and a ``task.C
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -16,8 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from treq.client import HTTPClient
 from twisted.internet import threads
 
+from gateway import files
 from gateway.calls import REGISTRY
 from gateway.calls.registry import CallRegistry
+from gateway.calls.spec import CallSpec
+from gateway.calls.text_repair import OFF, repairing_registry
 from gateway.config import Config
 from gateway.engine import CallEngine
 from gateway.errors import FaultCode, GatewayError, UnknownInvoiceError
@@ -48,6 +51,8 @@ class Components:
     om: OmClient
     engine: CallEngine
     authenticator: Authenticator
+    #: The calls as a dry run plans them (``explain``, the console): each merchant's
+    #: ``text_repair`` applied, nothing counted.
     registry: CallRegistry
     metrics: Metrics
     #: Request slots per merchant: in the store (PostgreSQL: every process shares them), or
@@ -107,10 +112,14 @@ async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | N
     """Open the database (schema handled per ``schema_mode``) and wire everything to it.
 
     ``read_only``: the database is opened read-only (``explain``, ``reservations show``):
-    nothing can be written or created, and the install id is not made on the way.
+    nothing can be written or created, and the install id is not made on the way. A SQLite
+    file that does not exist yet is created 0600 (:mod:`gateway.files`).
     """
     if read_only and schema_mode is SchemaMode.UPGRADE:
         raise ValueError("a read-only database cannot be upgraded")
+    sqlite = files.sqlite_file(db_url)
+    if sqlite is not None and not read_only:
+        files.create_private(sqlite)  # before SQLite creates it 0644 (its WAL follows)
     db = Database(db_url, clock, threaded=threaded, metrics=metrics, read_only=read_only)
     try:
         await _prepare_schema(db, clock, schema_mode)
@@ -125,10 +134,49 @@ async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | N
         SharedRateLimiter(db, clock, metrics)
     om = OmClient(clock, timeout=s.rest_timeout_seconds, http=http, metrics=metrics,
                   limiter=limiter, slot_wait=s.retry_budget_seconds)
-    engine = CallEngine(config, store, om, clock, registry, metrics)
+    planned = repairing_registry(registry, text_repair_mode(config))
+    served = _counting_text_repairs(planned, metrics)
+    engine = CallEngine(config, store, om, clock, served, metrics)
     return Components(config=config, db=db, store=store, om=om, engine=engine,
-                      authenticator=Authenticator(config.merchant, registry),
-                      registry=registry, metrics=metrics, limiter=limiter)
+                      authenticator=Authenticator(config.merchant, served),
+                      registry=planned, metrics=metrics, limiter=limiter)
+
+
+def text_repair_mode(config: Config) -> Callable[[int], str]:
+    """``eid -> text_repair`` of that merchant (``off`` for an eid not configured)."""
+    def mode_of(eid: int) -> str:
+        merchant = config.merchant(eid)
+        return merchant.text_repair if merchant is not None else OFF
+    return mode_of
+
+
+def _counting_text_repairs(registry: CallRegistry, metrics: Metrics) -> CallRegistry:
+    """ADAPTER until the engine counts ``Plan.repairs`` itself: the calls the engine runs
+    count each text repair their plan carries in ``klarna_gateway_text_repairs_total``
+    when planned (a plan is made once per journal entry; an entry planned again after a
+    crash before its steps were journaled counts again). Dry runs use the uncounted
+    registry. When the engine gains the line (after the plan is journaled in
+    ``CallEngine._plan``)::
+
+        for r in plan.repairs:
+            if r.error is None:  # a repair that failed is noted, not counted
+                self.metrics.text_repair(call.eid, r.label, r.mode)
+
+    this adapter goes, and ``build`` hands ``planned`` to the engine and authenticator.
+    """
+    def counted(spec: CallSpec[Any]) -> CallSpec[Any]:
+        if not spec.free_text and not spec.line_keys:
+            return spec
+        inner = spec.plan
+
+        def plan(call: Any, ctx: Any) -> Any:
+            result = inner(call, ctx)
+            for r in result.repairs:
+                if r.error is None:
+                    metrics.text_repair(call.eid, r.label, r.mode)
+            return result
+        return replace(spec, plan=plan)
+    return registry.mapped(counted)
 
 
 async def _prepare_schema(db: Database, clock: Any, mode: SchemaMode) -> None:

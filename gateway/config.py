@@ -34,6 +34,9 @@ DEFAULT_DB_URL = "sqlite:///gateway.db"
 DEFAULT_ADMIN_TOKEN = "sandbox-admin"
 #: Behaviour profiles (``gateway.calls.profiles``): REST-friendly, or v2's refusals.
 PROFILES = ("default", "v2-strict")
+#: What the gateway does with mis-encoded free text (``gateway.calls.text_repair``): nothing,
+#: note it (sent as received), or send it repaired (noted too).
+TEXT_REPAIR_MODES = ("off", "report", "fix")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,10 @@ class Merchant:
     #: ``default`` (REST-friendly) or ``v2-strict`` (refuse what v2 refused): see
     #: ``gateway.calls.profiles``.
     profile: str = "default"
+    #: ``off``, ``report`` (the default: mojibake in free text sent to REST is noted in the
+    #: journal and counted, the text sent as received) or ``fix`` (sent repaired, noted):
+    #: see ``gateway.calls.text_repair``.
+    text_repair: str = "report"
     #: Client networks whose legacy calls are accepted for this eid (empty: any). The
     #: legacy digest covers neither the method nor a nonce, so a captured request can be
     #: replayed as another call: TLS and this list are the defence.
@@ -91,6 +98,10 @@ class GatewaySettings:
     idle_timeout_seconds: float = 15.0
     #: Every listener: connections beyond this many open ones are closed at once.
     max_connections: int = 512
+    #: Mark the console's session cookie ``Secure`` even on a plain-HTTP admin listener:
+    #: set it when a TLS-terminating proxy serves the console (over a TLS listener the
+    #: cookie is ``Secure`` anyway).
+    console_cookie_secure: bool = False
     rno_start: int = 8000000000
     invno_start: int = 9000000000
     rest_timeout_seconds: float = 3.0
@@ -180,7 +191,7 @@ def _merchant(raw: Any, index: int) -> Merchant:
     known = {"eid", "shared_secret", "shared_secret_env", "shared_secret_file", "rest_username",
              "rest_password", "rest_password_env", "rest_password_file", "region", "environment",
              "base_url", "pass_through", "profile", "allowed_networks", "console_token",
-             "console_token_env", "console_token_file", "rest_rate_limit",
+             "console_token_env", "console_token_file", "text_repair", "rest_rate_limit",
              "rest_rate_burst"}
     for key in raw:
         if key not in known:
@@ -219,9 +230,13 @@ def _merchant(raw: Any, index: int) -> Merchant:
     profile = raw.get("profile", "default")
     if profile not in PROFILES:
         raise ConfigError(f"must be one of {', '.join(PROFILES)}", f"{path}.profile")
+    text_repair = raw.get("text_repair", "report")
+    if text_repair not in TEXT_REPAIR_MODES:
+        raise ConfigError(f"must be one of {', '.join(TEXT_REPAIR_MODES)}",
+                          f"{path}.text_repair")
     return Merchant(eid=eid, shared_secret=secret, rest_username=username,
                     rest_password=password, base_url=base_url.rstrip("/"),
-                    pass_through=pass_through, profile=profile,
+                    pass_through=pass_through, profile=profile, text_repair=text_repair,
                     allowed_networks=_networks(raw.get("allowed_networks", []),
                                                f"{path}.allowed_networks"),
                     console_token=_console_token(raw, path),
@@ -256,6 +271,9 @@ def _networks(raw: Any, path: str) -> tuple[IPv4Network | IPv6Network, ...]:
 
 #: The shortest console token accepted: it reads a merchant's journal (addresses included).
 MIN_CONSOLE_TOKEN = 16
+#: A console sign-in token must take at least 10**this many guesses by zxcvbn's estimate
+#: (about 66 bits; zxcvbn counts a random character as 10 guesses, so 20 random characters).
+MIN_TOKEN_GUESSES_LOG10 = 20.0
 
 
 def _console_token(raw: dict[str, Any], path: str) -> str | None:
@@ -268,6 +286,45 @@ def _console_token(raw: dict[str, Any], path: str) -> str | None:
         raise ConfigError(f"must be at least {MIN_CONSOLE_TOKEN} characters without spaces",
                           f"{path}.{key}")
     return token
+
+
+@dataclass(frozen=True)
+class WeakToken:
+    """A sign-in token an attacker could guess: where it is configured, and why."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def weak_tokens(config: Config, *, admin: bool = True) -> list[WeakToken]:
+    """The console sign-in tokens (each merchant's ``console_token`` and, with ``admin``,
+    the admin token, which signs in to every merchant) that are guessable.
+
+    Why an estimate and not a length rule: ``console-1234-token-abcdef`` has 25 characters
+    and is made of a word, a count and a sequence. zxcvbn (Dropbox's estimator: dictionary
+    words, keyboard walks, sequences, repeats, dates) counts the guesses an attacker who
+    knows those patterns needs; below :data:`MIN_TOKEN_GUESSES_LOG10` a token is weak.
+    """
+    candidates = [(f"merchants[{i}].console_token (eid {m.eid})", m.console_token)
+                  for i, m in enumerate(config.merchants) if m.console_token is not None]
+    if admin:
+        candidates.insert(0, ("gateway.admin_token", config.gateway.admin_token))
+    return [WeakToken(path, message) for path, token in candidates
+            if (message := _guessable(token)) is not None]
+
+
+def _guessable(token: str) -> str | None:
+    from zxcvbn import zxcvbn  # imported only when checked: its word lists are large
+
+    guesses = float(zxcvbn(token[:100])["guesses_log10"])
+    if guesses >= MIN_TOKEN_GUESSES_LOG10 and len(token) <= 100:
+        return None
+    return (f"guessable: about 10^{guesses:.0f} guesses, at least 10^"
+            f"{MIN_TOKEN_GUESSES_LOG10:.0f} wanted; use 20 or more random characters, e.g. "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'")
 
 
 def _check_console_tokens(merchants: tuple[Merchant, ...], admin_token: str) -> None:

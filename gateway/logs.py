@@ -18,6 +18,8 @@ from twisted.logger import (
     jsonFileLogObserver, textFileLogObserver,
 )
 
+from gateway.files import open_private
+
 FORMATS = ("text", "json")
 
 
@@ -27,7 +29,11 @@ class ReopenableFile:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._file: TextIO = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._file: TextIO = self._open()
+
+    def _open(self) -> TextIO:
+        """Append, line-buffered; a new file is created 0600 (log lines name clients)."""
+        return open_private(self.path, "a", encoding="utf-8", buffering=1)  # type: ignore[return-value]
 
     def write(self, text: str) -> int:
         with self._lock:
@@ -39,8 +45,7 @@ class ReopenableFile:
 
     def reopen(self) -> None:
         with self._lock:
-            old, self._file = self._file, open(  # noqa: SIM115
-                self.path, "a", encoding="utf-8", buffering=1)
+            old, self._file = self._file, self._open()
         old.close()
 
     def close(self) -> None:

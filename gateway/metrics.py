@@ -74,6 +74,11 @@ class Metrics:
         self.commit_batch = Histogram(p + "database_commit_interactions",
                                       "Interactions committed together (SQLite group commit)",
                                       buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.text_repairs = Counter(p + "text_repairs_total",
+                                    "Free-text fields of legacy calls found mis-encoded "
+                                    "(mojibake), by merchant, legacy field and the "
+                                    "merchant's text_repair (report: sent as received; fix: "
+                                    "sent repaired)", ["eid", "field", "mode"], registry=r)
         self.expiring = Gauge(p + "authorizations_expiring",
                               "Registered authorizations expiring within the window "
                               "(see expiring --within)", ["within"], registry=r)
@@ -100,11 +105,6 @@ class Metrics:
         self.give_up = Gauge(p + "give_up_seconds", "The configured give_up_seconds: an "
                              "unresolved capture/refund is settled after this long",
                              registry=r)
-        self.text_repairs = Counter(p + "text_repairs_total",
-                                    "Mis-encoded text found in a field sent to REST, by "
-                                    "merchant, field and text_repair mode (report: sent as "
-                                    "received; fix: sent repaired)", ["eid", "field", "mode"],
-                                    registry=r)
         self.too_many_requests = Counter(p + "rest_429_total",
                                          "429 Too Many Requests received from Klarna",
                                          ["eid"], registry=r)
@@ -151,9 +151,6 @@ class Metrics:
     def give_up_seconds(self, seconds: float) -> None:
         self.give_up.set(seconds)
 
-    def text_repair(self, eid: int, field: str, mode: str) -> None:
-        self.text_repairs.labels(str(eid), field, mode).inc()
-
     def takeover(self) -> None:
         self.takeovers.inc()
 
@@ -172,6 +169,9 @@ class Metrics:
 
     def expiring_authorizations(self, within: str, count: int) -> None:
         self.expiring.labels(within).set(count)
+
+    def text_repair(self, eid: int, field: str, mode: str) -> None:
+        self.text_repairs.labels(str(eid), field, mode).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -213,9 +213,6 @@ class _NoMetrics(Metrics):
     def give_up_seconds(self, *args: object) -> None:
         pass
 
-    def text_repair(self, *args: object) -> None:
-        pass
-
     def takeover(self) -> None:
         pass
 
@@ -232,6 +229,9 @@ class _NoMetrics(Metrics):
         pass
 
     def expiring_authorizations(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def text_repair(self, *args: object, **kwargs: object) -> None:
         pass
 
     def render(self) -> bytes:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from gateway.binding import Binding, Phase
+
 
 class Origin(str, Enum):
     """How a reservation entered the mapping (translation.md §1)."""
@@ -37,11 +39,23 @@ class LedgerOrigin(str, Enum):
 
 
 class EntryState(str, Enum):
-    """A journal entry: running or resumable, or finished one way or the other."""
+    """A journal entry seen from outside: unfinished, or finished one way or the other (its
+    :class:`~gateway.binding.Phase` says more)."""
 
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
+
+    @classmethod
+    def of(cls, phase: Phase) -> EntryState:
+        if phase.unfinished:
+            return cls.PENDING
+        return cls.FAILED if phase is Phase.FAILED else cls.DONE
+
+    @property
+    def phases(self) -> tuple[Phase, ...]:
+        """The phases this state stands for (journal search filters by them)."""
+        return tuple(p for p in Phase if EntryState.of(p) is self)
 
 
 class StepState(str, Enum):
@@ -231,12 +245,11 @@ class JournalEntry:
     method: str
     fingerprint: str
     call: dict[str, Any]
-    state: EntryState
+    phase: Phase
     reply: Any
     fault_code: int | None
     fault_string: str | None
     order_id: str | None
-    lease_until: float | None
     created_at: float
     updated_at: float
     #: The invoice this call is about: named by the call, or issued when it was planned.
@@ -244,15 +257,26 @@ class JournalEntry:
     rno: str | None = None
     notes: list[str] = field(default_factory=list)
     steps: tuple[Step, ...] = ()
-    #: When the reply reached the client's connection (None: not yet, or never).
+    #: The current phase's token (a lease token while running, a delivery token while
+    #: replying) and its end; when the phase last changed.
+    token: str | None = None
+    until: float | None = None
+    phase_at: float = 0.0
+    #: When the entry's reply reached its client's connection (None: not, or not yet).
     delivered_at: float | None = None
-    #: While set (and in the future), the reply is being handed to its client.
-    delivering_until: float | None = None
     attempts: int = 0
 
     @property
+    def state(self) -> EntryState:
+        return EntryState.of(self.phase)
+
+    @property
     def finished(self) -> bool:
-        return self.state is not EntryState.PENDING
+        return not self.phase.unfinished
+
+    @property
+    def binding(self) -> Binding:
+        return Binding(self.phase, self.token, self.until, self.phase_at)
 
 
 # -- importing what an ERP holds from before the migration ------------------------------
@@ -340,3 +364,20 @@ class ImportOutcome:
     status: ImportStatus
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+
+
+class KlarnaOrder(dict[str, Any]):
+    """An order as Klarna answered a GET of it, with the time of that answer on Klarna's
+    clock (``klarna_time``: its ``Date`` header in epoch seconds; ``None`` when missing or
+    unreadable).
+
+    Why the answer's time travels with the order: rules that compare a time with one of
+    the order's own timestamps (``created_at``, ``expires_at``) must use the clock that
+    wrote them, Klarna's, not the gateway host's (off by minutes, or by a year against a
+    seeded sandbox frozen at its epoch). A plain ``dict`` in every other respect: JSON,
+    comparison and copies see only the order (a copy drops the time).
+    """
+
+    def __init__(self, order: Any = (), klarna_time: float | None = None) -> None:
+        super().__init__(order)
+        self.klarna_time = klarna_time

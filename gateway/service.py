@@ -15,6 +15,7 @@ stops what it had started. The CLI and the tests use this same path.
 from __future__ import annotations
 
 import hmac
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,10 +24,12 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
+from gateway import files
 from gateway.admin import AdminResource
 from gateway.app import Components, SchemaMode, build, caused_by_database
-from gateway.config import Config
+from gateway.config import Config, weak_tokens
 from gateway.console import AdminListener, ConsoleResource
+from gateway.console.resource import access_log_line
 from gateway.engine.recovery import recover_unfinished
 from gateway.errors import ConfigError
 from gateway.legacy.resource import CallRecord, LegacyResource, make_site
@@ -47,8 +50,11 @@ log = Logger()
 RECOVERY_INTERVAL = 5.0
 #: Seconds between refreshes of the journal gauges (pending, unresolved).
 GAUGE_INTERVAL = 15.0
-#: Admin paths that need no bearer token (probes; the console signs its users in itself).
-_OPEN_ADMIN_PATHS = (b"/healthz", b"/readyz", b"/metrics")
+#: Admin paths that need no bearer token, exactly these (probes); and the console's own
+#: ``/console`` and ``/console/…`` (it signs its users in itself), nothing that merely
+#: starts with one of them.
+_OPEN_ADMIN_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics", b"/console"})
+_CONSOLE_TREE = b"/console/"
 
 
 @dataclass
@@ -157,6 +163,7 @@ class Gateway:
             self.sandbox_url = _url_of(self.sandbox_port)
             self.config = self.config.with_base_url(self.sandbox_url)
             log.info("sandbox listening on {url}", url=self.sandbox_url)
+        self._warn_about_secrets_at_rest()
         sqlite = opts.db_url.startswith("sqlite")
         self.parts = parts = await build(
             self.config, opts.db_url, self.reactor,
@@ -176,7 +183,8 @@ class Gateway:
             max_depth=s.max_xml_depth, eid_of=parts.authenticator.eid_of,
             on_call=self._observe_call, clock=self.reactor,
             on_exchange=self.recorder.submit if self.recorder is not None else None)
-        edge = EdgeRoot(legacy, RecurringResource(RecurringService(parts)))
+        edge = EdgeRoot(legacy, RecurringResource(RecurringService(parts),
+                                                  max_body_bytes=s.max_body_bytes))
         self.legacy_port = await serverFromString(self.reactor, opts.listen).listen(
             make_site(edge, max_body_bytes=s.max_body_bytes, limits=limits,
                       reactor=self.reactor))
@@ -217,6 +225,17 @@ class Gateway:
         if self.parts is not None and isinstance(self.parts.limiter, SharedRateLimiter):
             defer.ensureDeferred(self.parts.limiter.refresh())
         return defer.succeed(None)  # a slow database never stalls the loop
+
+    def _warn_about_secrets_at_rest(self) -> None:
+        """Warnings, never refusals: an existing SQLite database others can read (it holds
+        personal data), and guessable console sign-in tokens (``config check`` names them)."""
+        path = files.sqlite_file(self.options.db_url)
+        if path is not None and files.readable_by_others(path):
+            log.warn("the database {path} is readable by others (mode {mode}): it holds "
+                     "personal data; chmod 600 {path} (new databases are created 0600)",
+                     path=path, mode=oct(os.stat(path).st_mode & 0o777))
+        for token in weak_tokens(self.config, admin=self.options.sandbox_listen is None):
+            log.warn("{token}", token=str(token))
 
     def _observe_call(self, record: CallRecord) -> None:
         self.metrics.legacy_call(record.method, record.fault_code, record.duration,
@@ -325,6 +344,10 @@ class Gateway:
         if self.recovery is not None and not self.recovery.called:
             self.recovery.cancel()
         if self.parts is not None:
+            try:  # the last delivery reports, so no delivered reply is replayed after us
+                await self.parts.store.flush_reports()
+            except Exception:  # noqa: BLE001 - unwritten reports only cost a replay
+                log.failure("writing the last delivery reports failed")
             await self.parts.close()
             self.parts = None
 
@@ -332,12 +355,13 @@ class Gateway:
 def admin_site(admin: Any, token: str, limits: ListenerLimits, reactor: Any
                ) -> Any:
     """The admin listener: the bearer token is checked before any body byte is read, so an
-    unauthenticated upload is answered 401 at once (probes and the console excepted)."""
+    unauthenticated upload is answered 401 at once (the exact probe paths and the console's
+    own tree excepted)."""
     want = f"Bearer {token}".encode()
 
     def authorize(request: Any) -> bool:
-        path = request.path.rstrip(b"/") or b"/"
-        if path in _OPEN_ADMIN_PATHS or path.startswith(b"/console"):
+        path = request.path
+        if path in _OPEN_ADMIN_PATHS or path.startswith(_CONSOLE_TREE):
             return True
         return hmac.compare_digest(request.getHeader(b"authorization") or b"", want)
 
@@ -350,6 +374,7 @@ def admin_site(admin: Any, token: str, limits: ListenerLimits, reactor: Any
         if reason is RefusalReason.UNAUTHORIZED:
             headers.append((b"WWW-Authenticate", b"Bearer"))
         return Refusal(reason.value, body, headers)
-    # The console's forms (sign-in, digest self-test) are form posts: parse them.
+    # The console's forms (sign-in, digest self-test) are form posts: parse them. The
+    # access log keeps the query strings of console paths out (access_log_line).
     return guarded_site(admin, limits, authorize=authorize, refusal=refusal, reactor=reactor,
-                        parse_form_bodies=True)
+                        parse_form_bodies=True, log_formatter=access_log_line)

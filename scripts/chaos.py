@@ -375,7 +375,7 @@ def journal(db: str, order_ids: set[str]) -> list[Any]:
 
 
 def journal_line(r: Any) -> str:
-    return (f"journal {r.id} {r.method} rno={r.rno} invno={r.invno} {r.state} "
+    return (f"journal {r.id} {r.method} rno={r.rno} invno={r.invno} {r.phase} "
             f"reply={r.reply_json} fault={r.fault_code} attempts={r.attempts} "
             f"created={r.created_at:.3f} updated={r.updated_at:.3f} delivered="
             f"{'-' if r.delivered_at is None else format(r.delivered_at, '.3f')} "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,6 +177,41 @@ async def start_gateway(db_url: str, config: Config | None = None, **options: An
     h = Harness(gw)
     install_conformance(gw, h.violations)
     return h
+
+
+def demo_config(source: str, **merchants: dict[str, Any]) -> Config:
+    """The demo merchants with extra keys: ``demo_config("x", m1234={"console_token": …})``
+    sets them in eid 1234's table (each ``m<eid>``)."""
+    import tomllib
+
+    from gateway.config import parse_config
+
+    raw = tomllib.loads(SANDBOX_CONFIG.read_text(encoding="utf-8"))
+    for merchant in raw["merchants"]:
+        merchant.update(merchants.get(f"m{merchant['eid']}", {}))
+    return parse_config(raw, source=source)
+
+
+@asynccontextmanager
+async def running(tmp_path: Any, config: Config) -> AsyncIterator[Harness]:
+    """A gateway on SQLite in ``tmp_path`` with ``config``, stopped on the way out."""
+    h = await start_gateway(f"sqlite:///{tmp_path}/gateway.db", config=config)
+    try:
+        yield h
+    finally:
+        await h.gateway.stop()
+
+
+async def serving(db_url: str, config: Config | None = None, **options: Any
+                  ) -> AsyncIterator[Harness]:
+    """A fixture's body: the gateway for the test, stopped after it, and no sandbox
+    response that broke the OpenAPI spec (``async for h in serving(...): yield h``)."""
+    h = await start_gateway(db_url, config, **options)
+    try:
+        yield h
+    finally:
+        await h.gateway.stop()
+    assert not h.violations, "\n".join(h.violations)
 
 
 def pg_schema_url(dsn: str) -> tuple[str, str]:

@@ -23,7 +23,7 @@ from gateway.calls import REGISTRY
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "gateway"
 
-PURE = ["gateway.calls", "gateway.translate", "gateway.model", "gateway.legacy.params",
+PURE = ["gateway.calls", "gateway.translate", "gateway.model", "gateway.binding", "gateway.legacy.params",
         "gateway.legacy.digest", "gateway.legacy.values", "gateway.recurring.cart",
         "gateway.recurring.call"]
 STATEFUL = ("twisted", "sqlalchemy", "treq", "alembic", "psycopg", "gateway.store",

@@ -163,3 +163,20 @@ def test_serve_without_config_explains(tmp_path: Path) -> None:
     result = run_cli("serve", "--db", f"sqlite:///{tmp_path}/x.db")
     assert result.returncode == 2 and "--config" in result.stderr
     assert "--sandbox" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_readme_lists_every_serve_flag() -> None:
+    """The README's `serve` flags paragraph names every option `serve` accepts
+    (`--sandbox-seed` was missing)."""
+    from gateway.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    paragraph = readme.split("`serve` flags:", 1)[1].split("\n\n", 1)[0]
+    import argparse
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    serve = sub.choices["serve"]
+    flags = {opt for action in serve._actions for opt in action.option_strings
+             if opt.startswith("--") and opt not in ("--help", "--debug")}  # global ones
+    missing = sorted(f for f in flags if f"`{f}" not in paragraph)
+    assert not missing, f"README's serve flags lack {missing}"

@@ -55,6 +55,8 @@ def test_region_and_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPat
      "merchants[0].rest_rate_limit"),
     (lambda r: r["merchants"][0].update(rest_rate_burst=0), "merchants[0].rest_rate_burst"),
     (lambda r: r["merchants"][0].update(rest_rate_burst=2.5), "merchants[0].rest_rate_burst"),
+    (lambda r: r["merchants"][0].update(text_repair="auto"), "merchants[0].text_repair"),
+    (lambda r: r["merchants"][0].update(text_repair=True), "merchants[0].text_repair"),
 ])
 def test_bad_keys_are_named(mutate: object, path: str) -> None:
     """Each mistake raises ConfigError pointing at the exact key."""
@@ -123,3 +125,17 @@ def test_a_real_gateway_refuses_the_demo_admin_token(tmp_path: Path) -> None:
                      "--admin-listen", "tcp:0:interface=127.0.0.1", timeout=60)
     assert result.returncode == 1
     assert "gateway.admin_token" in result.stderr
+
+
+def test_text_repair_defaults_to_report_and_config_check_names_a_bad_value(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_config(GOOD).merchants[0].text_repair == "report"
+    for mode in ("off", "report", "fix"):
+        raw = {"merchants": [{**GOOD["merchants"][0], "text_repair": mode}]}
+        assert parse_config(raw).merchants[0].text_repair == mode
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[merchants]]\neid = 1\nshared_secret = "s"\nrest_username = "u"\n'
+                   'rest_password = "p"\ntext_repair = "repair"\n')
+    assert main(["config", "check", "--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "merchants[0].text_repair" in err and "off, report, fix" in err

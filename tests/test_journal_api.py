@@ -65,7 +65,7 @@ async def test_search_filters_records_and_paging(gw: Harness) -> None:
     for query, methods in (("?merchant_order_id=ERP-77", ["activate"]),
                            (f"?invno={made['invno']}", ["credit_part", "activate"]),
                            (f"?order_id={made['order_id']}", ["credit_part", "activate"]),
-                           (f"?rno={made['rno']}", ["activate"]),
+                           (f"?rno={made['rno']}", ["credit_part", "activate"]),
                            ("?outcome=9109", ["cancel_reservation"]),
                            ("?outcome=ok&method=credit_part", ["credit_part"]),
                            ("?outcome=pending", []), ("?eid=5678", []),
@@ -101,8 +101,9 @@ def insert_entries(gw: Harness, n: int, eid: int = 1234) -> None:
     rows = [{"eid": eid, "method": "email_invoice", "fingerprint": f"bulk-{i}",
              "call_json": json.dumps({"method": "email_invoice", "invno": str(i),
                                       "orderid1": "=cmd|' /C calc'!A0"}),
-             "invno": str(i), "state": EntryState.DONE.value, "reply_json": json.dumps(str(i)),
-             "attempts": 1, "created_at": 1_700_000_000.0 + i, "updated_at": 1_700_000_000.0 + i}
+             "invno": str(i), "phase": "delivered", "phase_at": 1_700_000_000.0 + i,
+             "reply_json": json.dumps(str(i)), "attempts": 1,
+             "created_at": 1_700_000_000.0 + i, "updated_at": 1_700_000_000.0 + i}
             for i in range(n)]
 
     def insert(conn: Any) -> None:

@@ -18,7 +18,7 @@ from twisted.internet import defer, task
 from gateway.config import default_sandbox_config_path
 from gateway.store import schema
 from gateway.store.database import Database, make_engine
-from gateway.store.journal import Outcome
+from tests.store.test_search import Outcome
 from gateway.store.store import Store
 from gateway.testing.processes import run_cli
 from gateway.tools import journal as js

@@ -159,7 +159,7 @@ def reply(call: Activate, result: Result) -> Any:
 SPEC = CallSpec(
     name="activate", call_type=Activate, eid_at=2, digest_at=3, arity=(6,),
     target=Target.RESERVATION, money=MoneyKind.CAPTURE, digest=digest, decode=decode,
-    plan=plan, reply=reply,
+    plan=plan, reply=reply, free_text=("shipment_info",), line_keys=("artnos",),
     summary="GET order, POST captures (remaining_authorized_amount, or the listed artnos' "
             "quantities split exactly) → [\"ok\", invno]",
 )

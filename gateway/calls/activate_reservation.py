@@ -236,7 +236,8 @@ def reply(call: ActivateReservation, result: Result) -> Any:
 SPEC = CallSpec(
     name="activate_reservation", call_type=ActivateReservation, eid_at=17, digest_at=18,
     arity=(28,), target=Target.RESERVATION, money=MoneyKind.CAPTURE, digest=digest,
-    decode=decode, plan=plan, reply=reply,
+    decode=decode, plan=plan, reply=reply, free_text=("shipment_info",),
+    line_keys=("goods",),
     summary="GET order, POST captures (the goods rows' quantities at the order's amounts), "
             "then POST release-remaining-authorization unless PRESERVE_RESERVATION "
             "→ [\"ok\", invno]",

@@ -102,7 +102,7 @@ def reply(call: LegacyCall, result: Result) -> Any:
 SPEC = CallSpec(
     name="credit_part", call_type=CreditPart, eid_at=2, digest_at=6, arity=(7, 9),
     target=Target.INVOICE, money=MoneyKind.REFUND, digest=digest, decode=decode,
-    plan=plan, reply=reply,
+    plan=plan, reply=reply, free_text=("goods",), line_keys=("artnos",),
     summary="POST refunds with that invoice's lines (+ trailing goods list), "
             "reference = credno → invno",
 )

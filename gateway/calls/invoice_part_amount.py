@@ -66,7 +66,7 @@ def reply(call: InvoicePartAmount, result: Result) -> Any:
 SPEC = CallSpec(
     name="invoice_part_amount", call_type=InvoicePartAmount, eid_at=2, digest_at=5,
     arity=(6,), target=Target.INVOICE, money=MoneyKind.NONE, digest=digest, decode=decode,
-    plan=plan, reply=reply, read_only=True,
+    plan=plan, reply=reply, read_only=True, line_keys=("artnos",),
     summary="GET order only: what credit_part of those artnos would refund on that "
             "invoice → <int> minor units",
 )

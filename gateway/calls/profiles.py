@@ -57,12 +57,16 @@ def _no_change_after_activation(call: Any, ctx: OrderContext) -> None:
 
 
 def _activation_delay(call: Any, ctx: OrderContext) -> None:
+    """On Klarna's clock (the Date of the order's GET), which wrote ``created_at``: a
+    gateway host whose clock is off, or a seeded sandbox frozen at its epoch, must not
+    shift the rule."""
     created = ctx.order.get("created_at")
-    if not created or ctx.now is None:
+    now = ctx.klarna_now
+    if not created or now is None:
         return
     ready = parse_rest_timestamp(str(created)).timestamp() + ACTIVATION_DELAY_SECONDS
-    if ctx.now < ready:
-        wait = int(ready - ctx.now + 59) // 60
+    if now < ready:
+        wait = int(ready - now + 59) // 60
         raise NotAllowedError(f"cannot activate yet: an order can be activated 30 minutes "
                               f"after it was placed (retry in {wait} min)")
 

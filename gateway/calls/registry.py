@@ -8,7 +8,7 @@ adding one module under ``gateway.calls`` and listing its ``SPEC`` in ``gateway.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,13 @@ class CallRegistry:
     def names(self) -> Sequence[str]:
         return tuple(self.served)
 
+    def mapped(self, fn: Callable[[CallSpec[Any]], CallSpec[Any]]) -> CallRegistry:
+        """The same calls, each declaration passed through ``fn`` (a wrapped plan), checked
+        again."""
+        return CallRegistry(served=[fn(s) for s in self.served.values()],
+                            not_offered=self.not_offered.values(),
+                            internal=[fn(s) for s in self.internal.values()])
+
 
 def _check_spec(spec: CallSpec[Any], *, arity_applies: bool = True) -> None:
     """Complete and self-consistent, or :class:`RegistryError` naming what is wrong."""
@@ -99,6 +106,10 @@ def _check_spec(spec: CallSpec[Any], *, arity_applies: bool = True) -> None:
     for attr in ("digest", "decode", "plan", "reply"):
         if not callable(getattr(spec, attr)):
             raise RegistryError(f"{where}: {attr} is not callable")
+    declared = getattr(spec.call_type, "__dataclass_fields__", {})
+    for name in (*spec.free_text, *spec.line_keys):
+        if name not in declared:
+            raise RegistryError(f"{where}: text field {name!r} is not a field of the call")
     if spec.read_only and spec.money.value != "none":
         raise RegistryError(f"{where}: a read-only call cannot move money")
     if not spec.summary:

@@ -130,7 +130,7 @@ def reply(call: ReturnAmount, result: Result) -> Any:
 SPEC = CallSpec(
     name="return_amount", call_type=ReturnAmount, eid_at=2, digest_at=6, arity=(7, 8, 9),
     target=Target.INVOICE, money=MoneyKind.REFUND, digest=digest, decode=decode,
-    plan=plan, reply=reply,
+    plan=plan, reply=reply, free_text=("description",),
     summary="POST refunds of that amount (one line; + VAT unless INC_VAT), booked on that "
             "invoice → invno",
 )

@@ -65,6 +65,11 @@ class CallSpec(Generic[C]):
         locate: with ``target`` LOOKUP, how the call names its order.
         reply_reads_order: the reply needs the order as it is after the steps (the engine
             reads it again before building the reply; extend_expiry_date's new date).
+        free_text: the call's fields whose free text goes to REST (names, addresses,
+            article titles and references, shipping info, descriptions), which the
+            merchant's ``text_repair`` checks for mojibake (``gateway.calls.text_repair``).
+        line_keys: the call's artno lists that name lines the order already has; their
+            text is repaired only to name the line Klarna holds (same module).
         read_only: the call only reads (``invoice_amount``, ``invoice_address`` ...): its
             answer is worked out from the order as it is now, every time. The engine never
             replays an earlier identical call's reply for it (coalescing protects mutations
@@ -89,6 +94,8 @@ class CallSpec(Generic[C]):
     #: :class:`Ref`).
     locate: Callable[[C], Ref] | None = None
     read_only: bool = False
+    free_text: tuple[str, ...] = ()
+    line_keys: tuple[str, ...] = ()
 
     def ref(self, call: LegacyCall) -> Ref:
         """The number this call names."""

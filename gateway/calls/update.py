@@ -185,7 +185,7 @@ def reply(call: Update, result: Result) -> Any:
 SPEC = CallSpec(
     name="update", call_type=Update, eid_at=2, digest_at=3, arity=(6,),
     target=Target.RESERVATION, money=MoneyKind.NONE, digest=digest, decode=decode,
-    plan=plan, reply=reply,
+    plan=plan, reply=reply, free_text=("goods", "dlv_addr", "bill_addr"),
     summary="PATCH authorization, PATCH customer-details, PATCH merchant-references, "
             "only what changes → \"ok\"",
 )

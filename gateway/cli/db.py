@@ -7,6 +7,7 @@ plus the counters (:func:`gateway.store.mapping.next_number`).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -17,10 +18,15 @@ from gateway.cli.common import (
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from gateway import files
     from gateway.store import schema
     from gateway.store.database import make_engine
 
-    engine = make_engine(db_url(args))
+    url = db_url(args)
+    sqlite = files.sqlite_file(url)
+    if sqlite is not None:
+        files.create_private(sqlite)  # a new SQLite store is private (0600)
+    engine = make_engine(url)
     try:
         before, after = schema.upgrade(engine)
     finally:
@@ -40,17 +46,25 @@ def shown(url: str) -> str:
 
 
 def cmd_db_port(args: argparse.Namespace) -> int:
+    from gateway import files
     from gateway.store.port import PortError, port
 
     config = config_from(args.config)
     source = args.source or url_from_file(args.source_file, "--from-file")
     target = args.target or url_from_file(args.target_file, "--to-file")
     require_sqlite_file(source)
+    target_file = files.sqlite_file(target)
+    # A new SQLite target is private (0600); refused before anything was written, it goes.
+    created = target_file is not None and files.create_private(target_file)
     starts = {"rno": config.gateway.rno_start, "invno": config.gateway.invno_start}
     try:
         report = port(source, target, starts=starts, now=time.time())
-    except PortError as e:
-        raise CliError(f"db port: {e}") from None
+    except BaseException as e:
+        if created and target_file is not None and os.path.getsize(target_file) == 0:
+            os.unlink(target_file)
+        if isinstance(e, PortError):
+            raise CliError(f"db port: {e}") from None
+        raise
     print(f"copied {shown(source)} -> {shown(target)}")
     width = max(len(t.name) for t in report.tables)
     print(f"  {'table'.ljust(width)}  {'rows':>9}  checksum")

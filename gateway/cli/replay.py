@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from gateway.cli.common import config_from
@@ -62,6 +61,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from twisted.internet import defer, task
 
+    from gateway.files import write_private
     from gateway.replay.recording import RecordingError
     from gateway.replay.report import render_html, summary_json
     from gateway.replay.runner import Replayer, ReplayOptions, verdict_exit_code
@@ -79,9 +79,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"klarna-gateway replay: {e}", file=sys.stderr)
             result["code"] = 2
             return
-        Path(args.report).write_text(render_html(summary), encoding="utf-8")
+        write_private(args.report, render_html(summary))  # 0600: it shows call contents
         if args.summary:
-            Path(args.summary).write_text(summary_json(summary), encoding="utf-8")
+            write_private(args.summary, summary_json(summary))
         counts = summary.counts
         print("replay: " + ", ".join(f"{counts[k]} {k}" for k in counts)
               + f"; report {args.report}")

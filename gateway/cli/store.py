@@ -27,11 +27,21 @@ IMPORT_FORMATS = ("table", "json", "csv")
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    """Exit 0: the file is valid; 1: it is not (the bad key named); 2: no file given."""
+    """Exit 0: the file is valid; 1: it is not (the bad key named), or a merchant's console
+    token is guessable; 2: no file given. A guessable admin token is a warning (the demo
+    configuration has one)."""
+    from gateway.config import weak_tokens
+
     try:
         config = config_from(args.config)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
+        return 1
+    weak = weak_tokens(config, admin=config.admin_token_configured)
+    for token in weak:
+        prefix = "warning: " if token.path.startswith("gateway.") else ""
+        print(f"{config.source}: {prefix}{token}", file=sys.stderr)
+    if any(not t.path.startswith("gateway.") for t in weak):
         return 1
     print(f"{config.source}: OK, {len(config.merchants)} merchant(s): "
           + ", ".join(f"eid {m.eid} -> {m.base_url}" for m in config.merchants))

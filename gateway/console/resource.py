@@ -17,20 +17,25 @@ The console writes nothing to the store and sends Klarna nothing but GETs of ord
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote_to_bytes
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.web.http import combinedLogFormatter
 from twisted.web import server
 from twisted.web.resource import Resource
 
 from gateway.app import Components
+from gateway.boundary import client_of
 from gateway.console import auth, views
 from gateway.console.digest_check import check as check_digest, request_bytes
 from gateway.console.html import Html, h
 from gateway.errors import GatewayError
+from gateway.binding import Phase
 from gateway.model import EntryState, JournalEntry, Reservation
 from gateway.om.client import OmError
 from gateway.store.search import JournalQuery, ReservationScope
@@ -61,10 +66,12 @@ SECURITY_HEADERS = (
 
 
 class ConsoleError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str,
+                 headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = list(headers)
 
 
 class Redirect(Exception):
@@ -99,6 +106,7 @@ class ConsoleResource(Resource):
         self.om = parts.om
         self.clock = clock if clock is not None else parts.engine.clock
         self.sessions = auth.Sessions(self.clock)
+        self.signins = auth.SigninThrottle(self.clock)
 
     def render(self, request: server.Request) -> Any:
         d = defer.ensureDeferred(self._handle(request))
@@ -112,6 +120,7 @@ class ConsoleResource(Resource):
             page = Page(303, b"", [(b"Location", r.location.encode("ascii"))])
         except ConsoleError as e:
             page = self._page(e.status, "Error", views.error_page(e.message), None)
+            page.headers.extend(e.headers)
         except Exception:
             log.failure("console handler crashed")
             page = self._page(500, "Error", views.error_page("internal error"), None)
@@ -134,7 +143,10 @@ class ConsoleResource(Resource):
     # -- routing and authentication ----------------------------------------------------
 
     async def _route(self, request: server.Request) -> Page:
-        segments = [s.decode("utf-8", "replace") for s in request.postpath or []]
+        try:
+            segments = [s.decode("utf-8") for s in request.postpath or []]
+        except UnicodeDecodeError:
+            raise ConsoleError(400, "the path does not percent-decode to UTF-8") from None
         if not segments:
             raise Redirect("/console/")
         name = segments[0]
@@ -164,7 +176,7 @@ class ConsoleResource(Resource):
     def _caller(self, request: server.Request) -> Caller:
         token = auth.bearer_token(request)
         if token is not None:
-            principal = auth.principal_for_token(self.config, token) if token else None
+            principal = self._principal(request, token)
             if principal is None:
                 raise ConsoleError(401, "wrong bearer token")
             return Caller(principal, by_cookie=False)
@@ -175,27 +187,48 @@ class ConsoleResource(Resource):
         return Caller(principal, by_cookie=True)
 
     async def _signin(self, request: server.Request, method: str) -> Page:
+        """The token only from the form body; failures logged and backed off per address
+        (:class:`~gateway.console.auth.SigninThrottle`)."""
         if method == "GET":
             return self._page(200, "Sign in", views.signin(), None)
         if method != "POST":
             raise ConsoleError(405, "method not allowed")
         if not auth.same_origin(request):
             raise ConsoleError(403, "sign-in must be posted from this console's own page")
-        token = _args(request).get("token", "")
-        principal = auth.principal_for_token(self.config, token) if token else None
+        if b"?" in (request.uri or b""):
+            raise ConsoleError(400, "the token goes in the form body, never in the URL")
+        principal = self._principal(request, _form(request).get("token", ""))
         if principal is None:
             return self._page(401, "Sign in", views.signin("wrong token"), None)
         sid = self.sessions.create(principal)
-        return Page(303, b"", [(b"Location", b"/console/"),
-                               (b"Set-Cookie", auth.cookie_header(request, sid))])
+        cookie = auth.cookie_header(request, sid,
+                                    secure=self.config.gateway.console_cookie_secure)
+        return Page(303, b"", [(b"Location", b"/console/"), (b"Set-Cookie", cookie)])
+
+    def _principal(self, request: server.Request, token: str) -> auth.Principal | None:
+        """The principal ``token`` names, through the per-address backoff: the sign-in
+        form and ``Authorization: Bearer`` on console pages alike (one cannot be used to
+        go around the other's backoff). 429 while the address must wait."""
+        address = client_of(request) or "local"
+        wait = self.signins.wait(address)
+        if wait > 0:
+            self.signins.refused(address)
+            raise ConsoleError(429, "too many failed sign-ins from your address: wait "
+                                    f"{math.ceil(wait)} s",
+                               [(b"Retry-After", str(math.ceil(wait)).encode("ascii"))])
+        principal = auth.principal_for_token(self.config, token) if token else None
+        if principal is None:
+            self.signins.failed(address)
+        return principal
 
     def _signout(self, request: server.Request) -> Page:
         if not auth.same_origin(request):
             raise ConsoleError(403, "sign-out must be posted from this console's own page")
         sid = request.getCookie(auth.COOKIE.encode())
         self.sessions.drop(sid.decode("ascii", "replace") if sid else None)
-        return Page(303, b"", [(b"Location", b"/console/signin"),
-                               (b"Set-Cookie", auth.cookie_header(request, "", max_age=0))])
+        cookie = auth.cookie_header(request, "", max_age=0,
+                                    secure=self.config.gateway.console_cookie_secure)
+        return Page(303, b"", [(b"Location", b"/console/signin"), (b"Set-Cookie", cookie)])
 
     # -- pages ---------------------------------------------------------------------------
 
@@ -245,7 +278,8 @@ class ConsoleResource(Resource):
         page = await self.store.search_journal(JournalQuery(
             eid=caller.principal.eid, state=EntryState.PENDING, limit=200))
         now = self.clock.seconds()
-        running = [e for e in page.entries if e.lease_until is not None and e.lease_until > now]
+        running = [e for e in page.entries if e.phase is Phase.RUNNING and e.until is not None
+                   and e.until > now]
         unresolved = [e for e in page.entries if e not in running]
         return self._page(200, "Pending and unresolved calls",
                           views.pending(running, unresolved), caller)
@@ -348,17 +382,33 @@ async def _bounded(items: Sequence[Any],
 
 
 def _args(request: server.Request) -> dict[str, str]:
-    """Query string and form fields, first value of each, as text."""
+    """Query string and form fields, first value of each, as text; a value that does not
+    percent-decode to UTF-8 is a 400."""
+    return _first_values(request.args or {})
+
+
+def _form(request: server.Request) -> dict[str, str]:
+    """The form body's fields only (never the query string: sign-in's token)."""
+    content = request.content
+    if content is None:
+        return {}
+    content.seek(0)
+    return _first_values(parse_qs(content.read(), keep_blank_values=True))
+
+
+def _first_values(args: dict[bytes, list[bytes]]) -> dict[str, str]:
     out: dict[str, str] = {}
-    args: dict[bytes, list[bytes]] = request.args or {}
-    for key, values in args.items():
-        if values:
-            out.setdefault(key.decode("utf-8", "replace"), values[0].decode("utf-8", "replace"))
+    try:
+        for key, values in args.items():
+            if values:
+                out.setdefault(key.decode("utf-8"), values[0].decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConsoleError(400, "the query or form does not percent-decode to UTF-8") from None
     return out
 
 
 def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() and len(text) < 16 else None
+    return int(text) if text is not None and text.isascii() and text.isdigit() and len(text) < 16 else None
 
 
 def _cursor(text: str | None) -> int | None:
@@ -388,3 +438,33 @@ class AdminListener(Resource):
             return self.console.render(request)
         return self.admin.render(request)
 
+
+
+def is_console_path(path: bytes) -> bool:
+    """Whether :class:`AdminListener` hands ``path`` to the console (its first segment,
+    percent-decoded, is ``console``)."""
+    segments = path.split(b"/", 2)
+    return len(segments) > 1 and segments[0] == b"" and unquote_to_bytes(segments[1]) == \
+        b"console"
+
+
+def access_log_line(timestamp: str, request: server.Request) -> str:
+    """The admin listener's access log line (Twisted's combined format), with the query
+    string of a console path replaced by ``?<redacted>``: a sign-in token, a search for a
+    customer's order number or a pasted digest never reaches the log."""
+    uri = request.uri or b""
+    if b"?" in uri and is_console_path(request.path or uri):
+        return combinedLogFormatter(timestamp, _WithUri(request, uri.split(b"?", 1)[0]
+                                                        + b"?<redacted>"))
+    return combinedLogFormatter(timestamp, request)
+
+
+class _WithUri:
+    """A request as the log formatter sees it, with another ``uri``."""
+
+    def __init__(self, request: server.Request, uri: bytes) -> None:
+        self._request = request
+        self.uri = uri
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)

@@ -22,6 +22,7 @@ from gateway.tools.journal import FILTERS, encode_cursor, iso, outcome_of
 from gateway.tools.reconcile import Discrepancy
 from gateway.tools.explain import Explanation
 from gateway.tools.expiring import Expiring
+from gateway.translate.text import NOTE_PREFIX
 
 NAV = (("/console/", "Search"), ("/console/journal", "Journal"),
        ("/console/pending", "Pending calls"), ("/console/discrepancies", "Discrepancies"),
@@ -178,7 +179,6 @@ def entry_detail(e: JournalEntry) -> Html:
                     if s.body is not None else "-",
                     pre_json(s.result) if s.result is not None else "-")
                    for s in e.steps), empty="no REST request")
-    notes = join(h("<li>{}</li>", n) for n in e.notes)
     if e.fault_code is not None:
         answer = h("fault <strong>{}</strong>: {}", e.fault_code, e.fault_string or "")
     elif e.state.value == "pending":
@@ -192,8 +192,18 @@ def entry_detail(e: JournalEntry) -> Html:
              '</section>',
              id=e.id, time=iso(e.created_at), eid=e.eid, method=e.method, badge=_badge(e),
              delivered=iso(e.delivered_at) or "not recorded", call=pre_json(e.call),
-             steps=steps, notes=h("<div><strong>v2/REST notes</strong><ul>{}</ul></div>",
-                                  notes) if e.notes else Html(""), answer=answer)
+             steps=steps, notes=notes_html(e.notes), answer=answer)
+
+
+def notes_html(notes: Sequence[str]) -> Html:
+    """A call's notes: text repairs (mis-encoded text found, with the text before and
+    after) apart from the v2/REST notes."""
+    repairs = [n for n in notes if n.startswith(NOTE_PREFIX)]
+    others = [n for n in notes if not n.startswith(NOTE_PREFIX)]
+    return join(h('<div class="{}"><strong>{}</strong><ul>{}</ul></div>', kind, title,
+                  join(h("<li>{}</li>", n) for n in items))
+                for kind, title, items in (("notes", "v2/REST notes", others),
+                                           ("repairs", "Text repairs", repairs)) if items)
 
 
 def _short_json(value: Any) -> str:
@@ -328,10 +338,9 @@ def explained(x: Explanation) -> Html:
                   ((i, h("<code>{} {}</code>", s.http_method, s.path), s.purpose,
                     pre_json(s.body) if s.body is not None else "-")
                    for i, s in enumerate(plan.steps, start=1)), empty="no REST request")
-    notes = join(h("<li>{}</li>", n) for n in plan.notes)
     extra = Html("<p>An invoice number is issued when the plan is journaled.</p>") \
         if plan.allocate_invno else Html("")
-    return join([head, steps, extra, h("<ul>{}</ul>", notes) if plan.notes else Html(""),
+    return join([head, steps, extra, notes_html(plan.notes),
                  Html('<p class="muted">A dry run: nothing was sent to Klarna but a GET of '
                       'the order, nothing was written.</p>')])
 

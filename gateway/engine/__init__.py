@@ -1,8 +1,13 @@
 """The call engine: journal + REST, between the edge's decoded calls and their replies.
 
-``runner`` holds the one short path every call takes; ``claim`` the runner's leases;
-``decisions`` the pure money rules; ``faults`` the mapping of every failure to a legacy
-fault; ``recovery`` the sweep that finishes what crashes and timeouts left unfinished.
+``runner`` holds the one short path every call takes (claim → read → plan → intent → send
+→ outcome → reply); ``claim`` an arriving call and a runner's hold on its entry;
+``planning`` a new operation up to its intent; ``steps`` sending and recording the steps;
+``twins`` a call bound to an identical one; ``continuation`` an entry taken over (by a
+retry or recovery); ``effects`` what each kind of step changes; ``failures`` and
+``faults`` what a failure does; ``decisions`` the pure money rules; ``recovery`` the sweep
+that finishes what crashes and timeouts left unfinished. The binding rule itself is
+``gateway.binding``.
 """
 from __future__ import annotations
 

@@ -1,22 +1,28 @@
-"""What a call answers: its reply and the journal entry it belongs to, a finished twin's
-outcome given again, and when an identical twin must still be waited for (pure)."""
+"""What a call answers: its reply and the journal entry it belongs to, and a finished
+entry's outcome given again (pure)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.engine.faults import replayed_fault
 from gateway.errors import GatewayError, UpstreamUnavailableError
-from gateway.model import EntryState, JournalEntry, Reservation
+from gateway.store.journal import Seen
 
 
 @dataclass(frozen=True)
 class Answer:
-    """A call's reply and the journal entry it belongs to (``replayed``: the outcome of an
-    earlier identical call whose reply had not reached its client)."""
+    """A call's reply and the journal entry it belongs to.
+
+    ``delivery``: the token the reply is handed over under (its delivery report presents
+    it); None when the entry is not bound (a read, a call with nothing to send, a recorded
+    fault passed on). ``replayed``: the outcome of an earlier identical call whose reply had
+    not reached its client."""
 
     reply: Any
     journal_id: int
+    delivery: str | None = None
     replayed: bool = False
     rno: str | None = None
     invno: str | None = None
@@ -27,30 +33,14 @@ class Answer:
                 "replayed": self.replayed}
 
 
-def twin_busy(entry: JournalEntry, now: float, together: bool) -> bool:
-    """Whether an identical twin must still be waited for: while it runs (a live lease);
-    and, for a call that came after it finished, while its reply is being written."""
-    if entry.state is EntryState.PENDING:
-        return entry.lease_until is not None and entry.lease_until > now
-    return not together and entry.state is EntryState.DONE and entry.delivered_at is None \
-        and entry.delivering_until is not None and entry.delivering_until > now
-
-
-def replay(entry: JournalEntry) -> Any:
-    """The outcome of a finished identical call, given again."""
-    if entry.state is EntryState.DONE:
-        return entry.reply
+def outcome(seen: Seen, journal_id: int, rno: str | None, invno: str | None) -> Any:
+    """A finished entry's reply, or its fault raised again for the caller."""
+    if seen.reply_json is not None:
+        return json.loads(seen.reply_json)
     fault: GatewayError
-    if entry.state is EntryState.FAILED and entry.fault_code is not None:
-        fault = replayed_fault(entry.fault_code, entry.fault_string or "")
+    if seen.fault_code is not None:
+        fault = replayed_fault(seen.fault_code, seen.fault_string or "")
     else:
         fault = UpstreamUnavailableError("the call is still in progress; retry the same call")
-    fault.context = {"journal_id": entry.id, "rno": entry.rno, "invno": entry.invno}
+    fault.context = {"journal_id": journal_id, "rno": rno, "invno": invno}
     raise fault
-
-
-def answer_of(entry: JournalEntry, reply: Any, *, replayed: bool = False,
-               reservation: Reservation | None = None) -> Answer:
-    return Answer(reply, entry.id, replayed=replayed,
-                  rno=entry.rno or (reservation.rno if reservation else None),
-                  invno=entry.invno)

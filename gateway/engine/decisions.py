@@ -1,18 +1,14 @@
-"""Pure decisions of the engine: what a call's identity is, what to do with an old step,
-and whether a capture/refund Klarna holds is the one a journaled step sent.
+"""Pure money rules of the engine: what to do with an old step, and whether a
+capture/refund Klarna holds is the one a journaled step sent.
 
 No I/O and no clock: each takes the facts (ages in seconds, bodies) and returns a value, so
 the money rules can be read and tested on their own.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind
 
 #: Klarna honours an idempotency key for 24 h; past 23 h the engine stops trusting it and
@@ -22,22 +18,6 @@ KEY_TRUST_SECONDS = 23 * 3600.0
 #: order; it is given up only this much later, once no attempt of ours can still land (a
 #: request whose answer timed out may be applied by Klarna after we stopped waiting).
 GIVE_UP_QUIET_SECONDS = 120.0
-
-
-def call_json(call: LegacyCall) -> dict[str, Any]:
-    """The decoded call as the journal stores it (Decimals as strings)."""
-    return json.loads(json.dumps({"method": call.method, **asdict(call)}, default=str))
-
-
-def fingerprint(call: LegacyCall) -> str:
-    """Same eid, method and parameters → same fingerprint (what binds identical calls)."""
-    def default(o: Any) -> Any:
-        if isinstance(o, Decimal):
-            return str(o)
-        raise TypeError(type(o).__name__)
-    payload = json.dumps({"method": call.method, "call": asdict(call)}, sort_keys=True,
-                         default=default, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

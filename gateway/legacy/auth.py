@@ -4,11 +4,12 @@ Order of checks (legacy-xmlrpc.md §4, translation.md §2), the same for every m
 
 1. the method name: unknown to the legacy API → -32601;
 2. the envelope and the eid at the method's eid position → -32602;
-3. the eid → merchant: unknown → 9113, whatever the method; a client outside the
-   merchant's ``allowed_networks`` → 1999;
-4. the digest, in any SDK dialect and hash → 9114 (a missing digest → -32602);
-5. a real legacy call the gateway does not offer → 9103, naming why;
-6. arity and the typed decode → -32602 / 9107 / 3210, naming the parameter.
+3. the boundary every edge shares (:func:`gateway.boundary.admit`): the eid → merchant
+   (unknown → 9113, whatever the method), a client outside the merchant's
+   ``allowed_networks`` → 1999, then the digest, in any SDK dialect and hash → 9114 (a
+   missing digest → -32602);
+4. a real legacy call the gateway does not offer → 9103, naming why;
+5. arity and the typed decode → -32602 / 9107 / 3210, naming the parameter.
 
 The engine receives an :class:`AuthenticatedCall` and never looks at raw parameters.
 """
@@ -18,18 +19,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gateway.boundary import BoundaryError, Refused, admit
 from gateway.config import Merchant
 from gateway.errors import (
-    InvalidDigestError, InvalidParamsError, MerchantMisconfiguredError, MethodNotFoundError,
-    NotAllowedError, UnknownEstoreError,
+    GatewayError, InvalidDigestError, InvalidParamsError, MerchantMisconfiguredError,
+    MethodNotFoundError, NotAllowedError, UnknownEstoreError,
 )
 from gateway.legacy import params as p
-from gateway.legacy.digest import verify
+from gateway.legacy.digest import redact, verify
 from gateway.legacy.values import LegacyCall
 
 if TYPE_CHECKING:
     from gateway.calls.registry import CallRegistry
     from gateway.calls.spec import CallSpec, NotOffered
+
+
+#: The boundary's refusals as legacy faults.
+_FAULTS: dict[Refused, Callable[[str], GatewayError]] = {
+    Refused.UNKNOWN_MERCHANT: UnknownEstoreError,
+    Refused.NETWORK: MerchantMisconfiguredError,
+    Refused.CREDENTIAL: InvalidDigestError,
+}
 
 
 @dataclass(frozen=True)
@@ -85,22 +95,22 @@ class Authenticator:
         against the merchant's ``allowed_networks`` before anything else about the call."""
         lookup = self._registry.lookup(method)
         if lookup is None:
-            raise MethodNotFoundError(f"unknown method {method[:64]}")
+            raise MethodNotFoundError(f"unknown method {redact(method[:64])}")
         eid = p.eid_at(params, lookup.eid_at)
-        merchant = self._merchant(eid)
-        if merchant is None:
-            raise UnknownEstoreError(f"eid {eid} is not configured on this gateway")
-        if client is not None and not merchant.accepts(client):
-            raise MerchantMisconfiguredError(f"calls for eid {eid} are not accepted from "
-                                             f"{client}")
         rule = lookup.spec.digest if lookup.spec is not None else (
             lookup.not_offered.digest if lookup.not_offered is not None else None)
-        if lookup.digest_at is not None:
+
+        def authentic(merchant: Merchant) -> bool:
+            if lookup.digest_at is None:
+                return True
             if len(params) <= lookup.digest_at:
                 raise InvalidParamsError(f"digest (parameter {lookup.digest_at}) is missing")
-            if rule is not None and not verify(rule(params), params[lookup.digest_at],
-                                               merchant.secret_bytes):
-                raise InvalidDigestError("digest does not match")
+            return rule is None or verify(rule(params), params[lookup.digest_at],
+                                          merchant.secret_bytes)
+        try:
+            merchant = admit("xmlrpc", eid, client, self._merchant, authentic)
+        except BoundaryError as e:
+            raise _FAULTS[e.reason](str(e)) from None
         if lookup.spec is None:
             assert lookup.not_offered is not None
             raise _not_offered(eid, method, params, lookup.not_offered)

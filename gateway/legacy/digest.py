@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -128,6 +129,74 @@ def match(parts: DigestParts, given: Any, secret: bytes) -> DigestMatch | None:
 def verify(parts: DigestParts, given: Any, secret: bytes) -> bool:
     """Whether ``given`` matches under any SDK dialect and hash."""
     return match(parts, given, secret) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a digest could be hiding (masking recordings, redacting what is echoed or logged)
+# ---------------------------------------------------------------------------------------------
+
+#: A run of base64 characters at least this long may hold a digest (the shortest, MD5's,
+#: is 24 characters with its padding).
+MIN_DIGEST_RUN: Final = 20
+_B64_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+#: Bytes that are base64 characters or XML character references (which may spell them).
+_SPAN: Final = re.compile(rb"(?:[A-Za-z0-9+/=]|&#[0-9]{1,7};|&#[xX][0-9A-Fa-f]{1,6};)+")
+_UNIT: Final = re.compile(rb"[A-Za-z0-9+/=]|&#([0-9]{1,7});|&#[xX]([0-9A-Fa-f]{1,6});")
+_TEXT_RUN: Final = re.compile(r"[A-Za-z0-9+/=]{%d,}" % MIN_DIGEST_RUN)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run of base64 characters in raw bytes: ``body[start:end]`` spells ``text`` (as
+    written, or through XML character references)."""
+
+    start: int
+    end: int
+    text: str
+
+
+def base64_runs(body: bytes, min_length: int = MIN_DIGEST_RUN) -> list[Run]:
+    """Every maximal run of at least ``min_length`` base64 characters in ``body``, written
+    as they are or as numeric character references, wherever it stands (element text,
+    CDATA, an attribute, a comment, a tag name, junk), in order."""
+    runs: list[Run] = []
+    for span in _SPAN.finditer(body):
+        raw = span.group(0)
+        if len(raw) < min_length:
+            continue
+        if b"&" not in raw:
+            runs.append(Run(span.start(), span.end(), raw.decode("ascii")))
+            continue
+        chars: list[str] = []
+        start = span.start()
+        for unit in _UNIT.finditer(raw):
+            char = _unit_char(unit)
+            if char in _B64_CHARS:
+                if not chars:
+                    start = span.start() + unit.start()
+                chars.append(char)
+                end = span.start() + unit.end()
+                continue
+            if len(chars) >= min_length:
+                runs.append(Run(start, end, "".join(chars)))
+            chars = []
+        if len(chars) >= min_length:
+            runs.append(Run(start, end, "".join(chars)))
+    return runs
+
+
+def _unit_char(unit: re.Match[bytes]) -> str:
+    decimal, hexadecimal = unit.group(1), unit.group(2)
+    if decimal is None and hexadecimal is None:
+        return unit.group(0).decode("ascii")
+    code = int(decimal) if decimal is not None else int(hexadecimal, 16)
+    return chr(code) if code < 0x110000 else ""
+
+
+def redact(text: str) -> str:
+    """``text`` fit to echo in a fault or a log line: every run of base64 characters that
+    could be a digest replaced by ``<masked>``."""
+    return _TEXT_RUN.sub("<masked>", text)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,12 +33,14 @@ from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from gateway.boundary import client_of
 from gateway.errors import (
     FaultCode,
     GatewayError,
     ParseError,
     UpstreamUnavailableError,
 )
+from gateway.legacy.digest import redact
 from gateway.legacy.encode import encode_fault, encode_response
 from gateway.legacy.xmlrpc import DEFAULT_MAX_DEPTH, parse_method_call
 from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
@@ -241,7 +243,7 @@ class LegacyResource(Resource):
             out.method, params = parse_method_call(body, max_depth=self._max_depth)
             out.eid = self._eid_of(out.method, params) if self._eid_of is not None else None
             result = await defer.ensureDeferred(
-                self._dispatch(out.method, params, _client_ip(request)))
+                self._dispatch(out.method, params, client_of(request)))
             if isinstance(result, Reply):
                 out.delivered, out.undelivered = result.delivered, result.undelivered
                 out.context = dict(result.context)
@@ -302,11 +304,12 @@ class LegacyResource(Resource):
             "legacy call method={method} eid={eid} outcome={outcome} "
             "duration_ms={duration_ms:.1f} journal_id={journal_id} rno={rno} invno={invno} "
             "correlation_id={correlation_id}{gone}",
-            method=record.method or "-", eid=record.eid if record.eid is not None else "-",
+            method=redact(record.method or "-"),
+            eid=record.eid if record.eid is not None else "-",
             outcome=record.outcome, duration_ms=round(record.duration * 1000, 1),
             journal_id=context.get("journal_id"), rno=context.get("rno"),
             invno=context.get("invno"), correlation_id=context.get("correlation_id"),
-            client=_client_ip(request), gone=" client_gone" if record.client_gone else "",
+            client=client_of(request), gone=" client_gone" if record.client_gone else "",
         )
         if self._on_call is not None:
             try:
@@ -319,7 +322,7 @@ class LegacyResource(Resource):
                     request=body, reply=out.payload, started=started,
                     duration=record.duration, path=request.path.decode("latin-1"),
                     method=out.method, eid=out.eid, fault_code=out.fault_code,
-                    client_gone=state.gone, client=_client_ip(request), context=context))
+                    client_gone=state.gone, client=client_of(request), context=context))
             except Exception:  # noqa: BLE001 - a recorder bug must not break replies
                 _errors.failure("on_exchange hook failed")
 
@@ -340,7 +343,7 @@ class _Outcome:
         self.fault_code = int(error.fault_code)
         if debug and error.debug_context:
             _errors.debug("fault {code} on {method}: {context}", code=self.fault_code,
-                          method=self.method, context=error.debug_context)
+                          method=redact(self.method or "-"), context=error.debug_context)
         self.payload = encode_fault(self.fault_code, error.fault_string)
 
 
@@ -355,12 +358,6 @@ class Reply:
     #: Called instead of ``delivered`` when the connection closed first.
     undelivered: Callable[[], Awaitable[None]] | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _client_ip(request: server.Request) -> str | None:
-    """The peer's IP address; ``None`` on a UNIX socket (a local client)."""
-    peer = request.getClientAddress()
-    return getattr(peer, "host", None)
 
 
 def peer_hung_up(request: server.Request) -> bool:
@@ -410,11 +407,16 @@ def make_site(resource: Resource, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, 
     """The legacy listener's ``Site``: bounded by ``gateway.web`` (a total deadline per
     request, an idle timeout, a connection cap), and a body above ``max_body_bytes`` is
     answered before it is buffered with what legacy clients can show their integrator:
-    HTTP 200 and a ``parse_error`` fault. Form-body parsing is off (XML-RPC bodies are never
-    forms)."""
+    HTTP 200 and a ``parse_error`` fault, unless ``resource.refusal(reason, request)`` (the
+    edge root's: another edge on the listener speaks JSON) gives its own answer. Form-body
+    parsing is off (XML-RPC bodies are never forms)."""
     limits = replace(limits or ListenerLimits(), max_body_bytes=max_body_bytes)
     fault = Refusal(200, _too_large_fault(max_body_bytes), [(b"Content-Type", CONTENT_TYPE)])
+    own = getattr(resource, "refusal", None)
 
     def refusal(reason: RefusalReason, request: Any) -> Refusal | None:
+        answer = own(reason, request) if own is not None else None
+        if answer is not None:
+            return answer
         return fault if reason is RefusalReason.TOO_LARGE else None
     return guarded_site(resource, limits, refusal=refusal, reactor=reactor)

@@ -18,6 +18,7 @@ import base64
 import json
 import random
 from dataclasses import dataclass
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -40,6 +41,7 @@ from twisted.web.http_headers import Headers
 from gateway.config import Merchant
 from gateway.metrics import NO_METRICS, Metrics
 from gateway.om.ratelimit import MAX_PAUSE_SECONDS, Limit, LocalRateLimiter, RateLimiter
+from gateway.model import KlarnaOrder
 
 log = Logger()
 
@@ -54,6 +56,25 @@ class OmResponse:
     status: int
     headers: dict[str, str]
     body: Any  # decoded JSON, or None for empty bodies
+
+    @property
+    def klarna_time(self) -> float | None:
+        """Klarna's clock when it answered: the ``Date`` header, or None."""
+        return http_date_seconds(self.headers.get("date"))
+
+
+def http_date_seconds(value: str | None) -> float | None:
+    """An HTTP ``Date`` (``Thu, 01 Jan 2026 12:00:00 GMT``) in epoch seconds; None when
+    missing or unreadable (a zone-less date is read as UTC, HTTP's zone)."""
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 class OmError(Exception):
@@ -308,11 +329,11 @@ class OmClient:
     # -- typed helpers (paths per order-management.md §2) --------------------------------
 
     async def get_order(self, merchant: Merchant, order_id: str, *,
-                        deadline: float | None = None) -> dict[str, Any]:
+                        deadline: float | None = None) -> KlarnaOrder:
+        """The order, with the time of Klarna's answer (its ``Date``) as ``klarna_time``:
+        the clock the order's own timestamps are compared with."""
         resp = await self.request(merchant, "GET", order_path(order_id), deadline=deadline)
-        if not isinstance(resp.body, dict):
-            raise RestTransportError("order body is not a JSON object")
-        return resp.body
+        return order_of(resp)
 
     async def list_captures(self, merchant: Merchant, order_id: str, *,
                             deadline: float | None = None) -> list[dict[str, Any]]:
@@ -444,14 +465,18 @@ def retry_after_seconds(value: str, date: str | None, now: float | None) -> floa
     value = value.strip()
     if value.isdigit():
         return min(float(value), MAX_PAUSE_SECONDS)
-    try:
-        at = parsedate_to_datetime(value).timestamp()
-        base = parsedate_to_datetime(date).timestamp() if date else now
-    except (TypeError, ValueError, IndexError):
-        return None
-    if base is None:
+    at = http_date_seconds(value)
+    base = http_date_seconds(date) if date else now
+    if at is None or base is None:
         return None
     return min(max(0.0, at - base), MAX_PAUSE_SECONDS)
+
+
+def order_of(resp: OmResponse) -> KlarnaOrder:
+    """The order a GET answered, stamped with Klarna's time of the answer."""
+    if not isinstance(resp.body, dict):
+        raise RestTransportError("order body is not a JSON object")
+    return KlarnaOrder(resp.body, resp.klarna_time)
 
 
 def order_path(order_id: str) -> str:

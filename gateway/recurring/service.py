@@ -24,6 +24,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from gateway.app import Components
+from gateway.boundary import BoundaryError, Refused, admit
 from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
 from gateway.config import Merchant
@@ -32,6 +33,7 @@ from gateway.model import Origin
 from gateway.om.client import OmError, RestResponseError
 from gateway.recurring import call as recurring_call
 from gateway.recurring.cart import CartError, customer_token_order
+from gateway.web import json_body
 
 log = Logger()
 
@@ -44,7 +46,10 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 _DECLINED = {"PAYMENT_METHOD_FAILED", "TOKEN_CANCELLED", "TOKEN_SUSPENDED",
              "UNAVAILABLE_PAYMENT_METHOD", "TOKEN_FORBIDDEN"}
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 402: "Payment Required",
-            404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
+            403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
+            413: "Content Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+#: This edge's name in the boundary's log events.
+EDGE = "kco-recurring"
 
 
 @dataclass(frozen=True)
@@ -87,9 +92,12 @@ class RecurringService:
     def __init__(self, parts: Components) -> None:
         self.parts = parts
 
-    async def create(self, token: str, raw: bytes, authorization: str | None) -> V2Answer:
+    async def create(self, token: str, raw: bytes, authorization: str | None,
+                     client: str | None = None) -> V2Answer:
+        """``client``: the peer's IP address (``None``: a UNIX socket), checked against the
+        merchant's ``allowed_networks`` by the boundary before the digest."""
         try:
-            merchant, body = self._authenticate(raw, authorization)
+            merchant, body = self._authenticate(raw, authorization, client)
             if not _TOKEN.match(token):
                 return v2_error(404, "no such recurring token")
             order = customer_token_order(body)
@@ -115,23 +123,6 @@ class RecurringService:
         except GatewayError as e:
             return _refusal(e)
         answers = [created]
-        body = dict(created.reply)
-        if call.activate:
-            activation = Activate(eid=merchant.eid, client_version=recurring_call.CLIENT,
-                                  rno=body["reservation"])
-            try:  # v2's activate flag: captured at once, whatever the merchant's profile
-                activated = await engine.run(replace(merchant, profile="default"),
-                                             REGISTRY.spec("activate"), activation)
-            except GatewayError as e:
-                if e.fault_code == FaultCode.TIMEOUT:
-                    return v2_error(503, "the order was created but its activation did not "
-                                         "finish: send the same request again to learn the "
-                                         "invoice number")
-                log.info("recurring order {rno} not activated: {fault}",
-                         rno=body["reservation"], fault=e.fault_string)
-            else:
-                answers.append(activated)
-                body["invoice"] = str(activated.reply[1])
 
         async def delivered() -> None:
             for answer in answers:
@@ -140,13 +131,51 @@ class RecurringService:
         async def undelivered() -> None:
             for answer in answers:
                 await engine.undelivered(answer)
+        try:
+            body = await self._activate(merchant, call, created, answers)
+        except _Refused as e:  # the order exists but its number never reaches the client:
+            await undelivered()  # its retry is given it at once (and continues activating)
+            return e.answer
+        except BaseException:  # the edge answers 500: the number never reached the client
+            await undelivered()
+            raise
         return V2Answer(200, ORDER_ACCEPTED, body, delivered, undelivered)
 
-    async def status(self, token: str, authorization: str | None) -> V2Answer:
-        """The payment method behind a recurring token (GET, digest of the empty body)."""
-        merchant = self._merchant_by_empty_digest(authorization)
-        if merchant is None:
-            return v2_error(401, "the Authorization digest matches no merchant")
+    async def _activate(self, merchant: Merchant, call: recurring_call.RecurringOrder,
+                        created: Any, answers: list[Any]) -> dict[str, Any]:
+        """The answer's body, with the invoice when ``activate`` was asked for (v2's flag:
+        captured at once, whatever the merchant's profile)."""
+        body = dict(created.reply)
+        if not call.activate:
+            return body
+        activation = Activate(eid=merchant.eid, client_version=recurring_call.CLIENT,
+                              rno=body["reservation"])
+        try:
+            activated = await self.parts.engine.run(replace(merchant, profile="default"),
+                                                    REGISTRY.spec("activate"), activation)
+        except GatewayError as e:
+            if e.fault_code == FaultCode.TIMEOUT:
+                raise _Refused(v2_error(503, "the order was created but its activation did "
+                                             "not finish: send the same request again to "
+                                             "learn the invoice number")) from None
+            log.info("recurring order {rno} not activated: {fault}",
+                     rno=body["reservation"], fault=e.fault_string)
+            return body
+        answers.append(activated)
+        body["invoice"] = str(activated.reply[1])
+        return body
+
+    async def status(self, token: str, authorization: str | None,
+                     client: str | None = None) -> V2Answer:
+        """The payment method behind a recurring token (GET, digest of the empty body: the
+        merchant is the one whose digest it is)."""
+        found = self._merchant_by_empty_digest(authorization)
+        try:
+            merchant = admit(EDGE, found.eid if found is not None else None, client,
+                             self.parts.config.merchant,
+                             lambda m: digest_matches(authorization, b"", m.shared_secret))
+        except BoundaryError as e:
+            return _boundary_refusal(e, "the Authorization digest matches no merchant")
         if not _TOKEN.match(token):
             return v2_error(404, "no such recurring token")
         customer_token = await self._customer_token(merchant, token)
@@ -167,24 +196,27 @@ class RecurringService:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _authenticate(self, raw: bytes, authorization: str | None
+    def _authenticate(self, raw: bytes, authorization: str | None, client: str | None
                       ) -> tuple[Merchant, dict[str, Any]]:
+        """The boundary: the body parsed (nesting bounded) only to read ``merchant.id``,
+        then :func:`gateway.boundary.admit` (merchant, network, body digest)."""
         try:
-            body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise _Refused(v2_error(400, "Bad format: the body is not JSON")) from None
+            body = json_body.loads(raw)
+        except json_body.JsonBodyError as e:
+            raise _Refused(v2_error(400, f"Bad format: the body is {e}")) from None
         if not isinstance(body, dict):
             raise _Refused(v2_error(400, "Bad format: the body must be a JSON object"))
         merchant_id = (body.get("merchant") or {}).get("id") \
             if isinstance(body.get("merchant"), dict) else None
-        eid = int(merchant_id) if isinstance(merchant_id, (str, int)) and \
-            str(merchant_id).isdigit() else None
-        merchant = None if eid is None else self.parts.config.merchant(eid)
-        if merchant is None:
-            raise _Refused(v2_error(404 if eid is not None else 400,
-                                    "merchant.id names no merchant of this gateway"))
-        if not digest_matches(authorization, raw, merchant.shared_secret):
-            raise _Refused(v2_error(401, "the Authorization digest does not match"))
+        text = str(merchant_id) if isinstance(merchant_id, (str, int)) else ""
+        eid = int(text) if text.isascii() and text.isdigit() and len(text) < 16 else None
+        try:
+            merchant = admit(EDGE, eid, client, self.parts.config.merchant,
+                             lambda m: digest_matches(authorization, raw, m.shared_secret))
+        except BoundaryError as e:
+            raise _Refused(_boundary_refusal(
+                e, "merchant.id names no merchant of this gateway",
+                unknown=404 if eid is not None else 400)) from None
         return merchant, body
 
     def _merchant_by_empty_digest(self, authorization: str | None) -> Merchant | None:
@@ -209,6 +241,16 @@ class RecurringService:
             return None
         await store.map_recurring_token(merchant.eid, token, token, Origin.PASS_THROUGH.value)
         return token
+
+
+def _boundary_refusal(e: BoundaryError, unknown_message: str, *, unknown: int = 401
+                      ) -> V2Answer:
+    """The boundary's refusal in KCO v2's dialect."""
+    if e.reason is Refused.NETWORK:
+        return v2_error(403, str(e))
+    if e.reason is Refused.CREDENTIAL:
+        return v2_error(401, "the Authorization digest does not match")
+    return v2_error(unknown, unknown_message)
 
 
 class _Refused(Exception):

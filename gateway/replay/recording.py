@@ -16,7 +16,8 @@ Format (``format`` 1). Every file starts with a header line, then one line per e
 is lossless whatever the document's own encoding; ``body_bytes`` turns them back). Files are
 ``recording-<start>-<n>.jsonl`` (``<start>``: the recorder's UTC start, ``YYYYmmddTHHMMSSZ``;
 ``<n>`` from 1); a file is closed and the next opened before a line would take it past
-``max_bytes``.
+``max_bytes``. Files are created 0600 (a directory the recorder creates: 0700): they hold
+whole requests, personal data included.
 
 Why a writer thread: masking parses the body and the disk may be slow; the reactor only puts
 the exchange on a queue. ``close()`` writes everything queued before it returns, so a clean
@@ -39,10 +40,11 @@ from typing import Any, Final
 from twisted.internet import threads
 from twisted.logger import Logger
 
+from gateway import files
 from gateway.errors import GatewayError
 from gateway.legacy.resource import Exchange
 from gateway.legacy.xmlrpc import parse_method_response
-from gateway.replay.masking import mask_request
+from gateway.replay.masking import Masked, mask_request
 
 FORMAT: Final = 1
 DEFAULT_MAX_BYTES: Final = 64 << 20
@@ -67,7 +69,8 @@ def body_bytes(text: str | None) -> bytes | None:
 
 
 def exchange_record(exchange: Exchange, seq: int, source: str) -> dict[str, Any]:
-    """The JSON line for one exchange, its digest masked (the only place that decides).
+    """The JSON line for one exchange, its digest masked (the only place that decides): in
+    the request, and wherever the reply or the method name repeat a value masked there.
 
     A proxied exchange (``source`` ``proxy``) knows only bytes: its method and eid are read
     from the request, its outcome from the reply (``http-<status>`` for a non-200 answer,
@@ -82,15 +85,23 @@ def exchange_record(exchange: Exchange, seq: int, source: str) -> dict[str, Any]
         "kind": "exchange", "seq": seq, "source": source, "started": exchange.started,
         "started_at": iso(exchange.started), "duration_ms": round(exchange.duration * 1000, 3),
         "path": exchange.path, "http_status": exchange.http_status,
-        "method": exchange.method or masked.method,
+        "method": _scrubbed(exchange.method, masked) or masked.method,
         "eid": exchange.eid if exchange.eid is not None else masked.eid,
         "outcome": outcome, "fault_code": fault_code,
         "client_gone": exchange.client_gone, "context": context,
         "digest": {"at": masked.digest_at, "hash": masked.hash_name, "masked": masked.masked},
         "body_encoding": "latin-1",
         "request": None if exchange.request is None else body_text(masked.body),
-        "reply": body_text(exchange.reply),
+        "reply": body_text(masked.scrub(exchange.reply)),
     }
+
+
+def _scrubbed(method: str | None, masked: Masked) -> str | None:
+    """The method name with any value masked in the body masked in it too."""
+    if method is None:
+        return None
+    return masked.scrub(method.encode("utf-8", "surrogateescape")).decode(
+        "utf-8", "surrogateescape")
 
 
 def reply_outcome(reply: bytes, http_status: int = 200) -> tuple[str, int | None]:
@@ -148,7 +159,7 @@ class RecordingWriter:
         self._closed = False
 
     def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        files.private_dir(self.directory)
         self._thread.start()
 
     def submit(self, item: Exchange | dict[str, Any]) -> None:
@@ -224,7 +235,7 @@ class RecordingWriter:
             self._n += 1
             path = self.directory / f"recording-{self.stamp}-{self._n}.jsonl"
             try:
-                self._file = open(path, "xb")  # noqa: SIM115 - closed by _close_file
+                self._file = files.open_private(path, "xb")  # closed by _close_file
                 break
             except FileExistsError:
                 continue  # another recorder started in the same second: next number

@@ -6,12 +6,12 @@ the resource owns faults, idempotency and delivery.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gateway.web import json_body as bounded_json
 from gateway.sandbox.response import SandboxResponse
 from gateway.sandbox.state import SandboxState
 from gateway.sandbox.validation import Obj, bad_value, validate
@@ -49,8 +49,8 @@ def json_body(call: Call, spec: Obj) -> dict[str, Any]:
     if not call.body.strip():
         raise bad_value("body", "Missing value")
     try:
-        document = json.loads(call.body)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_value("body (not valid JSON)") from None
+        document = bounded_json.loads(call.body)
+    except bounded_json.JsonBodyError as e:
+        raise bad_value(f"body ({e})") from None
     cleaned: dict[str, Any] = validate(spec, document)
     return cleaned

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 #: Where a seeded sandbox's clock starts (and returns to on ``POST /sandbox/v1/reset``).
 SEEDED_EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -103,3 +104,13 @@ class SandboxClock:
         if self._frozen:
             return self._base
         return self._base + timedelta(seconds=self._seconds() - self._base_reading)
+
+
+def http_date(clock: SandboxClock) -> str:
+    """The clock's time as an HTTP ``Date`` (``Thu, 01 Jan 2026 12:00:00 GMT``).
+
+    Why every answer carries it: a client reads Klarna's clock from the ``Date`` of Klarna's
+    answers (the gateway judges the v2 activation delay and expiring authorizations on it),
+    so the sandbox's must follow the sandbox's clock, moved or seeded, never the wall clock.
+    """
+    return format_datetime(clock.now(), usegmt=True)

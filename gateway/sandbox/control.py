@@ -8,12 +8,12 @@ of Klarna's API). See ``gateway/sandbox/README.md`` for the endpoint list.
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import unquote
 
+from gateway.web import json_body as bounded_json
 from gateway.sandbox.clock import SandboxClock, format_timestamp, parse_timestamp
 from gateway.sandbox.errors import OmError
 from gateway.sandbox.faults import FaultRegistry, FaultSpecError
@@ -226,9 +226,9 @@ class ControlApi:
 
 def _json(body: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise OmError(400, "BAD_VALUE", "Bad value: body (not valid JSON)") from None
+        document = bounded_json.loads(body or b"{}")
+    except bounded_json.JsonBodyError as e:
+        raise OmError(400, "BAD_VALUE", f"Bad value: body ({e})") from None
     if not isinstance(document, dict):
         raise OmError(400, "BAD_VALUE", "Bad value: body (must be a JSON object)")
     return document

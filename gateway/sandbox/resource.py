@@ -12,9 +12,12 @@ Request pipeline for the Klarna APIs (control paths go straight to :class:`Contr
 6. the handler; its final answer is stored under the idempotency key (if any) and, when it
    changed an order, appended to that order's operations log.
 
-Seeded mode (``seed``): ids come from reproducible streams, the clock starts frozen at
-:data:`~gateway.sandbox.clock.SEEDED_EPOCH`, and the HTTP ``Date`` header is the sandbox time
-rather than the wall clock, so two runs of one suite give byte-identical responses.
+The HTTP ``Date`` header of every answer is the sandbox's own time, seeded or not, moved or
+not: Klarna's ``Date`` is Klarna's clock, and the gateway judges time rules (the v2-strict
+activation delay, expiring authorizations) on it. Seeded mode (``seed``): ids come from
+reproducible streams and the clock starts frozen at
+:data:`~gateway.sandbox.clock.SEEDED_EPOCH`, so two runs of one suite give byte-identical
+responses.
 
 Responses are always written asynchronously (``NOT_DONE_YET``) so latency, hangs and
 connection resets are expressed with ``reactor.callLater`` and transport aborts -- never by
@@ -30,12 +33,11 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import datetimeToString
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from gateway.config import Config, Merchant
-from gateway.sandbox.clock import SEEDED_EPOCH, SandboxClock
+from gateway.sandbox.clock import SEEDED_EPOCH, SandboxClock, http_date
 from gateway.sandbox.control import ControlApi
 from gateway.sandbox.errors import OmError
 from gateway.sandbox.faults import Fault, FaultRegistry
@@ -300,8 +302,7 @@ class SandboxResource(Resource):
             return False
         request.defaultContentType = None  # empty 201/204 answers carry no Content-Type
         request.setResponseCode(response.status)
-        if self.seed is not None:  # the wall clock would make transcripts differ
-            request.setHeader("Date", datetimeToString(int(self.clock.now().timestamp())))
+        request.setHeader("Date", http_date(self.clock))  # Klarna's clock: the sandbox's
         for name, value in response.headers:
             request.setHeader(name, value)
         if response.status != 204:

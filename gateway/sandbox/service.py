@@ -20,12 +20,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
-from twisted.web.http import datetimeToString
 from twisted.web.server import Site
 
 from gateway.config import DEFAULT_SANDBOX_LISTEN, Config, default_sandbox_config_path, load_config
 from gateway.errors import ConfigError
-from gateway.sandbox.clock import format_timestamp
+from gateway.sandbox.clock import format_timestamp, http_date
 from gateway.sandbox.ids import check_seed
 from gateway.sandbox.errors import OmError
 from gateway.sandbox.resource import MAX_BODY_BYTES, SandboxResource
@@ -68,8 +67,7 @@ def make_sandbox_site(config: Config, reactor: Any, *, seed: int | None = None,
         else:
             answer = status_error_response(reason.value, root.ids.correlation_id())
         headers = [(k.encode(), v.encode()) for k, v in answer.headers]
-        if root.seed is not None:  # seeded transcripts carry sandbox time, refusals too
-            headers.append((b"Date", datetimeToString(int(root.clock.now().timestamp()))))
+        headers.append((b"Date", http_date(root.clock).encode()))  # refusals too
         return Refusal(answer.status, answer.body, headers)
 
     limits = replace(limits or ListenerLimits(), max_body_bytes=MAX_BODY_BYTES)

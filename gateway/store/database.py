@@ -15,6 +15,14 @@ before the commit that holds their writes is on disk, so durability is unchanged
 gateway still commits each interaction alone. PostgreSQL keeps one transaction per
 interaction (it has its own group commit, and several processes share it).
 
+Reads that write nothing (``run_read``) skip the queue: on SQLite they run on a reader
+thread of their own over a second connection (WAL lets it read while the writer commits),
+each statement its own snapshot; on PostgreSQL in autocommit, one round trip per
+statement instead of three (BEGIN, the statement, COMMIT).
+
+Each database thread keeps its connection for its whole life (no pool checkout per
+interaction): the writer's and the reader's on SQLite, one per pool thread on PostgreSQL.
+
 Tests of the engine construct ``Database(url, reactor, threaded=False)``: interactions then
 run synchronously on the calling thread (SQLite in memory or in a temp file), so a test
 driven by ``task.Clock`` needs no threads and no wall clock.
@@ -22,6 +30,7 @@ driven by ``task.Clock`` needs no threads and no wall clock.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -32,10 +41,9 @@ from urllib.parse import quote
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from gateway.metrics import NO_METRICS, Metrics
 
@@ -79,16 +87,20 @@ def read_only_sqlite_url(url: str) -> str:
     return f"sqlite:///file:{quote(os.path.abspath(path))}?mode=ro{immutable}&uri=true"
 
 
-def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False,
+                reads: bool = False) -> Engine:
     """An engine configured for its dialect (SQLite: WAL, busy timeout, FKs on).
 
     ``read_only``: every transaction is read-only (PostgreSQL ``SET TRANSACTION READ
     ONLY``; SQLite opened with ``mode=ro``, see :func:`read_only_sqlite_url`). Tools that
     only read (``klarna-gateway journal``) use it so they cannot change or create anything.
+    ``reads``: a SQLite engine for a process's reader thread: no write lock at BEGIN.
     """
     url = normalise_url(url)
     if read_only:
         return _read_only_engine(url, pool_size)
+    if reads:
+        return _reader_engine(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -109,7 +121,21 @@ def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False) -> Eng
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+    # Each database thread keeps one pooled connection; the overflow serves everything else
+    # (schema checks at start, tools sharing the Database).
+    return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+
+
+def _reader_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # autocommit: each statement is its own snapshot
+        dbapi_conn.execute("PRAGMA busy_timeout=30000")
+        dbapi_conn.execute("PRAGMA query_only=ON")
+
+    return engine
 
 
 def _read_only_engine(url: str, pool_size: int) -> Engine:
@@ -136,10 +162,6 @@ def _read_only_engine(url: str, pool_size: int) -> Engine:
     return engine
 
 
-def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
-    return threading.Thread(*args, daemon=True, **kwargs)
-
-
 def _is_retryable(e: DBAPIError) -> bool:
     code = getattr(getattr(e, "orig", None), "sqlstate", None)
     if code in _RETRYABLE_PG_CODES:
@@ -149,16 +171,84 @@ def _is_retryable(e: DBAPIError) -> bool:
 
 @dataclass
 class _Queued:
-    """One interaction waiting for the SQLite writer thread."""
+    """One interaction waiting for a database thread."""
 
     desc: str
     fn: Callable[..., Any]
     args: tuple[Any, ...]
+    #: It only reads (a SQLite batch runs it in the batch's transaction like any other).
+    read: bool = False
     done: defer.Deferred[Any] = field(default_factory=defer.Deferred)
 
 
+_STOP = object()
+
+
+class _Lane:
+    """Database threads fed by one queue; results go back to the reactor.
+
+    Why not Twisted's ``ThreadPool``: handing a call over through its team, coordinator and
+    worker objects cost more CPU than the journal's whole transaction (the profile of
+    journal v1 had thread hand-offs at a tenth of the gateway's CPU). Here a call is one
+    ``SimpleQueue.put`` (C) on the way in and one ``callFromThread`` on the way out, and
+    ``run`` may take every call waiting at once (``batch``: the SQLite writer commits them
+    together). Threads are daemons: a process that never reached ``stop`` still exits (an
+    interrupted transaction is rolled back by the database).
+    """
+
+    def __init__(self, name: str, reactor: Any, threads: int,
+                 run: Callable[[list[_Queued]], list[tuple[bool, Any]]],
+                 batch: Callable[[], int] = lambda: 1) -> None:
+        self._name, self._reactor, self._run, self._batch = name, reactor, run, batch
+        self._count = threads
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if not self._threads:
+            self._threads = [threading.Thread(target=self._loop, name=f"{self._name}-{i}",
+                                              daemon=True) for i in range(self._count)]
+            for t in self._threads:
+                t.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        threads, self._threads = self._threads, []
+        for _ in threads:
+            self._queue.put(_STOP)
+        for t in threads:
+            t.join(timeout)
+
+    def submit(self, item: _Queued) -> defer.Deferred[Any]:
+        self._queue.put(item)
+        return item.done
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            most = self._batch()
+            while len(batch) < most:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    self._queue.put(_STOP)  # this thread's stop: after this batch
+                    break
+                batch.append(more)
+            outcomes = self._run(batch)
+            self._reactor.callFromThread(_fire, batch, outcomes)
+
+
+def _fire(batch: list[_Queued], outcomes: list[tuple[bool, Any]]) -> None:
+    for item, (ok, value) in zip(batch, outcomes):
+        (item.done.callback if ok else item.done.errback)(value)
+
+
 class Database:
-    """An engine plus the thread pool its interactions run on."""
+    """An engine plus the database threads its interactions run on."""
 
     #: Most interactions one SQLite commit carries (bounds how long a batch holds the lock).
     max_batch = 64
@@ -172,33 +262,99 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.threaded = threaded
         self._reactor = reactor
-        threads_max = 1 if self.is_sqlite else pool_size
-        self._pool = ThreadPool(minthreads=1, maxthreads=threads_max, name="gateway-db")
-        # Daemon threads: a process (or a test) that never reached stop() must still exit;
-        # an interrupted transaction is rolled back by the database.
-        self._pool.threadFactory = _daemon_thread  # type: ignore[assignment]
         self._started = False
-        self._queue: list[_Queued] = []
-        self._queue_lock = threading.Lock()
-        self._writer_busy = False
+        self._local = threading.local()
+        self._kept: list[Connection] = []
+        self._kept_lock = threading.Lock()
+        self._generation = 0
+        if self.is_sqlite:  # one writer, committing in groups
+            self._writer = _Lane("gateway-db", reactor, 1, self._run_batch,
+                                 lambda: self.max_batch)
+        else:  # PostgreSQL: a thread per pooled connection, one transaction per interaction
+            self._writer = _Lane("gateway-db", reactor, pool_size, self._run_each)
+        self._reader: _Lane | None = None
+        self._read_engine: Engine | None = None
+        if self.is_sqlite and threaded and sqlite_path(self.url) is not None:
+            self._read_engine = make_engine(self.url, read_only=read_only, reads=True)
+            self._reader = _Lane("gateway-db-read", reactor, 1, self._run_reads)
 
     def start(self) -> None:
         if not self._started and self.threaded:
-            self._pool.start()
+            self._writer.start()
+            if self._reader is not None:
+                self._reader.start()
             self._started = True
 
     def stop(self) -> None:
         if self._started:
-            self._pool.stop()
+            self._writer.stop()
+            if self._reader is not None:
+                self._reader.stop()
             self._started = False
+        with self._kept_lock:
+            kept, self._kept = self._kept, []
+        for conn in kept:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing at shutdown: nothing left to save
+                pass
         self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
+
+    def _connection(self, engine: Engine) -> Connection | None:
+        """The calling database thread's connection to ``engine``, kept for the thread's
+        life; None on any other thread (the CLI, the tests' inline database)."""
+        if not threading.current_thread().name.startswith("gateway-db"):
+            return None
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "generation", 0) != self._generation:
+            self._forget_connection()  # dispose() since: connect afresh
+            conn = None
+        if conn is None or conn.closed or conn.invalidated:
+            conn = engine.connect()
+            self._local.conn = conn
+            self._local.generation = self._generation
+            with self._kept_lock:
+                self._kept.append(conn)
+        return conn
+
+    def dispose(self) -> None:
+        """Drop every connection: pooled ones now, the database threads' own at their next
+        interaction (each thread closes its own)."""
+        self._generation += 1
+        self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
+
+    def _forget_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._kept_lock:
+                if conn in self._kept:
+                    self._kept.remove(conn)
+            try:
+                conn.invalidate()
+            except Exception:  # noqa: BLE001 - it is being dropped because it failed
+                pass
 
     def run_sync(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in a transaction on the calling thread (CLI, migrations)."""
+        """Run ``fn(conn, *args)`` in a transaction on the calling thread (CLI, migrations,
+        and the database threads)."""
         for attempt in range(5):
             try:
-                with self.engine.begin() as conn:
-                    return fn(conn, *args)
+                conn = self._connection(self.engine)
+                if conn is None:
+                    with self.engine.begin() as fresh:
+                        return fn(fresh, *args)
+                try:
+                    with conn.begin():
+                        return fn(conn, *args)
+                except DBAPIError as e:
+                    if e.connection_invalidated:
+                        self._forget_connection()
+                    raise
             except DBAPIError as e:
                 if attempt == 4 or not _is_retryable(e):
                     raise
@@ -206,62 +362,86 @@ class Database:
                 time.sleep(0.01 * (2**attempt))
         raise AssertionError("unreachable")
 
+    def _read_sync(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read: no transaction of its own (each statement sees committed data)."""
+        engine = self._read_engine or self.engine
+        conn = self._connection(engine)
+        if conn is None:
+            with self.engine.connect() as fresh:
+                return fn(fresh, *args)
+        autocommit = not self.is_sqlite  # PostgreSQL: no BEGIN/COMMIT round trips
+        try:
+            if autocommit:
+                conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+            return fn(conn, *args)
+        except DBAPIError as e:
+            if e.connection_invalidated:
+                self._forget_connection()
+            raise
+        finally:
+            if not conn.invalidated:
+                if conn.in_transaction():
+                    conn.rollback()
+                if autocommit:
+                    conn.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+    async def run_read(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)``, which only reads, outside the writer's queue."""
+        started = self._reactor.seconds()
+        try:
+            if not self.threaded:
+                return self._read_sync(desc, fn, *args)
+            self.start()
+            item = _Queued(desc, fn, args, read=True)
+            lane = self._reader or self._writer
+            return await lane.submit(item)  # type: ignore[no-any-return]
+        finally:
+            self.metrics.database(desc, self._reactor.seconds() - started)
+
     async def run_interaction(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in one transaction on the database thread pool (or, when
-        not ``threaded``, right here: tests on a fake clock)."""
+        """Run ``fn(conn, *args)`` in one transaction on a database thread (or, when not
+        ``threaded``, right here: tests on a fake clock)."""
         started = self._reactor.seconds()
         try:
             if not self.threaded:
                 return self.run_sync(desc, fn, *args)
             self.start()
-            if self.is_sqlite:
-                return await self._enqueue(desc, fn, args)
-            return await threads.deferToThreadPool(self._reactor, self._pool, self.run_sync,
-                                                   desc, fn, *args)
+            return await self._writer.submit(_Queued(desc, fn, args))  # type: ignore[no-any-return]
         finally:
             self.metrics.database(desc, self._reactor.seconds() - started)
 
-    def _enqueue(self, desc: str, fn: Callable[..., T],
-                 args: tuple[Any, ...]) -> defer.Deferred[T]:
-        item = _Queued(desc, fn, args)
-        with self._queue_lock:
-            self._queue.append(item)
-            start_writer = not self._writer_busy
-            self._writer_busy = True
-        if start_writer:
-            self._pool.callInThread(self._drain_queue)
-        return item.done
+    # -- what the threads run ------------------------------------------------------------------
 
-    def _drain_queue(self) -> None:
-        """The writer thread: commit queued interactions in batches until none are left."""
-        while True:
-            with self._queue_lock:
-                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-                if not batch:
-                    self._writer_busy = False
-                    return
-            outcomes = self._run_batch(batch)
-            self.metrics.committed(len(batch))
-            for item, (ok, value) in zip(batch, outcomes):
-                fire = item.done.callback if ok else item.done.errback
-                self._reactor.callFromThread(fire, value)
+    def _run_reads(self, batch: list[_Queued]) -> list[tuple[bool, Any]]:
+        return [_outcome(self._read_sync, item) for item in batch]
+
+    def _run_each(self, batch: list[_Queued]) -> list[tuple[bool, Any]]:
+        """PostgreSQL: one transaction per interaction (it has its own group commit, and
+        several processes share it)."""
+        return [_outcome(self._read_sync if item.read else self.run_sync, item)
+                for item in batch]
 
     def _run_batch(self, batch: list[_Queued]) -> list[tuple[bool, Any]]:
-        """Run ``batch`` in one transaction; each outcome is (succeeded, result or failure).
+        """SQLite: run ``batch`` in one transaction; each outcome is (succeeded, result or
+        failure).
 
         A lone interaction runs as :meth:`run_sync` does. When BEGIN or COMMIT itself fails
         (another process holds the lock too long), every interaction failed, none applied.
         """
+        self.metrics.committed(len(batch))
         if len(batch) == 1:
-            item = batch[0]
-            try:
-                return [(True, self.run_sync(item.desc, item.fn, *item.args))]
-            except BaseException:  # noqa: BLE001 - handed to the caller's Deferred
-                return [(False, Failure())]
+            return [_outcome(self.run_sync, batch[0])]
         try:
             return self.run_sync("batch", _run_in_savepoints, batch)
         except BaseException:  # noqa: BLE001 - even SystemExit: never leave callers waiting
             return [(False, Failure())] * len(batch)
+
+
+def _outcome(run: Callable[..., Any], item: _Queued) -> tuple[bool, Any]:
+    try:
+        return True, run(item.desc, item.fn, *item.args)
+    except BaseException:  # noqa: BLE001 - handed to the caller's Deferred
+        return False, Failure()
 
 
 def _run_in_savepoints(conn: Connection, batch: list[_Queued]) -> list[tuple[bool, Any]]:

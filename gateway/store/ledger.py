@@ -15,12 +15,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.model import (
-    CaptureEffect, Credit, EntryState, Invoice, LedgerOrigin, MoneyKind, RefundEffect,
-    Reservation, StepState,
+    CaptureEffect, Credit, Invoice, LedgerOrigin, MoneyKind, RefundEffect, Reservation,
+    StepState,
 )
 from gateway.store import models as m
 from gateway.store import rows
 from gateway.store.mapping import next_number
+from gateway.store.sql import Sql, is_postgresql, one, run
 
 _I, _C, _J, _S = m.invoices, m.credits, m.journal, m.journal_steps
 _SEL_BY_INVNO = select(_I).where(and_(_I.c.eid == bindparam("b_eid"),
@@ -38,7 +39,7 @@ _SEL_REFUND_IDS = select(_C.c.refund_id).where(_C.c.order_id == bindparam("b_ord
 _SEL_UNRESOLVED = select(_S.c.money, func.count()).select_from(
     _S.join(_J, _J.c.id == _S.c.journal_id)).where(and_(
         _J.c.order_id == bindparam("b_order"), _J.c.id != bindparam("b_id"),
-        _J.c.state == EntryState.PENDING.value, _S.c.state == StepState.PLANNED.value,
+        _J.c.phase.in_(("running", "released")), _S.c.state == StepState.PLANNED.value,
         )).group_by(_S.c.money)
 
 
@@ -72,44 +73,64 @@ def unresolved_money(conn: Connection, order_id: str, journal_id: int) -> dict[M
 
 
 # -- recording what a journaled step did ----------------------------------------------
+#
+# Each runs inside the transaction that marks its step done (``journal.record_outcome``),
+# only when that step was not done before, so a capture or refund is booked once.
+
+#: A new invoice for the capture under the invno issued with the step; a capture that a read
+#: adopted before our answer arrived is ours: it takes our invno.
+_RECORD_CAPTURE = Sql("""
+INSERT INTO invoices (eid, invno, reservation_id, order_id, capture_id, captured_amount,
+  refunded_amount, lines_json, refunded_qty_json, adopted, journal_id, created_at, origin)
+VALUES (:eid, :invno, :rid, :order_id, :capture_id, :amount, 0, :lines, '{}', :no,
+  :jid, :now, 'gateway')
+ON CONFLICT (order_id, capture_id) DO UPDATE SET invno = excluded.invno, adopted = :no,
+  journal_id = excluded.journal_id, origin = 'gateway'
+WHERE invoices.adopted = :yes AND invoices.invno <> excluded.invno""")
 
 
 def record_capture(conn: Connection, now: float, eid: int, journal_id: int,
                    effect: CaptureEffect, body: dict[str, Any], capture_id: str) -> None:
-    """A new invoice for the capture, under the invno issued when the step was planned."""
-    existing = conn.execute(_SEL_BY_CAPTURE, {"b_order": effect.order_id,
-                                              "b_capture": capture_id}).first()
-    if existing is not None:
-        if existing.invno != effect.invno and existing.adopted:
-            # Adopted by a read before our answer arrived: it is ours; give it our invno.
-            conn.execute(update(_I).where(_I.c.id == existing.id).values(
-                invno=effect.invno, adopted=False, journal_id=journal_id,
-                origin=LedgerOrigin.GATEWAY.value))
-        return
-    conn.execute(_I.insert(), {
-        "eid": eid, "invno": effect.invno, "reservation_id": effect.reservation_id,
+    run(conn, _RECORD_CAPTURE, {
+        "eid": eid, "invno": effect.invno, "rid": effect.reservation_id,
         "order_id": effect.order_id, "capture_id": capture_id,
-        "captured_amount": int(body["captured_amount"]), "refunded_amount": 0,
-        "lines_json": rows.dumps(body.get("order_lines") or []), "refunded_qty_json": "{}",
-        "adopted": False, "journal_id": journal_id, "created_at": now,
-        "origin": LedgerOrigin.GATEWAY.value})
+        "amount": int(body["captured_amount"]),
+        "lines": rows.dumps(body.get("order_lines") or []), "no": False, "yes": True,
+        "jid": journal_id, "now": now})
+
+
+_RECORD_CREDIT = Sql("""
+INSERT INTO credits (eid, invoice_id, order_id, refund_id, credno, refunded_amount, lines_json,
+  adopted, journal_id, created_at, origin)
+VALUES (:eid, :invoice_id, :order_id, :refund_id, :credno, :amount, :lines, :no, :jid, :now,
+  'gateway')
+ON CONFLICT (order_id, refund_id) DO NOTHING""")
+_INVOICE_FOR_UPDATE = {
+    False: Sql("SELECT id, refunded_qty_json FROM invoices WHERE id = :id"),
+    True: Sql("SELECT id, refunded_qty_json FROM invoices WHERE id = :id FOR UPDATE")}
 
 
 def record_refund(conn: Connection, now: float, eid: int, journal_id: int,
                   effect: RefundEffect, body: dict[str, Any], refund_id: str) -> None:
     """A credit on the effect's invoice, and the invoice's refunded totals."""
-    if conn.execute(_SEL_CREDIT_BY_REFUND, {"b_order": effect.order_id,
-                                            "b_refund": refund_id}).first() is not None:
-        return
-    invoice = conn.execute(select(_I).where(_I.c.id == effect.invoice_id)
-                           .with_for_update()).one()
     lines = body.get("order_lines") or []
-    conn.execute(_C.insert().values(
-        eid=eid, invoice_id=invoice.id, order_id=effect.order_id, refund_id=refund_id,
-        credno=str(effect.credno or ""), refunded_amount=int(body["refunded_amount"]),
-        lines_json=rows.dumps(lines), adopted=False, journal_id=journal_id, created_at=now,
-        origin=LedgerOrigin.GATEWAY.value))
-    add_refund_to_invoice(conn, invoice, int(body["refunded_amount"]), lines)
+    amount = int(body["refunded_amount"])
+    if run(conn, _RECORD_CREDIT, {
+            "eid": eid, "invoice_id": effect.invoice_id, "order_id": effect.order_id,
+            "refund_id": refund_id, "credno": str(effect.credno or ""), "amount": amount,
+            "lines": rows.dumps(lines), "no": False, "jid": journal_id,
+            "now": now}).rowcount != 1:
+        return  # recorded before (adopted, or an earlier runner)
+    iid, qty_json = one(conn, _INVOICE_FOR_UPDATE[is_postgresql(conn)],
+                        {"id": effect.invoice_id})
+    add_refund_to_invoice(conn, _Qty(iid, qty_json), amount, lines)
+
+
+class _Qty:
+    """The two columns :func:`add_refund_to_invoice` reads."""
+
+    def __init__(self, id: int, refunded_qty_json: str) -> None:  # noqa: A002
+        self.id, self.refunded_qty_json = id, refunded_qty_json
 
 
 def qty_by_reference(lines: list[dict[str, Any]]) -> dict[str, int]:
@@ -155,6 +176,9 @@ def adopt(conn: Connection, now: float, reservation: Reservation,
         _adopt_captures(conn, now, reservation, captures, invno_start)
     new_refunds = [] if pending.get(MoneyKind.REFUND) else \
         _adopt_refunds(conn, now, reservation, refunds)
+    if new_invnos or new_refunds:  # what the ledger knows of the order moved
+        conn.execute(update(m.reservations).where(m.reservations.c.id == reservation.id)
+                     .values(version=m.reservations.c.version + 1, updated_at=now))
     return new_invnos, new_refunds
 
 

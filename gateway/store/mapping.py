@@ -6,13 +6,14 @@ processes are database constraints (unique (eid, rno) and (eid, order_id)).
 """
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, or_, select, text, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.model import Reservation
 from gateway.store import models as m
 from gateway.store import rows
+from gateway.store.sql import Sql, one
 
 _R = m.reservations
 _SEL_BY_RNO = select(_R).where(and_(_R.c.eid == bindparam("b_eid"), _R.c.rno == bindparam("b_rno")))
@@ -20,21 +21,23 @@ _SEL_BY_ORDER = select(_R).where(and_(_R.c.eid == bindparam("b_eid"),
                                       _R.c.order_id == bindparam("b_order")))
 _SEL_BY_ID = select(_R).where(_R.c.id == bindparam("b_id"))
 _UPD_STATUS = update(_R).where(_R.c.id == bindparam("b_id")).values(
-    status=bindparam("b_status"), updated_at=bindparam("b_now"))
+    status=bindparam("b_status"), updated_at=bindparam("b_now"), version=_R.c.version + 1)
 _LOCK = update(_R).where(and_(
     _R.c.id == bindparam("b_id"),
     or_(_R.c.lock_token.is_(None), _R.c.lock_until < bindparam("b_now"),
         _R.c.lock_token == bindparam("b_tok")))).values(lock_token=bindparam("b_tok"),
-                                                        lock_until=bindparam("b_until"))
+                                                        lock_until=bindparam("b_until"),
+                                                        version=_R.c.version + 1)
 _UNLOCK = update(_R).where(and_(_R.c.id == bindparam("b_id"),
                                 _R.c.lock_token == bindparam("b_tok"))).values(
-    lock_token=None, lock_until=None)
+    lock_token=None, lock_until=None, version=_R.c.version + 1)
 _RENEW = update(_R).where(and_(_R.c.id == bindparam("b_id"),
                                _R.c.lock_token == bindparam("b_tok"))).values(
     lock_until=bindparam("b_until"))
-_SEL_COUNTER = select(m.counters.c.next_value).where(m.counters.c.name == bindparam("b_name"))
-_UPD_COUNTER = update(m.counters).where(m.counters.c.name == bindparam("b_name")).values(
-    next_value=bindparam("b_next"))
+#: One statement per number: the counter row moved on, the number it held returned.
+_TAKE_COUNTER = Sql("UPDATE counters SET next_value = next_value + 1 WHERE name = :name "
+                    "RETURNING next_value - 1")
+_NEXTVAL = {name: Sql(f"SELECT nextval('{name}_seq')") for name in ("rno", "invno")}
 
 
 class ReservationConflictError(Exception):
@@ -49,15 +52,14 @@ def next_number(conn: Connection, name: str, start: int) -> str:
     The configured ``start`` is an offset, so the first number handed out is ``start``.
     """
     if conn.dialect.name == "postgresql":
-        n = conn.execute(text(f"SELECT nextval('{name}_seq')")).scalar_one()
+        n = one(conn, _NEXTVAL[name])[0]
     else:
-        row = conn.execute(_SEL_COUNTER, {"b_name": name}).first()
+        row = one(conn, _TAKE_COUNTER, {"name": name})
         if row is None:
             n = 1
             conn.execute(m.counters.insert().values(name=name, next_value=2))
         else:
-            n = row.next_value
-            conn.execute(_UPD_COUNTER, {"b_name": name, "b_next": n + 1})
+            n = row[0]
     return str(start + int(n) - 1)
 
 
@@ -139,13 +141,13 @@ def set_facts(conn: Connection, now: float, rid: int, status: str | None, ref1: 
     """What the gateway last read of the order: its status and merchant references."""
     conn.execute(update(_R).where(_R.c.id == rid).values(
         status=status, merchant_ref1=ref1 or None, merchant_ref2=ref2 or None,
-        updated_at=now))
+        updated_at=now, version=_R.c.version + 1))
 
 
 def set_refs(conn: Connection, now: float, rid: int, ref1: str | None, ref2: str | None
              ) -> None:
     """Merchant references a call just changed (None: unchanged)."""
-    values: dict[str, object] = {"updated_at": now}
+    values: dict[str, object] = {"updated_at": now, "version": _R.c.version + 1}
     if ref1 is not None:
         values["merchant_ref1"] = ref1 or None
     if ref2 is not None:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -61,6 +62,10 @@ reservations = Table(
     # The order's merchant_reference1/2 as last read (the merchant's own order id).
     Column("merchant_ref1", String(255), nullable=True),
     Column("merchant_ref2", String(255), nullable=True),
+    # Moves whenever the gateway changes what it knows of the order (its lease taken or
+    # released, a capture, refund or status recorded, captures adopted): a call reads the
+    # order before claiming anything and commits its intent only if this has not moved.
+    Column("version", Integer, nullable=False, server_default="0"),
     UniqueConstraint("eid", "rno", name="uq_reservations_eid_rno"),
     UniqueConstraint("eid", "order_id", name="uq_reservations_eid_order"),
 )
@@ -131,37 +136,38 @@ journal = Table(
     Column("eid", BigInteger, nullable=False),
     Column("method", String(64), nullable=False),
     Column("fingerprint", String(64), nullable=False),
-    # Equal to fingerprint while the entry is in flight (and during the coalescing window
-    # after success); NULL otherwise. Unique: two identical calls cannot both be in flight,
-    # in one process or in several.
-    Column("inflight", String(64), nullable=True, unique=True),
     Column("call_json", Text, nullable=False),
     Column("rno", String(64), nullable=True),
     Column("invno", String(64), nullable=True),
     Column("order_id", String(255), nullable=True),
-    Column("state", String(16), nullable=False),  # pending | done | failed
+    # Where the call stands (gateway.engine.binding.Phase); changed only by compare-and-set
+    # on ``token``, which every change renews (a lease token while running, a delivery
+    # token while replying).
+    Column("phase", String(16), nullable=False),
+    Column("token", String(64), nullable=True),
+    # running: the lease's end; replying: the end of the delivery grace.
+    Column("until", Float, nullable=True),
+    # When the phase last changed (undelivered: when the reply was last handed over).
+    Column("phase_at", Float, nullable=False),
     Column("reply_json", Text, nullable=True),
     Column("fault_code", Integer, nullable=True),
     Column("fault_string", Text, nullable=True),
     Column("notes_json", Text, nullable=True),  # v2/REST differences met on this call
-    Column("lease_token", String(64), nullable=True),
-    Column("lease_until", Float, nullable=True),
+    # History, read by no decision: how many runners held the entry, and when a reply of
+    # it reached a client's connection.
     Column("attempts", Integer, nullable=False, default=0),
-    # Set when a client was told 9119 ("retry the same call"): until then an identical
-    # call continues or replays this entry, however late the retry comes.
-    Column("retry_until", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
-    # When the reply was written to the client's connection; NULL: not (yet) delivered.
     Column("delivered_at", Float, nullable=True),
-    # Set when a success is handed to its client's connection, until its delivery (or its
-    # failure) is recorded: an identical call arriving meanwhile waits for that outcome
-    # instead of taking the reply for its own (an ERP's immediate second parcel).
-    Column("delivering_until", Float, nullable=True),
 )
-Index("ix_journal_state", journal.c.state)
+Index("ix_journal_phase", journal.c.phase)
 Index("ix_journal_order", journal.c.order_id)
 Index("ix_journal_fingerprint", journal.c.fingerprint)
+#: At most one entry per fingerprint is bound (an identical call belongs to it): the rule
+#: that keeps two identical calls from both running, in one process or several.
+_BOUND = text("phase IN ('running', 'released', 'replying', 'undelivered')")
+Index("ux_journal_bound", journal.c.fingerprint, unique=True, sqlite_where=_BOUND,
+      postgresql_where=_BOUND)
 # Journal search (gateway.store.search): one merchant's calls newest first, and the numbers
 # and times migration teams filter by (migration 0003).
 Index("ix_journal_eid_id", journal.c.eid, journal.c.id)

@@ -133,7 +133,7 @@ class _snapshot:
 def _refuse_live(conn: Connection, now: float) -> None:
     j, r = m.journal, m.reservations
     live = conn.execute(select(func.count()).select_from(j).where(
-        j.c.state == "pending", j.c.lease_until > now)).scalar_one()
+        j.c.phase.in_(("running", "replying")), j.c.until > now)).scalar_one()
     locked = conn.execute(select(func.count()).select_from(r).where(
         r.c.lock_until > now)).scalar_one()
     if live or locked:

@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
+from gateway.binding import Phase
 from gateway.model import (
-    Credit, EntryState, Invoice, JournalEntry, Reservation, Step, StepState, effect_from_json,
+    Credit, Invoice, JournalEntry, Reservation, Step, StepState, effect_from_json,
 )
 from gateway.store import models as m
 
@@ -63,11 +64,10 @@ def entry(conn: Connection, row: Any, *, with_steps: bool = True) -> JournalEntr
         if with_steps else ()
     return JournalEntry(
         id=row.id, eid=row.eid, method=row.method, fingerprint=row.fingerprint,
-        call=json.loads(row.call_json), state=EntryState(row.state),
+        call=json.loads(row.call_json), phase=Phase(row.phase),
         reply=loads(row.reply_json), fault_code=row.fault_code,
-        fault_string=row.fault_string, order_id=row.order_id, lease_until=row.lease_until,
+        fault_string=row.fault_string, order_id=row.order_id,
         created_at=row.created_at, updated_at=row.updated_at, invno=row.invno, rno=row.rno,
-        notes=loads(row.notes_json) or [], steps=steps, delivered_at=row.delivered_at,
-        delivering_until=row.delivering_until,
-        attempts=row.attempts or 0,
+        notes=loads(row.notes_json) or [], steps=steps, token=row.token, until=row.until,
+        phase_at=row.phase_at, delivered_at=row.delivered_at, attempts=row.attempts or 0,
     )

@@ -37,12 +37,29 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Migrate to the newest schema; returns (before, after) revisions."""
+    """Migrate to the newest schema; returns (before, after) revisions.
+
+    SQLite changes a table's columns by copying it into a new table and dropping the old
+    one (Alembic's batch mode); with foreign keys enforced, dropping the journal while its
+    steps reference it fails. So, as SQLite's own procedure for schema changes says, keys
+    are not enforced during the migration and checked as a whole before it commits."""
     before = current_revision(engine)
     cfg = _alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # no-op inside a transaction
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise SchemaError(f"the migration would break references: {broken}")
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
     with engine.begin() as conn:
         if conn.execute(select(meta.c.value).where(meta.c.key == "install_id")).first() is None:
             conn.execute(meta.insert().values(key="install_id", value=str(uuid.uuid4())))

@@ -102,7 +102,7 @@ def _conditions(conn: Connection, q: JournalQuery) -> list[ColumnElement[bool]]:
         c.append(or_(*(merchant_ref(conn, k) == q.merchant_order_id
                        for k in MERCHANT_REF_KEYS)))
     if q.state is not None:
-        c.append(_J.c.state == q.state.value)
+        c.append(_J.c.phase.in_([p.value for p in q.state.phases]))
     if q.fault_code is not None:
         c.append(_J.c.fault_code == q.fault_code)
     if q.since is not None:

@@ -22,11 +22,12 @@ from gateway.model import (
 from gateway.store import imports, journal, ledger, mapping, recurring, search
 from gateway.store import models as m
 from gateway.store.database import Database
-from gateway.store.journal import Begin, Fence, Outcome
+from gateway.binding import DELIVERY_GRACE_SECONDS
+from gateway.store.delivery import DeliveryReports
 from gateway.store.mapping import ReservationConflictError
 from gateway.store.search import JournalPage, JournalQuery
 
-__all__ = ["Begin", "Fence", "Outcome", "ReservationConflictError", "Store"]
+__all__ = ["ReservationConflictError", "Store"]
 
 T = TypeVar("T")
 
@@ -41,10 +42,36 @@ class Store:
         self.rno_start = rno_start
         self.invno_start = invno_start
         self._install_id: str | None = None
+        self.reports = DeliveryReports(self.flush_reports, clock)
 
     async def _run(self, desc: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One write transaction; it carries the delivery reports waiting (they wait again
+        if it fails)."""
         now = self.clock.seconds()
-        return await self.db.run_interaction(desc, lambda conn: fn(conn, now, *args, **kwargs))
+        marks = self.reports.take()
+
+        def interaction(conn: Connection) -> T:
+            journal.apply_marks(conn, marks)
+            return fn(conn, now, *args, **kwargs)
+        try:
+            return await self.db.run_interaction(desc, interaction)
+        except BaseException:
+            self.reports.put_back(marks)
+            raise
+
+    def report(self, mark: journal.Mark) -> None:
+        """A reply's delivery report, written with this process's next transaction."""
+        self.reports.add(mark)
+
+    async def flush_reports(self) -> None:
+        """Write the waiting delivery reports now (a journal read, an identical call waiting
+        for one, shutdown)."""
+        if self.reports.waiting:
+            await self._run("delivery_reports", _nothing)
+
+    async def _read(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
+        now = self.clock.seconds()
+        return await self.db.run_read(desc, lambda conn: fn(conn, now, *args))
 
     # -- meta ----------------------------------------------------------------------------
 
@@ -142,86 +169,83 @@ class Store:
         return await self._run("map_recurring_token", recurring.map_token, eid,
                                recurring_token, customer_token, origin)
 
-    # -- journal -------------------------------------------------------------------------
+    # -- journal: a call's path ----------------------------------------------------------
 
-    async def begin_call(self, *, eid: int, method: str, fingerprint: str,
-                         call: dict[str, Any], token: str, lease_seconds: float,
-                         retry_window: float, rno: str | None = None,
-                         invno: str | None = None) -> Begin:
-        """Claim the call (or join its identical twin) and, when it runs, resolve its
-        reservation and take the order lease in the same transaction."""
-        until = self.clock.seconds() + lease_seconds
-        return await self._run("begin_call", _begin, eid=eid, method=method,
-                               fingerprint=fingerprint, call=call, rno=rno, invno=invno,
-                               token=token, until=until, retry_window=retry_window)
+    async def read_call(self, q: journal.CallQuery) -> journal.CallView:
+        """The binding of a call's fingerprint and the order it names (no write)."""
+        return await self._read("read_call", journal.read_call, q)
 
-    async def resolve(self, begin: Begin, eid: int, rno: str | None, invno: str | None,
-                      token: str, lease_seconds: float) -> Begin:
+    async def record_intent(self, intent: journal.Intent) -> journal.Intended:
+        """The new entry, its steps and their keys, and the order lease, before any request
+        is sent (raises ``OrderMovedError``/``TwinBoundError``, nothing written)."""
+        install_id = await self.install_id()
+        return await self._run("record_intent", journal.record_intent, intent, install_id,
+                               {"rno": self.rno_start, "invno": self.invno_start})
+
+    def finishing(self, reply_json: str, delivery: str | None) -> journal.Finish:
+        """How an entry finishes now: its reply handed to its client under ``delivery``
+        for the delivery grace (None: nobody waits for it)."""
+        grace = None if delivery is None else self.clock.seconds() + DELIVERY_GRACE_SECONDS
+        return journal.Finish(reply_json, delivery, grace)
+
+    async def record_outcome(self, done: journal.StepDone) -> bool:
+        """A step's success with its ledger rows and, fenced, the entry's outcome or lease."""
+        return await self._run("record_outcome", journal.record_outcome, done)
+
+    async def finish(self, held: Any, reply_json: str, delivery: str | None) -> bool:
+        """The outcome of an entry whose steps were all recorded already (fenced)."""
+        return await self._run("finish", _finish_only, held.entry_id, held.token,
+                               held.reservation_id, self.finishing(reply_json, delivery))
+
+    async def record_answer(self, answered: journal.Answered) -> int:
+        return await self._run("record_answer", journal.record_answer, answered)
+
+    async def seen(self, journal_id: int) -> journal.Seen:
+        """An entry's binding and outcome (a waiting twin's poll)."""
+        return await self._read("seen", journal.seen, journal_id)
+
+    async def replay(self, journal_id: int, seen_token: str | None, delivery: str
+                     ) -> journal.Seen | None:
+        grace = self.clock.seconds() + DELIVERY_GRACE_SECONDS
+        return await self._run("replay", journal.replay, journal_id, seen_token, delivery,
+                               grace)
+
+    async def expire(self, journal_id: int, seen_token: str | None) -> bool:
+        """End the binding of an entry whose reply was never collected in its window."""
+        return await self._run("expire", journal.expire, journal_id, seen_token)
+
+    async def take_over(self, journal_id: int, seen_token: str | None, token: str,
+                        lease_seconds: float) -> JournalEntry | None:
         until = self.clock.seconds() + lease_seconds
-        return await self._run("resolve", journal.resolve, begin, eid, rno, invno, token,
+        return await self._run("take_over", journal.take_over, journal_id, seen_token, token,
                                until)
 
-    async def lock_order(self, reservation: Reservation, journal_id: int, token: str,
-                         lease_seconds: float) -> dict[str, Any] | None:
-        """Take the order lease; the reservation's invoices and the unresolved money of other
-        entries on its order (``invoices``, ``unresolved``), or None while it is busy."""
+    async def lease_order(self, reservation: Reservation, journal_id: int, token: str,
+                          lease_seconds: float) -> journal.OrderView | None:
         until = self.clock.seconds() + lease_seconds
-        return await self._run("lock_order", journal.lock_order, reservation, journal_id,
+        return await self._run("lease_order", journal.lease_order, reservation, journal_id,
                                token, until)
 
+    async def release(self, journal_id: int, token: str, reservation_id: int | None) -> bool:
+        return await self._run("release", journal.release, journal_id, token, reservation_id)
+
+    async def fail(self, journal_id: int, token: str, reservation_id: int | None, code: int,
+                   fault: str) -> bool:
+        return await self._run("fail", journal.fail, journal_id, token, reservation_id, code,
+                               fault)
+
+    async def known_ids(self, reservation: Reservation, kind: str) -> set[str]:
+        """The capture or refund ids the ledger holds for the order (``kind``: "captures",
+        "refunds"; anything else: none)."""
+        if kind == "captures":
+            return {i.capture_id for i in await self.invoices_for(reservation.id)}
+        if kind == "refunds":
+            return await self.known_refund_ids(reservation.order_id)
+        return set()
+
     async def get_entry(self, journal_id: int) -> JournalEntry:
-        return await self._run("get_entry", _no_now(journal.get), journal_id)
-
-    async def plan_steps(self, fence: Fence, lease_seconds: float, *, entry: JournalEntry,
-                         order_id: str, steps: Sequence[Any], allocate_invno: bool,
-                         notes: Sequence[str], allocate_rno: bool = False,
-                         reply: Callable[[str | None, str | None], Any] | None = None,
-                         ) -> JournalEntry:
-        """Commit the steps and their keys (and issue the invno, or the rno of an order the
-        steps create) before any is sent, with the reply they will earn
-        (``reply(invno, rno)``), so a resumed entry answers the same."""
-        install_id = await self.install_id()
-        until = self.clock.seconds() + lease_seconds
-        return await self._run("plan_steps", _plan, fence, until, entry=entry,
-                               order_id=order_id, steps=steps, install_id=install_id,
-                               allocate_invno=allocate_invno, invno_start=self.invno_start,
-                               allocate_rno=allocate_rno, rno_start=self.rno_start,
-                               notes=notes, reply=reply)
-
-    async def complete_step(self, step_journal_id: int, step: int, status: int,
-                            result: dict[str, Any], *, fence: Fence,
-                            finish: Outcome | None = None,
-                            renew_seconds: float | None = None) -> bool:
-        """Record a step's success (never fenced: it happened), then, fenced, either the
-        call's outcome (``finish``) or a lease renewal for the next step. Returns False
-        when the lease was lost (the success is recorded all the same)."""
-        until = None if renew_seconds is None else self.clock.seconds() + renew_seconds
-        return await self._run("complete_step", _complete, step_journal_id, step, status,
-                               result, fence, finish, until)
-
-    async def finish_call(self, journal_id: int, outcome: Outcome, *,
-                          fence: Fence | None = None) -> bool:
-        return await self._run("finish_call", journal.finish, fence, journal_id, outcome)
-
-    async def release_lease(self, fence: Fence) -> None:
-        await self._run("release_lease", journal.release, fence)
-
-    async def mark_delivered(self, journal_id: int) -> bool:
-        """The call's reply reached its client: the binding of identical calls ends."""
-        return await self._run("mark_delivered", journal.delivered, journal_id)
-
-    async def mark_replaying(self, journal_id: int) -> None:
-        """A finished call's reply is about to be handed to a twin that joined it in flight."""
-        await self._run("mark_replaying", journal.replaying, journal_id)
-
-    async def mark_undelivered(self, journal_id: int) -> bool:
-        """The call's reply could not be written: the next identical call gets it."""
-        return await self._run("mark_undelivered", journal.undelivered, journal_id)
-
-    async def take_over(self, journal_id: int, token: str, lease_seconds: float,
-                        ) -> JournalEntry | None:
-        until = self.clock.seconds() + lease_seconds
-        return await self._run("take_over", journal.take_over, journal_id, token, until)
+        await self.flush_reports()
+        return await self._read("get_entry", _no_now(journal.get), journal_id)
 
     async def unfinished_entries(self, eid: int | None = None,
                                  since: float | None = None) -> list[JournalEntry]:
@@ -236,12 +260,14 @@ class Store:
         return await self._run("schema_revision", _no_now(_revision))
 
     async def journal_for(self, eid: int, *, limit: int = 50) -> list[JournalEntry]:
-        return await self._run("journal_for", _no_now(journal.recent), eid, limit)
+        await self.flush_reports()
+        return await self._read("journal_for", _no_now(journal.recent), eid, limit)
 
     # -- read-only search (admin API, console, ``journal`` CLI) ---------------------------
 
     async def search_journal(self, query: JournalQuery) -> JournalPage:
         """One page of matching journal entries (newest first) with their REST steps."""
+        await self.flush_reports()
         return await self._run("search_journal", search.journal, query)
 
     async def find_reservations(self, text: str, *, eid: int | None = None,
@@ -275,35 +301,12 @@ def _install_id(conn: Connection, now: float) -> str:
     return str(row.value)
 
 
-def _begin(conn: Connection, now: float, *, rno: str | None, invno: str | None, token: str,
-           until: float, **claim: Any) -> Begin:
-    begin = journal.claim(conn, now, rno=rno, invno=invno, token=token, until=until, **claim)
-    if begin.action is not journal.Action.RUN:
-        return begin
-    return journal.resolve(conn, now, begin, claim["eid"], rno, invno, token, until)
+def _finish_only(conn: Connection, now: float, journal_id: int, token: str,
+                 reservation_id: int | None, finish: journal.Finish) -> bool:
+    owned = journal.finish_entry(conn, now, journal_id, token, finish)
+    journal.release_order(conn, now, reservation_id, token)
+    return owned
 
 
-def _plan(conn: Connection, now: float, fence: Fence, until: float, *, allocate_invno: bool,
-          invno_start: int, allocate_rno: bool, rno_start: int,
-          reply: Callable[[str | None, str | None], Any] | None, **kwargs: Any
-          ) -> JournalEntry:
-    invno = mapping.next_number(conn, "invno", invno_start) if allocate_invno else None
-    rno = mapping.next_number(conn, "rno", rno_start) if allocate_rno else None
-    entry = kwargs["entry"]
-    planned = None if reply is None else reply(invno or entry.invno, rno or entry.rno)
-    return journal.plan(conn, now, fence, until, invno=invno, rno=rno, reply=planned, **kwargs)
-
-
-def _complete(conn: Connection, now: float, journal_id: int, step: int, status: int,
-              result: dict[str, Any], fence: Fence, finish: Outcome | None,
-              until: float | None) -> bool:
-    journal.complete_step(conn, now, journal_id, step, status, result)
-    if finish is not None:
-        return journal.finish(conn, now, fence, journal_id, finish)
-    if until is not None:
-        try:
-            with conn.begin_nested():
-                journal.renew(conn, now, fence, until)
-        except journal.LeaseLostError:
-            return False
-    return True
+def _nothing(conn: Connection, now: float) -> None:
+    """A transaction that only carries the delivery reports."""

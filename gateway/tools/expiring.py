@@ -22,7 +22,6 @@ import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
 from twisted.internet import defer, task
@@ -31,7 +30,7 @@ from twisted.logger import Logger
 from gateway.config import Config
 from gateway.metrics import Metrics
 from gateway.model import Reservation
-from gateway.om.client import OmClient, OmError, RestResponseError, RestTransportError, order_path
+from gateway.om.client import OmClient, OmError, RestResponseError, http_date_seconds
 
 log = Logger()
 T = TypeVar("T")
@@ -99,16 +98,8 @@ def parse_iso(text: str) -> datetime:
 
 def klarna_time(headers: Mapping[str, str], fallback: float) -> float:
     """Klarna's time of an answer (its ``Date`` header), else ``fallback``."""
-    text = headers.get("date")
-    if text:
-        try:
-            moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return fallback
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        return moment.timestamp()
-    return fallback
+    moment = http_date_seconds(headers.get("date"))
+    return fallback if moment is None else moment
 
 
 def om_error_text(e: OmError) -> str:
@@ -223,14 +214,13 @@ async def scan(config: Config, om: OmClient, reservations: Sequence[Reservation]
         if merchant is None:
             return Unreadable(res, f"eid {res.eid} is not configured")
         try:
-            resp = await om.request(merchant, "GET", order_path(res.order_id),
-                                    deadline=clock.seconds() + read_seconds)
-            if not isinstance(resp.body, dict):
-                raise RestTransportError("order body is not a JSON object")
-            status = resp.body.get("status")
+            order = await om.get_order(merchant, res.order_id,
+                                       deadline=clock.seconds() + read_seconds)
+            status = order.get("status")
             if status in FINAL_STATUSES:
                 return res, str(status)
-            return expiring_item(res, resp.body, klarna_time(resp.headers, clock.seconds()))
+            now = order.klarna_time
+            return expiring_item(res, order, clock.seconds() if now is None else now)
         except OmError as e:
             return Unreadable(res, om_error_text(e))
         except ValueError as e:

@@ -61,7 +61,7 @@ async def explain(parts: Components, body: bytes) -> Explanation:
     config = parts.config
     method, params = parse_method_call(body, max_depth=config.gateway.max_xml_depth)
     authed = parts.authenticator.authenticate(method, params)
-    call, spec = authed.call, authed.spec
+    call, spec = authed.call, parts.registry.spec(method)  # planned as served, not counted
     ref = spec.ref(call)
     store = parts.store
     invoice = None

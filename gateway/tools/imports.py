@@ -183,7 +183,7 @@ def _json_line(where: str, kind: ImportKind, item: Any, config: Config) -> Line:
 def checked(where: str, kind: ImportKind, values: dict[str, Any], config: Config) -> Line:
     """A row whose fields are well formed and whose eid is configured, or its problem."""
     eid = values.get("eid")
-    if isinstance(eid, str) and eid.strip().isdigit():
+    if isinstance(eid, str) and eid.strip().isascii() and eid.strip().isdigit():
         eid = int(eid)
     if not isinstance(eid, int) or isinstance(eid, bool) or config.merchant(eid) is None:
         return Line(where, kind, values, problem=f"eid {values.get('eid')!r} is not a "

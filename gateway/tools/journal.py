@@ -87,12 +87,17 @@ def decode_cursor(text: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise FilterError("cursor", "not a cursor this gateway issued") from None
     number = raw[len(_CURSOR_PREFIX):]
-    if not raw.startswith(_CURSOR_PREFIX) or not number.isdigit() or len(number) > 18:
+    if not raw.startswith(_CURSOR_PREFIX) or not _whole(number) or len(number) > 18:
         raise FilterError("cursor", "not a cursor this gateway issued")
     return int(number)
 
 
 # -- parsing -----------------------------------------------------------------------------
+
+
+def _whole(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes "²", which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def _text(value: str, name: str) -> str:
@@ -127,7 +132,7 @@ def parse_query(params: Mapping[str, str], *, formats: tuple[str, ...] = FORMATS
     given = {k: v for k, v in params.items() if v is not None and v != ""}
     kw: dict[str, Any] = {}
     if "eid" in given:
-        if not given["eid"].isdigit() or not 0 < int(given["eid"]) < 10**15:
+        if not _whole(given["eid"]) or not 0 < int(given["eid"]) < 10**15:
             raise FilterError("eid", "must be a positive integer")
         kw["eid"] = int(given["eid"])
         if eid is not None and kw["eid"] != eid:
@@ -143,7 +148,7 @@ def parse_query(params: Mapping[str, str], *, formats: tuple[str, ...] = FORMATS
         if name in given:
             kw[name] = parse_time(given[name], name)
     limit = given.get("limit", str(DEFAULT_LIMIT))
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+    if not _whole(limit) or not 1 <= int(limit) <= MAX_LIMIT:
         raise FilterError("limit", f"must be an integer from 1 to {MAX_LIMIT}")
     kw["limit"] = int(limit)
     if "cursor" in given:

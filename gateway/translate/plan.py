@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.model import (
-    CaptureEffect, Effect, Invoice, MoneyKind, OrderCreatedEffect, Reservation, money_kind,
+    CaptureEffect, Effect, Invoice, KlarnaOrder, MoneyKind, OrderCreatedEffect, Reservation,
+    money_kind,
 )
+from gateway.translate.text import TextRepair
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class Plan:
     #: What the plan worked out for the reply (an amount, an address, a status), for calls
     #: that read rather than change; the call's ``reply`` formats it.
     answer: Any = None
+    #: Mis-encoded free text found in the call (``gateway.calls.text_repair``): each is also
+    #: one of ``notes``; what the ``klarna_gateway_text_repairs_total`` metric counts.
+    repairs: tuple[TextRepair, ...] = ()
 
     @property
     def allocate_invno(self) -> bool:
@@ -83,8 +88,19 @@ class OrderContext:
     invoices: tuple[Invoice, ...] = ()
     invoice: Invoice | None = None  # the invoice a credit/email call names
     extra: Mapping[str, Any] = field(default_factory=dict)
-    #: The gateway's clock (epoch seconds) when the call is planned (time-bound v2 rules).
+    #: The gateway's clock (epoch seconds) when the call is planned.
     now: float | None = None
+    #: Klarna's clock (epoch seconds) when the order was read: the ``Date`` of the answer.
+    #: Every rule that compares a time with one of the order's own timestamps
+    #: (``created_at``, ``expires_at``) reads this, never ``now``. Left unset, it is the
+    #: order's ``klarna_time`` when the order is a :class:`~gateway.model.KlarnaOrder` (what
+    #: the REST client's ``get_order`` returns), else the gateway's clock (``now``).
+    klarna_now: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.klarna_now is None:
+            answered = self.order.klarna_time if isinstance(self.order, KlarnaOrder) else None
+            object.__setattr__(self, "klarna_now", self.now if answered is None else answered)
 
     @property
     def order_id(self) -> str:

@@ -30,6 +30,7 @@ listener speaks HTTP/1.x only, so no HTTP/2 connection escapes the bounds.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 log = Logger(namespace="gateway.web")
+
+#: ``(timestamp, request) -> str``: one access log line (Twisted's ``logFormatter``).
+LogFormatter = Callable[[str, Any], str]
 
 #: Seconds between two "connections refused over the cap" log lines, so a flood of
 #: connections does not become a flood of log lines.
@@ -389,10 +393,13 @@ class GuardedSite(server.Site):
         request_class: type[server.Request] = GuardedRequest,
         parse_form_bodies: bool = False,
         reactor: IReactorTime | None = None,
+        log_formatter: LogFormatter | None = None,
     ) -> None:
         factory_kwargs: dict[str, Any] = {"timeout": limits.idle_timeout_seconds}
         if reactor is not None:
             factory_kwargs["reactor"] = reactor
+        if log_formatter is not None:
+            factory_kwargs["logFormatter"] = log_formatter
         super().__init__(resource, requestFactory=_guarded_request_class(request_class),
                          parsePOSTFormSubmission=parse_form_bodies, **factory_kwargs)
         self.limits = limits
@@ -465,6 +472,7 @@ def guarded_site(
     request_class: type[server.Request] = GuardedRequest,
     parse_form_bodies: bool = False,
     reactor: IReactorTime | None = None,
+    log_formatter: LogFormatter | None = None,
 ) -> GuardedSite:
     """A ``Site`` serving ``resource`` within ``limits``; listen on it as on any ``Site``.
 
@@ -484,12 +492,15 @@ def guarded_site(
             ``request.args``.
         reactor: the reactor for timeouts (tests may pass a ``Clock``); the global one when
             omitted.
+        log_formatter: ``(timestamp, request) -> str``, the access log line (Twisted's
+            ``logFormatter``: e.g. to keep credentials a query may carry out of the log);
+            Twisted's combined log format when omitted.
     """
     limits = limits if limits is not None else ListenerLimits()
     _warn_if_fd_limit_is_low(limits)
     return GuardedSite(resource, limits, authorize=authorize, refusal=refusal,
                        request_class=request_class, parse_form_bodies=parse_form_bodies,
-                       reactor=reactor)
+                       reactor=reactor, log_formatter=log_formatter)
 
 
 def _warn_if_fd_limit_is_low(limits: ListenerLimits) -> None:

@@ -249,7 +249,7 @@ async def test_discrepancies_and_pending_change_nothing(gwc: Harness) -> None:
     stale = await make_call(store, eid=1234, method="extend_expiry_date",
                             call={"rno": made["rno"]}, rno=made["rno"])
     gwc.gateway.parts.db.run_sync("lapse", lambda c: c.exec_driver_sql(
-        f"UPDATE journal SET lease_until = NULL, lease_token = NULL WHERE id = {stale}"))
+        f"UPDATE journal SET until = 0 WHERE id = {stale}"))  # its runner died
     code, page, _ = await fetch(gwc, "/console/pending")
     unresolved, running_part = page.split("<h2>Running")
     assert f'id="call-{stale}"' in unresolved and f'id="call-{running}"' in running_part

@@ -38,8 +38,8 @@ async def test_no_slot_within_the_budget_is_9119_at_once_and_nothing_sent(
     """One request every 4 s, four at once after a quiet spell: two orders are created
     (one request each) and the first is activated (GET + POST); the second activation, a
     moment later, cannot have its first request within its 2 s budget: 9119 in well under a
-    second, its order untouched, its entry resumable. Merchant 5678 (no limit) activates
-    meanwhile without waiting."""
+    second, its order untouched, nothing planned in its journal entry. Merchant 5678 (no
+    limit) activates meanwhile without waiting."""
     h = await start_gateway(f"sqlite:///{tmp_path}/gw.db",
                             _limited(0.25, 4, retry_budget_seconds=2.0))
     try:
@@ -57,10 +57,13 @@ async def test_no_slot_within_the_budget_is_9119_at_once_and_nothing_sent(
         assert time.monotonic() - started < 2.0
         engine = create_engine(f"sqlite:///{tmp_path}/gw.db")
         with engine.connect() as conn:
-            states = conn.execute(text("SELECT state FROM journal WHERE rno = :r"),
-                                  {"r": second["rno"]}).scalars().all()
+            entries = conn.execute(text(
+                "SELECT j.phase, j.fault_code, count(s.step) FROM journal j LEFT JOIN "
+                "journal_steps s ON s.journal_id = j.id WHERE j.rno = :r GROUP BY j.id"),
+                {"r": second["rno"]}).all()
         engine.dispose()
-        assert states == ["pending"]
+        # nothing was planned, so nothing is left to continue: the retry starts afresh
+        assert [tuple(e) for e in entries] == [("failed", 9119, 0)]
     finally:
         await h.gateway.stop()
 

@@ -146,3 +146,31 @@ async def test_a_lost_answer_is_replayed_to_the_identical_retry(gw: Harness) -> 
     ops = await gw.operations(mapping["order_id"])
     assert len(mutations(ops, "/captures")) == 1
     assert json.dumps(answer, ensure_ascii=True)  # plain JSON strings, as the clients need
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_503_after_the_order_was_created_is_replayed_to_the_retry_at_once(
+        gw: Harness) -> None:
+    """The order is created but its activation does not finish (Klarna answers 503 to the
+    capture for the whole budget): the client gets 503, and the created reservation's reply
+    is recorded undelivered. The identical retry is given that reservation at once (not
+    after the delivery grace) and continues the activation: one order, one capture."""
+    import time
+
+    await make_token(gw, "ct-503")
+    engine = gw.gateway.engine
+    assert engine is not None
+    engine.budget = 1.5  # the activation gives up well inside the creation's delivery grace
+    await gw.fault(method="POST", path="/captures$", action="fail", status=503, times=1000)
+    e = await threads.deferToThread(create_error, gw.url, "ct-503", v2_order(True))
+    assert e.code == 503 and "created" in e.json["internal_message"]
+    await gw.clear_faults()
+    started = time.monotonic()
+    answer = await threads.deferToThread(create, gw.url, "ct-503", v2_order(True))
+    assert time.monotonic() - started < 1.5  # before: waited out the 5 s delivery grace
+    mapping = await gw.mapping(1234, answer["reservation"])
+    assert [i["invno"] for i in mapping["invoices"]] == [answer["invoice"]]
+    assert len(mutations(await gw.operations(mapping["order_id"]), "/captures")) == 1
+    resp = await treq.get(f"{gw.admin}/v1/journal?eid=1234&method=recurring_order",
+                          headers=ADMIN)
+    assert len((await resp.json())["entries"]) == 1  # one purchase, its reply replayed

@@ -21,7 +21,7 @@ from gateway.engine.decisions import GIVE_UP_QUIET_SECONDS
 from gateway.errors import FaultCode, GatewayError
 from gateway.legacy.values import ArtNo
 from gateway.model import EntryState
-from gateway.store.journal import DELIVERY_GRACE_SECONDS
+from gateway.binding import DELIVERY_GRACE_SECONDS
 from tests.engine.world import Process, World
 
 PY = "python:api:3.1.0"
@@ -154,8 +154,9 @@ def _start_until_planned(world: World, proc: Process, call: Activate) -> defer.D
 def test_takeover_and_fencing_of_a_suspended_runner(world: World) -> None:
     """Process A journals a capture and sends it, then is suspended (its clock stops) past
     its lease. Process B takes the entry over and completes it with the same key. When A
-    wakes, Klarna replays the one capture to it, and A's fenced finish writes nothing:
-    one capture, one invoice, B's outcome."""
+    wakes, Klarna replays the one capture to it, and A's fenced finish writes nothing: it
+    answers 9119 (B owns the outcome; the client's retry is given it): one capture, one
+    invoice, B's outcome."""
     b = world.process()
     rno = world.create_order(b)
     a_clock = task.Clock()
@@ -172,18 +173,21 @@ def test_takeover_and_fencing_of_a_suspended_runner(world: World) -> None:
     assert world.run(b.parts.engine.resume(entry), b) == "done"
     finished = world.run(b.parts.store.get_entry(1), b)
     # A wakes up: its request reaches Klarna (replayed: same key) and it tries to finish.
-    reply_a = world.drive(d_a, a).reply
-    assert reply_a == finished.reply == ["ok", "9000000000"]
+    with pytest.raises(GatewayError) as info:
+        world.drive(d_a, a)
+    assert info.value.fault_code == FaultCode.TIMEOUT
+    assert finished.reply == ["ok", "9000000000"]
     assert world.captures_applied(rno, b) == 1
     res = world.run(b.parts.store.get_reservation(1234, rno), b)
     assert [i.invno for i in world.run(b.parts.store.invoices_for(res.id), b)] == ["9000000000"]
     assert world.run(b.parts.store.get_entry(1), b).updated_at == finished.updated_at
 
 
-def test_a_runner_taken_over_before_planning_sends_nothing(world: World) -> None:
-    """A claims the call, then stalls before planning (its GET unanswered) past its lease;
-    recovery ends the entry (nothing was sent). When A wakes, its fenced plan fails: it
-    answers 9119 and never sends a capture."""
+def test_a_runner_stalled_before_its_intent_never_sends_late(world: World) -> None:
+    """A reads the order, then stalls before journaling its intent (its GET unanswered)
+    while its client gives up and retries on process B: B captures, its reply is
+    delivered. When A wakes past its budget it answers 9119 and sends nothing: one capture
+    (a call never sends after its client may have given up)."""
     b = world.process()
     rno = world.create_order(b)
     a_clock = task.Clock()
@@ -195,13 +199,13 @@ def test_a_runner_taken_over_before_planning_sends_nothing(world: World) -> None
     d_a = defer.ensureDeferred(a.parts.engine.run(world.config.merchant(1234),
                                                   REGISTRY.spec_for(call), call))
     assert not d_a.called  # waiting for its GET order
-    world.clock.advance(a.parts.engine.lease_seconds + 1)
-    [entry] = world.run(b.parts.store.unfinished_entries(), b)
-    assert world.run(b.parts.engine.resume(entry), b) == "failed"
+    assert run_call(world, b, call)[0] == "ok"  # the client's retry, on B
+    a_clock.advance(a.parts.engine.budget + 1)  # A wakes: its budget is spent
     with pytest.raises(GatewayError) as info:
         world.drive(d_a, a)
     assert info.value.fault_code == FaultCode.TIMEOUT
-    assert world.captures_applied(rno, b) == 0
+    assert world.captures_applied(rno, b) == 1
+    assert not world.run(b.parts.store.unfinished_entries(), b)
 
 
 def test_an_immediate_repeat_waits_for_the_delivery_of_the_first_reply(world: World) -> None:

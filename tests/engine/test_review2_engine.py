@@ -59,21 +59,22 @@ def fault_of(world: World, proc: Process, call: Any) -> GatewayError:
     return info.value
 
 
-def test_a_reply_delivered_by_a_runner_that_lost_its_lease_ends_the_binding(world: World
-                                                                           ) -> None:
-    """A stalled runner whose fenced finish failed still answers its client (the capture
-    is real); that delivery must end the binding like any other.
+def test_a_runner_that_lost_its_lease_never_hands_over_a_reply_it_does_not_own(
+        world: World) -> None:
+    """A stalled runner whose fenced finish failed records its capture (it happened) but
+    answers 9119: the entry's owner answers. The client's retry gets the owner's reply, and
+    the merchant's deliberate second parcel after that is a second capture.
 
     1. Process A sends ``activate 1 x ART-1``; Klarna applies it, the answer is slow and A
        stalls past its lease.
     2. Process B (recovery) takes the entry over and re-sends with the same key (replayed);
-       its answer is slow too, so the entry is still pending when
-    3. A wakes, records the capture, fails its fenced finish, and answers its client
-       ``["ok", invno]``: delivered. ``journal.delivered`` ignores a pending entry.
-    4. B finishes: DONE, ``delivered_at`` NULL, still bound.
-    5. The merchant ships a second parcel: the identical call, deliberately, after its
-       first reply was delivered. It must be a second capture with a new invno; instead
-       it is answered with the first reply: one parcel never captured.
+       its answer is slow too, so the entry is still running when
+    3. A wakes, records the capture, fails its fenced finish: 9119 ("being completed
+       elsewhere"), no reply handed over.
+    4. B finishes: ``undelivered`` (nobody waited for its reply), still bound.
+    5. The client retries: the reply is replayed (the same invno, one capture), delivered.
+    6. The second parcel, deliberately: a second capture with a new invno.
+    (Journal v1 let A hand over the reply; the deliberate second call was then swallowed.)
     """
     b = world.process()
     rno = world.create_order(b)
@@ -96,14 +97,15 @@ def test_a_reply_delivered_by_a_runner_that_lost_its_lease_ends_the_binding(worl
         b.agent.flush()
         world.clock.advance(0)
     assert not d_b.called
-    # A wakes: its delayed answer is there; it records the capture and answers its client.
-    answer_a = world.drive(d_a, a)
-    assert answer_a.reply == ["ok", "9000000000"]
-    world.run(a.parts.engine.delivered(answer_a), a)
+    # A wakes: its delayed answer is there; it records the capture but owns no outcome.
+    with pytest.raises(GatewayError) as info:
+        world.drive(d_a, a)
+    assert info.value.fault_code == FaultCode.TIMEOUT
     assert world.drive(d_b, b) == "done"
-    # The second parcel, sent after the first reply was delivered.
     assert world.captures_applied(rno, b) == 1
-    second = run_call(world, b, call)
+    assert run_call(world, b, call) == ["ok", "9000000000"]  # the retry: replayed
+    assert world.captures_applied(rno, b) == 1
+    second = run_call(world, b, call)  # the second parcel, after the reply was delivered
     assert world.captures_applied(rno, b) == 2, \
         f"the deliberate second call was answered {second} from the first operation"
     assert second == ["ok", "9000000001"]

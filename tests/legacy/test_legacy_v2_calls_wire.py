@@ -374,11 +374,17 @@ def test_address_decode_in_activate_reservation_is_the_13_key_struct() -> None:
 def test_journaled_call_is_rebuilt_exactly_for_recovery(path: Path) -> None:
     """Recovery rebuilds a call from its journal JSON: every new call type round-trips
     (addresses, goods with exact Decimal percentages, shipinfo, optional ints)."""
-    from gateway.engine.decisions import call_json, fingerprint
+    import json
+
+    from gateway.engine.claim import Ticket
     from gateway.legacy.values import from_json
 
     method, params = parse_method_call(path.read_bytes())
     call = decode_call(method, params)
-    data = {k: v for k, v in call_json(call).items() if k != "method"}
-    rebuilt = from_json(REGISTRY.spec(method).call_type, data)
-    assert rebuilt == call and fingerprint(rebuilt) == fingerprint(call)
+    spec = REGISTRY.spec(method)
+    journaled = Ticket.of(spec, call, 0.0, 0.0)
+    data = {k: v for k, v in json.loads(journaled.call_json).items() if k != "method"}
+    rebuilt = from_json(spec.call_type, data)
+    again = Ticket.of(spec, rebuilt, 0.0, 0.0)
+    assert rebuilt == call and again.fingerprint == journaled.fingerprint
+    assert again.call_json == journaled.call_json

@@ -10,8 +10,8 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from gateway.om.client import (
-    DeadlineExceededError, OmClient, RestResponseError, RestTransportError, created_id,
-    order_path,
+    DeadlineExceededError, OmClient, OmResponse, RestResponseError, RestTransportError,
+    created_id, order_path,
 )
 
 
@@ -37,6 +37,11 @@ async def test_capture_id_from_headers_and_get_order(sandbox: Any, om: OmClient)
     cid = created_id(resp, "capture")
     order = await om.get_order(m, order_id)
     assert order["captures"][0]["capture_id"] == cid
+    # ...stamped with Klarna's clock: the Date of the answer, the sandbox's (moved) time
+    await sandbox.advance(7 * 86400)
+    later = await om.get_order(m, order_id)
+    assert later == order and later.klarna_time is not None and order.klarna_time is not None
+    assert 7 * 86400 <= later.klarna_time - order.klarna_time <= 7 * 86400 + 5
 
 
 @pytest_twisted.ensureDeferred
@@ -92,3 +97,15 @@ async def test_hang_times_out_and_deadline_ends_retries(sandbox: Any, om: OmClie
         await om.get_order(merchant(sandbox), order_id, deadline=start + 2.5)
     assert isinstance(e.value.last, RestTransportError)
     assert 2.0 <= reactor.seconds() - start <= 3.5
+
+
+@pytest.mark.parametrize("header, seconds", [
+    ("Thu, 01 Jan 2026 12:00:00 GMT", 1767268800.0),
+    ("Thu, 01 Jan 2026 13:00:00 +0100", 1767268800.0),
+    ("Thu, 01 Jan 2026 12:00:00", 1767268800.0),
+    ("", None), (None, None), ("yesterday", None), ("Thu, 99 Foo 2026", None),
+])
+def test_klarnas_time_is_the_date_header_of_its_answer(header: str | None,
+                                                       seconds: float | None) -> None:
+    resp = OmResponse(200, {"date": header} if header is not None else {}, {})
+    assert resp.klarna_time == seconds

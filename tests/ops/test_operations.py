@@ -76,7 +76,7 @@ async def test_metrics_after_sdk_calls(gw: Harness) -> None:
     assert _value(text, 'klarna_gateway_rest_retries_total{endpoint="/ordermanagement/v1/'
                         'orders/{id}/release-remaining-authorization",method="POST"}') >= 1
     assert _value(text, "klarna_gateway_journal_pending_entries") == 1  # the 9119'd cancel
-    assert 'klarna_gateway_database_seconds_count{interaction="begin_call"}' in text
+    assert 'klarna_gateway_database_seconds_count{interaction="read_call"}' in text
     assert invno not in text and "sandbox-secret" not in text
 
 
@@ -293,7 +293,7 @@ async def test_readyz_flips_when_the_database_goes_away(gw_pg: Harness) -> None:
     assert resp.code == 503 and (await resp.json())["database"] != "ok"
     await threads.deferToThread(execute, "ALTER TABLE av_moved RENAME TO alembic_version")
     assert (await treq.get(f"{gw_pg.admin}/readyz")).code == 200
-    engine.dispose()
+    gw_pg.gateway.parts.db.dispose()  # type: ignore[union-attr]
     real_connect = engine.pool._creator  # type: ignore[attr-defined]
 
     def refuse() -> Any:

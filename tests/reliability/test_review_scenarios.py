@@ -151,13 +151,14 @@ async def test_a_capture_klarna_never_applied_is_given_up(gw: Harness) -> None:
     entry = await _pending_entry(gw, "activate")
     engine = gw.gateway.engine
     assert engine is not None
-    saved = engine.give_up_seconds, engine.give_up_quiet_seconds
+    steps = engine.steps
+    saved = steps.give_up_seconds, steps.quiet_seconds
     # "seventeen minutes later": past give_up_seconds and its quiet period
-    engine.give_up_seconds, engine.give_up_quiet_seconds = 0.0, 0.0
+    steps.give_up_seconds, steps.quiet_seconds = 0.0, 0.0
     try:
         assert await engine.resume(entry) == "failed"
     finally:
-        engine.give_up_seconds, engine.give_up_quiet_seconds = saved
+        steps.give_up_seconds, steps.quiet_seconds = saved
     await gw.clear_faults()
     _, invno = await gw.call(other.activate, created["rno"])
     assert invno

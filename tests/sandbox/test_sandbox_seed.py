@@ -206,7 +206,7 @@ async def test_errors_do_not_shift_other_id_streams():
 
 @pytest_twisted.ensureDeferred
 async def test_unseeded_sandbox_keeps_real_time():
-    """Without a seed the clock ticks from the wall clock and Date is real time."""
+    """Without a seed the clock ticks from the wall clock (and Date follows it)."""
     sandbox = await start_sandbox()
     try:
         assert sandbox.resource.seed is None and not sandbox.clock.frozen

@@ -19,8 +19,8 @@ from gateway.model import (
 )
 from gateway.store import schema
 from gateway.store import models as m
-from gateway.store.journal import Fence
 from gateway.store.models import SCHEMA_HEAD
+from tests.store.journal_helpers import intend, succeed
 from tests.store.test_store import Store2, capture_step, stores  # noqa: F401  (fixture)
 
 OK, UNCHANGED, REFUSED = ImportStatus.OK, ImportStatus.UNCHANGED, ImportStatus.REFUSED
@@ -64,13 +64,15 @@ async def test_schema_0003_backfills_origin_from_adopted(stores: Store2) -> None
         cfg.attributes["connection"] = conn
         from alembic import command
         command.downgrade(cfg, "0002")
-    res = await stores.a.register_reservation(1234, "order-1", None, "admin")
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # the rows as that schema's code wrote them
+        conn.exec_driver_sql(
+            "INSERT INTO reservations (id, eid, rno, order_id, origin, created_at, updated_at) "
+            "VALUES (1, 1234, '8000000000', 'order-1', 'admin', 0, 0)")
         for n, adopted in ((1, True), (2, False)):
             conn.exec_driver_sql(
                 "INSERT INTO invoices (eid, invno, reservation_id, order_id, capture_id, "
                 "captured_amount, refunded_amount, lines_json, refunded_qty_json, adopted, "
-                f"created_at) VALUES (1234, 'i{n}', {res.id}, 'order-1', 'c{n}', 1, 0, '[]', "
+                f"created_at) VALUES (1234, 'i{n}', 1, 'order-1', 'c{n}', 1, 0, '[]', "
                 f"'{{}}', {'true' if adopted else 'false'}, 0)")
     assert schema.upgrade(engine) == ("0002", SCHEMA_HEAD)
     assert (await stores.a.get_invoice(1234, "i1")).origin == "adopted"  # type: ignore[union-attr]
@@ -139,13 +141,9 @@ async def test_adopted_capture_is_renumbered_a_told_invno_never(stores: Store2) 
     assert await a.get_invoice(1234, "9000000000") is None
     inv = await a.get_invoice(1234, "123456")
     assert inv is not None and (inv.adopted, inv.origin) == (False, "import")
-    begin = await a.begin_call(eid=1234, method="activate", fingerprint="a" * 64, call={},
-                               token="A", lease_seconds=10, retry_window=3600, rno=None,
-                               invno=None)
-    fence = Fence(begin.entry.id, "A")
-    await a.plan_steps(fence, 10, entry=begin.entry, order_id="order-1",
-                       steps=[capture_step(res, 15000)], allocate_invno=True, notes=())
-    await a.complete_step(begin.entry.id, 1, 201, {"capture_id": "cap-2"}, fence=fence)
+    made, token = await intend(a, res=res, steps=[capture_step(res, 15000)],
+                               allocate_invno=True)
+    await succeed(a, made, token, res, [{"capture_id": "cap-2"}])
     refused(await a.import_row(InvoiceImport(1234, "555", "order-1", "cap-2"), facts()),
             "capture cap-2 already has invoice 9000000001 (issued by the gateway); an invno "
             "the ERP was told is never renumbered")
@@ -161,13 +159,9 @@ async def test_rows_wait_for_legacy_calls_and_unresolved_money(stores: Store2) -
     refused(await a.import_row(InvoiceImport(1234, "100", "order-1", "cap-1"), facts()),
             "a legacy call on order order-1 (rno 8000000000) is in progress")
     await b.release_order_lock(res.id, "call-1")
-    begin = await a.begin_call(eid=1234, method="activate", fingerprint="b" * 64, call={},
-                               token="A", lease_seconds=10, retry_window=3600,
-                               rno=res.rno, invno=None)
-    fence = Fence(begin.entry.id, "A", res.id)
-    await a.plan_steps(fence, 10, entry=begin.entry, order_id="order-1",
-                       steps=[capture_step(res, 35000)], allocate_invno=True, notes=())
-    await a.release_lease(fence)  # the caller got 9119: outcome unknown
+    made, token = await intend(a, res=res, steps=[capture_step(res, 35000)],
+                               allocate_invno=True)
+    await a.release(made.journal_id, token, res.id)  # the caller got 9119: outcome unknown
     refused(await a.import_row(InvoiceImport(1234, "100", "order-1", "cap-1"), facts()),
             "an earlier activation on order order-1 has an unknown outcome")
     assert count(stores, m.invoices) == 0

@@ -4,6 +4,7 @@ migration 0003. Entries are made through the Store facade exactly as the engine 
 """
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -13,11 +14,12 @@ import pytest_twisted
 from sqlalchemy import inspect
 
 from gateway.model import CaptureEffect, EntryState, Reservation, StatusEffect
-from gateway.store.journal import Fence, Outcome
+from gateway.store import journal
 from gateway.store.models import journal as journal_table
 from gateway.store.search import JournalQuery, ReservationScope
 from gateway.store.store import Store
 from gateway.translate.plan import RestStep
+from tests.store.journal_helpers import intend, succeed
 from tests.store.test_store import Store2, stores  # noqa: F401  (the fixture)
 
 T0 = 1_000_000.0
@@ -34,28 +36,38 @@ class World:
     invno: str
 
 
+@dataclass(frozen=True)
+class Outcome:
+    reply: Any = None
+    fault_code: int | None = None
+    fault_string: str | None = None
+
+
 async def make_call(store: Store, *, eid: int, method: str, call: dict[str, Any],
                     rno: str | None = None, invno: str | None = None,
                     steps: tuple[RestStep, ...] = (), order_id: str | None = None,
                     outcome: Outcome | None = None, complete: bool = True,
                     allocate: bool = False, notes: tuple[str, ...] = ()) -> int:
-    token = uuid.uuid4().hex
-    begin = await store.begin_call(eid=eid, method=method, fingerprint=uuid.uuid4().hex,
-                                   call={"method": method, "eid": eid, **call}, token=token,
-                                   lease_seconds=10, retry_window=3600, rno=rno, invno=invno)
-    fence = Fence(begin.entry.id, token)
-    if steps:
-        assert order_id is not None
-        await store.plan_steps(fence, 10, entry=begin.entry, order_id=order_id, steps=steps,
-                               allocate_invno=allocate, notes=notes)
-        if complete:
-            for i, step in enumerate(steps, start=1):
-                result = {"capture_id": f"cap-{begin.entry.id}"} if isinstance(
-                    step.effect, CaptureEffect) else {}
-                await store.complete_step(begin.entry.id, i, 201, result, fence=fence)
-    if outcome is not None:
-        assert await store.finish_call(begin.entry.id, outcome, fence=fence)
-    return begin.entry.id
+    """An entry as the engine journals it: steps committed with their keys, then each
+    step's success and the outcome (or left unfinished); a call without steps is recorded
+    as answered (or refused) at once."""
+    body = {"method": method, "eid": eid, **call}
+    if not steps and outcome is not None:
+        return await store.record_answer(journal.Answered(
+            eid, method, uuid.uuid4().hex, json.dumps(body), rno, invno, order_id,
+            reply_json=None if outcome.reply is None else json.dumps(outcome.reply),
+            fault_code=outcome.fault_code, fault_string=outcome.fault_string, notes=notes))
+    res = None if order_id is None else await store.get_reservation_by_order(eid, order_id)
+    made, token = await intend(store, eid=eid, method=method, res=res, steps=steps,
+                               allocate_invno=allocate, call=call, rno=rno, invno=invno,
+                               notes=notes)
+    if complete and outcome is not None:
+        results = [{"capture_id": f"cap-{made.journal_id}"} if isinstance(
+            st.effect, CaptureEffect) else {} for st in made.steps]
+        owned, _ = await succeed(store, made, token, res, results,
+                                 reply=outcome.reply if outcome else "ok", eid=eid)
+        assert owned
+    return made.journal_id
 
 
 async def build_world(s: Store2) -> World:
@@ -117,7 +129,8 @@ async def test_every_filter(stores: Store2) -> None:  # noqa: F811
     assert await ids_of(s) == sorted(i.values(), reverse=True)
     assert await ids_of(s, eid=5678) == [i["other"]]
     assert await ids_of(s, method="activate") == [i["unknown"], i["activate"]]
-    assert await ids_of(s, rno=w.r1.rno) == [i["refused"], i["activate"]]
+    # The e-mailed invoice's entry carries its reservation's rno (as the engine journals it).
+    assert await ids_of(s, rno=w.r1.rno) == [i["refused"], i["email"], i["activate"]]
     assert await ids_of(s, invno=w.invno) == [i["email"], i["activate"]]
     assert await ids_of(s, order_id="order-1") == [i["email"], i["activate"]]
     assert await ids_of(s, merchant_order_id="ERP-1") == [i["other"], i["activate"]]
@@ -216,5 +229,5 @@ async def test_search_indexes_exist_as_modelled(stores: Store2) -> None:  # noqa
     in_db = {ix["name"]: tuple(ix["column_names"]) for ix in insp.get_indexes("journal")}
     modelled = {ix.name: tuple(c.name for c in ix.columns) for ix in journal_table.indexes}
     assert modelled == {k: v for k, v in in_db.items() if k in modelled}
-    assert set(modelled) == {n for n in in_db if n.startswith("ix_")}
+    assert set(modelled) == {n for n in in_db if n.startswith(("ix_", "ux_"))}
     assert in_db["ix_journal_eid_id"] == ("eid", "id")

@@ -18,12 +18,16 @@ from twisted.internet import reactor, task
 from gateway.store import schema
 from gateway.store.database import Database
 from gateway.store.models import metadata
+from gateway.binding import Arrival, Decision, Phase, decide
 from gateway.model import CaptureEffect, MoneyKind
-from gateway.store.journal import Fence, LeaseLostError, Outcome, idempotency_key
+from gateway.store.journal import (
+    CallQuery, Mark, OrderMovedError, TwinBoundError, idempotency_key,
+)
 from gateway.store.mapping import next_number
 from gateway.store.store import ReservationConflictError, Store
 from gateway.translate.plan import RestStep
 from tests.conftest import make_pg_schema
+from tests.store.journal_helpers import capture_result, intend, succeed
 
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -117,77 +121,110 @@ async def test_numbers_are_unique_across_processes(stores: Store2) -> None:
     assert min(int(n) for n in got) == 9000000000
 
 
+async def reported(store: Store, *marks: Mark) -> None:
+    """Delivery reports, written as the store writes them (with its next transaction)."""
+    for mark in marks:
+        store.report(mark)
+    await store.flush_reports()
+
+
+async def holder(store: Store, fingerprint: str) -> Any:
+    return (await store.read_call(CallQuery(1234, fingerprint))).holder
+
+
 @pytest_twisted.ensureDeferred
 async def test_identical_calls_coalesce_across_processes(stores: Store2) -> None:
-    """Same fingerprint: one runs, the twin (other process) waits; a success whose reply was
-    not delivered replays to the next identical call, a delivered one never does (the next
-    is a new operation); a fault releases at once."""
+    """Same fingerprint: one is bound, the twin (other process) cannot be; a success whose
+    reply was not delivered is replayed (once, under a new delivery token), a delivered one
+    never is (the next is a new operation); a fault ends the binding at once."""
     a, b = stores.a, stores.b
-    kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="f" * 64,
-                              call={"method": "activate"}, lease_seconds=10,
-                              retry_window=3600, rno=None, invno=None)
-    first = await a.begin_call(token="A", **kw)
-    twin = await b.begin_call(token="B", **kw)
-    assert (first.action, twin.action) == ("run", "wait")
-    await a.finish_call(first.entry.id, Outcome(reply=["ok", "9000000000"]))
-    replay = await b.begin_call(token="B", **kw)
-    assert replay.action == "replay" and replay.entry.reply == ["ok", "9000000000"]
-    assert await b.mark_delivered(replay.entry.id)
-    fresh = await b.begin_call(token="B", **kw)
-    assert fresh.action == "run" and fresh.entry.id != first.entry.id
-    await b.finish_call(fresh.entry.id, Outcome(fault_code=9103,
-                                                fault_string="not_allowed_operation: x"))
-    again = await a.begin_call(token="A", **kw)
-    assert again.action == "run" and again.entry.id != fresh.entry.id
+    first, token = await intend(a, fingerprint="f" * 64)
+    with pytest.raises(TwinBoundError):
+        await intend(b, fingerprint="f" * 64)
+    assert (await holder(b, "f" * 64)).binding.phase is Phase.RUNNING
+    _, delivery = await succeed(a, first, token, None, reply=["ok", "9000000000"])
+    assert delivery is not None
+    await reported(a, Mark(first.journal_id, delivery, False, stores.clock.seconds()))
+    bound = await holder(b, "f" * 64)
+    assert bound.binding.phase is Phase.UNDELIVERED
+    seen = await b.replay(bound.id, bound.binding.token, "B1")
+    assert seen is not None and seen.reply_json == '["ok", "9000000000"]'
+    assert await b.replay(bound.id, bound.binding.token, "B2") is None  # once
+    await reported(b, Mark(bound.id, "B1", True, stores.clock.seconds()))
+    assert await holder(b, "f" * 64) is None
+    fresh, token_b = await intend(b, fingerprint="f" * 64)
+    assert fresh.journal_id != first.journal_id
+    assert await b.fail(fresh.journal_id, token_b, None, 9103, "not_allowed_operation: x")
+    again, _ = await intend(a, fingerprint="f" * 64)
+    assert again.journal_id != fresh.journal_id
 
 
 @pytest_twisted.ensureDeferred
-async def test_concurrent_begin_only_one_runs(stores: Store2) -> None:
-    """Both processes claim the same fingerprint at the same instant: exactly one runs."""
-    import asyncio  # noqa: F401  (the two interactions run on two real thread pools)
+async def test_a_late_delivery_report_never_undoes_a_newer_one(stores: Store2) -> None:
+    """The reply was handed over (token T1), the connection closed (undelivered), the retry
+    was given the reply (T2) and it arrived (delivered). A late report about T1 arriving now
+    changes nothing: the binding stays ended."""
+    a = stores.a
+    made, token = await intend(a, fingerprint="l" * 64)
+    _, t1 = await succeed(a, made, token, None)
+    assert t1 is not None
+    now = stores.clock.seconds()
+    await reported(a, Mark(made.journal_id, t1, False, now))
+    assert await a.replay(made.journal_id, t1, "T2") is not None
+    await reported(a, Mark(made.journal_id, "T2", True, now))
+    await reported(a, Mark(made.journal_id, t1, False, now),
+                         Mark(made.journal_id, t1, True, now))
+    entry = await a.get_entry(made.journal_id)
+    assert entry.phase is Phase.DELIVERED and await holder(a, "l" * 64) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_intents_only_one_is_bound(stores: Store2) -> None:
+    """Both processes commit an intent for the same fingerprint at the same instant:
+    exactly one entry is bound, the other intent is refused whole."""
     from twisted.internet import defer
 
-    kw: dict[str, Any] = dict(eid=1234, method="credit_part", fingerprint="c" * 64,
-                              call={}, lease_seconds=10, retry_window=3600)
-    results = await defer.gatherResults([
-        defer.ensureDeferred(stores.a.begin_call(token="A", **kw)),
-        defer.ensureDeferred(stores.b.begin_call(token="B", **kw))])
-    assert sorted(r.action for r in results) == ["run", "wait"]
+    results = await defer.DeferredList([
+        defer.ensureDeferred(intend(stores.a, fingerprint="c" * 64, method="credit_part")),
+        defer.ensureDeferred(intend(stores.b, fingerprint="c" * 64, method="credit_part"))],
+        consumeErrors=True)
+    assert sorted(ok for ok, _ in results) == [False, True]
+    [failure] = [r for ok, r in results if not ok]
+    assert failure.check(TwinBoundError)
 
 
 @pytest_twisted.ensureDeferred
 async def test_lapsed_lease_is_taken_over(stores: Store2) -> None:
-    """A pending entry whose lease lapsed (dead process) is resumed by the next twin."""
-    kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="d" * 64, call={},
-                              lease_seconds=10, retry_window=3600, rno=None, invno=None)
-    first = await stores.a.begin_call(token="A", **kw)
+    """A running entry whose lease lapsed (dead process) is taken over, by one runner only,
+    presenting the token it saw."""
+    first, token = await intend(stores.a, fingerprint="d" * 64)
+    assert await stores.b.take_over(first.journal_id, token, "B", 10) is None  # still live
     stores.clock.advance(11)
-    assert [e.id for e in await stores.b.unfinished_entries()] == [first.entry.id]
-    second = await stores.b.begin_call(token="B", **kw)
-    assert second.action == "run" and second.entry.id == first.entry.id
+    assert [e.id for e in await stores.b.unfinished_entries()] == [first.journal_id]
+    taken = await stores.b.take_over(first.journal_id, token, "B", 10)
+    assert taken is not None and taken.token == "B" and taken.attempts == 2
+    assert await stores.a.take_over(first.journal_id, token, "A2", 10) is None
 
 
 @pytest_twisted.ensureDeferred
 async def test_step_outcome_and_invoice_row_commit_together(stores: Store2) -> None:
-    """Keys are committed with the plan; completing the capture step writes the invoice
-    with the planned invno; completing it again changes nothing."""
+    """Keys are committed with the intent; the capture's success writes the invoice with
+    the invno issued then; recording it again changes nothing."""
     a = stores.a
     res = await a.register_reservation(1234, "order-1", None, "admin")
-    begin = await a.begin_call(eid=1234, method="activate", fingerprint="e" * 64, call={},
-                               token="A", lease_seconds=10, retry_window=3600, rno=None,
-                               invno=None)
-    fence = Fence(begin.entry.id, "A")
-    entry = await a.plan_steps(fence, 10, entry=begin.entry, order_id=res.order_id,
-                               steps=[capture_step(res)], allocate_invno=True, notes=())
-    [step] = entry.steps
+    made, token = await intend(a, res=res, steps=[capture_step(res)], allocate_invno=True)
+    [step] = made.steps
     assert step.state == "planned" and len(step.idempotency_key) == 36
-    same_key = idempotency_key(await a.install_id(), begin.entry.id, 1)
-    assert step.idempotency_key == same_key
-    await a.complete_step(entry.id, 1, 201, {"capture_id": "cap-1"}, fence=fence)
-    await a.complete_step(entry.id, 1, 201, {"capture_id": "cap-1"}, fence=fence)
+    assert step.idempotency_key == idempotency_key(await a.install_id(), made.journal_id, 1)
+    assert (await a.get_entry(made.journal_id)).steps[0].idempotency_key == step.idempotency_key
+    owned, _ = await succeed(a, made, token, res, capture_result(made))
+    assert owned
+    assert not (await succeed(a, made, token, res, capture_result(made)))[0]  # finished
     [inv] = await a.invoices_for(res.id)
     assert isinstance(step.effect, CaptureEffect)
-    assert inv.invno == step.effect.invno == "9000000000" and inv.capture_id == "cap-1"
+    assert inv.invno == step.effect.invno == made.invno == "9000000000"
+    assert inv.capture_id == f"cap-{made.journal_id}"
+    assert (await a.get_reservation(1234, res.rno)).status == "PART_CAPTURED"
 
 
 @pytest_twisted.ensureDeferred
@@ -205,14 +242,9 @@ async def test_adoption_by_id_and_pending_capture_guard(stores: Store2) -> None:
     assert refunds == ["r-1"]
     [inv] = await a.invoices_for(res.id)
     assert inv.refunded_amount == 200 and inv.credits[0].credno == "CR"
-    begin = await a.begin_call(eid=1234, method="activate", fingerprint="g" * 64, call={},
-                               token="A", lease_seconds=10, retry_window=3600, rno=None,
-                               invno=None)
-    fence = Fence(begin.entry.id, "A")
-    await a.plan_steps(fence, 10, entry=begin.entry, order_id=res.order_id,
-                       steps=[capture_step(res)], allocate_invno=True, notes=())
+    made, token = await intend(a, res=res, steps=[capture_step(res)], allocate_invno=True)
     assert await a.adopt(res, [{"capture_id": "cap-2", "captured_amount": 1000}], []) == ([], [])
-    await a.complete_step(begin.entry.id, 1, 201, {"capture_id": "cap-2"}, fence=fence)
+    await succeed(a, made, token, res, [{"capture_id": "cap-2"}])
     assert {i.capture_id: i.adopted for i in await a.invoices_for(res.id)} == {
         "ext-1": True, "cap-2": False}
 
@@ -230,71 +262,73 @@ async def test_order_lease_is_exclusive(stores: Store2) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_intent_commits_only_if_the_order_has_not_moved(stores: Store2) -> None:
+    """The intent takes the order's lease and checks the version its plan read: a call
+    that read the order before another call's intent reads again (nothing written)."""
+    a, b = stores.a, stores.b
+    res = await a.register_reservation(1234, "order-1", None, "admin")
+    seen = (await a.read_call(CallQuery(1234, "m" * 64, rno=res.rno))).order
+    made, token = await intend(b, res=res, steps=[capture_step(res)])
+    with pytest.raises(OrderMovedError):
+        await intend(a, fingerprint="m" * 64, res=res, steps=[capture_step(res)], order=seen)
+    await b.release(made.journal_id, token, res.id)
+    fresh = (await a.read_call(CallQuery(1234, "m" * 64, rno=res.rno))).order
+    assert fresh is not None and fresh.version > seen.version and not fresh.leased(0)
+    assert fresh.unresolved == {MoneyKind.CAPTURE: 1}  # b's capture: outcome unknown
+
+
+@pytest_twisted.ensureDeferred
 async def test_after_9119_the_same_call_stays_bound_for_the_retry_window(stores: Store2) -> None:
     """A client told 9119 may retry late: the identical call replays the operation
     (finished meanwhile by recovery, its reply never delivered) until the retry window."""
     a, clock = stores.a, stores.clock
-    kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="h" * 64, call={},
-                              lease_seconds=10, retry_window=3600, rno=None, invno=None)
-    first = await a.begin_call(token="A", **kw)
-    await a.release_lease(Fence(first.entry.id, "A"))  # the client got 9119
-    assert await a.take_over(first.entry.id, "R", 10)  # recovery finishes it
-    assert await a.finish_call(first.entry.id, Outcome(reply=["ok", "9000000007"]),
-                               fence=Fence(first.entry.id, "R"))
+    first, token = await intend(a, fingerprint="h" * 64)
+    assert await a.release(first.journal_id, token, None)  # the client got 9119
+    entry = await a.get_entry(first.journal_id)
+    taken = await a.take_over(first.journal_id, entry.token, "R", 10)  # recovery
+    assert taken is not None
+    await succeed(a, first, "R", None, reply=["ok", "9000000007"], client=False)
     clock.advance(600)
-    late = await a.begin_call(token="B", **kw)
-    assert late.action == "replay" and late.entry.reply == ["ok", "9000000007"]
+    bound = await holder(a, "h" * 64)
+    assert decide(bound.binding, Arrival.FIRST, clock.seconds(), 3600).decision \
+        is Decision.REPLAY
+    seen = await a.replay(bound.id, bound.binding.token, "B")
+    assert seen is not None and seen.reply_json == '["ok", "9000000007"]'
     clock.advance(3600)
-    assert (await a.begin_call(token="C", **kw)).action == "run"
+    bound = await holder(a, "h" * 64)
+    verdict = decide(bound.binding, Arrival.FIRST, clock.seconds(), 3600)
+    assert verdict.decision is Decision.NEW and verdict.unbind
+    assert await a.expire(bound.id, bound.binding.token)
+    assert await holder(a, "h" * 64) is None
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_runner_that_lost_its_lease_is_fenced_out(stores: Store2) -> None:
-    """Runner A stalls past its lease; B takes the entry over. A can no longer plan,
-    renew or finish (LeaseLostError / False); B can. A capture A did send is still
-    recorded (it happened), by id, once."""
+    """Runner A stalls past its lease; B takes the entry over. A can no longer renew,
+    finish or release (False); B can. A capture A did send is still recorded (it
+    happened), by id, once."""
     a, b, clock = stores.a, stores.b, stores.clock
     res = await a.register_reservation(1234, "order-1", None, "admin")
-    kw: dict[str, Any] = dict(eid=1234, method="activate", fingerprint="i" * 64, call={},
-                              lease_seconds=10, retry_window=3600, rno=res.rno, invno=None)
-    first = await a.begin_call(token="A", **kw)
-    assert first.locked
+    made, token_a = await intend(a, res=res, steps=[capture_step(res)], allocate_invno=True)
     clock.advance(11)
-    fresh = await b.take_over(first.entry.id, "B", 10)
-    assert fresh is not None and fresh.steps == ()
-    fence_a, fence_b = Fence(first.entry.id, "A", res.id), Fence(first.entry.id, "B")
-    with pytest.raises(LeaseLostError):
-        await a.plan_steps(fence_a, 10, entry=first.entry, order_id=res.order_id,
-                           steps=[capture_step(res)], allocate_invno=True, notes=())
-    assert (await a.get_entry(first.entry.id)).steps == ()  # nothing of A's plan committed
-    planned = await b.plan_steps(fence_b, 10, entry=fresh, order_id=res.order_id,
-                                 steps=[capture_step(res)], allocate_invno=True, notes=())
-    assert not await a.finish_call(first.entry.id, Outcome(reply="x"), fence=fence_a)
-    assert not await a.complete_step(first.entry.id, 1, 201, {"capture_id": "cap-1"},
-                                     fence=Fence(first.entry.id, "A"), renew_seconds=10)
-    effect = planned.steps[0].effect
-    assert isinstance(effect, CaptureEffect)
-    assert await b.complete_step(first.entry.id, 1, 201, {"capture_id": "cap-1"},
-                                 fence=fence_b, finish=Outcome(reply=["ok", effect.invno]))
-    [inv] = await a.invoices_for(res.id)
-    assert inv.capture_id == "cap-1"
-    assert (await a.get_entry(first.entry.id)).state == "done"
+    fresh = await b.take_over(made.journal_id, token_a, "B", 10)
+    assert fresh is not None and len(fresh.steps) == 1
+    assert not await a.release(made.journal_id, token_a, res.id)
+    assert not (await succeed(a, made, token_a, res, capture_result(made)))[0]
+    [inv] = await a.invoices_for(res.id)  # A's capture is recorded all the same
+    assert (await a.get_entry(made.journal_id)).phase is Phase.RUNNING
+    assert (await succeed(b, made, "B", res, capture_result(made)))[0]
+    assert [i.capture_id for i in await a.invoices_for(res.id)] == [inv.capture_id]
+    assert (await a.get_entry(made.journal_id)).state == "done"
 
 
 @pytest_twisted.ensureDeferred
 async def test_pending_money_of_other_entries_is_reported(stores: Store2) -> None:
-    """A planned capture of an unfinished entry shows up as pending for the next call."""
+    """A planned capture of an unfinished entry shows up as unresolved for the next call."""
     a = stores.a
     res = await a.register_reservation(1234, "order-1", None, "admin")
-    kw: dict[str, Any] = dict(eid=1234, lease_seconds=10, retry_window=3600, rno=res.rno,
-                              invno=None)
-    first = await a.begin_call(method="activate", fingerprint="j" * 64, call={},
-                               token="A", **kw)
-    fence = Fence(first.entry.id, "A", res.id)
-    await a.plan_steps(fence, 10, entry=first.entry, order_id=res.order_id,
-                       steps=[capture_step(res)], allocate_invno=True, notes=())
-    await a.release_lease(fence)
-    other = await a.begin_call(method="activate", fingerprint="k" * 64, call={},
-                               token="C", **kw)
-    assert other.action == "run" and other.locked
-    assert other.unresolved == {MoneyKind.CAPTURE: 1}
+    made, token = await intend(a, res=res, steps=[capture_step(res)], allocate_invno=True)
+    await a.release(made.journal_id, token, res.id)
+    view = (await a.read_call(CallQuery(1234, "k" * 64, rno=res.rno))).order
+    assert view is not None and not view.leased(stores.clock.seconds())
+    assert view.unresolved == {MoneyKind.CAPTURE: 1}

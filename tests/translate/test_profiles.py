@@ -21,7 +21,7 @@ from gateway.calls.email_invoice import EmailInvoice
 from gateway.calls.update import Update
 from gateway.errors import FaultCode, GatewayError
 from gateway.legacy.values import ArtNo, LegacyCall
-from gateway.model import Invoice, Reservation
+from gateway.model import Invoice, KlarnaOrder, Reservation
 from gateway.translate.expiry import parse_rest_timestamp
 from gateway.translate.plan import OrderContext
 
@@ -113,3 +113,25 @@ def test_strict_allows_what_v2_allowed() -> None:
                             invoice=invoice(10000), now=T0 + 7200)
     profiles.check("v2-strict", CreditPart(1234, V, "9", artnos=(ArtNo("A", 1),)), captured)
     profiles.check("v2-strict", CreditInvoice(1234, V, "9"), captured)
+
+
+def test_the_activation_delay_reads_klarnas_clock_not_the_gateways() -> None:
+    """Klarna's clock (the Date of the order's GET, carried by the order the REST client
+    returns) decides; the gateway's clock only stands in when Klarna's time is unknown."""
+    strict = "v2-strict"
+    call = Activate(1234, V, "r")
+    young = KlarnaOrder(order(), klarna_time=T0 + 600)
+    with pytest.raises(GatewayError) as info:  # the gateway's clock says a day later
+        profiles.check(strict, call, OrderContext(reservation=RES, order=young,
+                                                  now=T0 + 86400))
+    assert info.value.fault_code == FaultCode.NOT_ALLOWED_OPERATION
+    assert "retry in 20 min" in info.value.fault_string
+    old = KlarnaOrder(order(), klarna_time=T0 + 1801)  # the gateway's clock lags behind
+    profiles.check(strict, call, OrderContext(reservation=RES, order=old, now=T0 - 3600))
+    explicit = OrderContext(reservation=RES, order=order(), now=T0, klarna_now=T0 + 1801)
+    profiles.check(strict, call, explicit)
+    no_date = OrderContext(reservation=RES, order=KlarnaOrder(order()), now=T0 + 60)
+    assert no_date.klarna_now == T0 + 60
+    with pytest.raises(GatewayError):
+        profiles.check(strict, call, no_date)
+

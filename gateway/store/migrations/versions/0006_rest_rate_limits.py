@@ -1,7 +1,7 @@
 """Per-merchant REST rate limits shared by every process: ``rest_rate_limits``.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 
 Why: ``rest_rate_limit`` gives a merchant one budget of REST requests per second for all
 gateway processes on one PostgreSQL, and a 429's ``Retry-After`` pauses the merchant in all
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 
 
 def upgrade() -> None:
