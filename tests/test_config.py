@@ -85,13 +85,19 @@ def test_rest_rate_limit_keys() -> None:
     assert parse_config(raw).merchants[0].rest_rate_limit == 0.5
 
 
-def test_config_check_names_a_negative_rate(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def _config_check_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                        merchant_line: str) -> str:
+    """``config check`` of one merchant with ``merchant_line`` added: exit 1, its stderr."""
     bad = tmp_path / "bad.toml"
     bad.write_text('[[merchants]]\neid = 1\nshared_secret = "s"\nrest_username = "u"\n'
-                   'rest_password = "p"\nrest_rate_limit = -5\n')
+                   f'rest_password = "p"\n{merchant_line}\n')
     assert main(["config", "check", "--config", str(bad)]) == 1
-    err = capsys.readouterr().err
+    return capsys.readouterr().err
+
+
+def test_config_check_names_a_negative_rate(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    err = _config_check_error(tmp_path, capsys, "rest_rate_limit = -5")
     assert "merchants[0].rest_rate_limit" in err and "negative" in err
 
 
@@ -133,9 +139,5 @@ def test_text_repair_defaults_to_report_and_config_check_names_a_bad_value(
     for mode in ("off", "report", "fix"):
         raw = {"merchants": [{**GOOD["merchants"][0], "text_repair": mode}]}
         assert parse_config(raw).merchants[0].text_repair == mode
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[[merchants]]\neid = 1\nshared_secret = "s"\nrest_username = "u"\n'
-                   'rest_password = "p"\ntext_repair = "repair"\n')
-    assert main(["config", "check", "--config", str(bad)]) == 1
-    err = capsys.readouterr().err
+    err = _config_check_error(tmp_path, capsys, 'text_repair = "repair"')
     assert "merchants[0].text_repair" in err and "off, report, fix" in err
