@@ -8,7 +8,7 @@ methods, so none of them imports ``prometheus_client``; a part built without met
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -32,6 +32,7 @@ def endpoint_of(path: str) -> str:
 
 class Metrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = r = CollectorRegistry()
         p = "klarna_gateway_"
         self.legacy_calls = Counter(p + "legacy_calls_total",
@@ -111,12 +112,21 @@ class Metrics:
 
     # -- recording (each part calls these) ------------------------------------------------
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once (every call records several; the
+        lookup takes a lock and builds a key each time)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def legacy_call(self, method: str | None, fault_code: int | None, seconds: float,
                     replayed: bool = False) -> None:
         name = method or "-"
         outcome = "ok" if fault_code is None else str(fault_code)
-        self.legacy_calls.labels(name, outcome).inc()
-        self.legacy_seconds.labels(name).observe(seconds)
+        self._child(self.legacy_calls, name, outcome).inc()
+        self._child(self.legacy_seconds, name).observe(seconds)
         if fault_code == 9119:
             self.retry_later.labels(name).inc()
         if replayed:
@@ -124,8 +134,8 @@ class Metrics:
 
     def rest_request(self, method: str, path: str, status: int | str, seconds: float) -> None:
         endpoint = endpoint_of(path)
-        self.rest_requests.labels(method, endpoint, str(status)).inc()
-        self.rest_seconds.labels(method, endpoint).observe(seconds)
+        self._child(self.rest_requests, method, endpoint, str(status)).inc()
+        self._child(self.rest_seconds, method, endpoint).observe(seconds)
 
     def rest_retry(self, method: str, path: str) -> None:
         self.rest_retries.labels(method, endpoint_of(path)).inc()
@@ -158,7 +168,7 @@ class Metrics:
         self.recovery_runs.labels(outcome).inc(count)
 
     def database(self, interaction: str, seconds: float) -> None:
-        self.db_seconds.labels(interaction).observe(seconds)
+        self._child(self.db_seconds, interaction).observe(seconds)
 
     def committed(self, interactions: int) -> None:
         self.commit_batch.observe(interactions)

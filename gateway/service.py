@@ -26,6 +26,7 @@ from twisted.logger import Logger
 
 from gateway import files
 from gateway.admin import AdminResource
+from gateway.calls import REGISTRY
 from gateway.app import Components, SchemaMode, build, caused_by_database
 from gateway.config import Config, weak_tokens
 from gateway.console import AdminListener, ConsoleResource
@@ -239,7 +240,11 @@ class Gateway:
             log.warn("{token}", token=str(token))
 
     def _observe_call(self, record: CallRecord) -> None:
-        self.metrics.legacy_call(record.method, record.fault_code, record.duration,
+        method = record.method
+        if method is not None and method not in REGISTRY.served \
+                and method not in REGISTRY.not_offered:
+            method = "unknown"  # a label value per name a client makes up would be unbounded
+        self.metrics.legacy_call(method, record.fault_code, record.duration,
                                  replayed=bool(record.context.get("replayed")))
 
     async def refresh_gauges(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+from urllib.parse import quote
 from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
@@ -202,8 +203,11 @@ class OmClient:
         """Request and whole body under one timer: treq's own timeout stops at the headers,
         and a body that stalls must not keep a call past its budget (or its journal lease)."""
         async def exchange() -> tuple[Any, bytes]:
+            # Order Management never redirects an API call: a redirect is answered as it is
+            # (a non-2xx), not followed with the merchant's credentials.
             resp = await self.http.request(method, url, data=data, headers=headers,
-                                           unbuffered=True, reactor=self.reactor)
+                                           unbuffered=True, reactor=self.reactor,
+                                           allow_redirects=False)
             return resp, await _read_body(resp)
 
         attempt = defer.ensureDeferred(exchange())
@@ -483,8 +487,6 @@ def order_of(resp: OmResponse) -> KlarnaOrder:
 
 
 def order_path(order_id: str) -> str:
-    from urllib.parse import quote
-
     return f"/ordermanagement/v1/orders/{quote(order_id, safe='')}"
 
 

@@ -307,18 +307,19 @@ class Database:
     def _connection(self, engine: Engine) -> Connection | None:
         """The calling database thread's connection to ``engine``, kept for the thread's
         life; None on any other thread (the CLI, the tests' inline database)."""
+        local = self._local
+        conn: Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.generation == self._generation \
+                and not conn.invalidated:
+            return conn  # the common case, kept cheap: it runs for every interaction
         if not threading.current_thread().name.startswith("gateway-db"):
             return None
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "generation", 0) != self._generation:
-            self._forget_connection()  # dispose() since: connect afresh
-            conn = None
-        if conn is None or conn.closed or conn.invalidated:
-            conn = engine.connect()
-            self._local.conn = conn
-            self._local.generation = self._generation
-            with self._kept_lock:
-                self._kept.append(conn)
+        if conn is not None:
+            self._forget_connection()  # dispose() since, or it broke: connect afresh
+        conn = engine.connect()
+        local.conn, local.generation = conn, self._generation
+        with self._kept_lock:
+            self._kept.append(conn)
         return conn
 
     def dispose(self) -> None:
