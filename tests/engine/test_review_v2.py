@@ -1,0 +1,111 @@
+"""Independent review of journal v2 (issue 16): findings proven on the fake-clock world.
+
+Each test is one attack; its docstring is the exact sequence and what breaks. Each is
+marked ``xfail(strict=True)`` until the lead fixes it (the fix turns it into a pass, and
+strict xfail then fails the run: remove the mark with the fix).
+"""
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from twisted.internet import defer
+
+from gateway.calls import REGISTRY
+from gateway.calls.activate import Activate
+from gateway.calls.return_amount import ReturnAmount
+from gateway.legacy.values import ArtNo
+from gateway.model import CreditImport, ImportStatus, OrderFacts
+from tests.engine.world import Process, World
+
+PY = "python:api:3.1.0"
+EID = 1234
+
+
+def activate(rno: str, *artnos: tuple[str, int]) -> Activate:
+    return Activate(eid=EID, client_version=PY, rno=rno,
+                    artnos=tuple(ArtNo(a, q) for a, q in artnos))
+
+
+def start(world: World, proc: Process, call: Any) -> defer.Deferred[Any]:
+    merchant = world.config.merchant(call.eid)
+    return defer.ensureDeferred(proc.parts.engine.run(merchant, REGISTRY.spec_for(call), call))
+
+
+def run_call(world: World, proc: Process, call: Any) -> Any:
+    answer = world.drive(start(world, proc, call), proc)
+    world.run(proc.parts.engine.delivered(answer), proc)
+    world.run(proc.parts.store.flush_reports(), proc)
+    return answer.reply
+
+
+def now(coro: Any) -> Any:
+    """A store call's result (the world's database runs inline: no bytes move meanwhile)."""
+    return World._result(defer.ensureDeferred(coro))
+
+
+def order_id_of(world: World, proc: Process, rno: str) -> str:
+    res = now(proc.parts.store.get_reservation(EID, rno))
+    return str(res.order_id)
+
+
+@pytest.mark.xfail(strict=True, reason="review: imports change an invoice's refunded amount "
+                   "without moving reservations.version (the intent's optimistic check)")
+def test_an_import_in_the_read_intent_window_lets_a_refund_exceed_its_invoice(
+        world: World) -> None:
+    """Journal v2 commits an intent only if ``reservations.version`` has not moved since
+    the call's read, and the invoice's refundable amount is taken from that read. An
+    import (``klarna-gateway import`` / the admin API) that books a refund on an invoice
+    changes what is left on it without moving the version.
+
+    1. Two captures: invoice X (1 x ART-1, 10000) and Y (2 x ART-2, 10000).
+    2. A refund R of 5000 (1 x ART-2) made in Klarna's portal is adopted by a read and
+       allocated to Y (its lines are Y's).
+    3. ``return_amount`` of 10000 on X reads X (10000 left), then GETs the order.
+    4. Meanwhile the ERP's import books R where the ERP says it belongs: on X
+       (``_claim`` moves it: X now has 5000 left). The version does not move.
+    5. The return_amount's intent commits; Klarna (order-level: 20000 captured, 5000
+       refunded) refunds 10000; the ledger books it on X: 15000 refunded on an invoice of
+       10000. Every later credit of X is computed from a negative remainder.
+    """
+    proc = world.process()
+    rno = world.create_order(proc)
+    invno_x = run_call(world, proc, activate(rno, ("ART-1", 1)))[1]
+    invno_y = run_call(world, proc, activate(rno, ("ART-2", 2)))[1]
+    order_id = order_id_of(world, proc, rno)
+    merchant = world.config.merchant(EID)
+    line = {"type": "physical", "reference": "ART-2", "name": "ART-2", "quantity": 1,
+            "unit_price": 5000, "tax_rate": 2500, "total_amount": 5000,
+            "total_discount_amount": 0, "total_tax_amount": 1000}
+    world.run(proc.parts.om.request(
+        merchant, "POST", f"/ordermanagement/v1/orders/{order_id}/refunds",
+        {"refunded_amount": 5000, "order_lines": [line]}, idempotency_key=str(uuid.uuid4())),
+        proc)
+    res = now(proc.parts.store.get_reservation(EID, rno))
+    klarna = world.order(rno, proc)
+    now(proc.parts.store.adopt(res, klarna["captures"], klarna["refunds"]))
+    [refund_id] = [r["refund_id"] for r in klarna["refunds"]]
+    y = now(proc.parts.store.get_invoice(EID, invno_y))
+    assert y.refunded_amount == 5000  # allocated to Y, the invoice holding ART-2
+
+    give_back = ReturnAmount(eid=EID, client_version=PY, invno=invno_x, amount=10000,
+                             vat=Decimal(25), tax_rate=2500)
+    world.sandbox.faults.add({"method": "GET", "path": "/orders/[^/]+$", "action": "latency",
+                              "delay_ms": 1000, "times": 1})
+    d = start(world, proc, give_back)  # read X (10000 left), GET order in flight
+    assert not d.called
+    outcome = now(proc.parts.store.import_row(
+        CreditImport(EID, invno_x, "C-1", refund_id),
+        OrderFacts.of(order_id, world.order(rno, proc))))
+    assert outcome.status is ImportStatus.OK, outcome
+    x = now(proc.parts.store.get_invoice(EID, invno_x))
+    assert x.refunded_amount == 5000  # the import moved R onto X
+    try:
+        world.drive(d, proc)
+    except Exception:  # noqa: BLE001 - refused (2102) is the right outcome
+        pass
+    x = now(proc.parts.store.get_invoice(EID, invno_x))
+    assert x.refunded_amount <= x.captured_amount, \
+        f"invoice {invno_x}: {x.refunded_amount} refunded of {x.captured_amount} captured"
