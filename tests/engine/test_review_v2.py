@@ -155,3 +155,51 @@ def test_a_v1_entry_whose_reply_was_delivered_before_it_finished_is_not_replayed
     second = run_call(world, proc, call)  # the second parcel, deliberately
     assert world.captures_applied(rno, proc) == 2, \
         f"the second parcel was answered {second} from the first operation"
+
+
+def _slow(proc: Process, method: str, seconds: float = 0.01) -> None:
+    """``proc``'s store ``method`` waits ``seconds`` before its transaction (a database round
+    trip that takes time, as every real one does; the world's runs inline)."""
+    from twisted.internet import task
+
+    real = getattr(proc.parts.store, method)
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        await task.deferLater(proc.clock, seconds, lambda: None)
+        return await real(*args, **kwargs)
+    setattr(proc.parts.store, method, slow)
+
+
+@pytest.mark.xfail(strict=True, reason="review: the loser of two concurrent replays of an "
+                   "undelivered reply claims again as a first arrival and becomes a new "
+                   "operation")
+def test_two_concurrent_retries_of_an_undelivered_reply_capture_once(world: World) -> None:
+    """The reply of ``activate 1 x ART-1`` never reached its client (undelivered). The
+    client's retry goes out twice at once (a double submit, two workers of its queue, a
+    proxy retrying on a second connection), to processes A and B.
+
+    1. A reads the entry: undelivered, within the window → REPLAY; its replay
+       compare-and-set is on its way to the database.
+    2. B reads the same, decides REPLAY, and its compare-and-set lands first (replying
+       under B's delivery token); B hands the reply over; it is delivered.
+    3. A's compare-and-set finds B's token: None. A claims again *as a first arrival*:
+       replying → waits; delivered → unbound → a NEW operation: a second capture.
+    Both calls were sent before either had a reply: concurrent retries of one parcel
+    (two identical calls racing to their intent are one operation: the loser joins).
+    """
+    a, b = world.process(), world.process()
+    rno = world.create_order(a)
+    call = activate(rno, ("ART-1", 1))
+    first = world.drive(start(world, a, call), a)
+    world.run(a.parts.engine.undelivered(first), a)
+    world.run(a.parts.store.flush_reports(), a)
+    _slow(a, "replay")
+    d_a = start(world, a, call)  # read, REPLAY; its CAS waits for the database
+    assert not d_a.called
+    retry_b = run_call(world, b, call)  # B replays first; its reply is delivered
+    assert retry_b == first.reply
+    try:
+        world.drive(d_a, a)
+    except Exception:  # noqa: BLE001 - a 9119 would be acceptable; a capture is not
+        pass
+    assert world.captures_applied(rno, a) == 1, "two concurrent retries captured twice"
