@@ -270,39 +270,48 @@ def test_a_double_submit_is_one_operation_even_when_its_twin_finishes_first(
     assert world.captures_applied(rno, a) == 1, "one double-submitted parcel, two captures"
 
 
-def _database_fails_once(proc: Process, desc: str) -> None:
+def _database_fails_once(proc: Process, desc: str, committed: bool) -> None:
     """``proc``'s next database interaction named ``desc`` fails as a dropped connection
-    does (the transaction is not committed)."""
+    does: before anything is written, or (``committed``) after its COMMIT reached the
+    database but before the answer came back."""
     from sqlalchemy.exc import OperationalError
 
     db = proc.parts.db
     for name in ("run_interaction", "run_read"):
         real = getattr(db, name)
 
-        def fail_once(d: str, fn: Any, *args: Any, _real: Any = real) -> Any:
+        async def fail_once(d: str, fn: Any, *args: Any, _real: Any = real) -> Any:
             if d == desc and not getattr(db, "_review_failed", False):
                 db._review_failed = True  # type: ignore[attr-defined]
+                if committed:
+                    await _real(d, fn, *args)
                 raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
-            return _real(d, fn, *args)
+            return await _real(d, fn, *args)
         setattr(db, name, fail_once)
 
 
 @pytest.mark.xfail(strict=True, reason="review: a database error during a call answers "
                    "-32603 (internal error), not a retryable legacy fault")
-@pytest.mark.parametrize("desc", ["read_call", "record_intent", "record_outcome"])
-def test_a_database_error_mid_call_answers_a_retryable_fault(world: World, desc: str) -> None:
+@pytest.mark.parametrize(("desc", "committed"), [
+    ("read_call", False), ("record_intent", False), ("record_outcome", False),
+    ("record_intent", True), ("record_outcome", True)])
+def test_a_database_error_mid_call_answers_a_retryable_fault(world: World, desc: str,
+                                                             committed: bool) -> None:
     """Issue 16, "Bad input and faults": a database error mid-transaction answers a
     retryable legacy fault (9119: the SDKs and ERPs retry the same call on it) and leaves
     nothing half-written. The engine classifies a ``DBAPIError`` as a bug
     (``Disposition.BUG``, "journal entry crashed") or lets it escape before the intent; the
     edge turns it into -32603 "internal error", which tells the ERP nothing about whether to
-    retry. (Nothing is half-written: the retry captures once; that part holds.)"""
+    retry. Where the COMMIT reached the database and only its answer was lost, the money
+    then moves all the same (recovery, or the retry, sends the journaled capture), and the
+    ERP, told "internal error", holds no invoice number for it unless it retries. (Nothing
+    is half-written: the retry captures once; that part holds.)"""
     from gateway.errors import FaultCode, GatewayError
 
     proc = world.process()
     rno = world.create_order(proc)
     call = activate(rno, ("ART-1", 1))
-    _database_fails_once(proc, desc)
+    _database_fails_once(proc, desc, committed)
     d = start(world, proc, call)
     with pytest.raises(Exception) as info:
         world.drive(d, proc)
