@@ -70,6 +70,12 @@ class Components:
                 raise await self._passive_invoice_fault(e) from None
             try:
                 answer = await engine.run(authed.merchant, authed.spec, authed.call)
+            except GatewayError as e:
+                handed = e.handed_over  # a recorded fault given to a retry: report it too
+                if handed is not None:
+                    e.delivered = lambda: engine.delivered(handed)  # type: ignore[arg-type]
+                    e.undelivered = lambda: engine.undelivered(handed)  # type: ignore[arg-type]
+                raise
             except Exception as e:
                 if caused_by_database(e):
                     self.metrics.database_error("call")

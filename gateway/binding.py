@@ -18,13 +18,14 @@ identical call (same eid, method and parameters: the fingerprint) belongs to it:
   until ``until`` (a short grace). An identical call waits to learn whether it arrived:
   an ERP may send its deliberate repeat the instant the reply is in.
 - ``undelivered``: finished; its reply reached nobody (the connection closed first, the
-  process died while writing, or recovery finished it). Within the retry window the next
-  identical call gets that reply, once.
+  process died while writing, or recovery finished it: its reply, or the fault it ended
+  with after its steps were sent). Within the retry window the next identical call gets
+  that outcome, once.
 
 The other phases are not bound: ``delivered`` (the binding ended with the delivery),
-``expired`` (its reply was never collected within the retry window), ``failed`` (a fault:
-nothing happened that a repeat could duplicate) and ``answered`` (a read, or a call that
-had nothing to send: never replayed, always worked out afresh).
+``expired`` (its reply was never collected within the retry window), ``failed`` (a fault
+handed to the client that waited for it) and ``answered`` (a read, or a call that had
+nothing to send: never replayed, always worked out afresh).
 
 Every change of phase is a compare-and-set on the entry's current ``token``: whoever
 changes a phase presents the token it saw, and every change writes a new one. A late or
@@ -84,6 +85,10 @@ class Binding:
     until: float | None
     #: When the phase last changed (for ``undelivered``: when the reply was last handed over).
     phase_at: float
+    #: A reply of this entry reached a client while it was still unfinished. Only entries
+    #: journal v1 left behind carry this (v1 let a runner that had lost its lease answer its
+    #: client); such an entry is finished ``delivered``, and an identical call waits.
+    delivered: bool = False
 
     def lapsed(self, now: float) -> bool:
         return self.until is None or self.until <= now
@@ -138,6 +143,9 @@ def decide(entry: Binding | None, arrival: Arrival, now: float, retry_window: fl
 
 def _first(e: Binding, now: float, window: float) -> Verdict:
     p = e.phase
+    if p.unfinished and e.delivered:
+        return Verdict(Decision.WAIT, "its reply reached a client already; the entry is "
+                                      "being finished (then this call is a new operation)")
     if p is Phase.RUNNING and not e.lapsed(now):
         return Verdict(Decision.JOIN, "an identical call is in flight: one operation")
     if p.unfinished:
@@ -176,7 +184,8 @@ class Event(str, Enum):
     REFUSE = "refuse"  # refused before anything was journaled
     FINISH = "finish"  # the last step succeeded; a client waits for the reply
     FINISH_UNATTENDED = "finish unattended"  # ... recovery finished it: nobody waits
-    FAULT = "fault"  # a refusal or a give-up after steps were journaled
+    FAULT = "fault"  # a refusal or a give-up after steps were journaled; a client waits
+    FAULT_UNATTENDED = "fault unattended"  # ... recovery ended it: nobody waits
     RELEASE = "release"  # outcome unknown: leave it for the retry or recovery
     TAKEOVER = "takeover"  # a lapsed lease or a released entry is continued
     DELIVERED = "delivered"  # the reply was written to the client's connection
@@ -193,6 +202,8 @@ class Guard(str, Enum):
     LEASE_HELD = "lease held"
     #: ``running``: the lease's ``until`` has passed; ``replying``: its grace has passed.
     LAPSED = "lapsed"
+    #: As ``LEASE_HELD``, and a reply of the entry already reached a client (v1 entries).
+    LEASE_HELD_DELIVERED = "lease held, reply already delivered"
 
 
 @dataclass(frozen=True)
@@ -209,8 +220,12 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(Event.ANSWER, None, Phase.ANSWERED),
     Transition(Event.REFUSE, None, Phase.FAILED),
     Transition(Event.FINISH, Phase.RUNNING, Phase.REPLYING, Guard.LEASE_HELD),
+    Transition(Event.FINISH, Phase.RUNNING, Phase.DELIVERED, Guard.LEASE_HELD_DELIVERED),
     Transition(Event.FINISH_UNATTENDED, Phase.RUNNING, Phase.UNDELIVERED, Guard.LEASE_HELD),
+    Transition(Event.FINISH_UNATTENDED, Phase.RUNNING, Phase.DELIVERED,
+               Guard.LEASE_HELD_DELIVERED),
     Transition(Event.FAULT, Phase.RUNNING, Phase.FAILED, Guard.LEASE_HELD),
+    Transition(Event.FAULT_UNATTENDED, Phase.RUNNING, Phase.UNDELIVERED, Guard.LEASE_HELD),
     Transition(Event.RELEASE, Phase.RUNNING, Phase.RELEASED, Guard.LEASE_HELD),
     Transition(Event.TAKEOVER, Phase.RUNNING, Phase.RUNNING, Guard.LAPSED),
     Transition(Event.TAKEOVER, Phase.RELEASED, Phase.RUNNING),
@@ -232,24 +247,23 @@ def sources(event: Event) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.source.value for t in transitions(event) if t.source))
 
 
-def target(event: Event) -> Phase:
-    """The one phase ``event`` leads to."""
-    [phase] = {t.target for t in transitions(event)}
-    return phase
-
-
 def apply(phase: Phase | None, event: Event, *, token_matches: bool = True,
-          lapsed: bool = False) -> Phase | None:
+          lapsed: bool = False, delivered: bool = False) -> Phase | None:
     """The phase after ``event`` (None: refused, nothing changes). This is what the store's
     compare-and-set statements do, as a pure function the tests walk for every phase and
     event: ``token_matches``: the writer presents the entry's current token (for
     ``LEASE_HELD``: its own lease token); ``lapsed``: the lease (``running``) or the
-    delivery grace (``replying``) has passed."""
+    delivery grace (``replying``) has passed; ``delivered``: a reply of the entry already
+    reached a client (v1 entries)."""
     if phase is not None and not token_matches:
         return None
     for t in transitions(event):
-        if t.source is phase and (t.guard is not Guard.LAPSED or lapsed):
-            return t.target
+        if t.source is not phase or (t.guard is Guard.LAPSED and not lapsed):
+            continue
+        if t.guard in (Guard.LEASE_HELD, Guard.LEASE_HELD_DELIVERED) and \
+                (t.guard is Guard.LEASE_HELD_DELIVERED) is not delivered:
+            continue
+        return t.target
     return None
 
 

@@ -8,6 +8,8 @@ replies in exactly one place (``gateway.legacy.resource``); anything that is not
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from enum import IntEnum
 from typing import ClassVar
 
@@ -130,6 +132,13 @@ class GatewayError(Exception):
         self.rest_error_code: str | None = None
         #: What the call was about (journal_id, rno, invno), for logs and metrics.
         self.context: dict[str, object] = {}
+        #: A recorded fault handed over again to a retry: its delivery, like a reply's,
+        #: ends the binding (``delivered()``) or keeps it (``undelivered()``). Set by the
+        #: composition root; the edge calls one of them once the fault is written.
+        self.delivered: Callable[[], Awaitable[None]] | None = None
+        self.undelivered: Callable[[], Awaitable[None]] | None = None
+        #: The journal's record of that hand-over (an engine ``Answer``), for the root.
+        self.handed_over: object | None = None
         if code is not None:
             self.fault_code = code  # type: ignore[misc]
 

@@ -268,6 +268,10 @@ class JournalEntry:
 
     @property
     def state(self) -> EntryState:
+        """Unfinished, done, or failed: a finished entry that holds a fault failed, whatever
+        its phase (one recovery ended is kept bound for the client's retry)."""
+        if self.fault_code is not None and not self.phase.unfinished:
+            return EntryState.FAILED
         return EntryState.of(self.phase)
 
     @property

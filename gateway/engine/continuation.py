@@ -74,6 +74,12 @@ class Continuation:
         """Send the rest of a taken-over entry's steps with their journaled keys."""
         held = Held(entry.id, token, entry.steps, entry.eid, None, invno=entry.invno,
                     rno=entry.rno, client=client)
+        if not entry.steps:  # journal v1 claimed before planning: nothing was ever sent
+            await self.failures.quietly(self.store.fail(
+                entry.id, token, None, int(UpstreamUnavailableError.fault_code),
+                "timeout: the call ended before any request was sent"))
+            raise UpstreamUnavailableError("the call ended before any request was sent; "
+                                           "send it again")
         try:
             if spec.target is not Target.NONE and entry.order_id is not None:
                 held.reservation = await self.store.get_reservation_by_order(entry.eid,

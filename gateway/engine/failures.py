@@ -17,7 +17,7 @@ from gateway.engine.faults import Disposition, disposition
 from gateway.errors import FaultCode
 from gateway.calls.spec import CallSpec
 from gateway.store import journal
-from gateway.store.journal import OrderView
+from gateway.store.journal import LeaseLostError, OrderView
 from gateway.store.store import Store
 
 log = Logger()
@@ -56,9 +56,12 @@ class Failures:
                                      "rno": held.rno}
         if failure.disposition is Disposition.FINISH:
             assert failure.fault is not None
-            await self.quietly(self.store.fail(held.entry_id, held.token, rid,
-                                               int(failure.fault.fault_code),
-                                               failure.fault.fault_string))
+            recorded = await self.quietly(self.store.fail(
+                held.entry_id, held.token, rid, int(failure.fault.fault_code),
+                failure.fault.fault_string, client=held.client))
+            if recorded is False:  # another runner took the entry over: its outcome rules
+                return disposition(LeaseLostError(str(held.entry_id)), spec.target).fault \
+                    or failure.fault
         else:  # RESUMABLE, LOST (a no-op on an entry another runner holds), or a bug
             if failure.disposition is Disposition.BUG:
                 log.failure("journal entry {journal_id} crashed", journal_id=held.entry_id,

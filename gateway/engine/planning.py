@@ -101,10 +101,11 @@ class Planner:
             raise await self.failures.refused(t, order, e) from None
         return Prepared(order, ctx, plan, facts)
 
-    async def intend(self, t: Ticket, p: Prepared, view: journal.CallView, verdict: Verdict
-                     ) -> Held | None:
+    async def intend(self, t: Ticket, p: Prepared, view: journal.CallView, verdict: Verdict,
+                     watermark: int) -> Held | None:
         """Commit the entry, its steps and keys and the order's lease; None when the order
-        moved or an identical call got bound since the claim's read."""
+        moved, or an identical call got bound or made its operation, since the claim's
+        first read (``watermark``)."""
         token, order = new_token(), p.order
         unbind = (view.holder.id, view.holder.binding.token) \
             if verdict.unbind and view.holder is not None else None
@@ -113,7 +114,7 @@ class Planner:
             self.clock.seconds() + self.lease_seconds, p.plan.steps, p.plan.notes,
             rno=order.reservation.rno if order else None, invno=t.invno, order=order,
             facts=p.facts, allocate_invno=p.plan.allocate_invno,
-            allocate_rno=p.plan.allocate_rno, unbind=unbind)
+            allocate_rno=p.plan.allocate_rno, unbind=unbind, watermark=watermark)
         try:
             made = await self.store.record_intent(intent)
         except (OrderMovedError, TwinBoundError):

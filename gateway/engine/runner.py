@@ -29,7 +29,7 @@ from gateway.calls.spec import CallSpec
 from gateway.config import Config, Merchant
 from gateway.engine import decisions
 from gateway.engine.answers import Answer
-from gateway.engine.claim import Ticket, new_token
+from gateway.engine.claim import Ticket, new_token, pause
 from gateway.engine.continuation import Continuation
 from gateway.engine.failures import Failures
 from gateway.engine.planning import Planner, Prepared, reply_of
@@ -70,8 +70,19 @@ class CallEngine:
         """Run one authenticated call: its reply (with what its delivery report needs), or
         raise its fault."""
         t = Ticket.of(spec, call, self.clock.seconds() + self.budget, self.retry_window)
+        watermark: int | None = None
+        races = 0
         while True:
+            if races > 1:  # lost the same race again: let the winner get on first
+                await pause(self.clock, t.deadline, "the call kept meeting concurrent "
+                                                    "changes of its order; retry the same call")
             view = await self.store.read_call(t.query())  # claim
+            if watermark is None:
+                watermark = view.watermark  # operations up to this one came before us
+            elif view.newest is not None and view.newest.id > watermark:
+                # An identical call made its operation while we were in flight: one
+                # operation, its outcome is ours.
+                return await self.twins.join(merchant, t, view.newest.id)
             holder = view.holder
             verdict = decide(None if holder is None else holder.binding, Arrival.FIRST,
                              self.clock.seconds(), t.window)
@@ -79,17 +90,17 @@ class CallEngine:
                 assert holder is not None
                 answer = await self.twins.settle(merchant, t, holder, verdict)
             else:
-                answer = await self._operate(merchant, t, view, verdict)
+                answer = await self._operate(merchant, t, view, verdict, watermark)
             if answer is not None:
                 return answer
-            # Lost a race (the order moved, an identical call got bound): claim again.
+            races += 1  # lost a race (the order moved, an identical call got bound)
 
     async def _operate(self, merchant: Merchant, t: Ticket, view: journal.CallView,
-                       verdict: Any) -> Answer | None:
+                       verdict: Any, watermark: int) -> Answer | None:
         prepared = await self.planner.prepare(merchant, t, view, verdict)  # read, plan
         if not isinstance(prepared, Prepared):
             return prepared  # answered without sending anything, or claim again
-        held = await self.planner.intend(t, prepared, view, verdict)  # intent
+        held = await self.planner.intend(t, prepared, view, verdict, watermark)  # intent
         if held is None:
             return None
         return await self.steps.send(merchant, t.spec, held, t.deadline,  # send, outcome

@@ -7,6 +7,7 @@ delivery token), or the continuation of an entry nobody holds.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from gateway.binding import Arrival, Decision, Verdict, decide
@@ -14,6 +15,7 @@ from gateway.config import Merchant
 from gateway.engine.answers import Answer, outcome
 from gateway.engine.claim import Ticket, new_token, pause
 from gateway.engine.continuation import Continuation
+from gateway.errors import GatewayError
 from gateway.store import journal
 from gateway.store.store import Store
 
@@ -29,16 +31,21 @@ class Twins:
         """The call's answer, or None to claim again."""
         seen_token = holder.binding.token
         if verdict.decision is Decision.JOIN:
-            return await self._join(merchant, t, holder.id)
+            return await self.join(merchant, t, holder.id)
+        answer = None
         if verdict.decision is Decision.REPLAY:
-            return await self.replay(holder.id, seen_token, claim=True)
-        if verdict.decision is Decision.TAKEOVER:
-            return await self.continuation.take_over(merchant, t, holder.id, seen_token)
+            answer = await self.replay(holder.id, seen_token, claim=True)
+        elif verdict.decision is Decision.TAKEOVER:
+            answer = await self.continuation.take_over(merchant, t, holder.id, seen_token)
+        if verdict.decision in (Decision.REPLAY, Decision.TAKEOVER):
+            # None: an identical call replayed or took it over first: that call and this one
+            # are retries of the same operation, in flight together.
+            return answer if answer is not None else await self.join(merchant, t, holder.id)
         await self.store.flush_reports()  # it may be our own delivery report it waits for
         await pause(self.clock, t.deadline, _BUSY)
         return None
 
-    async def _join(self, merchant: Merchant, t: Ticket, journal_id: int) -> Answer:
+    async def join(self, merchant: Merchant, t: Ticket, journal_id: int) -> Answer:
         """In flight together with an identical call: one operation, its outcome is ours."""
         while True:
             await pause(self.clock, t.deadline, _BUSY)
@@ -65,6 +72,11 @@ class Twins:
             if seen is None:
                 return None
         assert seen is not None
-        reply = outcome(seen, journal_id, seen.rno, seen.invno)
-        return Answer(reply, journal_id, delivery, replayed=True, rno=seen.rno,
-                      invno=seen.invno)
+        answer = Answer(None, journal_id, delivery, replayed=True, rno=seen.rno,
+                        invno=seen.invno)
+        try:
+            reply = outcome(seen, journal_id, seen.rno, seen.invno)
+        except GatewayError as fault:  # a recorded fault, handed over like a reply
+            fault.handed_over = answer if delivery is not None else None
+            raise
+        return replace(answer, reply=reply)

@@ -250,6 +250,7 @@ class LegacyResource(Resource):
                 result = result.value
             out.payload = encode_response(result)
         except GatewayError as error:
+            out.delivered, out.undelivered = error.delivered, error.undelivered
             out.context = dict(error.context)
             if error.correlation_id:
                 out.context["correlation_id"] = error.correlation_id

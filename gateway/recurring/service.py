@@ -121,7 +121,12 @@ class RecurringService:
         try:
             created = await engine.run(merchant, REGISTRY.spec("recurring_order"), call)
         except GatewayError as e:
-            return _refusal(e)
+            refused, handed = _refusal(e), e.handed_over
+            if handed is None:
+                return refused
+            # A recorded fault given to a retry: its delivery, like a reply's, is reported.
+            return replace(refused, delivered=lambda: engine.delivered(handed),  # type: ignore[arg-type]
+                           undelivered=lambda: engine.undelivered(handed))  # type: ignore[arg-type]
         answers = [created]
 
         async def delivered() -> None:

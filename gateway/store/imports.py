@@ -192,6 +192,7 @@ def _invoice(conn: Connection, now: float, row: InvoiceImport, facts: OrderFacts
             _insert_invoice(conn, now, row, res, capture)
         if outcome is None:
             continue  # lost a race on a unique constraint: read again
+        _moved(conn, now, res.id)
         return ImportOutcome(outcome.status,
                              outcome.message + _registered_note(res, registered, numbers),
                              {**outcome.details, **_registered(res, registered, numbers)})
@@ -274,8 +275,19 @@ def _credit(conn: Connection, now: float, row: CreditImport, facts: OrderFacts,
 
 
 def _lock_reservation(conn: Connection, now: float, rid: int) -> Reservation:
-    return _require_free(conn.execute(select(_R).where(_R.c.id == rid).with_for_update()
-                                      ).one(), now)
+    """The reservation, refused while a legacy call holds its order; its version moves (a
+    credit is about to change what its invoices have left to refund)."""
+    found = _require_free(conn.execute(select(_R).where(_R.c.id == rid).with_for_update()
+                                       ).one(), now)
+    _moved(conn, now, rid)
+    return found
+
+
+def _moved(conn: Connection, now: float, rid: int) -> None:
+    """What the gateway knows of the order changes: a call that read it before this import
+    must read it again before it commits its intent (``reservations.version``)."""
+    conn.execute(update(_R).where(_R.c.id == rid).values(version=_R.c.version + 1,
+                                                         updated_at=now))
 
 
 def _credno(credno: str) -> str:

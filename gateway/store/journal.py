@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.engine import Connection
 
-from gateway.binding import BOUND_PHASES, Binding, Event, Phase, sources, transitions
+from gateway.binding import Binding, Event, Phase, sources, transitions
 from gateway.model import (
     CaptureEffect, Effect, Invoice, JournalEntry, MoneyKind, OrderCreatedEffect, Reservation,
     Step, StepState, effect_to_json, money_kind,
@@ -116,11 +116,33 @@ class OrderView:
 
 @dataclass(frozen=True)
 class CallView:
-    holder: Bound | None
+    """What the claim's read found: the newest *operation* for the call's fingerprint (an
+    entry that journaled steps: answers and refusals are not operations), in whatever
+    phase, and the order the call names."""
+
+    newest: Bound | None
     order: OrderView | None
 
+    @property
+    def holder(self) -> Bound | None:
+        """The entry bound to the fingerprint (an identical call belongs to it), if any:
+        only the newest operation can be bound."""
+        return self.newest if self.newest is not None and self.newest.binding.phase.bound \
+            else None
 
-_BOUND_SQL = "(" + ", ".join(f"'{p}'" for p in BOUND_PHASES) + ")"
+    @property
+    def watermark(self) -> int:
+        """The newest operation's id: one newer than this, made after the read, was made
+        by an identical call in flight together with this one (its twin)."""
+        return 0 if self.newest is None else self.newest.id
+
+
+#: An entry that is an operation: it journaled steps, or it is bound (journal v1 bound
+#: successes that sent nothing too).
+_OPERATION = ("(n.phase IN ('running', 'released', 'replying', 'undelivered') OR EXISTS "
+              "(SELECT 1 FROM journal_steps ns WHERE ns.journal_id = n.id))")
+#: The newest operation for ``:fp`` (``ix_journal_fingerprint`` is (fingerprint, id)).
+_NEWEST_OPERATION = f"SELECT max(n.id) FROM journal n WHERE n.fingerprint = :fp AND {_OPERATION}"
 _UNFINISHED_SQL = "('running', 'released')"
 _RES_COLS = ("id", "eid", "rno", "order_id", "status", "origin", "created_at",
              "merchant_ref1", "merchant_ref2", "version", "lock_token", "lock_until")
@@ -141,13 +163,13 @@ def _read_sql(by_invoice: bool) -> Sql:
         "LEFT JOIN reservations r ON r.eid = :eid AND r.rno = :rno"
     invoice_cols = ", " + ", ".join(f"iv.{c}" for c in _INV_COLS) if by_invoice else ""
     return Sql(f"""
-SELECT h.id, h.phase, h.token, h.until, h.phase_at, NULL,
+SELECT h.id, h.phase, h.token, h.until, h.phase_at, h.delivered_at,
        {", ".join(f"r.{c}" for c in _RES_COLS)},
        {_unresolved("capture")}, {_unresolved("refund")}, {_unresolved("none")},
        (SELECT count(*) FROM invoices i WHERE i.order_id = r.order_id),
        (SELECT count(*) FROM credits c WHERE c.order_id = r.order_id){invoice_cols}
 FROM (SELECT 1 AS one) o
-LEFT JOIN journal h ON :bind = 1 AND h.fingerprint = :fp AND h.phase IN {_BOUND_SQL}
+LEFT JOIN journal h ON :bind = 1 AND h.id = ({_NEWEST_OPERATION})
 {named}""")
 
 
@@ -163,11 +185,12 @@ def read_call(conn: Connection, now: float, q: CallQuery) -> CallView:
     row = one(conn, _READ_BY_INVOICE if by_invoice else _READ_BY_RNO, {
         "eid": q.eid, "rno": q.rno, "invno": q.invno, "fp": q.fingerprint,
         "bind": 1 if q.bind else 0})
-    holder = None if row[0] is None else Bound(row[0], Binding(
-        Phase(row[1]), row[2], row[3], row[4]))
+    newest = None if row[0] is None else Bound(row[0], Binding(
+        Phase(row[1]), row[2], row[3], row[4], delivered=row[5] is not None
+        and Phase(row[1]).unfinished))
     res = row[6:18]
     if res[0] is None:
-        return CallView(holder, None)
+        return CallView(newest, None)
     capture, refund, change, captures, refunds = row[18:23]
     invoice = None
     if by_invoice:
@@ -175,7 +198,7 @@ def read_call(conn: Connection, now: float, q: CallQuery) -> CallView:
     unresolved = {k: n for k, n in ((MoneyKind.CAPTURE, capture), (MoneyKind.REFUND, refund),
                                     (MoneyKind.NONE, change)) if n}
     reservation = Reservation(*res[:9])
-    return CallView(holder, OrderView(reservation, int(res[9]), res[10], res[11], unresolved,
+    return CallView(newest, OrderView(reservation, int(res[9]), res[10], res[11], unresolved,
                                       int(captures), int(refunds), invoice))
 
 
@@ -261,6 +284,9 @@ class Intent:
     #: A bound entry whose retry window has passed, whose binding ends now (EXPIRE):
     #: (id, token seen).
     unbind: tuple[int, str | None] | None = None
+    #: The claim's :attr:`CallView.watermark`: the intent is refused if an operation for
+    #: the same fingerprint was made since (the two calls were in flight together).
+    watermark: int = 0
 
 
 @dataclass(frozen=True)
@@ -276,11 +302,13 @@ UPDATE reservations SET lock_token = :token, lock_until = :until, version = vers
   status = :status, merchant_ref1 = :ref1, merchant_ref2 = :ref2, updated_at = :now
 WHERE id = :id AND version = :version
   AND (lock_token IS NULL OR lock_until < :now OR lock_token = :token)""")
-_INSERT_ENTRY = Sql("""
+_INSERT_ENTRY = Sql(f"""
 INSERT INTO journal (eid, method, fingerprint, call_json, rno, invno, order_id, phase, token,
   until, phase_at, notes_json, attempts, created_at, updated_at)
-VALUES (:eid, :method, :fp, :call, :rno, :invno, :order_id, :phase, :token, :until, :now,
-  :notes, 1, :now, :now)
+SELECT :eid, :method, CAST(:fp AS VARCHAR(64)), :call, :rno, :invno, :order_id, :phase,
+  :token, :until, :now, :notes, 1, :now, :now
+WHERE NOT EXISTS (SELECT 1 FROM journal n WHERE n.fingerprint = :fp AND n.id > :watermark
+  AND {_OPERATION})
 RETURNING id""")
 _INSERT_STEP = Sql("""
 INSERT INTO journal_steps (journal_id, step, http_method, path, body_json, idempotency_key,
@@ -297,7 +325,8 @@ def record_intent(conn: Connection, now: float, intent: Intent, install_id: str,
     """Commit the new entry and its steps with their keys, before any request is sent.
 
     Raises :class:`OrderMovedError` when the order changed or got leased since it was read,
-    :class:`TwinBoundError` when an identical call got bound meanwhile (both roll back).
+    :class:`TwinBoundError` when an identical call is bound, or made its operation since
+    the read (both roll back).
     """
     if intent.unbind is not None:
         expire(conn, now, *intent.unbind)
@@ -315,15 +344,18 @@ def record_intent(conn: Connection, now: float, intent: Intent, install_id: str,
         else intent.invno
     rno = mapping.next_number(conn, "rno", starts["rno"]) if intent.allocate_rno else intent.rno
     try:
-        jid = one(conn, _INSERT_ENTRY, {
+        made = one(conn, _INSERT_ENTRY, {
             "eid": intent.eid, "method": intent.method, "fp": intent.fingerprint,
             "call": intent.call_json, "rno": rno, "invno": invno,
             "order_id": order.reservation.order_id if order is not None else None,
             "phase": Phase.RUNNING.value, "token": intent.token, "until": intent.until,
             "now": now, "notes": rows.dumps(list(intent.notes)) if intent.notes else None,
-        })[0]
+            "watermark": intent.watermark})
     except integrity_error(conn):
         raise TwinBoundError(intent.fingerprint) from None
+    if made is None:  # an identical call made its operation since our read: our twin
+        raise TwinBoundError(intent.fingerprint)
+    jid = made[0]
     steps = _steps(jid, intent.steps, install_id, invno, rno, now)
     run_many(conn, _INSERT_STEP, [_step_params(s, now) for s in steps])
     return Intended(jid, invno, rno, steps)
@@ -421,9 +453,13 @@ UPDATE reservations SET status = COALESCE(:status, status), version = version + 
                     ELSE lock_until END,
   lock_token = CASE WHEN lock_token = :token AND :release = 1 THEN NULL ELSE lock_token END
 WHERE id = :id""")
+#: FINISH / FINISH_UNATTENDED; ``delivered`` when a reply of the entry already reached a
+#: client (the LEASE_HELD_DELIVERED guard: only entries journal v1 left behind).
 _FINISH = Sql(f"""
-UPDATE journal SET phase = :phase, token = :new, until = :until, phase_at = :now,
-  reply_json = :reply, updated_at = :now
+UPDATE journal SET
+  phase = CASE WHEN delivered_at IS NULL THEN :phase ELSE 'delivered' END,
+  until = CASE WHEN delivered_at IS NULL THEN CAST(:until AS DOUBLE PRECISION) END,
+  token = :new, phase_at = :now, reply_json = :reply, updated_at = :now
 WHERE id = :id AND token = :token AND phase IN ({_in(sources(Event.FINISH))})""")
 _RENEW = Sql("UPDATE journal SET until = :until, updated_at = :now "
              "WHERE id = :id AND token = :token AND phase = 'running'")
@@ -534,7 +570,8 @@ WHERE id = :id AND token = :token AND phase IN ({_in(sources(event))}){guard}"""
 _REPLAY = Sql(_cas(Event.REPLAY, guard=_LAPSED).sqlite + f" RETURNING {_SEEN_COLS}")
 _TAKEOVER = _cas(Event.TAKEOVER, ", attempts = attempts + 1", guard=_LAPSED)
 _RELEASE = _cas(Event.RELEASE)
-_FAULT = _cas(Event.FAULT, ", fault_code = :code, fault_string = :fault")
+_FAULT = {client: _cas(event, ", fault_code = :code, fault_string = :fault")
+          for client, event in ((True, Event.FAULT), (False, Event.FAULT_UNATTENDED))}
 _ABANDON = Sql("UPDATE journal_steps SET state = 'abandoned', updated_at = :now "
                "WHERE journal_id = :id AND state = 'planned'")
 _RELEASE_ORDER = Sql("""
@@ -574,12 +611,15 @@ def release(conn: Connection, now: float, journal_id: int, token: str,
 
 def fail(conn: Connection, now: float, journal_id: int, token: str,
          reservation_id: int | None, code: int, fault: str,
-         notes: Sequence[str] | None = None) -> bool:
-    """End the entry with a fault: its unsent steps abandoned, its binding ended."""
+         notes: Sequence[str] | None = None, client: bool = True) -> bool:
+    """End the entry with a fault, its unsent steps abandoned. Handed to a client waiting
+    for it (``failed``: the binding ends); or, when nobody waits (recovery), kept for the
+    client's retry like an undelivered reply: it was told 9119 "retry the same call", and
+    its steps may have done part of the work (FAULT_UNATTENDED)."""
     release_order(conn, now, reservation_id, token)
-    if run(conn, _FAULT, {"new": uuid.uuid4().hex, "until": None, "now": now,
-                          "id": journal_id, "token": token, "code": code,
-                          "fault": fault}).rowcount != 1:
+    if run(conn, _FAULT[client], {"new": uuid.uuid4().hex, "until": None, "now": now,
+                                  "id": journal_id, "token": token, "code": code,
+                                  "fault": fault}).rowcount != 1:
         return False
     run(conn, _ABANDON, {"now": now, "id": journal_id})
     if notes:

@@ -162,7 +162,8 @@ journal = Table(
 )
 Index("ix_journal_phase", journal.c.phase)
 Index("ix_journal_order", journal.c.order_id)
-Index("ix_journal_fingerprint", journal.c.fingerprint)
+# The newest operation of a fingerprint (the claim's read) and its bound entry.
+Index("ix_journal_fingerprint", journal.c.fingerprint, journal.c.id)
 #: At most one entry per fingerprint is bound (an identical call belongs to it): the rule
 #: that keeps two identical calls from both running, in one process or several.
 _BOUND = text("phase IN ('running', 'released', 'replying', 'undelivered')")

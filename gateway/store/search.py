@@ -107,6 +107,15 @@ def _on_rno(conn: Connection, rno: str, eid: int | None) -> ColumnElement[bool]:
     return or_(*about)
 
 
+def _state_is(state: EntryState) -> ColumnElement[bool]:
+    """As :attr:`JournalEntry.state`: a finished entry holding a fault failed."""
+    finished = _J.c.phase.notin_([p.value for p in EntryState.PENDING.phases])
+    if state is EntryState.PENDING:
+        return ~finished
+    failed = and_(finished, or_(_J.c.phase == "failed", _J.c.fault_code.is_not(None)))
+    return failed if state is EntryState.FAILED else and_(finished, ~failed)
+
+
 def _conditions(conn: Connection, q: JournalQuery) -> list[ColumnElement[bool]]:
     c: list[ColumnElement[bool]] = []
     for column, value in ((_J.c.eid, q.eid), (_J.c.method, q.method),
@@ -119,7 +128,7 @@ def _conditions(conn: Connection, q: JournalQuery) -> list[ColumnElement[bool]]:
         c.append(or_(*(merchant_ref(conn, k) == q.merchant_order_id
                        for k in MERCHANT_REF_KEYS)))
     if q.state is not None:
-        c.append(_J.c.phase.in_([p.value for p in q.state.phases]))
+        c.append(_state_is(q.state))
     if q.fault_code is not None:
         c.append(_J.c.fault_code == q.fault_code)
     if q.since is not None:

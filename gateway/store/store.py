@@ -230,9 +230,10 @@ class Store:
         return await self._run("release", journal.release, journal_id, token, reservation_id)
 
     async def fail(self, journal_id: int, token: str, reservation_id: int | None, code: int,
-                   fault: str) -> bool:
+                   fault: str, *, client: bool = True) -> bool:
+        """End the entry with a fault (kept for the retry when no ``client`` waits)."""
         return await self._run("fail", journal.fail, journal_id, token, reservation_id, code,
-                               fault)
+                               fault, None, client)
 
     async def known_ids(self, reservation: Reservation, kind: str) -> set[str]:
         """The capture or refund ids the ledger holds for the order (``kind``: "captures",

@@ -168,8 +168,9 @@ class Entry:
         elif event in (Event.FINISH, Event.FINISH_UNATTENDED):
             assert self.made is not None
             now(succeed(s, self.made, token, None, client=event is Event.FINISH))
-        elif event is Event.FAULT:
-            now(s.fail(i, token, None, 9103, "not_allowed_operation: x"))
+        elif event in (Event.FAULT, Event.FAULT_UNATTENDED):
+            now(s.fail(i, token, None, 9103, "not_allowed_operation: x",
+                       client=event is Event.FAULT))
         elif event is Event.RELEASE:
             now(s.release(i, token, None))
         elif event is Event.TAKEOVER:

@@ -50,8 +50,6 @@ def order_id_of(world: World, proc: Process, rno: str) -> str:
     return str(res.order_id)
 
 
-@pytest.mark.xfail(strict=True, reason="review: imports change an invoice's refunded amount "
-                   "without moving reservations.version (the intent's optimistic check)")
 def test_an_import_in_the_read_intent_window_lets_a_refund_exceed_its_invoice(
         world: World) -> None:
     """Journal v2 commits an intent only if ``reservations.version`` has not moved since
@@ -110,8 +108,6 @@ def test_an_import_in_the_read_intent_window_lets_a_refund_exceed_its_invoice(
         f"invoice {invno_x}: {x.refunded_amount} refunded of {x.captured_amount} captured"
 
 
-@pytest.mark.xfail(strict=True, reason="review: migration 0005 drops the delivered_at of a "
-                   "pending v1 entry; once finished it is replayed to the deliberate repeat")
 def test_a_v1_entry_whose_reply_was_delivered_before_it_finished_is_not_replayed(
         world: World) -> None:
     """Journal v1 let a runner that lost its lease at the last step answer its client, and
@@ -169,9 +165,6 @@ def _slow(proc: Process, method: str, seconds: float = 0.01) -> None:
     setattr(proc.parts.store, method, slow)
 
 
-@pytest.mark.xfail(strict=True, reason="review: the loser of two concurrent replays of an "
-                   "undelivered reply claims again as a first arrival and becomes a new "
-                   "operation")
 def test_two_concurrent_retries_of_an_undelivered_reply_capture_once(world: World) -> None:
     """The reply of ``activate 1 x ART-1`` never reached its client (undelivered). The
     client's retry goes out twice at once (a double submit, two workers of its queue, a
@@ -200,9 +193,6 @@ def test_two_concurrent_retries_of_an_undelivered_reply_capture_once(world: Worl
     assert captures_after(world, a, d_a, rno) == 1, "two concurrent retries captured twice"
 
 
-@pytest.mark.xfail(strict=True, reason="review: the loser of two concurrent takeovers of a "
-                   "released entry claims again as a first arrival and becomes a new "
-                   "operation")
 def test_two_concurrent_retries_of_a_released_entry_capture_once(world: World) -> None:
     """The same race on a released entry (its client was told 9119, "retry the same call"):
     the client's retry goes out twice at once, to A and B. Both read ``released`` →
@@ -227,9 +217,6 @@ def test_two_concurrent_retries_of_a_released_entry_capture_once(world: World) -
     assert captures_after(world, a, d_a, rno) == 1, "two concurrent retries captured twice"
 
 
-@pytest.mark.xfail(strict=True, reason="review: the claim is optimistic (read, GET order, "
-                   "then intent), so a double submit whose twin finished meanwhile is a new "
-                   "operation")
 def test_a_double_submit_is_one_operation_even_when_its_twin_finishes_first(
         world: World) -> None:
     """Journal v1 claimed the call's fingerprint in its first transaction, before reading
@@ -309,9 +296,6 @@ def test_a_database_error_mid_call_answers_a_retryable_fault(world: World, desc:
     assert world.captures_applied(rno, proc) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="review: a fault recorded by recovery after some "
-                   "steps were applied unbinds the entry; the retry the client was told to "
-                   "send is a new operation and captures again")
 def test_a_retry_after_recovery_failed_a_half_applied_entry_does_not_capture_again(
         world: World) -> None:
     """``activate_reservation`` of 1 x ART-1 (two steps: capture, release the rest).
@@ -351,8 +335,6 @@ def test_a_retry_after_recovery_failed_a_half_applied_entry_does_not_capture_aga
     assert world.captures_applied(rno, proc) == 1, "the retry captured the goods again"
 
 
-@pytest.mark.xfail(strict=True, reason="review: a v1 entry claimed but never planned (no "
-                   "steps) is finished after the upgrade as a success nothing was sent for")
 def test_a_v1_entry_that_died_before_planning_is_not_answered_as_a_success(
         world: World) -> None:
     """Journal v1 claimed a call's fingerprint *before* reading the order and planning: a

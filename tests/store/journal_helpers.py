@@ -32,14 +32,15 @@ async def intend(store: Store, *, fingerprint: str | None = None, eid: int = 123
                                None, "a step")]
     token = token or uuid.uuid4().hex
     fingerprint = fingerprint or uuid.uuid4().hex
+    view = await store.read_call(journal.CallQuery(eid, fingerprint,
+                                                   rno=res.rno if res else None))
     if order is None and res is not None:
-        order = (await store.read_call(journal.CallQuery(res.eid, fingerprint, rno=res.rno,
-                                                         bind=False))).order
+        order = view.order
     made = await store.record_intent(journal.Intent(
         eid, method, fingerprint, json.dumps({"method": method, "eid": eid, **(call or {})}),
         token, store.clock.seconds() + lease_seconds, steps, notes,
         rno=rno or (res.rno if res else None), invno=invno, order=order,
-        allocate_invno=allocate_invno))
+        allocate_invno=allocate_invno, watermark=view.watermark))
     return made, token
 
 

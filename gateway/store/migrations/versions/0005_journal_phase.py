@@ -78,9 +78,14 @@ def upgrade() -> None:
     op.create_index("ix_journal_phase", "journal", ["phase"])
     op.create_index("ux_journal_bound", "journal", ["fingerprint"], unique=True,
                     sqlite_where=sa.text(_BOUND), postgresql_where=sa.text(_BOUND))
+    # The claim reads the newest operation of a fingerprint: (fingerprint, id).
+    op.drop_index("ix_journal_fingerprint", "journal")
+    op.create_index("ix_journal_fingerprint", "journal", ["fingerprint", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_journal_fingerprint", "journal")
+    op.create_index("ix_journal_fingerprint", "journal", ["fingerprint"])
     op.drop_index("ux_journal_bound", "journal")
     op.drop_index("ix_journal_phase", "journal")
     with op.batch_alter_table("journal") as batch:
