@@ -220,6 +220,16 @@ class UpstreamUnavailableError(GatewayError):
     fault_code = FaultCode.TIMEOUT
 
 
+class DatabaseUnavailableError(UpstreamUnavailableError):
+    """The gateway's own database could not be used (connection lost or refused, server
+    restarting, disk full): the call's outcome is recorded as far as it got, and its retry
+    continues it."""
+
+    def __init__(self, *, debug_context: str | None = None) -> None:
+        super().__init__("the gateway's database is unavailable; retry the same call",
+                         debug_context=debug_context)
+
+
 class MerchantMisconfiguredError(GatewayError):
     fault_code = FaultCode.MISC_ESTORE_ERROR
 
