@@ -51,7 +51,7 @@ class Linked:
     def __init__(self) -> None:
         self.url, self.drop = make_pg_schema()
         parts = urlsplit(self.url)
-        self.link = Link(reactor, parts.hostname or "127.0.0.1", parts.port or 5432)
+        self.link = Link(parts.hostname or "127.0.0.1", parts.port or 5432)
         port = self.link.plug()
         self.app = "t18c_" + uuid.uuid4().hex[:10]
         self.via = urlunsplit(parts._replace(
@@ -76,7 +76,7 @@ async def linked() -> AsyncIterator[Linked]:
         yield lk
     finally:
         lk.db.stop()
-        await lk.link.unplug()
+        lk.link.close()
         lk.drop()
 
 
@@ -153,7 +153,7 @@ async def test_an_unreachable_database_is_a_retryable_fault_and_then_comes_back(
     """Refused connections: each interaction fails at once with 9119 (retry the same call),
     naming the database; plugged back in, the next ones succeed."""
     await _warm(linked.db)
-    await linked.link.unplug()
+    linked.link.unplug()
     started = reactor.seconds()
     for run in (linked.db.run_interaction, linked.db.run_read):
         with pytest.raises(DatabaseUnavailableError) as caught:
