@@ -97,7 +97,8 @@ FAULT_TABLE: tuple[tuple[FaultCode, str], ...] = (
     (FaultCode.NOT_ALLOWED_OPERATION,
      "state forbids it (cancelled, expired, fully activated, fraud PENDING/REJECTED), "
      "or the call is not offered by the gateway"),
-    (FaultCode.TIMEOUT, "Klarna unavailable after retries (5xx, timeout, 429); retry the same call"),
+    (FaultCode.TIMEOUT, "Klarna unavailable after retries (5xx, timeout, 429), or the gateway's "
+     "database unavailable; retry the same call"),
     (FaultCode.MISC_ESTORE_ERROR, "gateway misconfigured for this eid (REST credentials refused)"),
 )
 

@@ -35,12 +35,14 @@ definitive answer that changed nothing: correct, never swallowed.
 
 (a ``search_path`` schema is created when missing; it must not hold an earlier run.)
 
-``--db-restarts N`` restarts PostgreSQL N times mid-load, its data kept (``pg_ctlcluster
-... restart``, fast shutdown: every connection is ended with 57P01, new ones are refused
-until it is up): half the time while Klarna is slow to answer a call (the database goes
-between the call's REST step and its outcome), half at any moment. The gateways answer 9119
-meanwhile and the client retries, as after a kill. ``--db-restart-command`` replaces the
-command (run as it is, without a shell).
+``--db-restarts N`` restarts PostgreSQL N times mid-load, its data kept: a fast shutdown
+(every connection ended with 57P01), ``--db-downtime`` seconds down (1 s: connections
+refused), then up again. Each restart begins while Klarna is slow to answer a call: half the
+time its mutation (the database goes between the REST step Klarna applies and the call's
+outcome), half its read of the order (the database goes before the call's intent). The
+gateways answer 9119 meanwhile and the client retries, as after a kill. ``--db-ctl`` is the
+command that takes ``stop`` and ``start`` (default: ``pg_ctlcluster
+--skip-systemctl-redirect VERSION main``, VERSION the one cluster under /etc/postgresql).
 """
 from __future__ import annotations
 
@@ -207,11 +209,11 @@ class Soak:
             op.attempts += 1
             if kill and not op.killed:
                 op.killed = True
-                status, value = self._attempt_during(op, gw, gw.kill)
+                status, value = self._attempt_and_kill(op, gw)
                 op.cut = status == "retry"
             elif restart and not op.restarted:
                 op.restarted = True
-                status, value = self._attempt_during(op, gw, self.restart_database)
+                status, value = self._attempt_and_restart(op, gw)
                 op.cut = status == "retry"
             else:
                 status, value = self.attempt(op.call, gw)
@@ -226,17 +228,30 @@ class Soak:
             time.sleep(self.rng.uniform(0.05, 0.3))
             self.ensure_running()
 
-    def _attempt_during(self, op: Op, gw: GatewayProcess, blow: Callable[[], Any]
-                        ) -> tuple[str, Any]:
-        """``blow`` (SIGKILL the gateway serving the attempt, restart the database) during
-        the attempt: half the time while Klarna is slow to answer it (mid-call, after
-        Klarna may have applied it), half at any moment."""
+    def _attempt_and_kill(self, op: Op, gw: GatewayProcess) -> tuple[str, Any]:
+        """SIGKILL the gateway serving the attempt: half the time while Klarna is slow to
+        answer it (mid-call, after Klarna may have applied it), half at any moment."""
         if self.rng.random() < 0.5:
             self.sandbox.fault(path=r"^/ordermanagement/", times=1, action="latency",
                                delay_ms=self.rng.randint(300, 900))
             delay = self.rng.uniform(0.05, 0.3)
         else:
             delay = self.rng.uniform(0.0, 0.4)
+        return self._attempt_during(op, gw, gw.kill, delay)
+
+    def _attempt_and_restart(self, op: Op, gw: GatewayProcess) -> tuple[str, Any]:
+        """Restart the database while Klarna is slow to answer the attempt: half the time
+        its mutation (POST: the database goes between the REST step Klarna applies and
+        its outcome), half its read of the order (GET: before its intent)."""
+        self.sandbox.fault(path=r"^/ordermanagement/", times=1, action="latency",
+                           method="POST" if self.rng.random() < 0.5 else "GET",
+                           delay_ms=self.rng.randint(800, 1300))
+        return self._attempt_during(op, gw, self.restart_database,
+                                    self.rng.uniform(0.05, 0.2))
+
+    def _attempt_during(self, op: Op, gw: GatewayProcess, blow: Callable[[], Any],
+                        delay: float) -> tuple[str, Any]:
+        """``blow`` (a kill, a restart) ``delay`` seconds into the attempt."""
         out: list[tuple[str, Any]] = []
         t = threading.Thread(target=lambda: out.append(self.attempt(op.call, gw)), daemon=True)
         t.start()
@@ -247,13 +262,21 @@ class Soak:
         return out[0] if out else ("retry", ConnectionError("no answer within 30 s"))
 
     def restart_database(self) -> None:
-        """Restart PostgreSQL, its data kept (``--db-restart-command``)."""
+        """Stop PostgreSQL, leave it down ``--db-downtime`` seconds, start it (data kept;
+        started again whatever happens meanwhile: other users share it)."""
         started = time.monotonic()
-        done = subprocess.run(shlex.split(self.args.db_restart_command), capture_output=True,
+        self._db_ctl("stop")
+        try:
+            time.sleep(self.args.db_downtime)
+        finally:
+            self._db_ctl("start")
+        self.restarts.append(time.monotonic() - started)
+
+    def _db_ctl(self, action: str) -> None:
+        done = subprocess.run([*shlex.split(self.args.db_ctl), action], capture_output=True,
                               text=True, timeout=120)
         if done.returncode != 0:
-            sys.exit(f"restarting the database failed: {done.stderr.strip()}")
-        self.restarts.append(time.monotonic() - started)
+            sys.exit(f"database {action} failed: {done.stderr.strip()}")
 
     def record(self, op: Op) -> None:
         told = op.value.faultCode if op.status == "fault" else op.status
@@ -571,9 +594,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--kills", type=int, default=2)
     p.add_argument("--db-restarts", type=int, default=0,
                    help="restart PostgreSQL this many times mid-load, its data kept")
-    p.add_argument("--db-restart-command", default=None,
-                   help="how (default: pg_ctlcluster --skip-systemctl-redirect VERSION main "
-                        "restart, VERSION the one under /etc/postgresql; fast shutdown)")
+    p.add_argument("--db-downtime", type=float, default=1.0,
+                   help="seconds PostgreSQL stays down at each restart")
+    p.add_argument("--db-ctl", default=None,
+                   help="the command that takes stop and start (default: pg_ctlcluster "
+                        "--skip-systemctl-redirect VERSION main, VERSION the one cluster "
+                        "under /etc/postgresql)")
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--orders", type=int, default=0, help="default: calls / 6")
     p.add_argument("--db", default=None, help="database URL (default: SQLite in a temp dir)")
@@ -592,12 +618,11 @@ def parse_args() -> argparse.Namespace:
         p.error("several processes need a shared PostgreSQL (--db postgresql://...)")
     if args.db_restarts and not (args.db or "").startswith("postgres"):
         p.error("--db-restarts restarts PostgreSQL: give --db postgresql://...")
-    if args.db_restarts and args.db_restart_command is None:
+    if args.db_restarts and args.db_ctl is None:
         versions = sorted(Path("/etc/postgresql").glob("*"))
         if len(versions) != 1:
-            p.error("give --db-restart-command (no single cluster under /etc/postgresql)")
-        args.db_restart_command = (f"pg_ctlcluster --skip-systemctl-redirect "
-                                   f"{versions[0].name} main restart")
+            p.error("give --db-ctl (no single cluster under /etc/postgresql)")
+        args.db_ctl = f"pg_ctlcluster --skip-systemctl-redirect {versions[0].name} main"
     return args
 
 
@@ -609,7 +634,8 @@ def report(soak: Soak, mix: Counter[str], result: Audit, discrepancies: int,
     kills = sum(gw.kills for gw in soak.gateways)
     restarts = (f"{len(soak.restarts)} database restarts ("
                 f"{sum(op.cut and op.restarted for op in soak.ops)} cut a call before its "
-                f"answer, each down for at most {max(soak.restarts):.1f}s), "
+                f"answer, each {args.db_downtime:g}s down and at most "
+                f"{max(soak.restarts):.1f}s from stop to started), "
                 if soak.restarts else "")
     print(f"# {args.processes} process(es), {kills} kills "
           f"({sum(op.cut and op.killed for op in soak.ops)} cut a call before its answer, "
