@@ -43,7 +43,9 @@ from twisted.web.resource import Resource
 
 from gateway.config import Config
 from gateway.metrics import CONTENT_TYPE_LATEST, NO_METRICS, Metrics
-from gateway.om.client import OmClient, RestResponseError, RestTransportError
+from gateway.om.client import (
+    DeadlineExceededError, OmClient, RateLimitedError, RestResponseError, RestTransportError,
+)
 from gateway.model import Invoice, JournalEntry, Origin
 from gateway.store.recurring import TokenConflictError
 from gateway.store.store import ReservationConflictError, Store
@@ -284,8 +286,8 @@ class AdminResource(Resource):
                 raise HttpError(422, f"customer token {token} does not exist for eid "
                                      f"{eid}") from None
             raise HttpError(502, f"Klarna answered {e.status} {e.error_code}") from None
-        except RestTransportError:
-            raise HttpError(502, "Klarna did not answer") from None
+        except (RestTransportError, DeadlineExceededError) as e:
+            raise _no_answer(e) from None
         try:
             new = await self.store.map_recurring_token(eid, str(v2_token), str(token),
                                                        Origin.IMPORT.value)
@@ -361,6 +363,8 @@ class AdminResource(Resource):
         except RestResponseError as e:
             raise HttpError(e.status if 400 <= e.status < 500 else 502,
                             "; ".join(e.messages) or str(e.error_code)) from None
+        except DeadlineExceededError as e:
+            raise _no_answer(e) from None
         order_id = str(created["order_id"])
         try:
             res = await self.store.register_reservation(
@@ -369,6 +373,16 @@ class AdminResource(Resource):
             raise HttpError(409, str(e)) from None
         return 201, {"order_id": order_id, "rno": res.rno,
                      "fraud_status": created.get("fraud_status")}
+
+
+def _no_answer(e: RestTransportError | DeadlineExceededError) -> HttpError:
+    """Klarna did not answer, or the merchant may not send yet (its ``rest_rate_limit``, or
+    a pause Klarna asked for): then nothing was sent, and the client may retry later."""
+    if isinstance(e, RateLimitedError):
+        return HttpError(503, "no REST request slot for this merchant in time (its "
+                              "rest_rate_limit, or Klarna's Retry-After): nothing was sent, "
+                              "retry later")
+    return HttpError(502, "Klarna did not answer")
 
 
 def query_params(request: server.Request) -> dict[str, str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from treq.client import HTTPClient
 from twisted.internet import threads
 
@@ -21,13 +22,15 @@ from gateway.calls.registry import CallRegistry
 from gateway.calls.text_repair import OFF, repairing_registry
 from gateway.config import Config
 from gateway.engine import CallEngine
-from gateway.errors import FaultCode, GatewayError, UnknownInvoiceError
+from gateway.errors import DatabaseUnavailableError, FaultCode, GatewayError, UnknownInvoiceError
 from gateway.legacy.auth import Authenticator, InvoiceCallNotOffered
 from gateway.legacy.resource import Reply
 from gateway.metrics import NO_METRICS, Metrics
 from gateway.om.client import OmClient
+from gateway.om.ratelimit import LocalRateLimiter
 from gateway.store import schema
 from gateway.store.database import Database
+from gateway.store.ratelimit import SharedRateLimiter
 from gateway.store.store import Store
 
 
@@ -51,6 +54,9 @@ class Components:
     #: the repairs of plans it journals; a dry run, ``explain`` or the console, counts none).
     registry: CallRegistry
     metrics: Metrics
+    #: Request slots per merchant: in the store (PostgreSQL: every process shares them), or
+    #: in this process (SQLite, read-only tools).
+    limiter: LocalRateLimiter | SharedRateLimiter
 
     def legacy_dispatch(self) -> Callable[[str, list[Any], str | None], Awaitable[Reply]]:
         """``(method, params) -> Reply``: authenticate and decode once, run, and record the
@@ -62,7 +68,12 @@ class Components:
                 authed = self.authenticator.authenticate(method, params, client)
             except InvoiceCallNotOffered as e:
                 raise await self._passive_invoice_fault(e) from None
-            answer = await engine.run(authed.merchant, authed.spec, authed.call)
+            try:
+                answer = await engine.run(authed.merchant, authed.spec, authed.call)
+            except Exception as e:
+                if caused_by_database(e):
+                    self.metrics.database_error("call")
+                raise
             return Reply(answer.reply, delivered=lambda: engine.delivered(answer),
                          undelivered=lambda: engine.undelivered(answer),
                          context=answer.context())
@@ -79,6 +90,18 @@ class Components:
     async def close(self) -> None:
         await self.om.close()
         self.db.stop()
+
+
+def caused_by_database(e: BaseException) -> bool:
+    """Whether a database failure is ``e`` or lies under it (a fault raised from one)."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (SQLAlchemyError, DatabaseUnavailableError)):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | None = None,
@@ -106,12 +129,15 @@ async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | N
     except BaseException:
         db.stop()
         raise
-    om = OmClient(clock, timeout=s.rest_timeout_seconds, http=http, metrics=metrics)
+    limiter = LocalRateLimiter(clock) if db.is_sqlite or read_only else \
+        SharedRateLimiter(db, clock, metrics)
+    om = OmClient(clock, timeout=s.rest_timeout_seconds, http=http, metrics=metrics,
+                  limiter=limiter, slot_wait=s.retry_budget_seconds)
     planned = repairing_registry(registry, text_repair_mode(config))
     engine = CallEngine(config, store, om, clock, planned, metrics)
     return Components(config=config, db=db, store=store, om=om, engine=engine,
                       authenticator=Authenticator(config.merchant, planned),
-                      registry=planned, metrics=metrics)
+                      registry=planned, metrics=metrics, limiter=limiter)
 
 
 def text_repair_mode(config: Config) -> Callable[[int], str]:

@@ -72,6 +72,12 @@ class Merchant:
     #: Read-only token for this merchant's view of the console (its own eid only); None:
     #: the merchant has no console access (the admin token still sees everything).
     console_token: str | None = field(default=None, repr=False)
+    #: REST requests per second to Klarna for this merchant, shared by every process on one
+    #: store (0: no limit). See ``gateway.om.ratelimit``.
+    rest_rate_limit: float = 0.0
+    #: Requests that may leave at once after a quiet spell (the bucket's size); 1 paces every
+    #: request, so no window of any length sees more than the rate allows.
+    rest_rate_burst: int = 1
 
     @property
     def secret_bytes(self) -> bytes:
@@ -185,7 +191,8 @@ def _merchant(raw: Any, index: int) -> Merchant:
     known = {"eid", "shared_secret", "shared_secret_env", "shared_secret_file", "rest_username",
              "rest_password", "rest_password_env", "rest_password_file", "region", "environment",
              "base_url", "pass_through", "profile", "allowed_networks", "console_token",
-             "console_token_env", "console_token_file", "text_repair"}
+             "console_token_env", "console_token_file", "text_repair", "rest_rate_limit",
+             "rest_rate_burst"}
     for key in raw:
         if key not in known:
             raise ConfigError("unknown key", f"{path}.{key}")
@@ -232,7 +239,25 @@ def _merchant(raw: Any, index: int) -> Merchant:
                     pass_through=pass_through, profile=profile, text_repair=text_repair,
                     allowed_networks=_networks(raw.get("allowed_networks", []),
                                                f"{path}.allowed_networks"),
-                    console_token=_console_token(raw, path))
+                    console_token=_console_token(raw, path),
+                    rest_rate_limit=_rate(raw.get("rest_rate_limit", 0),
+                                          f"{path}.rest_rate_limit"),
+                    rest_rate_burst=_burst(raw.get("rest_rate_burst", 1),
+                                           f"{path}.rest_rate_burst"))
+
+
+def _rate(raw: Any, path: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw != raw:
+        raise ConfigError("must be a number of requests per second (0: no limit)", path)
+    if raw < 0:
+        raise ConfigError("must not be negative (0: no limit)", path)
+    return float(raw)
+
+
+def _burst(raw: Any, path: str) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ConfigError("must be a whole number of requests, at least 1", path)
+    return raw
 
 
 def _networks(raw: Any, path: str) -> tuple[IPv4Network | IPv6Network, ...]:

@@ -15,8 +15,9 @@ import threading
 from typing import IO, Any, TextIO
 
 from twisted.logger import (
-    FilteringLogObserver, ILogObserver, LogLevel, LogLevelFilterPredicate, PredicateResult,
-    formatEvent, globalLogBeginner, jsonFileLogObserver, textFileLogObserver,
+    FileLogObserver, FilteringLogObserver, ILogObserver, LogLevel, LogLevelFilterPredicate,
+    PredicateResult, formatEvent, formatEventAsClassicLogText, formatTime, globalLogBeginner,
+    jsonFileLogObserver,
 )
 
 from gateway.files import open_private
@@ -63,7 +64,10 @@ _CHATTER = re.compile(r"^(\w+ starting on \S+|\(\w+ Port \S+ Closed\)|Main loop 
 
 
 def quiet_chatter(event: dict[str, Any]) -> PredicateResult:
-    """Drop Twisted's port chatter (see :data:`_CHATTER`)."""
+    """Drop Twisted's port chatter (see :data:`_CHATTER`). The gateway's own events (the
+    access line of every call among them) are never chatter: they are not formatted here."""
+    if str(event.get("log_namespace", "")).startswith("gateway."):
+        return PredicateResult.maybe
     if event.get("log_level", LogLevel.info) <= LogLevel.info:
         text = formatEvent(event) if event.get("log_format") else " ".join(
             str(m) for m in event.get("message", ()))
@@ -72,13 +76,32 @@ def quiet_chatter(event: dict[str, Any]) -> PredicateResult:
     return PredicateResult.maybe
 
 
+class _SecondsFormatter:
+    """Twisted's text timestamp (``2026-12-07T14:25:48+0000``), worked out once a second:
+    the local time zone is looked up for every event otherwise (every call logs a line)."""
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._text = ""
+
+    def __call__(self, when: float | None) -> str:
+        if when is None:
+            return formatTime(when)
+        second = int(when)
+        if second != self._second:
+            self._second, self._text = second, formatTime(second)
+        return self._text
+
+
 def observer(fmt: str, out: IO[str] | ReopenableFile, level: LogLevel) -> ILogObserver:
     """A level-filtered text or JSON-lines observer writing to ``out`` (Twisted's port
     chatter left out unless ``level`` is debug)."""
     if fmt == "json":
         inner = jsonFileLogObserver(out, recordSeparator="")  # type: ignore[arg-type]
     else:
-        inner = textFileLogObserver(out)  # type: ignore[arg-type]
+        stamp = _SecondsFormatter()
+        inner = FileLogObserver(out, lambda event: formatEventAsClassicLogText(  # type: ignore[arg-type]
+            event, formatTime=stamp))
     predicates: list[Any] = [LogLevelFilterPredicate(defaultLogLevel=level)]
     if level > LogLevel.debug:
         predicates.insert(0, quiet_chatter)

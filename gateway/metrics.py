@@ -8,7 +8,7 @@ methods, so none of them imports ``prometheus_client``; a part built without met
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -17,6 +17,9 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "NO_METRICS", "endpoint_of"]
 
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                            2.5, 5.0, 10.0)
+#: Where ``database_errors_total`` counts failures (``source`` label).
+DATABASE_ERROR_SOURCES: Final = ("call", "readiness", "background", "rate_limit")
+_WAIT_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _DB_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _ID: Final = re.compile(r"(?<=/)(?!v\d+(?:/|$))[^/]*\d[^/]*")
 
@@ -29,6 +32,7 @@ def endpoint_of(path: str) -> str:
 
 class Metrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = r = CollectorRegistry()
         p = "klarna_gateway_"
         self.legacy_calls = Counter(p + "legacy_calls_total",
@@ -79,15 +83,50 @@ class Metrics:
         self.expiring = Gauge(p + "authorizations_expiring",
                               "Registered authorizations expiring within the window "
                               "(see expiring --within)", ["within"], registry=r)
+        self.rate_limit_waits = Histogram(p + "rest_rate_limit_wait_seconds",
+                                          "Waits for a REST request slot (the merchant's "
+                                          "rest_rate_limit, or Klarna's Retry-After)",
+                                          ["eid"], buckets=_WAIT_BUCKETS, registry=r)
+        self.throttled_calls = Counter(p + "rest_throttled_calls_total",
+                                       "REST requests not sent: no slot within the call's "
+                                       "budget (the call answered 9119)", ["eid"],
+                                       registry=r)
+        self.database_errors = Counter(p + "database_errors_total",
+                                       "Database failures met, by where: call (a legacy "
+                                       "call failed on it), readiness, background (gauges, "
+                                       "recovery), rate_limit", ["source"], registry=r)
+        for source in DATABASE_ERROR_SOURCES:  # from 0, so the first failure is an increase
+            self.database_errors.labels(source)
+        self.ready = Gauge(p + "ready", "1 while /readyz would answer 200 (database reachable "
+                           "and migrated, recovery sweeping, not draining), else 0",
+                           registry=r)
+        self.journal_oldest_pending = Gauge(p + "journal_oldest_pending_seconds",
+                                            "Age of the oldest unfinished journal entry "
+                                            "(0: none)", registry=r)
+        self.give_up = Gauge(p + "give_up_seconds", "The configured give_up_seconds: an "
+                             "unresolved capture/refund is settled after this long",
+                             registry=r)
+        self.too_many_requests = Counter(p + "rest_429_total",
+                                         "429 Too Many Requests received from Klarna",
+                                         ["eid"], registry=r)
 
     # -- recording (each part calls these) ------------------------------------------------
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once (every call records several; the
+        lookup takes a lock and builds a key each time)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def legacy_call(self, method: str | None, fault_code: int | None, seconds: float,
                     replayed: bool = False) -> None:
         name = method or "-"
         outcome = "ok" if fault_code is None else str(fault_code)
-        self.legacy_calls.labels(name, outcome).inc()
-        self.legacy_seconds.labels(name).observe(seconds)
+        self._child(self.legacy_calls, name, outcome).inc()
+        self._child(self.legacy_seconds, name).observe(seconds)
         if fault_code == 9119:
             self.retry_later.labels(name).inc()
         if replayed:
@@ -95,11 +134,32 @@ class Metrics:
 
     def rest_request(self, method: str, path: str, status: int | str, seconds: float) -> None:
         endpoint = endpoint_of(path)
-        self.rest_requests.labels(method, endpoint, str(status)).inc()
-        self.rest_seconds.labels(method, endpoint).observe(seconds)
+        self._child(self.rest_requests, method, endpoint, str(status)).inc()
+        self._child(self.rest_seconds, method, endpoint).observe(seconds)
 
     def rest_retry(self, method: str, path: str) -> None:
         self.rest_retries.labels(method, endpoint_of(path)).inc()
+
+    def rate_limit_wait(self, eid: int, seconds: float) -> None:
+        self.rate_limit_waits.labels(str(eid)).observe(seconds)
+
+    def throttled(self, eid: int) -> None:
+        self.throttled_calls.labels(str(eid)).inc()
+
+    def rate_limited(self, eid: int) -> None:
+        self.too_many_requests.labels(str(eid)).inc()
+
+    def database_error(self, source: str) -> None:
+        self.database_errors.labels(source).inc()
+
+    def readiness(self, ready: bool) -> None:
+        self.ready.set(1 if ready else 0)
+
+    def oldest_pending(self, seconds: float) -> None:
+        self.journal_oldest_pending.set(seconds)
+
+    def give_up_seconds(self, seconds: float) -> None:
+        self.give_up.set(seconds)
 
     def takeover(self) -> None:
         self.takeovers.inc()
@@ -108,7 +168,7 @@ class Metrics:
         self.recovery_runs.labels(outcome).inc(count)
 
     def database(self, interaction: str, seconds: float) -> None:
-        self.db_seconds.labels(interaction).observe(seconds)
+        self._child(self.db_seconds, interaction).observe(seconds)
 
     def committed(self, interactions: int) -> None:
         self.commit_batch.observe(interactions)
@@ -140,6 +200,27 @@ class _NoMetrics(Metrics):
         pass
 
     def rest_retry(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def rate_limit_wait(self, *args: object) -> None:
+        pass
+
+    def throttled(self, *args: object) -> None:
+        pass
+
+    def rate_limited(self, *args: object) -> None:
+        pass
+
+    def database_error(self, *args: object) -> None:
+        pass
+
+    def readiness(self, *args: object) -> None:
+        pass
+
+    def oldest_pending(self, *args: object) -> None:
+        pass
+
+    def give_up_seconds(self, *args: object) -> None:
         pass
 
     def takeover(self) -> None:

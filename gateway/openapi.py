@@ -179,7 +179,9 @@ def _path(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]
 EID = _path("eid", "a configured eid", {"type": "integer"})
 BAD = {"400": _error("a parameter or the body is unusable (the message names it)")}
 UNCONFIGURED = {"404": _error("the eid is not configured")}
-KLARNA = {"502": _error("Klarna did not answer, or refused the merchant's credentials")}
+KLARNA = {"502": _error("Klarna did not answer, or refused the merchant's credentials"),
+          "503": _error("the merchant may not send a REST request in time (its "
+                        "rest_rate_limit, or Klarna's Retry-After): nothing was sent")}
 
 JOURNAL_FILTERS = [
     _query("eid", "only this merchant (a configured eid)", {"type": "integer"}),

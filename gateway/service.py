@@ -26,7 +26,8 @@ from twisted.logger import Logger
 
 from gateway import files
 from gateway.admin import AdminResource
-from gateway.app import Components, SchemaMode, build
+from gateway.calls import REGISTRY
+from gateway.app import Components, SchemaMode, build, caused_by_database
 from gateway.config import Config, weak_tokens
 from gateway.console import AdminListener, ConsoleResource
 from gateway.console.resource import access_log_line
@@ -34,7 +35,10 @@ from gateway.engine.recovery import recover_unfinished
 from gateway.errors import ConfigError
 from gateway.legacy.resource import CallRecord, LegacyResource, make_site
 from gateway.metrics import Metrics
+from gateway.store.health import oldest_pending_age
 from gateway.store.models import SCHEMA_HEAD
+from gateway.store.ratelimit import REFRESH_SECONDS as PAUSE_REFRESH_SECONDS
+from gateway.store.ratelimit import SharedRateLimiter
 from gateway.tools.expiring import ExpiryWatch
 from gateway.recurring.resource import EdgeRoot, RecurringResource
 from gateway.recurring.service import RecurringService
@@ -120,6 +124,7 @@ class Gateway:
         self.recovery: defer.Deferred[Any] | None = None
         self.recovery_loop: task.LoopingCall | None = None
         self.gauge_loop: task.LoopingCall | None = None
+        self.pause_loop: task.LoopingCall | None = None
         #: Refreshes the expiring-authorizations gauge in the background (None: off).
         self.expiry: ExpiryWatch | None = None
         self.metrics = Metrics()
@@ -197,9 +202,7 @@ class Gateway:
         log.info("legacy XML-RPC on {legacy}; admin API on {admin}; database {db}",
                  legacy=describe(self.legacy_port), admin=describe(self.admin_port),
                  db=redact_url(opts.db_url))
-        self.gauge_loop = task.LoopingCall(self._refresh_gauges)
-        self.gauge_loop.clock = self.reactor
-        self.gauge_loop.start(GAUGE_INTERVAL, now=True)
+        self.metrics.give_up_seconds(s.give_up_seconds)
         if s.expiry_check_seconds > 0:
             self.expiry = ExpiryWatch(self.config, parts.store, parts.om, self.metrics,
                                       self.reactor)
@@ -211,6 +214,21 @@ class Gateway:
             self.recovery_loop = task.LoopingCall(self._recover_once)
             self.recovery_loop.clock = self.reactor
             self.recovery_loop.start(RECOVERY_INTERVAL, now=s.recover_on_start)
+        if isinstance(parts.limiter, SharedRateLimiter):
+            # Retry-After pauses other processes met, for merchants without a rate limit
+            # (a limited merchant's slots read them from the store anyway).
+            self.pause_loop = task.LoopingCall(self._refresh_pauses)
+            self.pause_loop.clock = self.reactor
+            self.pause_loop.start(PAUSE_REFRESH_SECONDS, now=True)
+        # Last: the first refresh reads readiness, which needs recovery's loop running.
+        self.gauge_loop = task.LoopingCall(self._refresh_gauges)
+        self.gauge_loop.clock = self.reactor
+        self.gauge_loop.start(GAUGE_INTERVAL, now=True)
+
+    def _refresh_pauses(self) -> defer.Deferred[Any]:
+        if self.parts is not None and isinstance(self.parts.limiter, SharedRateLimiter):
+            defer.ensureDeferred(self.parts.limiter.refresh())
+        return defer.succeed(None)  # a slow database never stalls the loop
 
     def _warn_about_secrets_at_rest(self) -> None:
         """Warnings, never refusals: an existing SQLite database others can read (it holds
@@ -224,17 +242,30 @@ class Gateway:
             log.warn("{token}", token=str(token))
 
     def _observe_call(self, record: CallRecord) -> None:
-        self.metrics.legacy_call(record.method, record.fault_code, record.duration,
+        method = record.method
+        if method is not None and method not in REGISTRY.served \
+                and method not in REGISTRY.not_offered:
+            method = "unknown"  # a label value per name a client makes up would be unbounded
+        self.metrics.legacy_call(method, record.fault_code, record.duration,
                                  replayed=bool(record.context.get("replayed")))
 
-    async def _refresh_gauges_async(self) -> None:
-        if self.parts is not None:
+    async def refresh_gauges(self) -> None:
+        """The journal gauges, and ``ready`` (so it is current without /readyz polled):
+        every :data:`GAUGE_INTERVAL` seconds, or now (tests). Never raises."""
+        await self.readiness()
+        if self.parts is None:
+            return
+        try:
             self.metrics.journal(*await self.parts.store.journal_counts())
+            self.metrics.oldest_pending(await self.parts.db.run_interaction(
+                "journal_oldest_pending", oldest_pending_age, self.reactor.seconds()))
+        except Exception as e:  # noqa: BLE001 - the gauges keep their last values
+            if caused_by_database(e):
+                self.metrics.database_error("background")
+            log.warn("journal gauges not refreshed: {e}", e=e)
 
     def _refresh_gauges(self) -> defer.Deferred[Any]:
-        d = defer.ensureDeferred(self._refresh_gauges_async())
-        d.addErrback(lambda f: log.warn("journal gauges not refreshed: {e}",
-                                        e=f.getErrorMessage()))
+        defer.ensureDeferred(self.refresh_gauges())
         return defer.succeed(None)
 
     async def readiness(self) -> dict[str, Any]:
@@ -250,13 +281,16 @@ class Gateway:
                 f"writes failing: {failing}" if failing else "ok"
         except defer.TimeoutError:
             state["database"] = f"unreachable: no answer within {READINESS_SECONDS:g} s"
+            self.metrics.database_error("readiness")
         except Exception as e:  # noqa: BLE001 - any failure means not ready
             state["database"] = f"unreachable: {type(e.__cause__ or e).__name__}"
+            self.metrics.database_error("readiness")
         running = self.recovery_loop is not None and self.recovery_loop.running
         state["recovery"] = "ok" if running and self._sweeping_on_schedule() else \
             "not running" if not running else "stalled"
         state["ready"] = (state["database"] == "ok" and state["recovery"] == "ok"
                           and not self.draining)
+        self.metrics.readiness(state["ready"])
         return state
 
     def _sweeping_on_schedule(self) -> bool:
@@ -287,17 +321,23 @@ class Gateway:
         self.recovery_started = self.reactor.seconds()
         self.recovery = defer.ensureDeferred(recover_unfinished(self.parts.engine))
         self.recovery.addCallback(self._recovered)
-        self.recovery.addErrback(lambda f: log.failure("recovery failed", f))
+        self.recovery.addErrback(self._recovery_failed)
         return defer.succeed(None)
 
     def _recovered(self, _: Any) -> None:
         self.last_recovery = self.reactor.seconds()
 
+    def _recovery_failed(self, failure: Any) -> None:
+        if caused_by_database(failure.value):
+            self.metrics.database_error("background")
+        log.failure("recovery failed", failure)
+
     async def stop(self) -> None:
         """Drain, then close: listeners stop accepting, calls in flight get up to the retry
         budget plus a margin to finish, then the database closes."""
         self.draining = True
-        for loop in (self.recovery_loop, self.gauge_loop):
+        self.metrics.readiness(False)
+        for loop in (self.recovery_loop, self.gauge_loop, self.pause_loop):
             if loop is not None and loop.running:
                 loop.stop()
         if self.expiry is not None:

@@ -109,6 +109,13 @@ class Harness:
         assert resp.code == 200
         return await resp.json()
 
+    async def requests(self, containing: str = "") -> list[dict[str, Any]]:
+        """The sandbox's request log (what Klarna received), those whose path contains
+        ``containing``."""
+        resp = await treq.get(f"{self.sandbox}/sandbox/v1/requests", headers=ADMIN)
+        assert resp.code == 200
+        return [r for r in await resp.json() if containing in r["path"]]
+
     async def mapping(self, eid: int, rno: str) -> dict[str, Any]:
         resp = await treq.get(f"{self.admin}/v1/reservations/{eid}/{rno}", headers=ADMIN)
         assert resp.code == 200

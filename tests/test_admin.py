@@ -60,3 +60,26 @@ async def test_sandbox_order_route_validates(gw: Harness) -> None:
     assert resp.code == 400 and "purchase_country" in (await resp.json())["error"]
     created = await gw.create_order(token="pending-1")
     assert created["fraud_status"] == "PENDING"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_merchant_out_of_request_slots_is_a_clear_503(gw: Harness) -> None:
+    """Registering an order, or creating a sandbox order, while the merchant may not send
+    (Klarna asked it to wait 60 s): 503 naming the rate limit, nothing sent, never a 500."""
+    assert gw.gateway.parts is not None
+    await gw.gateway.parts.limiter.pause(1234, 60.0)
+    order_id = await gw.create_unregistered_order()
+    resp = await treq.post(gw.admin + "/v1/reservations", json={"eid": 1234,
+                                                                "order_id": order_id},
+                           headers=ADMIN)
+    body = await resp.json()
+    assert resp.code == 503 and "rest_rate_limit" in body["error"], body
+    assert [r for r in await gw.requests(order_id) if r["method"] == "GET"] == []
+    resp = await treq.post(gw.admin + "/v1/sandbox/orders", json={
+        "eid": 1234, "purchase_country": "SE", "purchase_currency": "SEK", "locale": "sv-SE",
+        "order_amount": 100, "order_tax_amount": 0, "order_lines": [
+            {"type": "physical", "reference": "A", "name": "A", "quantity": 1,
+             "unit_price": 100, "tax_rate": 0, "total_amount": 100,
+             "total_discount_amount": 0, "total_tax_amount": 0}]}, headers=ADMIN)
+    body = await resp.json()
+    assert resp.code == 503 and "rest_rate_limit" in body["error"], body

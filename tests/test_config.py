@@ -48,6 +48,13 @@ def test_region_and_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (lambda r: r.update(gateway={"retry_budget_seconds": 12.0}), "gateway.retry_budget_seconds"),
     (lambda r: r.update(gateway={"max_body_bytes": "big"}), "gateway.max_body_bytes"),
     (lambda r: r.update(extra={}), "extra"),
+    (lambda r: r["merchants"][0].update(rest_rate_limit=-1), "merchants[0].rest_rate_limit"),
+    (lambda r: r["merchants"][0].update(rest_rate_limit=-0.5), "merchants[0].rest_rate_limit"),
+    (lambda r: r["merchants"][0].update(rest_rate_limit="20"), "merchants[0].rest_rate_limit"),
+    (lambda r: r["merchants"][0].update(rest_rate_limit=float("nan")),
+     "merchants[0].rest_rate_limit"),
+    (lambda r: r["merchants"][0].update(rest_rate_burst=0), "merchants[0].rest_rate_burst"),
+    (lambda r: r["merchants"][0].update(rest_rate_burst=2.5), "merchants[0].rest_rate_burst"),
     (lambda r: r["merchants"][0].update(text_repair="auto"), "merchants[0].text_repair"),
     (lambda r: r["merchants"][0].update(text_repair=True), "merchants[0].text_repair"),
 ])
@@ -63,6 +70,35 @@ def test_bad_keys_are_named(mutate: object, path: str) -> None:
         parse_config(raw)
     assert e.value.path == path
     assert f"'{path}'" in str(e.value)
+
+
+def test_rest_rate_limit_keys() -> None:
+    """``rest_rate_limit`` (requests per second, 0 = off, the default) and ``rest_rate_burst``
+    (requests sent at once after a quiet spell, default 1)."""
+    m = parse_config(GOOD).merchants[0]
+    assert (m.rest_rate_limit, m.rest_rate_burst) == (0.0, 1)
+    raw = {"merchants": [{**GOOD["merchants"][0], "rest_rate_limit": 20,
+                          "rest_rate_burst": 5}]}
+    m = parse_config(raw).merchants[0]
+    assert (m.rest_rate_limit, m.rest_rate_burst) == (20.0, 5)
+    raw["merchants"][0]["rest_rate_limit"] = 0.5
+    assert parse_config(raw).merchants[0].rest_rate_limit == 0.5
+
+
+def _config_check_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                        merchant_line: str) -> str:
+    """``config check`` of one merchant with ``merchant_line`` added: exit 1, its stderr."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[merchants]]\neid = 1\nshared_secret = "s"\nrest_username = "u"\n'
+                   f'rest_password = "p"\n{merchant_line}\n')
+    assert main(["config", "check", "--config", str(bad)]) == 1
+    return capsys.readouterr().err
+
+
+def test_config_check_names_a_negative_rate(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    err = _config_check_error(tmp_path, capsys, "rest_rate_limit = -5")
+    assert "merchants[0].rest_rate_limit" in err and "negative" in err
 
 
 def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,9 +139,5 @@ def test_text_repair_defaults_to_report_and_config_check_names_a_bad_value(
     for mode in ("off", "report", "fix"):
         raw = {"merchants": [{**GOOD["merchants"][0], "text_repair": mode}]}
         assert parse_config(raw).merchants[0].text_repair == mode
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[[merchants]]\neid = 1\nshared_secret = "s"\nrest_username = "u"\n'
-                   'rest_password = "p"\ntext_repair = "repair"\n')
-    assert main(["config", "check", "--config", str(bad)]) == 1
-    err = capsys.readouterr().err
+    err = _config_check_error(tmp_path, capsys, 'text_repair = "repair"')
     assert "merchants[0].text_repair" in err and "off, report, fix" in err

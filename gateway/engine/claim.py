@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+import secrets
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
@@ -101,7 +101,8 @@ POLL_SECONDS = 0.05
 
 
 def new_token() -> str:
-    return uuid.uuid4().hex
+    """A lease or delivery token: 128 random bits."""
+    return secrets.token_hex(16)
 
 
 async def pause(clock: Any, deadline: float, why: str) -> None:

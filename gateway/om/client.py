@@ -6,12 +6,18 @@ before calling. Retries follow Klarna's policy (order-management.md §7): GETs a
 mutations are retried on 5xx, 429, timeouts and connection loss, with backoff, inside a
 deadline the caller sets; a 4xx is never retried. Success is only a documented 2xx, and
 the ids of created captures and refunds are read from the response headers.
+
+Every attempt first takes a request slot of its merchant from the injected
+:class:`~gateway.om.ratelimit.RateLimiter` (``rest_rate_limit``, and the pause a 429's
+``Retry-After`` imposed on the merchant): it waits for the slot, or, when none comes in
+time to finish before its deadline, sends nothing and raises :class:`RateLimitedError`.
 """
 from __future__ import annotations
 
 import base64
 import json
 import random
+from urllib.parse import quote
 from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
@@ -35,11 +41,15 @@ from twisted.web.http_headers import Headers
 
 from gateway.config import Merchant
 from gateway.metrics import NO_METRICS, Metrics
+from gateway.om.ratelimit import MAX_PAUSE_SECONDS, Limit, LocalRateLimiter, RateLimiter
 from gateway.model import KlarnaOrder
 
 log = Logger()
 
 USER_AGENT = "Library/klarna-gateway_0.1.0 Language/Python_3.11"
+#: A pause ending within this many seconds of a slot is the one the slot already honoured
+#: (the store's clock and this process's may differ by a few milliseconds).
+_PAUSE_SLACK = 0.01
 
 
 @dataclass(frozen=True)
@@ -76,12 +86,14 @@ class RestResponseError(OmError):
     """Klarna answered with a non-2xx status; ``error_code`` from its JSON error body."""
 
     def __init__(self, status: int, error_code: str | None, messages: list[str],
-                 correlation_id: str | None) -> None:
+                 correlation_id: str | None, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status} {error_code}: {'; '.join(messages)}")
         self.status = status
         self.error_code = error_code
         self.messages = messages
         self.correlation_id = correlation_id
+        #: Seconds Klarna asked us to wait (``Retry-After``), if it said.
+        self.retry_after = retry_after
 
     @property
     def retryable(self) -> bool:
@@ -103,6 +115,18 @@ class DeadlineExceededError(OmError):
         self.last = last
 
 
+class RateLimitedError(DeadlineExceededError):
+    """No request slot of the merchant within the call's budget (its ``rest_rate_limit``,
+    or a pause Klarna asked for): this attempt was not sent. A deadline error, so the
+    engine answers 9119 and keeps the call resumable."""
+
+    def __init__(self, eid: int, last: OmError | None = None) -> None:
+        why = RestTransportError(f"no REST request slot for eid {eid} within the budget "
+                                 "(rest_rate_limit or Klarna's Retry-After)")
+        super().__init__(last if last is not None else why)
+        self.args = (f"{why}; last error: {last}" if last is not None else str(why),)
+
+
 def _auth_header(merchant: Merchant) -> bytes:
     raw = f"{merchant.rest_username}:{merchant.rest_password}".encode()
     return b"Basic " + base64.b64encode(raw)
@@ -120,10 +144,16 @@ class OmClient:
     """
 
     def __init__(self, reactor: Any, *, timeout: float = 3.0, http: HTTPClient | None = None,
-                 max_per_host: int = 16, metrics: Metrics = NO_METRICS) -> None:
+                 max_per_host: int = 16, metrics: Metrics = NO_METRICS,
+                 limiter: RateLimiter | None = None, slot_wait: float = 7.5) -> None:
         self.reactor = reactor
         self.timeout = timeout
         self.metrics = metrics
+        #: Request slots per merchant (default: this process's own, in memory).
+        self.limiter: RateLimiter = limiter if limiter is not None else \
+            LocalRateLimiter(reactor)
+        #: The longest wait for a slot of a request sent without a deadline.
+        self.slot_wait = slot_wait
         self.pool: HTTPConnectionPool | None = None
         if http is None:
             self.pool = HTTPConnectionPool(reactor, persistent=True)
@@ -173,8 +203,11 @@ class OmClient:
         """Request and whole body under one timer: treq's own timeout stops at the headers,
         and a body that stalls must not keep a call past its budget (or its journal lease)."""
         async def exchange() -> tuple[Any, bytes]:
+            # Order Management never redirects an API call: a redirect is answered as it is
+            # (a non-2xx), not followed with the merchant's credentials.
             resp = await self.http.request(method, url, data=data, headers=headers,
-                                           unbuffered=True, reactor=self.reactor)
+                                           unbuffered=True, reactor=self.reactor,
+                                           allow_redirects=False)
             return resp, await _read_body(resp)
 
         attempt = defer.ensureDeferred(exchange())
@@ -211,6 +244,7 @@ class OmClient:
         Raises:
             RestResponseError: a 4xx (never retried), or a 5xx/429 on an unkeyed mutation.
             DeadlineExceededError: retryable failures until the budget ran out.
+            RateLimitedError: no request slot of the merchant in time (nothing sent).
         """
         retry_allowed = method == "GET" or idempotency_key is not None
         # A mutation started with almost no time left would be cut off mid-flight: its
@@ -220,26 +254,84 @@ class OmClient:
         last: OmError = RestTransportError("no time left")
         while True:
             attempt += 1
-            now = self.reactor.seconds()
-            remaining = None if deadline is None else deadline - now
-            per_try = self.timeout if remaining is None else min(self.timeout, remaining)
-            if per_try < min_attempt:
+            if self._per_try(deadline) < min_attempt:
                 raise DeadlineExceededError(last)
+            await self._slot(merchant, deadline, min_attempt, None if attempt == 1 else last)
+            per_try = self._per_try(deadline)
+            if per_try < min_attempt:  # the slot came, but the database's answer was slow
+                raise RateLimitedError(merchant.eid, last)
             try:
                 return await self.request_once(merchant, method, path, body,
                                                idempotency_key=idempotency_key,
                                                timeout=per_try)
             except (RestResponseError, RestTransportError) as e:
+                pause = await self._paused(merchant, e)
                 if not (retry_allowed and e.retryable):
                     raise
                 last = e
-                delay = min(2.0, 0.1 * (2 ** (attempt - 1))) * (0.5 + self._rng.random())
-                if deadline is not None and self.reactor.seconds() + delay >= deadline - 0.05:
+                # Klarna said when: the next slot waits for it (with the merchant's other
+                # calls); else back off. Neither is worth starting if the budget ends first.
+                delay = 0.0 if pause is not None else \
+                    min(2.0, 0.1 * (2 ** (attempt - 1))) * (0.5 + self._rng.random())
+                if deadline is not None and \
+                        self.reactor.seconds() + max(delay, pause or 0.0) + min_attempt > deadline:
                     raise DeadlineExceededError(e) from e
                 log.info("OM {method} {path} attempt {n} failed ({err}); retrying in {d:.2f}s",
-                         method=method, path=path, n=attempt, err=e, d=delay)
+                         method=method, path=path, n=attempt, err=e,
+                         d=pause if pause is not None else delay)
                 self.metrics.rest_retry(method, path)
-                await _sleep(self.reactor, delay)
+                if delay:
+                    await _sleep(self.reactor, delay)
+
+    def _per_try(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.timeout
+        return min(self.timeout, deadline - self.reactor.seconds())
+
+    async def _slot(self, merchant: Merchant, deadline: float | None, min_attempt: float,
+                    last: OmError | None) -> None:
+        """Wait for a request slot of ``merchant`` (its rate limit, any pause Klarna asked
+        for), or raise :class:`RateLimitedError` when none comes early enough for the
+        attempt to finish before ``deadline``: then nothing is taken and nothing is sent.
+        A pause that began while the request waited takes its slot with it: it takes a new
+        one after the pause (never sending into it, nor all at once when it ends)."""
+        while True:
+            await self._take_slot(merchant, deadline, min_attempt, last)
+            if self.limiter.paused_for(merchant.eid) <= _PAUSE_SLACK:
+                return
+
+    async def _take_slot(self, merchant: Merchant, deadline: float | None,
+                         min_attempt: float, last: OmError | None) -> None:
+        max_wait = self.slot_wait if deadline is None else \
+            deadline - self.reactor.seconds() - min_attempt
+        try:
+            wait = await self.limiter.acquire(
+                merchant.eid, Limit.of(merchant.rest_rate_limit, merchant.rest_rate_burst),
+                max(0.0, max_wait))
+        except CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the limiter's store failed: send nothing
+            log.warn("no request slot for eid {eid}: the rate limiter failed ({error})",
+                     eid=merchant.eid, error=type(e).__name__)
+            raise RateLimitedError(merchant.eid, RestTransportError(
+                f"rate limiter unavailable: {type(e).__name__}")) from e
+        if wait is None:
+            self.metrics.throttled(merchant.eid)
+            raise RateLimitedError(merchant.eid, last)
+        if wait > 0:
+            self.metrics.rate_limit_wait(merchant.eid, wait)
+            await _sleep(self.reactor, wait)
+
+    async def _paused(self, merchant: Merchant, e: OmError) -> float | None:
+        """A 429: counted; with ``Retry-After``, the merchant is paused that long (for every
+        call, in every process sharing the limiter). Returns the pause, if any."""
+        if not isinstance(e, RestResponseError) or e.status != 429:
+            return None
+        self.metrics.rate_limited(merchant.eid)
+        if e.retry_after is None:
+            return None
+        await self.limiter.pause(merchant.eid, e.retry_after)
+        return e.retry_after
 
     # -- typed helpers (paths per order-management.md §2) --------------------------------
 
@@ -367,8 +459,24 @@ def _interpret(status: int, headers: dict[str, str], raw: bytes) -> OmResponse:
     err = decoded if isinstance(decoded, dict) else {}
     messages = err.get("error_messages") or ([err["error_message"]]
                                              if err.get("error_message") else [])
+    pause = retry_after_seconds(headers["retry-after"], headers.get("date"), None) \
+        if "retry-after" in headers else None
     raise RestResponseError(status, err.get("error_code"), [str(x) for x in messages],
-                            err.get("correlation_id"))
+                            err.get("correlation_id"), retry_after=pause)
+
+
+def retry_after_seconds(value: str, date: str | None, now: float | None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds, or an HTTP date read against the answer's
+    own ``Date`` (Klarna's clock), else ``now``. Capped at
+    :data:`~gateway.om.ratelimit.MAX_PAUSE_SECONDS`; None when unreadable."""
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_PAUSE_SECONDS)
+    at = http_date_seconds(value)
+    base = http_date_seconds(date) if date else now
+    if at is None or base is None:
+        return None
+    return min(max(0.0, at - base), MAX_PAUSE_SECONDS)
 
 
 def order_of(resp: OmResponse) -> KlarnaOrder:
@@ -379,8 +487,6 @@ def order_of(resp: OmResponse) -> KlarnaOrder:
 
 
 def order_path(order_id: str) -> str:
-    from urllib.parse import quote
-
     return f"/ordermanagement/v1/orders/{quote(order_id, safe='')}"
 
 

@@ -27,6 +27,7 @@ from gateway.sandbox.response import (
 )
 from gateway.sandbox.state import SandboxState
 from gateway.sandbox.tokens import CustomerToken, TokenStatus
+from gateway.sandbox.traffic import RequestLog
 from gateway.sandbox.validation import ADDRESS, CUSTOMER, Int, Obj, Str, validate
 
 _ORDER = re.compile(r"/sandbox/v1/orders/(?P<order_id>[^/]+)/(?P<what>operations|fraud_status)$")
@@ -62,6 +63,7 @@ class ControlApi:
     Args:
         admin_token: the bearer token every control request must carry.
         clock, faults, state: the sandbox's clock, fault registry and Klarna-side state.
+        requests: the log of Klarna-API requests (``/sandbox/v1/requests``).
         merchant_eids: the configured merchants (a token's owner must be one of them).
         reset: forgets everything (and, when seeded, restarts ids and clock).
         correlation_id: draws the correlation id of an error answer.
@@ -77,6 +79,7 @@ class ControlApi:
         merchant_eids: Collection[int],
         reset: Callable[[], None],
         correlation_id: Callable[[], str],
+        requests: RequestLog | None = None,
     ) -> None:
         self._admin_token = admin_token
         self._clock = clock
@@ -85,6 +88,7 @@ class ControlApi:
         self._merchant_eids = frozenset(merchant_eids)
         self._reset = reset
         self._correlation_id = correlation_id
+        self._requests = requests if requests is not None else RequestLog()
 
     def handle(self, method: str, path: str, authorization: str | None,
                body: bytes) -> SandboxResponse:
@@ -118,6 +122,13 @@ class ControlApi:
             if not self._faults.remove(found["fault_id"]):
                 raise OmError(404, "NOT_FOUND", f"No fault {found['fault_id']}")
             return empty_response()
+        if path == "/sandbox/v1/requests":
+            if method == "GET":
+                return json_response(self._requests.to_json())
+            if method == "DELETE":
+                self._requests.clear()
+                return empty_response()
+            raise _method_not_allowed()
         if path == "/sandbox/v1/clock":
             if method == "POST":
                 self._set_clock(_json(body))

@@ -17,11 +17,18 @@ Actions (what the resource does when a fault fires):
 * ``rate_limit``      answer 429 TOO_MANY_REQUESTS; nothing applied.
 
 ``delay_ms`` also delays the answer of ``fail``, ``apply_then_fail`` and ``rate_limit``.
+
+Klarna's rate limit, emulated: ``eid`` restricts a fault to one merchant's requests (by its
+HTTP Basic credentials), ``per_second`` makes a ``rate_limit`` fault spare the requests
+within that many per second (a sliding one-second window of the requests it let through,
+on the host's clock) and fire on the ones beyond, and ``retry_after`` puts a ``Retry-After``
+(seconds) on the answer of ``rate_limit`` and ``fail``.
 """
 from __future__ import annotations
 
 import random
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +51,14 @@ class Fault:
     probability: float = 1.0
     delay_ms: int = 0
     seed: int = 0
+    eid: int | None = None
+    per_second: int | None = None
+    retry_after: int | None = None
     hits: int = 0
     matched: int = 0
     _pattern: re.Pattern[str] = field(init=False, repr=False)
     _random: random.Random = field(init=False, repr=False)
+    _passed: deque[float] = field(init=False, repr=False, default_factory=deque)
 
     def __post_init__(self) -> None:
         self._pattern = re.compile(self.path)
@@ -57,12 +68,26 @@ class Fault:
     def remaining(self) -> int | None:
         return None if self.times is None else max(self.times - self.matched, 0)
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, eid: int | None = None) -> bool:
         if self.remaining == 0:
             return False
         if self.method is not None and self.method != method:
             return False
+        if self.eid is not None and self.eid != eid:
+            return False
         return self._pattern.search(path) is not None
+
+    def within_rate(self, now: float) -> bool:
+        """``per_second``: whether this request fits the last second's allowance (it is then
+        let through, and counted in the window)."""
+        if self.per_second is None:
+            return False
+        while self._passed and self._passed[0] <= now - 1.0:
+            self._passed.popleft()
+        if len(self._passed) < self.per_second:
+            self._passed.append(now)
+            return True
+        return False
 
     def draw(self) -> bool:
         """Consume one unit of the budget and decide whether the fault fires."""
@@ -75,7 +100,9 @@ class Fault:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "method": self.method, "path": self.path, "action": self.action,
                 "status": self.status, "times": self.times, "probability": self.probability,
-                "delay_ms": self.delay_ms, "seed": self.seed, "hits": self.hits,
+                "delay_ms": self.delay_ms, "seed": self.seed, "eid": self.eid,
+                "per_second": self.per_second, "retry_after": self.retry_after,
+                "hits": self.hits,
                 "matched": self.matched, "remaining": self.remaining}
 
 
@@ -127,8 +154,18 @@ def parse_fault(spec: Any, fault_id: str) -> Fault:
             raise FaultSpecError("status: must be 0 (drop the connection) or 400-599")
     elif action == "fail" and not 400 <= status <= 599:
         raise FaultSpecError("status: must be 400-599")
+    eid = _field(spec, "eid", int, None)
+    if eid is not None and eid < 1:
+        raise FaultSpecError("eid: must be a positive integer")
+    per_second = _field(spec, "per_second", int, None)
+    if per_second is not None and (action != "rate_limit" or per_second < 1):
+        raise FaultSpecError("per_second: a positive integer, for rate_limit only")
+    retry_after = _field(spec, "retry_after", int, None)
+    if retry_after is not None and (action not in ("rate_limit", "fail") or retry_after < 0):
+        raise FaultSpecError("retry_after: seconds (0 or more), for rate_limit and fail only")
     return Fault(id=fault_id, path=path, action=action, method=method, status=status,
-                 times=times, probability=float(probability), delay_ms=delay_ms, seed=seed)
+                 times=times, probability=float(probability), delay_ms=delay_ms, seed=seed,
+                 eid=eid, per_second=per_second, retry_after=retry_after)
 
 
 class FaultRegistry:
@@ -159,11 +196,14 @@ class FaultRegistry:
     def list(self) -> list[Fault]:
         return list(self._faults)
 
-    def select(self, method: str, path: str) -> Fault | None:
-        """The fault that fires for this request, if any (consumes budgets of matches)."""
+    def select(self, method: str, path: str, eid: int | None = None,
+               now: float = 0.0) -> Fault | None:
+        """The fault that fires for this request of merchant ``eid`` (None: no valid
+        credentials) arriving at ``now``, if any (consumes budgets of matches)."""
         if path.startswith(CONTROL_PREFIX):
             return None
         for fault in self._faults:
-            if fault.matches(method, path) and fault.draw():
+            if fault.matches(method, path, eid) and not fault.within_rate(now) \
+                    and fault.draw():
                 return fault
         return None

@@ -2,7 +2,9 @@
 
 Request pipeline for the Klarna APIs (control paths go straight to :class:`ControlApi`):
 
-1. fault selection (``faults.py``) -- infrastructure failures happen before anything else;
+1. fault selection (``faults.py``) -- infrastructure failures happen before anything else
+   (a fault may be scoped to the merchant whose credentials the request carries); the
+   request is logged (``traffic.py``, ``GET /sandbox/v1/requests``);
 2. HTTP Basic auth against the configured merchants (401 otherwise);
 3. the 1 MB body limit (413 REQUEST_TOO_LARGE);
 4. routing (404 NOT_FOUND for unknown paths, 405 for a wrong method);
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -49,6 +52,7 @@ from gateway.sandbox.response import (
 )
 from gateway.sandbox.state import SandboxState
 from gateway.sandbox.tokens import TokenBook
+from gateway.sandbox.traffic import Arrival, RequestLog
 
 MAX_BODY_BYTES = 1024 * 1024
 CONTROL_PREFIX = "/sandbox/"
@@ -98,11 +102,13 @@ class SandboxResource(Resource):
         self.state = SandboxState(self.ids)
         self.faults = FaultRegistry()
         self.idempotency = IdempotencyStore()
+        self.requests = RequestLog()
         self._merchants = {m.rest_username: m for m in config.merchants}
         self.control = ControlApi(admin_token=config.sandbox.admin_token, clock=self.clock,
                                   faults=self.faults, state=self.state,
                                   merchant_eids=[m.eid for m in config.merchants],
-                                  reset=self.reset, correlation_id=self.ids.correlation_id)
+                                  reset=self.reset, correlation_id=self.ids.correlation_id,
+                                  requests=self.requests)
         self._hanging: set[Request] = set()
         self._delayed: dict[Request, IDelayedCall] = {}
 
@@ -126,6 +132,7 @@ class SandboxResource(Resource):
         self.state.clear()
         self.idempotency.clear()
         self.faults.clear()
+        self.requests.clear()
         if self.seed is not None:
             self.ids.restart()
             self.faults.restart_numbering()
@@ -147,16 +154,22 @@ class SandboxResource(Resource):
                                            body)
             self._write(request, response)
             return NOT_DONE_YET
-        fault = self.faults.select(method, path)
+        merchant = self._authenticate(request)
+        eid = merchant.eid if merchant is not None else None
+        now = self._reactor.seconds()
+        fault = self.faults.select(method, path, eid, now)
+        self.requests.record(Arrival(now, eid, method, path, fault.id if fault else None))
         if fault is None:
-            self._deliver(request, method, path, self._process(request, method, path))
+            self._deliver(request, method, path,
+                          self._process(request, method, path, merchant))
         else:
-            self._inject(request, method, path, fault)
+            self._inject(request, method, path, fault, merchant)
         return NOT_DONE_YET
 
     # --- faults ---
 
-    def _inject(self, request: Request, method: str, path: str, fault: Fault) -> None:
+    def _inject(self, request: Request, method: str, path: str, fault: Fault,
+                merchant: Merchant | None) -> None:
         self.log.info("sandbox fault {fault_id} ({action}) on {method} {path}",
                       fault_id=fault.id, action=fault.action, method=method, path=path)
         delay = fault.delay_ms / 1000.0
@@ -167,15 +180,18 @@ class SandboxResource(Resource):
             self._later(request, delay, lambda: _abort(request))
             return
         if fault.action == "latency":
-            response = self._process(request, method, path)
+            response = self._process(request, method, path, merchant)
             self._later(request, delay, lambda: self._deliver(request, method, path, response))
             return
         if fault.action == "apply_then_fail":
-            self._process(request, method, path)
+            self._process(request, method, path, merchant)
             if fault.status == 0:
                 self._later(request, delay, lambda: _abort(request))
                 return
         injected = status_error_response(fault.status, self.ids.correlation_id())
+        if fault.retry_after is not None:
+            injected = replace(injected, headers=(*injected.headers,
+                                                  ("Retry-After", str(fault.retry_after))))
         self._later(request, delay, lambda: self._deliver(request, method, path, injected))
 
     def _later(self, request: Request, delay: float, action: Callable[[], None]) -> None:
@@ -214,9 +230,10 @@ class SandboxResource(Resource):
 
     # --- the Klarna APIs ---
 
-    def _process(self, request: Request, method: str, path: str) -> SandboxResponse:
-        """Authenticate, route, replay or run the handler; return the final answer."""
-        merchant = self._authenticate(request)
+    def _process(self, request: Request, method: str, path: str,
+                 merchant: Merchant | None) -> SandboxResponse:
+        """Route, replay or run the handler for an authenticated ``merchant`` (None: 401);
+        return the final answer."""
         if merchant is None:
             return self._error(OmError(401, "UNAUTHORIZED", "Unauthorized"),
                                (("WWW-Authenticate", 'Basic realm="Klarna"'),))

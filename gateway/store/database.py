@@ -242,15 +242,16 @@ def _broken(conn: Connection) -> bool:
     return bool(getattr(conn.connection.dbapi_connection, "closed", False))
 
 
-def _closed_by_server(conn: Connection) -> bool:
-    """Idle between interactions, the server has sent something unasked: a restart's or a
-    terminated backend's 57P01 and then end of file, or a reset. (One poll, no round trip.)"""
+def _idle_poll(conn: Connection) -> Any:
+    """A poll on the driver's socket (None for sqlite3): readable while the connection is
+    idle between interactions means the server closed it (a restart's or a terminated
+    backend's 57P01, then end of file, or a reset). One system call, no round trip."""
     fileno = getattr(conn.connection.dbapi_connection, "fileno", None)
     if fileno is None:
-        return False
+        return None
     poller = select.poll()
     poller.register(fileno(), select.POLLIN)
-    return bool(poller.poll(0))
+    return poller
 
 
 def _reason(e: BaseException) -> str:
@@ -407,20 +408,21 @@ class Database:
 
     def _connection(self, engine: Engine) -> Connection | None:
         """The calling database thread's connection to ``engine``, kept for the thread's
-        life; None on any other thread (the CLI, the tests' inline database)."""
+        life; None on any other thread (the CLI, the tests' inline database). One the
+        server closed is replaced before use."""
+        local = self._local
+        conn: Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.generation == self._generation \
+                and not _broken(conn) and not (local.idle and local.idle.poll(0)):
+            return conn  # the common case, kept cheap: it runs for every interaction
         if not threading.current_thread().name.startswith("gateway-db"):
             return None
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and (getattr(self._local, "generation", 0) != self._generation
-                                 or _broken(conn) or _closed_by_server(conn)):
-            self._forget_connection()  # dispose() since, or the server closed it: afresh
-            conn = None
-        if conn is None:
-            conn = engine.connect()
-            self._local.conn = conn
-            self._local.generation = self._generation
-            with self._kept_lock:
-                self._kept.append(conn)
+        if conn is not None:
+            self._forget_connection()  # dispose() since, it broke or the server closed it
+        conn = engine.connect()
+        local.conn, local.generation, local.idle = conn, self._generation, _idle_poll(conn)
+        with self._kept_lock:
+            self._kept.append(conn)
         return conn
 
     def dispose(self) -> None:

@@ -5,10 +5,10 @@ so: a delivered reply ends the binding (the next identical call is a new operati
 undelivered one is replayed to the retry. Writing that report in a transaction of its own
 would cost every call a third commit. Reports wait here instead, and the store's next
 write in this process carries them (:meth:`Store._run`): a transaction already queued in
-the same reactor turn, or, at the next turn, one of their own, which the SQLite writer
-commits together with whatever else is waiting (group commit). Under load that is one
-statement in an existing transaction; an idle gateway writes each report at once, as
-journal v1 did. A read of the journal writes them first.
+the next few milliseconds (:attr:`DeliveryReports.FLUSH_AFTER`: under load, and for a
+client's next call, the next call's intent), or one of their own after that, which the
+SQLite writer commits together with whatever else is waiting (group commit). Under load
+that is one statement in an existing transaction. A read of the journal writes them first.
 
 Nothing is weakened: until its report lands, an entry is ``replying`` and an identical call
 waits (and asks for the flush, in this process); a report is applied by compare-and-set on
@@ -16,7 +16,8 @@ the delivery token it carries, so it lands at most once and never over a newer c
 one window every design has is unchanged: a process that dies between writing a reply and
 writing its report leaves the entry ``replying``; once its grace lapses the reply counts as
 never delivered (a retry is answered with it; a deliberate repeat in that instant would be
-too). That window is kept as short as a commit: reports are never held back.
+too). Journal v1 wrote each report in a transaction of its own after the reply, so the
+window was one commit; here it is at most :attr:`DeliveryReports.FLUSH_AFTER` more (5 ms).
 """
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ log = Logger()
 
 
 class DeliveryReports:
-    #: Between a report and its own write when no other write carries it: the next reactor
-    #: turn (every write queued in this turn carries it instead).
-    FLUSH_AFTER = 0.0
+    #: Between a report and its own write when no other write carries it. Long enough for a
+    #: client's next call (or, under load, anyone's next transaction) to carry it, short
+    #: enough to keep the window above within a few commits.
+    FLUSH_AFTER = 0.005
 
     #: After a failed write (the database is away), retry no sooner than this.
     RETRY_AFTER = 1.0

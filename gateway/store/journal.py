@@ -24,6 +24,7 @@ rarer paths (takeover, recovery listings) use SQLAlchemy Core.
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -356,7 +357,12 @@ def _step_params(s: Step, now: float) -> dict[str, Any]:
 def idempotency_key(install_id: str, journal_id: int, step: int) -> str:
     """Deterministic per (database, journal entry, step): any process resuming the entry
     sends the same key, so Klarna applies the mutation at most once."""
-    return str(uuid.uuid5(uuid.UUID(install_id), f"journal:{journal_id}:step:{step}"))
+    return str(uuid.uuid5(_namespace(install_id), f"journal:{journal_id}:step:{step}"))
+
+
+@functools.lru_cache(maxsize=4)
+def _namespace(install_id: str) -> uuid.UUID:
+    return uuid.UUID(install_id)
 
 
 # -- a step's outcome ------------------------------------------------------------------------

@@ -196,4 +196,18 @@ journal_steps = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-SCHEMA_HEAD = "0005"
+#: Per-merchant REST request slots shared by every process on one PostgreSQL
+#: (``gateway.store.ratelimit``): the merchant's token bucket as one number, and the pause
+#: Klarna asked for. Times are the database's clock (epoch seconds), so the processes'
+#: clocks never have to agree. Unused on SQLite (one process: its buckets live in memory).
+rest_rate_limits = Table(
+    "rest_rate_limits",
+    metadata,
+    Column("eid", BigInteger, primary_key=True, autoincrement=False),
+    # GCRA's theoretical arrival time: the next request may leave at tat - burst × interval.
+    Column("tat", Float, nullable=False),
+    # No request of this merchant before this (Klarna's Retry-After on a 429).
+    Column("paused_until", Float, nullable=False),
+)
+
+SCHEMA_HEAD = "0006"

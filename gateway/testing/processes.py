@@ -114,6 +114,16 @@ class SandboxProcess:
     def clear_faults(self) -> None:
         http("DELETE", self.url + "/sandbox/v1/faults", bearer=ADMIN_TOKEN)
 
+    def requests(self) -> list[dict[str, Any]]:
+        """The sandbox's request log: every Klarna-API request as it arrived."""
+        status, _, body = http("GET", self.url + "/sandbox/v1/requests", bearer=ADMIN_TOKEN,
+                               timeout=60.0)
+        assert status == 200, body
+        return list(body)
+
+    def clear_requests(self) -> None:
+        http("DELETE", self.url + "/sandbox/v1/requests", bearer=ADMIN_TOKEN)
+
     def operations(self, order_id: str) -> list[dict[str, Any]]:
         status, _, body = http("GET", f"{self.url}/sandbox/v1/orders/{order_id}/operations",
                                bearer=ADMIN_TOKEN)
@@ -152,9 +162,13 @@ def line(reference: str, name: str, quantity: int, unit_price: int,
             "total_discount_amount": 0, "total_tax_amount": tax}
 
 
-def write_config(path: Path, sandbox_url: str, **gateway: Any) -> Path:
-    """A config with the two demo merchants pointed at ``sandbox_url``."""
+def write_config(path: Path, sandbox_url: str, merchants: dict[int, dict[str, Any]] | None = None,
+                 **gateway: Any) -> Path:
+    """A config with the two demo merchants pointed at ``sandbox_url``; ``merchants`` adds
+    keys to a merchant's table (``{1234: {"rest_rate_limit": 20}}``)."""
     settings = "\n".join(f"{k} = {json.dumps(v)}" for k, v in gateway.items())
+    extra = {eid: "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items())
+             for eid, keys in (merchants or {}).items()}
     path.write_text(f"""[gateway]
 admin_token = "{ADMIN_TOKEN}"
 {settings}
@@ -168,14 +182,14 @@ shared_secret = "sandbox-secret"
 rest_username = "PK1234_sandbox"
 rest_password = "sandbox-password"
 base_url = "{sandbox_url}"
-
+{extra.get(1234, "")}
 [[merchants]]
 eid = 5678
 shared_secret = "sandbox-secret-2"
 rest_username = "PK5678_sandbox"
 rest_password = "sandbox-password-2"
 base_url = "{sandbox_url}"
-""", encoding="utf-8")
+{extra.get(5678, "")}""", encoding="utf-8")
     return path
 
 

@@ -62,10 +62,14 @@ class InputError(ValueError):
 
 
 class Unreachable(Exception):
-    """A dependency cannot be reached (exit 3; HTTP 502 on the admin API)."""
+    """A dependency cannot be reached (exit 3; HTTP 502 on the admin API, 503 when the
+    gateway itself held the request back: nothing was sent)."""
 
     exit_code = Exit.UNREACHABLE
-    status = 502
+
+    def __init__(self, message: str, *, status: int = 502) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # -- merchants and orders ------------------------------------------------------------------
@@ -114,8 +118,12 @@ def klarna_error(e: OmError, what: str, eid: int) -> InputError | Unreachable:
     """What a failed read at Klarna means for the caller: a 404 is bad input (the thing
     does not exist for this eid), 401/403 bad credentials, anything else Klarna not
     answering."""
-    from gateway.om.client import DeadlineExceededError, RestResponseError
+    from gateway.om.client import DeadlineExceededError, RateLimitedError, RestResponseError
 
+    if isinstance(e, RateLimitedError):
+        return Unreachable(f"no REST request slot for eid {eid} in time (its rest_rate_limit, "
+                           f"or Klarna's Retry-After) reading {what}: nothing was sent, try "
+                           "again later", status=503)
     if isinstance(e, RestResponseError):
         if e.status == 404:
             return InputError(f"{what} does not exist for eid {eid}: check the id, and that "

@@ -64,7 +64,7 @@ async def test_metrics_after_sdk_calls(gw: Harness) -> None:
                    status=503, times=1000)
     assert (await fault_of(gw, gw.sdk().cancel_reservation, created["rno"])).faultCode == 9119
     await gw.clear_faults()
-    await gw.gateway._refresh_gauges_async()
+    await gw.gateway.refresh_gauges()
     text = await _metrics(gw)
     assert _value(text, 'klarna_gateway_legacy_calls_total{method="activate",outcome="ok"}') == 1
     assert _value(text, 'klarna_gateway_legacy_calls_total{method="credit_invoice",'

@@ -138,9 +138,13 @@ def latest_record(gw: LiveGateway, count: int) -> dict[str, Any]:
         time.sleep(0.01)
     assert recorder.written == count
     recorder_file = recorder.files[-1]
-    # split on "\n" only: a JSON line may hold U+0085 or U+2028, which splitlines() cuts
-    *_, last = recorder_file.read_text(encoding="utf-8").rstrip("\n").split("\n")
-    return dict(json.loads(last))
+    while True:  # ``written`` counts lines handed to the file: wait until it holds them
+        # split on "\n" only: a JSON line may hold U+0085 or U+2028, which splitlines() cuts
+        text = recorder_file.read_text(encoding="utf-8")
+        if text.endswith("\n") or time.monotonic() > deadline:
+            *_, last = text.rstrip("\n").split("\n")
+            return dict(json.loads(last))
+        time.sleep(0.01)
 
 
 def test_digests_in_malformed_bodies_never_reach_files_or_logs(recording: LiveGateway,

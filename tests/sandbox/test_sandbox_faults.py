@@ -147,6 +147,7 @@ async def test_times_and_listing(sandbox):
     listed = (await sandbox.control("GET", "/sandbox/v1/faults")).json()
     assert listed == [{"id": fault_id, "method": "GET", "path": order_id, "action": "fail",
                        "status": 503, "times": 3, "probability": 1.0, "delay_ms": 0, "seed": 0,
+                       "eid": None, "per_second": None, "retry_after": None,
                        "hits": 3, "matched": 3, "remaining": 0}]
     assert (await sandbox.control("DELETE", "/sandbox/v1/faults")).status == 204
     assert (await sandbox.control("GET", "/sandbox/v1/faults")).json() == []
@@ -200,4 +201,72 @@ async def test_fault_definitions_are_validated(sandbox):
                         ({"path": "x", "action": "fail", "status": 200}, "status")):
         reply = await sandbox.control("POST", "/sandbox/v1/faults", spec)
         assert reply.status == 400
+        assert field in reply.json()["error_messages"][0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_rate_limit_says_retry_after(sandbox):
+    """``retry_after`` puts Klarna's ``Retry-After`` (seconds) on the 429."""
+    order_id = await sandbox.create_order()
+    await sandbox.add_fault(path="/captures", action="rate_limit", retry_after=2)
+    reply = await capture(sandbox, order_id)
+    assert reply.status == 429 and reply.headers["retry-after"] == "2"
+    await sandbox.add_fault(path="/captures", action="fail", status=503, retry_after=0)
+    reply = await capture(sandbox, order_id)
+    assert reply.status == 503 and reply.headers["retry-after"] == "0"
+    assert "retry-after" not in (await capture(sandbox, order_id)).headers
+
+
+@pytest_twisted.ensureDeferred
+async def test_rate_limit_per_second_and_per_merchant(sandbox):
+    """``per_second`` (with ``eid``) emulates Klarna's own limit: one merchant's requests
+    beyond N in any second are answered 429; those within it, and other merchants', pass."""
+    mine, theirs = await sandbox.create_order(), await sandbox.create_order(merchant=5678)
+    fault_id = await sandbox.add_fault(path=OM, action="rate_limit", per_second=3, eid=1234,
+                                       times=None, retry_after=1)
+    statuses = [(await sandbox.request("GET", f"{OM}{mine}")).status for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    others = [(await sandbox.request("GET", f"{OM}{theirs}", merchant=5678)).status
+              for _ in range(5)]
+    assert others == [200] * 5
+    await settle(1.05)
+    assert (await sandbox.request("GET", f"{OM}{mine}")).status == 200
+    listed = (await sandbox.control("GET", "/sandbox/v1/faults")).json()[0]
+    assert listed["id"] == fault_id and (listed["per_second"], listed["eid"]) == (3, 1234)
+    assert listed["hits"] == 2 and listed["retry_after"] == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_request_log(sandbox):
+    """``GET /sandbox/v1/requests``: every Klarna-API request as it arrived (the host's
+    clock), with its merchant and the fault that fired; DELETE and reset clear it. (A
+    request without a merchant's credentials is refused at the listener, unlogged.)"""
+    order_id = await sandbox.create_order()
+    fault_id = await sandbox.add_fault(method="GET", path=OM, action="rate_limit")
+    before = time.time()
+    await sandbox.request("GET", f"{OM}{order_id}")
+    await sandbox.request("GET", f"{OM}{order_id}", merchant=5678)
+    log = (await sandbox.control("GET", "/sandbox/v1/requests")).json()
+    assert [(r["eid"], r["method"], r["path"], r["fault"]) for r in log] == [
+        (1234, "POST", log[0]["path"], None),
+        (1234, "GET", f"{OM}{order_id}", fault_id),
+        (5678, "GET", f"{OM}{order_id}", None)]
+    assert before - 1 <= log[1]["received_at"] <= log[2]["received_at"] <= time.time() + 1
+    assert (await sandbox.control("DELETE", "/sandbox/v1/requests")).status == 204
+    assert (await sandbox.control("GET", "/sandbox/v1/requests")).json() == []
+    await sandbox.request("GET", f"{OM}{order_id}")
+    assert (await sandbox.control("POST", "/sandbox/v1/reset")).status == 204
+    assert (await sandbox.control("GET", "/sandbox/v1/requests")).json() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_rate_limit_fields_are_validated(sandbox):
+    for spec, field in (({"path": "x", "action": "fail", "per_second": 3}, "per_second"),
+                        ({"path": "x", "action": "rate_limit", "per_second": 0}, "per_second"),
+                        ({"path": "x", "action": "rate_limit", "retry_after": -1},
+                         "retry_after"),
+                        ({"path": "x", "action": "hang", "retry_after": 1}, "retry_after"),
+                        ({"path": "x", "action": "rate_limit", "eid": "1234"}, "eid")):
+        reply = await sandbox.control("POST", "/sandbox/v1/faults", spec)
+        assert reply.status == 400, spec
         assert field in reply.json()["error_messages"][0]
