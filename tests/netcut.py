@@ -19,6 +19,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 
 class Link:
@@ -173,3 +174,15 @@ class Link:
                     self._accept()
                 elif sock in self._peer:
                     self._pump(sock)  # type: ignore[arg-type]
+
+
+def linked(url: str, **query: str) -> tuple[Link, str]:
+    """A plugged link to the PostgreSQL of ``url``, and ``url`` through it (``query``:
+    more parameters, e.g. ``application_name``)."""
+    parts = urlsplit(url)
+    link = Link(parts.hostname or "127.0.0.1", parts.port or 5432)
+    port = link.plug()
+    extra = "&".join(f"{k}={v}" for k, v in query.items())
+    return link, urlunsplit(parts._replace(
+        netloc=f"{parts.username}@127.0.0.1:{port}",
+        query="&".join(q for q in (parts.query, extra) if q)))

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import pytest_twisted
@@ -27,11 +26,10 @@ from sqlalchemy import text
 from twisted.internet import defer, reactor, task
 
 from gateway.config import default_sandbox_config_path, load_config
-from gateway.store import schema
 from gateway.store.database import make_engine
 from tests.conftest import PG_DSN, make_pg_schema
 from tests.harness import Harness, start_gateway
-from tests.netcut import Link
+from tests.netcut import Link, linked
 
 DATABASE_AWAY = "timeout: the gateway's database is unavailable; retry the same call"
 #: Short budgets, so that a lease left by the outage lapses within seconds.
@@ -111,7 +109,7 @@ async def outage_and_return(h: Harness, url: str, cut: Callable[[], Awaitable[No
     while it is away."""
     created, other = await h.create_order(), await h.create_order()
     rno, order_id = created["rno"], created["order_id"]
-    first, took = await _answer(h, _parcel(h, rno, "ART-1"))
+    first, _ = await _answer(h, _parcel(h, rno, "ART-1"))
     assert first[0] == "ok", first
 
     # In flight: Klarna applies the capture, then the database goes before it is recorded.
@@ -156,14 +154,8 @@ async def outage_and_return(h: Harness, url: str, cut: Callable[[], Awaitable[No
 async def linked_pg() -> AsyncIterator[tuple[Harness, Link, str]]:
     if not PG_DSN:
         pytest.skip("GATEWAY_TEST_PG_DSN is not set")
-    url, drop = make_pg_schema()
-    engine = make_engine(url)
-    schema.upgrade(engine)
-    engine.dispose()
-    parts = urlsplit(url)
-    link = Link(parts.hostname or "127.0.0.1", parts.port or 5432)
-    port = link.plug()
-    via = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
+    url, drop = make_pg_schema(migrated=True)
+    link, via = linked(url)
     h = await start_gateway(via, _config(), upgrade_sqlite=False)
     try:
         yield h, link, url

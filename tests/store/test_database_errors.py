@@ -2,7 +2,9 @@
 failed writes count against readiness. Real SQLite errors, met on a real file."""
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
 import pytest
 import pytest_twisted
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, text
@@ -10,7 +12,7 @@ from sqlalchemy.engine import Connection
 from twisted.internet import task
 
 from gateway.errors import DatabaseUnavailableError
-from gateway.store.database import WRITE_FAILURE_MEMORY, Database
+from gateway.store.database import WRITE_FAILURE_MEMORY, Database, unavailable
 
 META = MetaData()
 ROWS = Table("rows", META, Column("id", Integer, primary_key=True), Column("tag", String))
@@ -89,14 +91,10 @@ async def test_writes_failing_until_a_write_changes_something(tmp_path: Path) ->
 
 def test_an_sqlite_file_that_cannot_be_written_is_an_outage(tmp_path: Path) -> None:
     """A read-only file (a disk remounted read-only, wrong permissions): an outage too."""
-    from gateway.store.database import unavailable
-
     path = tmp_path / "ro.db"
     db = Database(f"sqlite:///{path}", task.Clock(), threaded=False)
     META.create_all(db.engine)
     db.stop()
-    import sqlite3
-
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         with pytest.raises(sqlite3.OperationalError) as caught:

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -29,7 +28,7 @@ from gateway.errors import DatabaseUnavailableError, FaultCode
 from gateway.store import sql
 from gateway.store.database import Database
 from tests.conftest import PG_DSN, make_pg_schema
-from tests.netcut import Link
+from tests.netcut import linked as link_to
 
 pytestmark = pytest.mark.postgres
 
@@ -50,13 +49,8 @@ class Linked:
 
     def __init__(self) -> None:
         self.url, self.drop = make_pg_schema()
-        parts = urlsplit(self.url)
-        self.link = Link(parts.hostname or "127.0.0.1", parts.port or 5432)
-        port = self.link.plug()
         self.app = "t18c_" + uuid.uuid4().hex[:10]
-        self.via = urlunsplit(parts._replace(
-            netloc=f"{parts.username}@127.0.0.1:{port}",
-            query=f"{parts.query}&application_name={self.app}"))
+        self.link, self.via = link_to(self.url, application_name=self.app)
         self.db = Database(self.via, reactor, pool_size=2)
 
     def terminate_backends(self) -> int:
