@@ -22,7 +22,7 @@ from gateway.calls.registry import CallRegistry
 from gateway.calls.text_repair import OFF, repairing_registry
 from gateway.config import Config
 from gateway.engine import CallEngine
-from gateway.errors import FaultCode, GatewayError, UnknownInvoiceError
+from gateway.errors import DatabaseUnavailableError, FaultCode, GatewayError, UnknownInvoiceError
 from gateway.legacy.auth import Authenticator, InvoiceCallNotOffered
 from gateway.legacy.resource import Reply
 from gateway.metrics import NO_METRICS, Metrics
@@ -103,7 +103,7 @@ def caused_by_database(e: BaseException) -> bool:
     seen: set[int] = set()
     cur: BaseException | None = e
     while cur is not None and id(cur) not in seen:
-        if isinstance(cur, SQLAlchemyError):
+        if isinstance(cur, (SQLAlchemyError, DatabaseUnavailableError)):
             return True
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__

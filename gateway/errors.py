@@ -99,7 +99,8 @@ FAULT_TABLE: tuple[tuple[FaultCode, str], ...] = (
     (FaultCode.NOT_ALLOWED_OPERATION,
      "state forbids it (cancelled, expired, fully activated, fraud PENDING/REJECTED), "
      "or the call is not offered by the gateway"),
-    (FaultCode.TIMEOUT, "Klarna unavailable after retries (5xx, timeout, 429); retry the same call"),
+    (FaultCode.TIMEOUT, "Klarna unavailable after retries (5xx, timeout, 429), or the gateway's "
+     "database unavailable; retry the same call"),
     (FaultCode.MISC_ESTORE_ERROR, "gateway misconfigured for this eid (REST credentials refused)"),
 )
 
@@ -227,6 +228,16 @@ class UpstreamUnavailableError(GatewayError):
     """Klarna did not answer usefully within the retry budget; the call stays recoverable."""
 
     fault_code = FaultCode.TIMEOUT
+
+
+class DatabaseUnavailableError(UpstreamUnavailableError):
+    """The gateway's own database could not be used (connection lost or refused, server
+    restarting, disk full): the call's outcome is recorded as far as it got, and its retry
+    continues it."""
+
+    def __init__(self, *, debug_context: str | None = None) -> None:
+        super().__init__("the gateway's database is unavailable; retry the same call",
+                         debug_context=debug_context)
 
 
 class MerchantMisconfiguredError(GatewayError):

@@ -202,8 +202,8 @@ JOURNAL_FILTERS = [
 
 #: Per route (``METHOD /path``): the operation's parts besides its summary.
 OPERATIONS: dict[str, dict[str, Any]] = {
-    "GET /healthz": {"responses": {"200": _json(_ref("Health"), "the process answers and so "
-                                                                "does its database")}},
+    "GET /healthz": {"responses": {"200": _json(_ref("Health"), "the process answers (its "
+                                                                "database may not: /readyz)")}},
     "GET /readyz": {"responses": {
         "200": _json(_ref("Readiness"), "ready: database migrated and reachable, recovery "
                                         "sweeping, not draining"),

@@ -51,6 +51,8 @@ log = Logger()
 RECOVERY_INTERVAL = 5.0
 #: Seconds between refreshes of the journal gauges (pending, unresolved).
 GAUGE_INTERVAL = 15.0
+#: /readyz answers within this, database or not (a probe that hangs tells nobody anything).
+READINESS_SECONDS = 3.0
 #: Admin paths that need no bearer token, exactly these (probes); and the console's own
 #: ``/console`` and ``/console/…`` (it signs its users in itself), nothing that merely
 #: starts with one of them.
@@ -267,14 +269,21 @@ class Gateway:
         return defer.succeed(None)
 
     async def readiness(self) -> dict[str, Any]:
-        """Ready: database reachable and at this code's schema, recovery sweeping (its last
-        sweep recent), and not draining."""
+        """Ready: database reachable, at this code's schema and taking writes, recovery
+        sweeping (its last sweep recent), and not draining. Answered within
+        :data:`READINESS_SECONDS` whatever the database does."""
         state: dict[str, Any] = {"draining": self.draining}
         try:
-            revision = await self.store.schema_revision()
-            state["database"] = "ok" if revision == SCHEMA_HEAD else f"schema {revision}"
+            asked = defer.ensureDeferred(self.store.schema_revision())
+            revision = await asked.addTimeout(READINESS_SECONDS, self.reactor)
+            failing = self.parts.db.writes_failing() if self.parts is not None else None
+            state["database"] = f"schema {revision}" if revision != SCHEMA_HEAD else \
+                f"writes failing: {failing}" if failing else "ok"
+        except defer.TimeoutError:
+            state["database"] = f"unreachable: no answer within {READINESS_SECONDS:g} s"
+            self.metrics.database_error("readiness")
         except Exception as e:  # noqa: BLE001 - any failure means not ready
-            state["database"] = f"unreachable: {type(e).__name__}"
+            state["database"] = f"unreachable: {type(e.__cause__ or e).__name__}"
             self.metrics.database_error("readiness")
         running = self.recovery_loop is not None and self.recovery_loop.running
         state["recovery"] = "ok" if running and self._sweeping_on_schedule() else \

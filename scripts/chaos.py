@@ -34,6 +34,15 @@ definitive answer that changed nothing: correct, never swallowed.
         --db 'postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dchaos1'
 
 (a ``search_path`` schema is created when missing; it must not hold an earlier run.)
+
+``--db-restarts N`` restarts PostgreSQL N times mid-load, its data kept: a fast shutdown
+(every connection ended with 57P01), ``--db-downtime`` seconds down (1 s: connections
+refused), then up again. Each restart begins while Klarna is slow to answer a call: half the
+time its mutation (the database goes between the REST step Klarna applies and the call's
+outcome), half its read of the order (the database goes before the call's intent). The
+gateways answer 9119 meanwhile and the client retries, as after a kill. ``--db-ctl`` is the
+command that takes ``stop`` and ``start`` (default: ``pg_ctlcluster
+--skip-systemctl-redirect VERSION main``, VERSION the one cluster under /etc/postgresql).
 """
 from __future__ import annotations
 
@@ -42,7 +51,9 @@ import http.client
 import json
 import random
 import re
+import shlex
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -111,6 +122,7 @@ class Op:
     status: str = ""  # ok | fault | unresolved
     value: Any = None
     killed: bool = False  # a gateway was SIGKILLed during its first attempt
+    restarted: bool = False  # ... or PostgreSQL was restarted during it
     cut: bool = False  # ... before that attempt got its answer
     sent_at: float = 0.0  # wall clock (the gateway journals wall-clock seconds too)
     answered_at: float = 0.0
@@ -128,7 +140,8 @@ class Op:
 
     def label(self) -> str:
         rep = f", repeat of #{self.repeat_of} after {self.pause:.1f}s" if self.repeat_of else ""
-        kill = ", SIGKILL during it" if self.killed else ""
+        kill = ", SIGKILL during it" if self.killed else \
+            ", database restarted during it" if self.restarted else ""
         on = f" on {self.invno}" if self.invno else ""
         told = self.value.faultCode if self.status == "fault" else self.value
         return (f"#{self.id} {self.kind}{on} (order {self.book.order_id}{rep}{kill}, "
@@ -146,6 +159,7 @@ class Soak:
     ops: list[Op] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)  # cause → retries
+    restarts: list[float] = field(default_factory=list)  # seconds each database restart took
 
     def new_op(self) -> Op:
         book = self.rng.choice(self.orders)
@@ -184,7 +198,8 @@ class Soak:
         except RETRYABLE as e:
             return "retry", e
 
-    def run(self, op: Op, *, kill: bool = False, give_up_after: float = 120.0) -> None:
+    def run(self, op: Op, *, kill: bool = False, restart: bool = False,
+            give_up_after: float = 120.0) -> None:
         """Send ``op`` like a legacy client: the same call again after a transport error or
         a 9119, until a definitive answer (or ``give_up_after`` seconds: unresolved)."""
         deadline = time.monotonic() + give_up_after
@@ -195,6 +210,10 @@ class Soak:
             if kill and not op.killed:
                 op.killed = True
                 status, value = self._attempt_and_kill(op, gw)
+                op.cut = status == "retry"
+            elif restart and not op.restarted:
+                op.restarted = True
+                status, value = self._attempt_and_restart(op, gw)
                 op.cut = status == "retry"
             else:
                 status, value = self.attempt(op.call, gw)
@@ -218,14 +237,46 @@ class Soak:
             delay = self.rng.uniform(0.05, 0.3)
         else:
             delay = self.rng.uniform(0.0, 0.4)
+        return self._attempt_during(op, gw, gw.kill, delay)
+
+    def _attempt_and_restart(self, op: Op, gw: GatewayProcess) -> tuple[str, Any]:
+        """Restart the database while Klarna is slow to answer the attempt: half the time
+        its mutation (POST: the database goes between the REST step Klarna applies and
+        its outcome), half its read of the order (GET: before its intent)."""
+        self.sandbox.fault(path=r"^/ordermanagement/", times=1, action="latency",
+                           method="POST" if self.rng.random() < 0.5 else "GET",
+                           delay_ms=self.rng.randint(800, 1300))
+        return self._attempt_during(op, gw, self.restart_database,
+                                    self.rng.uniform(0.05, 0.2))
+
+    def _attempt_during(self, op: Op, gw: GatewayProcess, blow: Callable[[], Any],
+                        delay: float) -> tuple[str, Any]:
+        """``blow`` (a kill, a restart) ``delay`` seconds into the attempt."""
         out: list[tuple[str, Any]] = []
         t = threading.Thread(target=lambda: out.append(self.attempt(op.call, gw)), daemon=True)
         t.start()
         time.sleep(delay)
-        gw.kill()
+        blow()
         t.join(30)
         self.ensure_running()
-        return out[0] if out else ("retry", ConnectionError("no answer before the kill"))
+        return out[0] if out else ("retry", ConnectionError("no answer within 30 s"))
+
+    def restart_database(self) -> None:
+        """Stop PostgreSQL, leave it down ``--db-downtime`` seconds, start it (data kept;
+        started again whatever happens meanwhile: other users share it)."""
+        started = time.monotonic()
+        self._db_ctl("stop")
+        try:
+            time.sleep(self.args.db_downtime)
+        finally:
+            self._db_ctl("start")
+        self.restarts.append(time.monotonic() - started)
+
+    def _db_ctl(self, action: str) -> None:
+        done = subprocess.run([*shlex.split(self.args.db_ctl), action], capture_output=True,
+                              text=True, timeout=120)
+        if done.returncode != 0:
+            sys.exit(f"database {action} failed: {done.stderr.strip()}")
 
     def record(self, op: Op) -> None:
         told = op.value.faultCode if op.status == "fault" else op.status
@@ -489,6 +540,9 @@ def inject_faults(soak: Soak, args: argparse.Namespace) -> None:
 def soak_calls(soak: Soak, args: argparse.Namespace) -> Counter[str]:
     """Run the logical operations; returns the fault mix met at Klarna's side."""
     kill_at = set(soak.rng.sample(range(args.calls), min(args.kills, args.calls)))
+    others = [i for i in range(args.calls) if i not in kill_at]
+    restart_at = set(soak.rng.sample(others, min(args.db_restarts, len(others)))) \
+        if args.db_restarts else set()
     last: Op | None = None
     for i in range(args.calls):
         inject_faults(soak, args)
@@ -498,7 +552,7 @@ def soak_calls(soak: Soak, args: argparse.Namespace) -> Counter[str]:
         else:
             op = soak.new_op()
         soak.ops.append(op)
-        soak.run(op, kill=i in kill_at, give_up_after=30.0)
+        soak.run(op, kill=i in kill_at, restart=i in restart_at, give_up_after=30.0)
         if op.status != "unresolved":
             soak.record(op)
         last = op
@@ -538,6 +592,14 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=60, help="logical operations, repeats included")
     p.add_argument("--kills", type=int, default=2)
+    p.add_argument("--db-restarts", type=int, default=0,
+                   help="restart PostgreSQL this many times mid-load, its data kept")
+    p.add_argument("--db-downtime", type=float, default=1.0,
+                   help="seconds PostgreSQL stays down at each restart")
+    p.add_argument("--db-ctl", default=None,
+                   help="the command that takes stop and start (default: pg_ctlcluster "
+                        "--skip-systemctl-redirect VERSION main, VERSION the one cluster "
+                        "under /etc/postgresql)")
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--orders", type=int, default=0, help="default: calls / 6")
     p.add_argument("--db", default=None, help="database URL (default: SQLite in a temp dir)")
@@ -554,6 +616,13 @@ def parse_args() -> argparse.Namespace:
     args = p.parse_args()
     if args.processes > 1 and not (args.db or "").startswith("postgres"):
         p.error("several processes need a shared PostgreSQL (--db postgresql://...)")
+    if args.db_restarts and not (args.db or "").startswith("postgres"):
+        p.error("--db-restarts restarts PostgreSQL: give --db postgresql://...")
+    if args.db_restarts and args.db_ctl is None:
+        versions = sorted(Path("/etc/postgresql").glob("*"))
+        if len(versions) != 1:
+            p.error("give --db-ctl (no single cluster under /etc/postgresql)")
+        args.db_ctl = f"pg_ctlcluster --skip-systemctl-redirect {versions[0].name} main"
     return args
 
 
@@ -563,11 +632,16 @@ def report(soak: Soak, mix: Counter[str], result: Audit, discrepancies: int,
     err = sys.stderr
     repeats = [op for op in soak.ops if op.repeat_of]
     kills = sum(gw.kills for gw in soak.gateways)
+    restarts = (f"{len(soak.restarts)} database restarts ("
+                f"{sum(op.cut and op.restarted for op in soak.ops)} cut a call before its "
+                f"answer, each {args.db_downtime:g}s down and at most "
+                f"{max(soak.restarts):.1f}s from stop to started), "
+                if soak.restarts else "")
     print(f"# {args.processes} process(es), {kills} kills "
-          f"({sum(op.cut for op in soak.ops)} cut a call before its answer, "
+          f"({sum(op.cut and op.killed for op in soak.ops)} cut a call before its answer, "
           f"{sum(op.killed and bool(op.repeat_of) for op in soak.ops)} during a repeat), "
-          f"{len(soak.orders)} orders, db {db.split(':')[0]}, {elapsed:.0f}s; workdir {work}",
-          file=err)
+          f"{restarts}{len(soak.orders)} orders, db {db.split(':')[0]}, {elapsed:.0f}s; "
+          f"workdir {work}", file=err)
     print(f"# {len(repeats)} deliberate repeats "
           f"({sum(op.pause == 0 for op in repeats)} immediate, "
           f"{sum(op.pause > 0 for op in repeats)} after a pause), "

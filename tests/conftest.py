@@ -35,8 +35,9 @@ async def gw(tmp_path: Any) -> AsyncIterator[Harness]:
         h.violations)
 
 
-def make_pg_schema() -> tuple[str, Any]:
-    """Create a fresh schema; returns (url, drop function)."""
+def make_pg_schema(*, migrated: bool = False) -> tuple[str, Any]:
+    """Create a fresh schema (at the code's head when ``migrated``); returns (url, drop
+    function)."""
     from sqlalchemy import create_engine, text
 
     from gateway.store.database import normalise_url
@@ -51,6 +52,13 @@ def make_pg_schema() -> tuple[str, Any]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
         admin.dispose()
+    if migrated:
+        from gateway.store import schema
+        from gateway.store.database import make_engine
+
+        engine = make_engine(url)
+        schema.upgrade(engine)
+        engine.dispose()
     return url, drop
 
 
@@ -58,13 +66,7 @@ def make_pg_schema() -> tuple[str, Any]:
 async def gw_pg() -> AsyncIterator[Harness]:
     if not PG_DSN:
         pytest.skip("GATEWAY_TEST_PG_DSN is not set")
-    url, drop = make_pg_schema()
-    from gateway.store import schema
-    from gateway.store.database import make_engine
-
-    engine = make_engine(url)
-    schema.upgrade(engine)
-    engine.dispose()
+    url, drop = make_pg_schema(migrated=True)
     h = await start_gateway(url, upgrade_sqlite=False)
     try:
         yield h

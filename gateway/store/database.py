@@ -20,8 +20,20 @@ thread of their own over a second connection (WAL lets it read while the writer 
 each statement its own snapshot; on PostgreSQL in autocommit, one round trip per
 statement instead of three (BEGIN, the statement, COMMIT).
 
-Each database thread keeps its connection for its whole life (no pool checkout per
-interaction): the writer's and the reader's on SQLite, one per pool thread on PostgreSQL.
+Each database thread keeps its connection (no pool checkout per interaction): the writer's
+and the reader's on SQLite, one per pool thread on PostgreSQL. A connection the server
+closed (a restart, a network cut) is replaced: before an interaction when the driver knows
+it is gone or, idle, it has something unasked to read (a restart's 57P01, then end of file),
+and after an interaction that broke it. The journal's hot path runs on the driver's own
+connection (:mod:`gateway.store.sql`), so SQLAlchemy never sees those failures: the checks
+here look at the driver's connection, not at SQLAlchemy's invalidation.
+
+A failure that says the database cannot be used now (connection lost or refused, server
+shutting down or starting, disk full, I/O error: :func:`unavailable`) reaches the caller
+as :class:`~gateway.errors.DatabaseUnavailableError`, the legacy clients' 9119 "retry the
+same call"; the driver's error is its ``__cause__``. Writes that failed so are remembered
+(:meth:`Database.writes_failing`) until a transaction that changes something commits, for
+readiness: on SQLite a full disk fails writes while reads still work.
 
 Tests of the engine construct ``Database(url, reactor, threaded=False)``: interactions then
 run synchronously on the calling thread (SQLite in memory or in a temp file), so a test
@@ -31,6 +43,7 @@ from __future__ import annotations
 
 import os
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -39,18 +52,35 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gateway.errors import DatabaseUnavailableError
 from gateway.metrics import NO_METRICS, Metrics
 
 T = TypeVar("T")
 log = Logger()
 
 _RETRYABLE_PG_CODES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+#: SQLite primary result codes that say the database cannot be used now rather than that
+#: the statement is wrong: BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_SQLITE_UNAVAILABLE = {5, 6, 7, 8, 10, 13, 14, 15}
+#: PostgreSQL SQLSTATE classes that say the same: connection exception, insufficient
+#: resources (disk full, out of memory, too many connections), operator intervention
+#: (shutting down, starting up, cancelled), system error (I/O).
+_PG_UNAVAILABLE = ("08", "53", "57", "58")
+#: Seconds a PostgreSQL connection attempt may take (libpq ``connect_timeout``; a URL that
+#: sets its own keeps it): a host that does not answer fails a call in time, not after the
+#: system's TCP timeout of minutes.
+PG_CONNECT_TIMEOUT = 5
+#: How long failed writes count against readiness when nothing has been written since:
+#: then readiness says ready again and the next write tells (a load balancer that stopped
+#: sending calls would otherwise never learn that the disk has room again).
+WRITE_FAILURE_MEMORY = 30.0
 
 
 def normalise_url(url: str) -> str:
@@ -125,7 +155,14 @@ def make_engine(url: str, *, pool_size: int = 5, read_only: bool = False,
         return engine
     # Each database thread keeps one pooled connection; the overflow serves everything else
     # (schema checks at start, tools sharing the Database).
-    return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True,
+                         connect_args=_pg_connect_args(url))
+
+
+def _pg_connect_args(url: str) -> dict[str, Any]:
+    if "connect_timeout" in make_url(url).query:
+        return {}
+    return {"connect_timeout": PG_CONNECT_TIMEOUT}
 
 
 def _reader_engine(url: str) -> Engine:
@@ -155,7 +192,8 @@ def _read_only_engine(url: str, pool_size: int) -> Engine:
             conn.exec_driver_sql("BEGIN")
 
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True,
+                           connect_args=_pg_connect_args(url))
 
     @event.listens_for(engine, "begin")
     def _pg_read_only(conn: Any) -> None:
@@ -164,11 +202,71 @@ def _read_only_engine(url: str, pool_size: int) -> Engine:
     return engine
 
 
-def _is_retryable(e: DBAPIError) -> bool:
-    code = getattr(getattr(e, "orig", None), "sqlstate", None)
-    if code in _RETRYABLE_PG_CODES:
+def _driver_error(e: BaseException) -> BaseException:
+    """The driver's own exception: SQLAlchemy's wraps it, the hot path's is it."""
+    orig = e.orig if isinstance(e, DBAPIError) else None
+    return orig if isinstance(orig, BaseException) else e
+
+
+def _is_retryable(e: BaseException) -> bool:
+    orig = _driver_error(e)
+    if getattr(orig, "sqlstate", None) in _RETRYABLE_PG_CODES:
         return True
-    return isinstance(e, OperationalError) and "database is locked" in str(e)
+    return getattr(orig, "sqlite_errorcode", None) is not None and \
+        "database is locked" in str(orig)
+
+
+def unavailable(e: BaseException, dbapi: Any) -> bool:
+    """Whether ``e`` says the database cannot be used now (the call may be retried as it
+    is), rather than that a statement or the code is wrong. ``dbapi``: the driver module."""
+    if isinstance(e, PoolTimeoutError):
+        return True
+    if isinstance(e, DBAPIError) and e.connection_invalidated:
+        return True
+    orig = _driver_error(e)
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_UNAVAILABLE
+    state = getattr(orig, "sqlstate", None)
+    if state:
+        return str(state)[:2] in _PG_UNAVAILABLE
+    # psycopg: no SQLSTATE when the server never answered (refused, lost, closed)
+    return isinstance(orig, getattr(dbapi, "OperationalError", ()))
+
+
+def _broken(conn: Connection) -> bool:
+    """The connection cannot carry another interaction: closed, invalidated, or its driver
+    found the server gone (psycopg's ``closed``; sqlite3 connections have no such state)."""
+    if conn.closed or conn.invalidated:
+        return True
+    return bool(getattr(conn.connection.dbapi_connection, "closed", False))
+
+
+def _idle_poll(conn: Connection) -> Any:
+    """A poll on the driver's socket (None for sqlite3): readable while the connection is
+    idle between interactions means the server closed it (a restart's or a terminated
+    backend's 57P01, then end of file, or a reset). One system call, no round trip."""
+    fileno = getattr(conn.connection.dbapi_connection, "fileno", None)
+    if fileno is None:
+        return None
+    poller = select.poll()
+    poller.register(fileno(), select.POLLIN)
+    return poller
+
+
+def _reason(e: BaseException) -> str:
+    """The driver's error, on one line, for logs and readiness (no URL, no password)."""
+    orig = _driver_error(e)
+    first = (str(orig).strip().splitlines() or [""])[0]
+    return f"{type(orig).__name__}: {first}"[:200]
+
+
+@dataclass
+class _WriteFailure:
+    reason: str
+    last: float
+    #: Database._changed_commits when writes began failing.
+    changed_commits: int
 
 
 @dataclass
@@ -269,6 +367,10 @@ class Database:
         self._kept: list[Connection] = []
         self._kept_lock = threading.Lock()
         self._generation = 0
+        #: Transactions committed that changed something (on PostgreSQL: every commit).
+        self._changed_commits = 0
+        self._write_failure: _WriteFailure | None = None
+        self._logged_unavailable = float("-inf")
         if self.is_sqlite:  # one writer, committing in groups
             self._writer = _Lane("gateway-db", reactor, 1, self._run_batch,
                                  lambda: self.max_batch)
@@ -306,18 +408,19 @@ class Database:
 
     def _connection(self, engine: Engine) -> Connection | None:
         """The calling database thread's connection to ``engine``, kept for the thread's
-        life; None on any other thread (the CLI, the tests' inline database)."""
+        life; None on any other thread (the CLI, the tests' inline database). One the
+        server closed is replaced before use."""
         local = self._local
         conn: Connection | None = getattr(local, "conn", None)
         if conn is not None and local.generation == self._generation \
-                and not conn.invalidated:
+                and not _broken(conn) and not (local.idle and local.idle.poll(0)):
             return conn  # the common case, kept cheap: it runs for every interaction
         if not threading.current_thread().name.startswith("gateway-db"):
             return None
         if conn is not None:
-            self._forget_connection()  # dispose() since, or it broke: connect afresh
+            self._forget_connection()  # dispose() since, it broke or the server closed it
         conn = engine.connect()
-        local.conn, local.generation = conn, self._generation
+        local.conn, local.generation, local.idle = conn, self._generation, _idle_poll(conn)
         with self._kept_lock:
             self._kept.append(conn)
         return conn
@@ -346,24 +449,29 @@ class Database:
         """Run ``fn(conn, *args)`` in a transaction on the calling thread (CLI, migrations,
         and the database threads)."""
         for attempt in range(5):
+            conn = None
             try:
                 conn = self._connection(self.engine)
                 if conn is None:
-                    with self.engine.begin() as fresh:
-                        return fn(fresh, *args)
-                try:
-                    with conn.begin():
-                        return fn(conn, *args)
-                except DBAPIError as e:
-                    if e.connection_invalidated:
-                        self._forget_connection()
-                    raise
-            except DBAPIError as e:
-                if attempt == 4 or not _is_retryable(e):
+                    with self.engine.connect() as fresh:
+                        return self._commit(fresh, fn, args)
+                return self._commit(conn, fn, args)
+            except BaseException as e:
+                if conn is not None and _broken(conn):
+                    self._forget_connection()
+                if attempt == 4 or not isinstance(e, Exception) or not _is_retryable(e):
                     raise
                 log.info("retrying {desc} after {error}", desc=desc, error=type(e).__name__)
                 time.sleep(0.01 * (2**attempt))
         raise AssertionError("unreachable")
+
+    def _commit(self, conn: Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        before = _changes(conn)
+        with conn.begin():
+            result = fn(conn, *args)
+        if before is None or _changes(conn) != before:
+            self._changed_commits += 1  # clears writes_failing()
+        return result
 
     def _read_sync(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
         """Run a read: no transaction of its own (each statement sees committed data)."""
@@ -377,16 +485,22 @@ class Database:
             if autocommit:
                 conn.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
             return fn(conn, *args)
-        except DBAPIError as e:
-            if e.connection_invalidated:
-                self._forget_connection()
-            raise
         finally:
-            if not conn.invalidated:
+            self._after_read(conn, autocommit)
+
+    def _after_read(self, conn: Connection, autocommit: bool) -> None:
+        """Leave the kept connection as a transaction expects it, or drop it if it broke
+        (never raising over the read's own result or error)."""
+        try:
+            if not _broken(conn):
                 if conn.in_transaction():
                     conn.rollback()
                 if autocommit:
                     conn.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+                return
+        except Exception:  # noqa: BLE001 - it broke just now: dropped below
+            pass
+        self._forget_connection()
 
     async def run_read(self, desc: str, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)``, which only reads, outside the writer's queue."""
@@ -398,6 +512,11 @@ class Database:
             item = _Queued(desc, fn, args, read=True)
             lane = self._reader or self._writer
             return await lane.submit(item)  # type: ignore[no-any-return]
+        except Exception as e:
+            fault = self._unavailable(desc, e, write=False)
+            if fault is e:
+                raise
+            raise fault from e
         finally:
             self.metrics.database(desc, self._reactor.seconds() - started)
 
@@ -407,11 +526,52 @@ class Database:
         started = self._reactor.seconds()
         try:
             if not self.threaded:
-                return self.run_sync(desc, fn, *args)
-            self.start()
-            return await self._writer.submit(_Queued(desc, fn, args))  # type: ignore[no-any-return]
+                result = self.run_sync(desc, fn, *args)
+            else:
+                self.start()
+                result = await self._writer.submit(_Queued(desc, fn, args))
+        except Exception as e:
+            fault = self._unavailable(desc, e, write=True)
+            if fault is e:
+                raise
+            raise fault from e
         finally:
             self.metrics.database(desc, self._reactor.seconds() - started)
+        failure = self._write_failure
+        if failure is not None and self._changed_commits != failure.changed_commits:
+            self._write_failure = None
+            log.info("database writes succeed again")
+        return result  # type: ignore[no-any-return]
+
+    def _unavailable(self, desc: str, e: Exception, *, write: bool) -> Exception:
+        """What the caller gets for ``e``: :class:`DatabaseUnavailableError` when the
+        database cannot be used now (logged at most every 10 s), else ``e`` itself."""
+        if isinstance(e, DatabaseUnavailableError) or \
+                not unavailable(e, self.engine.dialect.loaded_dbapi):
+            return e
+        reason, now = _reason(e), self._reactor.seconds()
+        if write:
+            failure = self._write_failure
+            self._write_failure = _WriteFailure(
+                reason, now, failure.changed_commits if failure else self._changed_commits)
+        if now - self._logged_unavailable >= 10.0:
+            self._logged_unavailable = now
+            log.warn("database unavailable ({desc}): {reason}; calls are answered 9119 "
+                     "(retry the same call) until it is back", desc=desc, reason=reason)
+        return DatabaseUnavailableError(debug_context=f"{desc}: {reason}")
+
+    def writes_failing(self) -> str | None:
+        """Why writes fail, while they do: the last write failed because the database could
+        not be used and no transaction that changed something has committed since (for at
+        most :data:`WRITE_FAILURE_MEMORY` seconds after that failure)."""
+        failure = self._write_failure
+        if failure is None:
+            return None
+        if self._changed_commits != failure.changed_commits or \
+                self._reactor.seconds() - failure.last > WRITE_FAILURE_MEMORY:
+            self._write_failure = None
+            return None
+        return failure.reason
 
     # -- what the threads run ------------------------------------------------------------------
 
@@ -461,6 +621,12 @@ def _run_in_savepoints(conn: Connection, batch: list[_Queued]) -> list[tuple[boo
                 raise
             outcomes.append((False, Failure()))
     return outcomes
+
+
+def _changes(conn: Connection) -> int | None:
+    """Rows changed on this connection so far (SQLite), or None (PostgreSQL: unknown)."""
+    total = getattr(conn.connection.dbapi_connection, "total_changes", None)
+    return total if isinstance(total, int) else None
 
 
 def _in_transaction(conn: Connection) -> bool:

@@ -246,9 +246,14 @@ def test_a_double_submit_is_one_operation_even_when_its_twin_finishes_first(
 
 def _database_fails_once(proc: Process, desc: str, committed: bool) -> None:
     """``proc``'s next database interaction named ``desc`` fails as a dropped connection
-    does: before anything is written, or (``committed``) after its COMMIT reached the
-    database but before the answer came back."""
+    does (inside the database layer, SQLAlchemy's error with its connection invalidated):
+    before anything is written, or (``committed``) after its COMMIT reached the database
+    but before the answer came back."""
     from sqlalchemy.exc import OperationalError
+
+    def dropped(_conn: Any) -> None:
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"),
+                               connection_invalidated=True)
 
     db = proc.parts.db
     for name in ("run_interaction", "run_read"):
@@ -259,13 +264,11 @@ def _database_fails_once(proc: Process, desc: str, committed: bool) -> None:
                 db._review_failed = True  # type: ignore[attr-defined]
                 if committed:
                     await _real(d, fn, *args)
-                raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+                return await _real(d, dropped)
             return await _real(d, fn, *args)
         setattr(db, name, fail_once)
 
 
-@pytest.mark.xfail(strict=True, reason="review: a database error during a call answers "
-                   "-32603 (internal error), not a retryable legacy fault")
 @pytest.mark.parametrize(("desc", "committed"), [
     ("read_call", False), ("record_intent", False), ("record_outcome", False),
     ("record_intent", True), ("record_outcome", True)])
@@ -273,13 +276,11 @@ def test_a_database_error_mid_call_answers_a_retryable_fault(world: World, desc:
                                                              committed: bool) -> None:
     """Issue 16, "Bad input and faults": a database error mid-transaction answers a
     retryable legacy fault (9119: the SDKs and ERPs retry the same call on it) and leaves
-    nothing half-written. The engine classifies a ``DBAPIError`` as a bug
-    (``Disposition.BUG``, "journal entry crashed") or lets it escape before the intent; the
-    edge turns it into -32603 "internal error", which tells the ERP nothing about whether to
-    retry. Where the COMMIT reached the database and only its answer was lost, the money
-    then moves all the same (recovery, or the retry, sends the journaled capture), and the
-    ERP, told "internal error", holds no invoice number for it unless it retries. (Nothing
-    is half-written: the retry captures once; that part holds.)"""
+    nothing half-written. (Journal v2 answered -32603 "internal error", which tells the ERP
+    nothing about whether to retry; the database layer now raises
+    ``DatabaseUnavailableError``.) Where the COMMIT reached the database and only its answer
+    was lost, the money moves all the same (recovery, or the retry, sends the journaled
+    capture) and the ERP's retry gets its invoice number; the retry captures once."""
     from gateway.errors import FaultCode, GatewayError
 
     proc = world.process()

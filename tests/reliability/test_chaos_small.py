@@ -31,3 +31,38 @@ def test_small_soak_reads_zeros(tmp_path: Path) -> None:
     assert re.search(r"repeat ok: \d+", out), out  # ...and some repeats were new operations
     retries = re.search(r", (\d+) retries of the same operation", out)
     assert retries is not None and int(retries[1]) >= 1, out  # and retried some (9119, kill)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_small_soak_with_database_restarts_reads_zeros(tmp_path: Path) -> None:
+    """`scripts/chaos.py --db-restarts 2` on PostgreSQL, two processes: PostgreSQL stopped
+    and started again mid-call (between a capture Klarna applied and its outcome, or before
+    a call's intent); the calls it cut are answered 9119 and retried, and the run ends with
+    all zeros."""
+    from sqlalchemy import text
+
+    from gateway.store.database import make_engine
+    from tests.conftest import PG_DSN
+    from tests.harness import pg_schema_url
+
+    assert PG_DSN
+    url, schema = pg_schema_url(PG_DSN)  # chaos.py creates it
+    try:
+        result = subprocess.run([sys.executable, str(SCRIPT), "--calls", "30", "--kills", "1",
+                                 "--db-restarts", "2", "--processes", "2", "--seed", "5",
+                                 "--db", url, "--workdir", str(tmp_path)],
+                                capture_output=True, text=True, timeout=900)
+    finally:
+        engine = make_engine(PG_DSN)  # a connection made after the restarts
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+    out = result.stdout + result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == "30 calls, 0 duplicates, 0 lost, 0 swallowed, 0 discrepancies", out
+    restarts = re.search(r"2 database restarts \((\d+) cut a call", out)
+    assert restarts is not None, out
+    logs = "".join(p.read_text() for p in tmp_path.glob("gateway-*.log"))
+    assert "database unavailable" in logs  # a restart met a call
+    assert "outcome=-32603" not in logs
