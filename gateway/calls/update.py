@@ -189,8 +189,8 @@ DIFFERENCES: Final = (
     "changes (an empty value, or one equal to the order's, leaves a field as it is): `PATCH "
     "authorization` (goods list), `PATCH customer-details` (addresses), `PATCH "
     "merchant-references` (`orderid1`, `orderid2`).",
-    "Everything is checked before the first request; the authorization change, the one Klarna "
-    "refuses most, goes first; a refusal names what was and was not applied.",
+    "Everything is checked before the first request; the authorization change, the one most "
+    "likely to be refused, goes first; a refusal names what was and was not applied.",
     "A goods list replaces the order lines "
     "(docs/order-management.md#from-legacy-goods-to-order-lines) with `order_amount` = the "
     "lines' sum; a sum below what is already captured is 2102.",
