@@ -149,8 +149,9 @@ _TYPES: Final = {bool: "boolean", int: "integer", float: "number", str: "string"
 def _section_rows(cls: type) -> list[list[str]]:
     rows = []
     for f in fields(cls):
-        secret = f.name == "admin_token"
-        name = f"`{f.name}`" + (f" (`{f.name}_env`, `{f.name}_file`)" if secret else "")
+        secret = f.name == "admin_token"  # the one secret of a section (``_section``)
+        spellings = (f.name, f"{f.name}_env", f"{f.name}_file") if secret else (f.name,)
+        name = ", ".join(f"`{s}`" for s in spellings)
         default = f.default if f.default is not MISSING else None
         rows.append([name, _TYPES[type(default)], f"`{_toml(default)}`",
                      cell(f.metadata["doc"])])
@@ -173,11 +174,12 @@ def _merchant_rows() -> list[list[str]]:
 
 def configuration() -> str:
     head = ("key", "type", "default", "meaning")
-    lines = ["#### `[gateway]`", "", *table(head, _section_rows(GatewaySettings)), "",
+    lines = ["A secret key is listed with its three spellings; give one: the value inline, "
+             "`_env` (an environment variable's name) or `_file` (a file's path, its trailing "
+             "newline stripped).", "",
+             "#### `[gateway]`", "", *table(head, _section_rows(GatewaySettings)), "",
              "#### `[[merchants]]`", "",
-             "One table per legacy eid. A secret key takes one of its three spellings: "
-             "inline, `_env` (an environment variable's name) or `_file` (a file's path, "
-             "its trailing newline stripped).", "",
+             "One table per legacy eid.", "",
              *table(head, _merchant_rows()), "",
              "#### `[sandbox]`", "",
              "Only for `klarna-gateway sandbox` and `serve --sandbox`.", "",
