@@ -70,7 +70,8 @@ _SYMBOLS: dict[FaultCode, str] = {
     FaultCode.TIMEOUT: "timeout",
 }
 
-#: The integrator-facing fault table: (code, condition). Rendered into the README.
+#: The integrator-facing fault table: (code, condition), listed in
+#: docs/legacy-protocol.md#fault-codes (a test compares them).
 FAULT_TABLE: tuple[tuple[FaultCode, str], ...] = (
     (FaultCode.PARSE_ERROR, "malformed XML, DTD/entities, body too large, nesting too deep"),
     (FaultCode.INVALID_REQUEST, "well-formed XML that is not a methodCall"),

@@ -8,12 +8,13 @@ methods, so none of them imports ``prometheus_client``; a part built without met
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "NO_METRICS", "endpoint_of"]
+__all__ = ["CONTENT_TYPE_LATEST", "MetricInfo", "Metrics", "NO_METRICS", "endpoint_of"]
 
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                            2.5, 5.0, 10.0)
@@ -28,6 +29,16 @@ def endpoint_of(path: str) -> str:
     """A REST path with its ids replaced (bounded label values): ``/ordermanagement/v1/
     orders/{id}/captures/{id}/trigger-send-out``."""
     return _ID.sub("{id}", path.split("?", 1)[0])
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric as ``/metrics`` exposes it (``docs/operations.md`` lists them, generated)."""
+
+    name: str
+    type: str
+    labels: tuple[str, ...]
+    help: str
 
 
 class Metrics:
@@ -81,8 +92,9 @@ class Metrics:
                                     "merchant's text_repair (report: sent as received; fix: "
                                     "sent repaired)", ["eid", "field", "mode"], registry=r)
         self.expiring = Gauge(p + "authorizations_expiring",
-                              "Registered authorizations expiring within the window "
-                              "(see expiring --within)", ["within"], registry=r)
+                              "Registered authorizations with money uncaptured that lapse "
+                              "within the window (1d, 3d; refreshed every "
+                              "expiry_check_seconds)", ["within"], registry=r)
         self.rate_limit_waits = Histogram(p + "rest_rate_limit_wait_seconds",
                                           "Waits for a REST request slot (the merchant's "
                                           "rest_rate_limit, or Klarna's Retry-After)",
@@ -98,8 +110,8 @@ class Metrics:
         for source in DATABASE_ERROR_SOURCES:  # from 0, so the first failure is an increase
             self.database_errors.labels(source)
         self.ready = Gauge(p + "ready", "1 while /readyz would answer 200 (database reachable "
-                           "and migrated, recovery sweeping, not draining), else 0",
-                           registry=r)
+                           "and migrated, recovery sweeping, not draining), else 0; refreshed "
+                           "every 15 s and on every /readyz", registry=r)
         self.journal_oldest_pending = Gauge(p + "journal_oldest_pending_seconds",
                                             "Age of the oldest unfinished journal entry "
                                             "(0: none)", registry=r)
@@ -109,6 +121,17 @@ class Metrics:
         self.too_many_requests = Counter(p + "rest_429_total",
                                          "429 Too Many Requests received from Klarna",
                                          ["eid"], registry=r)
+
+    def catalogue(self) -> list[MetricInfo]:
+        """Every metric of this registry, in the order declared: the name as exposed (a
+        counter's with ``_total``), its type, labels and help."""
+        found = []
+        for metric in vars(self).values():
+            if hasattr(metric, "_labelnames"):
+                suffix = "_total" if metric._type == "counter" else ""
+                found.append(MetricInfo(metric._name + suffix, metric._type,
+                                        tuple(metric._labelnames), metric._documentation))
+        return found
 
     # -- recording (each part calls these) ------------------------------------------------
 

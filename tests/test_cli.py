@@ -165,13 +165,13 @@ def test_serve_without_config_explains(tmp_path: Path) -> None:
     assert "--sandbox" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_readme_lists_every_serve_flag() -> None:
-    """The README's `serve` flags paragraph names every option `serve` accepts
+def test_docs_list_every_serve_flag() -> None:
+    """docs/cli.md's `serve` flags paragraph names every option `serve` accepts
     (`--sandbox-seed` was missing)."""
     from gateway.cli import build_parser
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    paragraph = readme.split("`serve` flags:", 1)[1].split("\n\n", 1)[0]
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    paragraph = doc.split("`serve` flags:", 1)[1].split("\n\n", 1)[0]
     import argparse
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
@@ -179,4 +179,26 @@ def test_readme_lists_every_serve_flag() -> None:
     flags = {opt for action in serve._actions for opt in action.option_strings
              if opt.startswith("--") and opt not in ("--help", "--debug")}  # global ones
     missing = sorted(f for f in flags if f"`{f}" not in paragraph)
-    assert not missing, f"README's serve flags lack {missing}"
+    assert not missing, f"docs/cli.md's serve flags lack {missing}"
+
+
+def test_help_texts_name_only_flags_and_files_that_exist() -> None:
+    """A help text that sends the reader to `COMMAND --flag` or to a repository file names
+    one that exists (`explain --help` pointed at a `record --keep-digest` that never did)."""
+    import argparse
+    import re
+
+    from gateway.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = sub.choices
+    for name, parser in commands.items():
+        texts = [parser.description or ""] + [a.help or "" for a in parser._actions]
+        for text in texts:
+            for command, flag in re.findall(r"`(\w+) (--[\w-]+)", text):
+                if command in commands:
+                    flags = {o for a in commands[command]._actions for o in a.option_strings}
+                    assert flag in flags, f"{name} --help names {command} {flag}"
+            for path in re.findall(r"\b((?:examples|config|docs|scripts)/[\w./-]+\w)", text):
+                assert (root / path).exists(), f"{name} --help names {path}"

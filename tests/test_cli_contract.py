@@ -564,7 +564,8 @@ def test_a_semicolon_csv_is_read_and_a_one_column_file_refused(world: World) -> 
 
 
 def test_serve_on_a_busy_port_is_exit_2_in_one_line(world: World) -> None:
-    """Finding 6: the README's 2, one line, no "Main loop terminated" after it."""
+    """Finding 6: exit status 2 (docs/cli.md#exit-status), one line, no "Main loop terminated"
+    after it."""
     import socket
 
     with socket.socket() as busy:

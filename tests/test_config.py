@@ -129,7 +129,7 @@ def test_a_real_gateway_refuses_the_demo_admin_token(tmp_path: Path) -> None:
     result = run_cli("serve", "--config", str(cfg), "--db", f"sqlite:///{tmp_path}/x.db",
                      "--listen", "tcp:0:interface=127.0.0.1",
                      "--admin-listen", "tcp:0:interface=127.0.0.1", timeout=60)
-    assert result.returncode == 2  # unusable configuration (README, "Exit status")
+    assert result.returncode == 2  # unusable configuration (docs/cli.md#exit-status)
     assert "gateway.admin_token" in result.stderr
 
 

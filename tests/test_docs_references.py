@@ -15,10 +15,10 @@ have, or at a heading that was renamed, leaves a newcomer with nothing to follow
 
 The scan covers ``gateway/``, ``tests/`` and ``scripts/`` (except copied data under
 ``tests/data/``, which is never edited, and this file, whose examples are bad references on
-purpose), and separately the links between the files of ``docs/``. Both are expected to fail
-until the references are rewritten (issue 19, phase 2: ``scripts/rewrite_doc_refs.py``
-applies the reference map) and the per-call translation document is generated from the call
-registry; the checker itself and the rewrite script are tested on scratch trees.
+purpose), and separately the links between the files of ``docs/``. The first is expected to
+fail until the references are rewritten (issue 19, phase 2: ``scripts/rewrite_doc_refs.py``
+applies the reference map); the checker itself and the rewrite script are tested on scratch
+trees.
 """
 from __future__ import annotations
 
@@ -177,7 +177,6 @@ def test_references_in_code_tests_and_scripts_exist() -> None:
     assert not problems, _report(problems)
 
 
-@pytest.mark.xfail(strict=False, reason="docs/translation.md is generated in phase 2")
 def test_links_between_docs_exist() -> None:
     problems = check_tree(ROOT, ("docs",))
     assert not problems, _report(problems)

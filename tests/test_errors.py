@@ -1,4 +1,4 @@
-"""The fault table: codes, symbols, REST refusal mapping, and the README's copy of it."""
+"""The fault table: codes, symbols, REST refusal mapping, and the documents' copies of it."""
 from __future__ import annotations
 
 import re
@@ -13,7 +13,7 @@ from gateway.errors import FAULT_TABLE, FaultCode, GatewayError, NotAllowedError
 from gateway.legacy.encode import encode_fault
 from gateway.om.client import RestResponseError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def test_fault_strings_have_symbol_and_correlation_id() -> None:
@@ -26,13 +26,15 @@ def test_fault_strings_have_symbol_and_correlation_id() -> None:
     assert f.value.faultCode == 9103
 
 
-def test_readme_fault_table_matches_the_code() -> None:
-    """Every code of the README's fault table exists with that symbol, and vice versa."""
-    text = README.read_text(encoding="utf-8")
-    rows = dict(re.findall(r"^\| (-?\d+) \| (\w+) \|", text, re.M))
+def test_documented_fault_table_matches_the_code() -> None:
+    """Every code of docs/legacy-protocol.md's fault table exists with that symbol, and every
+    fault code is there (the integrator-facing FAULT_TABLE and -32603 internal_error)."""
+    text = (DOCS / "legacy-protocol.md").read_text(encoding="utf-8")
+    text = text.split("### Fault codes", 1)[1].split("\n### ", 1)[0]
+    rows = dict(re.findall(r"^\| (-?\d+) \| `?(\w+)`? \|", text, re.M))
     documented = {int(c): s for c, s in rows.items()}
-    expected = {int(code): code.symbol for code, _ in FAULT_TABLE}
-    assert documented == expected
+    assert documented == {int(code): code.symbol for code in FaultCode}
+    assert {int(code) for code, _ in FAULT_TABLE} <= set(documented)
 
 
 @pytest.mark.parametrize("status, code, message, what, fault", [
@@ -60,10 +62,14 @@ def test_rest_refusals_map_to_legacy_faults(status: int, code: str | None, messa
     assert err.fault_string.endswith("(correlation_id corr-9)")
 
 
-def test_readme_lists_every_call_not_offered() -> None:
-    """The README's "Calls the gateway does not offer" table is the registry's data."""
+def test_docs_list_every_call_not_offered() -> None:
+    """docs/translation.md's "Calls the gateway does not offer" table is the registry's data,
+    and docs/legacy-protocol.md names each of those calls too."""
     from gateway.calls import not_offered
 
-    text = README.read_text(encoding="utf-8")
-    for row in not_offered.readme_rows():
+    text = (DOCS / "translation.md").read_text(encoding="utf-8")
+    for row in not_offered.doc_rows():
         assert row in text, row
+    protocol = (DOCS / "legacy-protocol.md").read_text(encoding="utf-8")
+    for entry in not_offered.NOT_OFFERED:
+        assert f"| `{entry.name}` |" in protocol, entry.name

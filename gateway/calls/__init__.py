@@ -1,7 +1,7 @@
 """Every legacy call the gateway serves, one module each, registered in one place.
 
 ``REGISTRY`` is what the edge (authentication and decoding), the engine (plan and reply),
-``explain`` and the README read. To add a call: write ``gateway/calls/<name>.py`` declaring
+``explain`` and the generated docs/translation.md read. To add a call: write ``gateway/calls/<name>.py`` declaring
 its ``SPEC`` (see :class:`~gateway.calls.spec.CallSpec`) and list it below; the registry
 checks the declaration when this package is imported. Pure: no Twisted, no store.
 """

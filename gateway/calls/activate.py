@@ -156,10 +156,38 @@ def reply(call: Activate, result: Result) -> Any:
     return ["ok", str(result.invno)]
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "A partial activation names order lines by artno: each artno fills the lines whose "
+    "`reference` equals it, in order, never with more units than remain uncaptured (9107); an "
+    "artno on no line is 9108; the amounts are the order's own, split exactly "
+    "(docs/order-management.md#partial-captures-and-refunds).",
+    "A full activation (no artnos) captures exactly `remaining_authorized_amount` as Klarna "
+    "reports it, and sends the uncaptured lines only when they add up to it (otherwise none, "
+    "with a note).",
+    "`shipment_info` becomes the capture's `shipping_info`: `shipping_company` as is, "
+    "`tracking_no` → `tracking_number`, `return_tracking_no` → `return_tracking_number`, "
+    "`shipping_product` → `shipping_method` only when it names one of REST's methods; "
+    "`delay_adjust` is not sent.",
+    "`orderid1` becomes the capture's `reference` and `ocr` its `description`; `orderid2`, "
+    "`reference`, `reference_code`, `cust_no` and `bclass` are not sent.",
+    "Flags: `RSRV_SEND_BY_EMAIL`/`RSRV_SEND_BY_MAIL` need no extra call (a capture notifies the "
+    "customer), `TEST_MODE` is only recorded in the journal (REST has no per-capture test mode), "
+    "`RSRV_PRESERVE_RESERVATION` is REST's default (the rest stays authorized).",
+    "Nothing left to capture, or listed articles worth more than remains, is 2102; fraud review "
+    "PENDING (retry later) or REJECTED/STOPPED is 9103.",
+    "The reply is always `[\"ok\", invno]`: the gateway never answers `\"no_risk\"`. The invoice "
+    "number is issued when the capture is journaled, before it is sent, so a retry of the call "
+    "answers the same number.",
+)
+
+
 SPEC = CallSpec(
     name="activate", call_type=Activate, eid_at=2, digest_at=3, arity=(6,),
     target=Target.RESERVATION, money=MoneyKind.CAPTURE, digest=digest, decode=decode,
     plan=plan, reply=reply, free_text=("shipment_info",), line_keys=("artnos",),
     summary="GET order, POST captures (remaining_authorized_amount, or the listed artnos' "
             "quantities split exactly) → [\"ok\", invno]",
+    differences=DIFFERENCES,
 )

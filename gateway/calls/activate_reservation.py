@@ -233,6 +233,28 @@ def reply(call: ActivateReservation, result: Result) -> Any:
     return ["ok", str(result.invno)]
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "The goods rows name what to capture: each row's artno (its title when the artno is empty) "
+    "and qty name order lines as `activate`'s artnos do (rows of qty 0 are skipped); the amounts "
+    "are the order's own, never the goods list's prices (a differing price is noted).",
+    "Without `RSRV_PRESERVE_RESERVATION` (16) the uncaptured rest is then released (`POST "
+    "release-remaining-authorization`), as v2 ended the reservation; should Klarna refuse the "
+    "release after the capture succeeded, the fault names the capture as applied, and the "
+    "invoice exists.",
+    "`orderid1` becomes the capture's `reference`, `ocr` its `description` and `shipinfo` its "
+    "`shipping_info` (mapped as for `activate`); the other flags as for `activate`.",
+    "Not sent (the order already holds its customer and purchase; v2 re-checked them): pno, "
+    "gender, addresses, client IP, currency, country, language, pno encoding, pclass, comment, "
+    "`reference`, `reference_code`, `orderid2` and the travel, income, bank and extra info; a "
+    "currency, country or shipping address that differs from the order's is noted. The pno is "
+    "checked and never stored.",
+    "An empty goods list is 3210; rows of only qty 0, or worth more than remains, 2102; fraud "
+    "review PENDING or REJECTED/STOPPED 9103.",
+)
+
+
 SPEC = CallSpec(
     name="activate_reservation", call_type=ActivateReservation, eid_at=17, digest_at=18,
     arity=(28,), target=Target.RESERVATION, money=MoneyKind.CAPTURE, digest=digest,
@@ -241,4 +263,5 @@ SPEC = CallSpec(
     summary="GET order, POST captures (the goods rows' quantities at the order's amounts), "
             "then POST release-remaining-authorization unless PRESERVE_RESERVATION "
             "→ [\"ok\", invno]",
+    differences=DIFFERENCES,
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.legacy import params as p
@@ -58,10 +58,22 @@ def reply(call: CancelReservation, result: Result) -> Any:
     return "ok"
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "An AUTHORIZED order is cancelled (`POST cancel`); after a partial activation REST refuses "
+    "`cancel`, so the uncaptured rest is released (`POST release-remaining-authorization`) and "
+    "the order then reads CAPTURED.",
+    "An already cancelled reservation answers `\"ok\"`; any other state (expired, fully captured) "
+    "is 9103.",
+)
+
+
 SPEC = CallSpec(
     name="cancel_reservation", call_type=CancelReservation, eid_at=3, digest_at=4,
     arity=(5,), target=Target.RESERVATION, money=MoneyKind.NONE, digest=digest,
     decode=decode, plan=plan, reply=reply,
     summary="POST cancel (AUTHORIZED) / POST release-remaining-authorization "
             "(PART_CAPTURED); already cancelled → ok",
+    differences=DIFFERENCES,
 )

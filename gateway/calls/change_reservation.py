@@ -147,10 +147,27 @@ def reply(call: ChangeReservation, result: Result) -> Any:
     return "ok"
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "v2's reservation amount is what is still uncaptured: `NEW_AMOUNT` (0) makes the new "
+    "`order_amount` captured + amount, `ADD_AMOUNT` (1) order_amount + amount.",
+    "The change is one `PATCH authorization`: `order_amount` = the target and the order's lines "
+    "plus one adjustment line (`discount` for less, `surcharge` for more, reference "
+    "`change_reservation`, replacing an earlier one not yet activated) with the goods' tax rate "
+    "when they share one, else none.",
+    "A target equal to what is captured releases the rest (`POST "
+    "release-remaining-authorization`); an unchanged amount sends nothing.",
+    "A target below what is captured, above 200 000 000, or 0 with nothing captured is 2102; "
+    "Klarna refuses many increases (9103).",
+)
+
+
 SPEC = CallSpec(
     name="change_reservation", call_type=ChangeReservation, eid_at=4, digest_at=5,
     arity=(6, 7), target=Target.RESERVATION, money=MoneyKind.NONE, digest=digest,
     decode=decode, plan=plan, reply=reply,
     summary="PATCH authorization (order_amount = target, lines + one adjustment line) / "
             "POST release-remaining-authorization (target = captured); unchanged → \"ok\"",
+    differences=DIFFERENCES,
 )

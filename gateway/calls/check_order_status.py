@@ -68,10 +68,23 @@ def reply(call: CheckOrderStatus, result: Result) -> Any:
     return int(result.answer)
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "v2's status was its credit decision; REST's counterpart is the order's `fraud_status`: "
+    "ACCEPTED → 1, PENDING → 2, REJECTED or STOPPED → 3, any other value → 1 (noted).",
+    "Type 0 takes a reservation or an invoice number (neither: 9109).",
+    "Type 1, the merchant's order id, finds only orders whose `merchant_reference1`/`2` the "
+    "gateway has read (at registration, on every call that reads the order, after `update` and "
+    "`update_orderno`): Order Management cannot search by them; none is 9111.",
+)
+
+
 SPEC = CallSpec(
     name="check_order_status", call_type=CheckOrderStatus, eid_at=2, digest_at=3, arity=(6,),
     target=Target.LOOKUP, money=MoneyKind.NONE, digest=digest, decode=decode, plan=plan,
     reply=reply, locate=locate,
     summary="GET order; fraud_status ACCEPTED/PENDING/REJECTED → 1/2/3 (by rno, invno or the "
             "merchant's order id)",
+    differences=DIFFERENCES,
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.calls.credit_part import refund_step, reply
 from gateway.calls.spec import CallSpec, Target
@@ -63,9 +63,21 @@ def plan(call: CreditInvoice, ctx: OrderContext) -> Plan:
     return Plan(steps=(refund_step(ctx, body, call.credno, "everything left"),), notes=notes)
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "A refund of everything not yet refunded on that invoice (captured − refunded on it), "
+    "`credno` as the refund's `reference`.",
+    "The invoice's unrefunded lines are sent only when they add up to that amount; otherwise the "
+    "refund has no lines (a note says so).",
+    "Nothing left to refund on the invoice is 2102.",
+)
+
+
 SPEC = CallSpec(
     name="credit_invoice", call_type=CreditInvoice, eid_at=2, digest_at=5, arity=(6,),
     target=Target.INVOICE, money=MoneyKind.REFUND, digest=digest, decode=decode,
     plan=plan, reply=reply,
     summary="POST refunds of everything not yet refunded on that invoice → invno",
+    differences=DIFFERENCES,
 )

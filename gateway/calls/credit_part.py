@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError, BadArtnoListError, InvalidParamsError
@@ -99,10 +99,27 @@ def reply(call: LegacyCall, result: Result) -> Any:
     return str(result.invno)
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "A refund against one invoice (one capture): each artno names that invoice's captured lines "
+    "by `reference`, never more units than were captured on it minus what was refunded on it "
+    "(9107); an artno not on the invoice is 9108.",
+    "The refund's lines carry the captured references, which is how Klarna books the refund on "
+    "that invoice's capture (docs/order-management.md#partial-captures-and-refunds).",
+    "The trailing goods list (restocking fees and the like) is refunded as extra lines, built by "
+    "the goods → lines rules (docs/order-management.md#from-legacy-goods-to-order-lines).",
+    "Neither artnos nor a goods list is 9107; more than is left to refund on the invoice is "
+    "2102.",
+    "`credno` travels as the refund's `reference`.",
+)
+
+
 SPEC = CallSpec(
     name="credit_part", call_type=CreditPart, eid_at=2, digest_at=6, arity=(7, 9),
     target=Target.INVOICE, money=MoneyKind.REFUND, digest=digest, decode=decode,
     plan=plan, reply=reply, free_text=("goods",), line_keys=("artnos",),
     summary="POST refunds with that invoice's lines (+ trailing goods list), "
             "reference = credno → invno",
+    differences=DIFFERENCES,
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.legacy import params as p
@@ -48,9 +48,18 @@ def reply(call: LegacyCall, result: Result) -> Any:
     return str(result.invno)
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "REST e-mails no invoice: `POST captures/{capture_id}/trigger-send-out` has Klarna send the "
+    "customer communication of the invoice's capture again.",
+)
+
+
 SPEC = CallSpec(
     name="email_invoice", call_type=EmailInvoice, eid_at=2, digest_at=4, arity=(5,),
     target=Target.INVOICE, money=MoneyKind.NONE, digest=digest, decode=decode,
     plan=plan, reply=reply,
     summary="POST captures/{capture_id}/trigger-send-out → invno",
+    differences=DIFFERENCES,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.legacy import params as p
@@ -51,10 +51,23 @@ def reply(call: ExtendExpiryDate, result: Result) -> Any:
     return legacy_expiry(str(result.order["expires_at"]))
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "REST extends to the call day + the merchant's period (28 days), capped at creation + 180 "
+    "days.",
+    "REST answers no date: the gateway reads the order again and answers its `expires_at` in "
+    "Europe/Stockholm wall time, `YYYYMMDDTHHMMSS` as a string.",
+    "A cancelled, expired or fully captured order is 9103, and so is an extension Klarna "
+    "refuses.",
+)
+
+
 SPEC = CallSpec(
     name="extend_expiry_date", call_type=ExtendExpiryDate, eid_at=3, digest_at=4,
     arity=(5,), target=Target.RESERVATION, money=MoneyKind.NONE, digest=digest,
     decode=decode, plan=plan, reply=reply, reply_reads_order=True,
     summary="POST extend-authorization-time, then expires_at in Europe/Stockholm "
             "→ \"YYYYMMDDTHHMMSS\"",
+    differences=DIFFERENCES,
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import InvoiceDataError
@@ -78,10 +78,21 @@ def reply(call: InvoiceAddress, result: Result) -> Any:
     return row
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "The capture's `billing_address` (Klarna copies it when capturing), else the order's; "
+    "`street_address2` (care of), e-mail and phone have no place in the six elements.",
+    "An organization is answered as a company, `[\"\", company, …]`, and the country as Klarna's "
+    "integer code; no address, or a country with no Klarna code, is 8999.",
+)
+
+
 SPEC = CallSpec(
     name="invoice_address", call_type=InvoiceAddress, eid_at=2, digest_at=4, arity=(5,),
     target=Target.INVOICE, money=MoneyKind.NONE, digest=digest, decode=decode,
     plan=plan, reply=reply, read_only=True,
     summary="GET order only: the capture's billing_address (else the order's) → "
             "[fname, lname, street, zip, city, country<int>]",
+    differences=DIFFERENCES,
 )

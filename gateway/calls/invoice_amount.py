@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.legacy import params as p
@@ -54,9 +54,20 @@ def reply(call: InvoiceAmount, result: Result) -> Any:
     return int(result.answer)
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "No REST request beyond reading the order (captures and refunds made elsewhere adopted "
+    "first): the answer is the invoice's total after credits, captured − refunded on it, in "
+    "minor units (v2's meaning).",
+    "Worked out afresh on every call: an identical read is never answered from an earlier call.",
+)
+
+
 SPEC = CallSpec(
     name="invoice_amount", call_type=InvoiceAmount, eid_at=2, digest_at=4, arity=(5,),
     target=Target.INVOICE, money=MoneyKind.NONE, digest=digest, decode=decode,
     plan=plan, reply=reply, read_only=True,
     summary="GET order only: captured − refunded on that invoice → <int> minor units",
+    differences=DIFFERENCES,
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.legacy import params as p
@@ -63,10 +63,21 @@ def reply(call: InvoicePartAmount, result: Result) -> Any:
     return int(result.answer)
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "Exactly what `credit_part` of those artnos would refund on that invoice now, split the same "
+    "way, so asking first and crediting next agree to the minor unit.",
+    "A figure larger than what is left to refund on the invoice is still answered (the credit "
+    "would get 2102); an artno not on the invoice is 9108, too many units 9107.",
+)
+
+
 SPEC = CallSpec(
     name="invoice_part_amount", call_type=InvoicePartAmount, eid_at=2, digest_at=5,
     arity=(6,), target=Target.INVOICE, money=MoneyKind.NONE, digest=digest, decode=decode,
     plan=plan, reply=reply, read_only=True, line_keys=("artnos",),
     summary="GET order only: what credit_part of those artnos would refund on that "
             "invoice → <int> minor units",
+    differences=DIFFERENCES,
 )

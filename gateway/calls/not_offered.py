@@ -79,8 +79,9 @@ NOT_OFFERED: tuple[NotOffered, ...] = (
 )
 
 
-def readme_rows() -> list[str]:
-    """The README's "Calls the gateway does not offer" table (a test keeps them equal)."""
+def doc_rows() -> list[str]:
+    """The rows of the table "Calls the gateway does not offer" in ``docs/translation.md``
+    (generated from them)."""
     rows = []
     for entry in NOT_OFFERED:
         answer = "9103" if entry.known_invoice_fault is None else \

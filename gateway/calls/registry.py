@@ -113,7 +113,9 @@ def _check_spec(spec: CallSpec[Any], *, arity_applies: bool = True) -> None:
     if spec.read_only and spec.money.value != "none":
         raise RegistryError(f"{where}: a read-only call cannot move money")
     if not spec.summary:
-        raise RegistryError(f"{where}: a one-line summary is required (explain, README)")
+        raise RegistryError(f"{where}: a one-line summary is required (explain, "
+                            "docs/translation.md)")
+    _check_differences(spec, where)
     if spec.target is Target.LOOKUP:
         if spec.locate is None:
             raise RegistryError(f"{where}: a LOOKUP target needs locate")
@@ -126,3 +128,17 @@ def _check_spec(spec: CallSpec[Any], *, arity_applies: bool = True) -> None:
     needed = "rno" if spec.target is Target.RESERVATION else "invno"
     if needed not in fields:
         raise RegistryError(f"{where}: target {spec.target.value} needs a {needed!r} field")
+
+
+def _check_differences(spec: CallSpec[Any], where: str) -> None:
+    """Every call says how v2 and REST differ for it: ``docs/translation.md`` is generated
+    from these sentences and ``explain`` prints them, so a call without them would leave a
+    migration team guessing."""
+    if not spec.differences:
+        raise RegistryError(f"{where}: differences must say where v2 and REST differ "
+                            "(docs/translation.md is generated from them)")
+    for text in spec.differences:
+        if not isinstance(text, str) or not text.strip() or "\n" in text:
+            raise RegistryError(f"{where}: each difference is one non-empty line")
+    if len(set(spec.differences)) != len(spec.differences):
+        raise RegistryError(f"{where}: a difference is listed twice")

@@ -127,10 +127,26 @@ def reply(call: ReturnAmount, result: Result) -> Any:
     return str(result.invno)
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "v2 gave a discount on the invoice; REST has none, so it is a refund of the amount, booked "
+    "on the invoice named (Klarna allocates refunds to captures itself).",
+    "One `physical` line, reference `return_amount`, named by the description (or \"Discount\"), "
+    "`tax_rate` = vat × 100; the description is also the refund's `description`.",
+    "The refund is the amount with `INC_VAT` (32, the default), else amount × (100 + vat) / 100, "
+    "rounded half away from zero.",
+    "`vat` must be a whole hundredth of a percent (PHP's exact double expansion of one counts as "
+    "it), else -32602; an amount not above 0, or above what is left to refund on the invoice, is "
+    "2102.",
+)
+
+
 SPEC = CallSpec(
     name="return_amount", call_type=ReturnAmount, eid_at=2, digest_at=6, arity=(7, 8, 9),
     target=Target.INVOICE, money=MoneyKind.REFUND, digest=digest, decode=decode,
     plan=plan, reply=reply, free_text=("description",),
     summary="POST refunds of that amount (one line; + VAT unless INC_VAT), booked on that "
             "invoice → invno",
+    differences=DIFFERENCES,
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from gateway.calls import email_invoice
 from gateway.calls.spec import CallSpec, Target
@@ -36,9 +36,18 @@ def plan(call: SendInvoice, ctx: OrderContext) -> Plan:
         "communication instead",))
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "REST has no postal send-out: the capture's customer communication is triggered instead, as "
+    "for `email_invoice`, and the journal notes it.",
+)
+
+
 SPEC = CallSpec(
     name="send_invoice", call_type=SendInvoice, eid_at=2, digest_at=4, arity=(5,),
     target=Target.INVOICE, money=MoneyKind.NONE, digest=email_invoice.digest,
     decode=decode, plan=plan, reply=email_invoice.reply,
     summary="as email_invoice (no postal send-out in REST) → invno",
+    differences=DIFFERENCES,
 )

@@ -61,7 +61,12 @@ class CallSpec(Generic[C]):
         decode: ``(eid, client_version, params) -> call`` (raises the -32602/9107/3210 faults).
         plan: ``(call, ctx) -> Plan``, pure.
         reply: ``(call, result) -> XML-RPC value`` in exactly the shape the SDKs parse.
-        summary: one line for ``explain`` and the README's call table.
+        summary: one line: what the call becomes in REST, and its reply (``explain``
+            prints it; ``docs/translation.md`` renders it).
+        differences: where v2 and REST differ for every call of this method, one sentence
+            each, true whatever the order's state (the per-order notes of a plan say what
+            applied to one call). ``explain`` prints them after the plan and
+            ``docs/translation.md`` is generated from them (``python -m gateway.tools.docs``).
         locate: with ``target`` LOOKUP, how the call names its order.
         reply_reads_order: the reply needs the order as it is after the steps (the engine
             reads it again before building the reply; extend_expiry_date's new date).
@@ -96,6 +101,7 @@ class CallSpec(Generic[C]):
     read_only: bool = False
     free_text: tuple[str, ...] = ()
     line_keys: tuple[str, ...] = ()
+    differences: tuple[str, ...] = ()
 
     def ref(self, call: LegacyCall) -> Ref:
         """The number this call names."""

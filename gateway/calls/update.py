@@ -182,10 +182,36 @@ def reply(call: Update, result: Result) -> Any:
     return "ok"
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "v2 applied an update at once; REST needs up to three requests, each sent only when its part "
+    "changes (an empty value, or one equal to the order's, leaves a field as it is): `PATCH "
+    "authorization` (goods list), `PATCH customer-details` (addresses), `PATCH "
+    "merchant-references` (`orderid1`, `orderid2`).",
+    "Everything is checked before the first request; the authorization change, the one most "
+    "likely to be refused, goes first; a refusal names what was and was not applied.",
+    "A goods list replaces the order lines "
+    "(docs/order-management.md#from-legacy-goods-to-order-lines) with `order_amount` = the "
+    "lines' sum; a sum below what is already captured is 2102.",
+    "`dlv_addr` and `bill_addr` become REST addresses field by field "
+    "(docs/order-management.md#field-limits): `fname` → `given_name`, `lname` → `family_name`, "
+    "`company` → `organization_name`, `street` + `house_number` + `house_extension` → "
+    "`street_address`, `careof` → `street_address2`, `zip` → `postal_code`, `cellno` (else "
+    "`telno`) → `phone`, the country code → ISO alpha-2.",
+    "Billing address changes are refused by the current API: a real one goes in the same `PATCH "
+    "customer-details` as the shipping address, so a refusal applies neither (9103); a "
+    "`bill_addr` that is empty, equals `dlv_addr` (the SDKs' copy) or equals the current billing "
+    "address is not a change and is not sent.",
+    "A cancelled reservation is 9103.",
+)
+
+
 SPEC = CallSpec(
     name="update", call_type=Update, eid_at=2, digest_at=3, arity=(6,),
     target=Target.RESERVATION, money=MoneyKind.NONE, digest=digest, decode=decode,
     plan=plan, reply=reply, free_text=("goods", "dlv_addr", "bill_addr"),
     summary="PATCH authorization, PATCH customer-details, PATCH merchant-references, "
             "only what changes → \"ok\"",
+    differences=DIFFERENCES,
 )

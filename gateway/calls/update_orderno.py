@@ -65,10 +65,20 @@ def reply(call: UpdateOrderno, result: Result) -> Any:
     return str(result.invno)
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "REST merchant references belong to the whole order: `merchant_reference1` changes, so every "
+    "invoice of the order shows the new number (v2 changed the one invoice named).",
+    "Sent only when it changes; an empty orderid clears it.",
+)
+
+
 SPEC = CallSpec(
     name="update_orderno", call_type=UpdateOrderno, eid_at=2, digest_at=3, arity=(6,),
     target=Target.INVOICE, money=MoneyKind.NONE, digest=digest, decode=decode,
     plan=plan, reply=reply,
     summary="PATCH merchant-references {merchant_reference1} (only if it changes; the "
             "whole order's) → invno",
+    differences=DIFFERENCES,
 )

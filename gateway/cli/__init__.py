@@ -35,7 +35,7 @@ def version() -> str:
         return "unknown (not installed: pip install -e .)"
 
 
-#: The exit statuses, as ``--help`` and the README state them (:class:`Exit`).
+#: The exit statuses, as ``--help`` and docs/cli.md#exit-status state them (:class:`Exit`).
 EXIT_TABLE = ("Exit status: 0 done; 1 the command's own finding (a discrepancy, a "
               "difference, a refused row, a fault, an authorization about to lapse); 2 "
               "unusable input or configuration (a bad flag value, a missing file, an eid "

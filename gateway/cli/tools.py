@@ -128,8 +128,10 @@ def register(sub: Any) -> None:
                     "print the REST requests the call would become, with the differences "
                     "between v2 and REST. Sends no mutation; the database is opened "
                     "read-only. Exit status 0: the plan; 1: the fault the call would get; "
-                    "2: unusable input; 3: Klarna or the database cannot be reached. To "
-                    "capture a request, see `record --keep-digest` (README).")
+                    "2: unusable input; 3: Klarna or the database cannot be reached. "
+                    "Recordings mask the digest, so they cannot serve: a request from the "
+                    "ERP's own log can, and examples/dump_request.py has the official "
+                    "Python SDK sign one without sending it (docs/migration-guide.md).")
     s.add_argument("file", help="an XML-RPC request body as the ERP sent it (e.g. "
                                 "examples/activate-request.xml)")
     add_config_flag(s)

@@ -340,7 +340,11 @@ def explained(x: Explanation) -> Html:
                    for i, s in enumerate(plan.steps, start=1)), empty="no REST request")
     extra = Html("<p>An invoice number is issued when the plan is journaled.</p>") \
         if plan.allocate_invno else Html("")
-    return join([head, steps, extra, notes_html(plan.notes),
+    differences = h('<div class="notes"><strong>v2 and REST differ (every {})</strong>'
+                    '<ul>{}</ul></div>', x.method,
+                    join(h("<li>{}</li>", d) for d in x.differences)) \
+        if x.differences else Html("")
+    return join([head, steps, extra, notes_html(plan.notes), differences,
                  Html('<p class="muted">A dry run: nothing was sent to Klarna but a GET of '
                       'the order, nothing was written.</p>')])
 

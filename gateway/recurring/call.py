@@ -66,10 +66,25 @@ def _no_decode(eid: int, version: str, params: Sequence[Any]) -> RecurringOrder:
     raise NotImplementedError("recurring orders arrive over REST")
 
 
+#: Where v2 and REST differ for every call of this method (``docs/translation.md`` and
+#: ``explain`` show them; the plan's notes say what applied to one call).
+DIFFERENCES: Final = (
+    "REST creates the order with the Customer Token API (`POST "
+    "/customer-token/v1/tokens/{customer_token}/order`), the cart converted exactly "
+    "(docs/order-management.md#from-legacy-goods-to-order-lines).",
+    "`activate: true` is then a full `activate` of the new reservation (a keyed capture whose id "
+    "becomes the invoice), not REST's `auto_capture`, whose capture the create answer does not "
+    "name.",
+    "The v2 recurring token maps to a customer token registered on the admin API (or, with "
+    "`pass_through`, one Klarna knows as that merchant's is used as it is).",
+)
+
+
 SPEC = CallSpec(
     name="recurring_order", call_type=RecurringOrder, eid_at=0, digest_at=0, arity=(),
     target=Target.NONE, money=MoneyKind.NONE, digest=_no_digest, decode=_no_decode,
     plan=plan, reply=reply,
     summary="POST /customer-token/v1/tokens/{customer_token}/order; with activate, then a "
             "full activate of the new reservation → {reservation, invoice}",
+    differences=DIFFERENCES,
 )

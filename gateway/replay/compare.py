@@ -12,7 +12,7 @@ compared, every recorded number in the recorded reply is mapped.
 
 * ``same``: the replies are equal after number mapping, or both are faults with the same
   code (fault strings are worded differently by v2 and the gateway; both are in the report);
-* ``known difference``: the difference is one the README documents, named by its row: a rule
+* ``known difference``: the difference is one docs/translation.md documents, named: a rule
   of ``gateway/calls/profiles.py`` ``STRICT_RULES`` (v2's fault on one side, REST's outcome
   on the other, in either direction: a ``v2-strict`` target restores v2's fault), or a
   documented difference no profile removes (:data:`DOCUMENTED`);
@@ -228,19 +228,20 @@ RULE_OUTCOMES: Final[dict[str, RuleOutcomes]] = {
 
 @dataclass(frozen=True)
 class Documented:
-    """A documented difference no profile removes; ``readme`` is quoted from the README's
-    "Where v2 and REST differ" section (a test checks it is there verbatim)."""
+    """A documented difference no profile removes; ``quote`` is quoted from
+    ``docs/translation.md`` (a test checks it is there verbatim), mostly from a call's
+    declared differences (``CallSpec.differences``)."""
 
     id: str
-    readme: str
+    quote: str
 
 
 DOCUMENTED: Final[dict[str, Documented]] = {d.id: d for d in (
-    Documented("no-risk", '`activate` never answers `"no_risk"`'),
+    Documented("no-risk", 'the gateway never answers `"no_risk"`'),
     Documented("expiry-from-call-day",
-               "`extend_expiry_date` extends to the call day + the merchant's period"),
-    Documented("invno-as-string", "invoice numbers are always\n  returned as strings"),
-    Documented("send-invoice-by-email", "`send_invoice`: REST has no postal send-out"),
+               "REST extends to the call day + the merchant's period"),
+    Documented("invno-as-string", "Invoice numbers are always returned as strings"),
+    Documented("send-invoice-by-email", "REST has no postal send-out"),
     Documented("passive-invoices", "Calls on passive invoices"),
     Documented("billing-address", "Billing address changes are refused by the current API"),
     Documented("not-offered", "Calls the gateway does not offer"),
@@ -254,25 +255,25 @@ class Verdict:
     verdict: str
     reason: str
     rule: str | None = None  # a STRICT_RULES id or a DOCUMENTED id
-    readme: str | None = None  # the README row the rule names
+    readme: str | None = None  # the documented passage the rule names (docs/translation.md)
 
     def as_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "reason": self.reason, "rule": self.rule,
                 "readme": self.readme}
 
 
-def _rule_readme(rule_id: str) -> str:
+def _rule_text(rule_id: str) -> str:
     rule = next(r for r in STRICT_RULES if r.id == rule_id)
     return f"`{rule.id}`: v2: {rule.v2}; REST: {rule.rest}"
 
 
 def _known(doc_id: str, reason: str) -> Verdict:
-    return Verdict(KNOWN, reason, doc_id, readme_text(doc_id))
+    return Verdict(KNOWN, reason, doc_id, documented_text(doc_id))
 
 
-def readme_text(doc_id: str) -> str:
-    """The README passage a documented difference names, on one line."""
-    return DOCUMENTED[doc_id].readme.replace("\n  ", " ")
+def documented_text(doc_id: str) -> str:
+    """The documented passage a difference names (docs/translation.md)."""
+    return DOCUMENTED[doc_id].quote
 
 
 def judge(method: str, recorded: Outcome, new: Outcome, numbers: NumberMap) -> Verdict:
@@ -289,7 +290,7 @@ def judge(method: str, recorded: Outcome, new: Outcome, numbers: NumberMap) -> V
     rule = _profile_rule(method, recorded, new)
     if rule is not None:
         return Verdict(KNOWN, f"recorded {recorded.label}, now {new.label}: profile rule "
-                              f"{rule}", rule, _rule_readme(rule))
+                              f"{rule}", rule, _rule_text(rule))
     return _documented_fault(method, recorded, new) or Verdict(
         DIFFERENT, f"recorded {_describe(recorded)}, now {_describe(new)}")
 
@@ -335,8 +336,8 @@ def _both_ok(method: str, recorded: Any, new: Any, mapped: bool = False) -> Verd
     if recorded == new:
         note = NOTES.get(method)
         if note is not None:
-            return Verdict(SAME, f"equal replies; note: {readme_text(note)}", note,
-                           readme_text(note))
+            return Verdict(SAME, f"equal replies; note: {documented_text(note)}", note,
+                           documented_text(note))
         return Verdict(SAME, "equal replies" + (" after number mapping" if mapped else ""))
     if method in ISSUES_INVNO and isinstance(recorded, list) and isinstance(new, list) \
             and len(recorded) == len(new) == 2 and recorded[1] == new[1] \

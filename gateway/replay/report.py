@@ -204,6 +204,6 @@ def render_html(summary: Summary) -> str:
         "<th>why</th><th>recorded reply</th><th>new reply</th><th>REST requests</th></tr>"
         f"</thead><tbody>{rows}</tbody></table>"
         "<p><small>same: equal after number mapping (faults: same code). known difference: "
-        "a difference the README documents (\"Where v2 and REST differ\"), named by its "
-        "rule. different: anything else (the replay exits non-zero).</small></p>"
+        "a difference docs/translation.md documents, named by its rule. different: "
+        "anything else (the replay exits non-zero).</small></p>"
         "</body></html>\n")

@@ -3,7 +3,9 @@
 Takes a legacy XML-RPC request exactly as an ERP sent it (a captured body), checks it the
 way the gateway would (method, eid, digest, parameters: the same :class:`Authenticator`),
 reads the order over REST (GET only), and returns the REST requests the call would become,
-with the v2/REST differences, without sending any mutation or writing anything.
+with the v2/REST differences, without sending any mutation or writing anything. The
+differences every call of the method has are its declaration's (``CallSpec.differences``),
+the same text ``docs/translation.md`` is generated from; the plan's notes are this call's.
 """
 from __future__ import annotations
 
@@ -29,12 +31,14 @@ class Explanation:
     order: dict[str, Any]
     plan: Plan
     summary: str
+    differences: tuple[str, ...] = ()
 
     def format(self) -> str:
         head = (f"eid {self.reservation.eid}, rno {self.reservation.rno} = order "
                 f"{self.reservation.order_id} ({self.order.get('status')}, "
                 f"{self.order.get('remaining_authorized_amount')} uncaptured)")
-        return head + "\n" + format_plan(self.method, self.plan, self.summary)
+        return "\n".join([head, format_plan(self.method, self.plan, self.summary),
+                          *format_differences(self.method, self.differences)])
 
 
 def format_plan(method: str, plan: Plan, summary: str = "") -> str:
@@ -53,6 +57,13 @@ def format_plan(method: str, plan: Plan, summary: str = "") -> str:
     for note in plan.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
+
+
+def format_differences(method: str, differences: tuple[str, ...]) -> list[str]:
+    """The declared v2/REST differences of ``method``, as ``explain`` prints them."""
+    if not differences:
+        return []
+    return [f"v2 and REST differ (every {method}):", *(f"  - {d}" for d in differences)]
 
 
 async def explain(parts: Components, body: bytes) -> Explanation:
@@ -94,7 +105,7 @@ async def explain(parts: Components, body: bytes) -> Explanation:
     profiles.check(authed.merchant.profile, call, ctx)
     plan = spec.plan(call, ctx)
     return Explanation(method=method, reservation=reservation, order=order, plan=plan,
-                       summary=spec.summary)
+                       summary=spec.summary, differences=spec.differences)
 
 
-__all__ = ["Explanation", "GatewayError", "explain", "format_plan"]
+__all__ = ["Explanation", "GatewayError", "explain", "format_differences", "format_plan"]

@@ -12,7 +12,7 @@ A refusal is an :class:`InputError` (the input or the configuration is unusable:
 HTTP 4xx) or an :class:`Unreachable` (a dependency cannot be reached: exit 3, HTTP 502).
 Each message is one line that names the bad value and says what to do about it; the command
 line prefixes it with ``klarna-gateway:``. The exit statuses are :class:`Exit`, the one
-table every subcommand applies (README, "Exit status").
+table every subcommand applies (docs/cli.md#exit-status).
 """
 from __future__ import annotations
 

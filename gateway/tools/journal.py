@@ -22,7 +22,8 @@ from typing import Any
 from gateway.model import EntryState, JournalEntry
 from gateway.store.search import MAX_LIMIT, MERCHANT_REF_KEYS, JournalQuery
 
-#: Filter parameters (query string / CLI flags), in the order the README lists them.
+#: Filter parameters (query string / CLI flags), in the order
+#: docs/migration-guide.md#compare-the-journal lists them.
 FILTERS = ("eid", "method", "rno", "invno", "order_id", "merchant_order_id", "outcome",
            "since", "until")
 PAGING = ("limit", "cursor", "format")

@@ -2,7 +2,7 @@
 
 The configuration is the shipped ``scripts/haproxy.cfg`` (HTTP mode, keep-alive, leastconn,
 ``/healthz`` checks on each gateway's admin port, timeouts above the retry budget) with this
-run's loopback ports, so the bench measures the deployment the README recommends. The
+run's loopback ports, so the bench measures the deployment docs/operations.md recommends. The
 gateways cannot share a port themselves (SO_REUSEPORT would need gateway code), hence a
 front; the 1-process figure it is compared with goes through the same front, so the ratio
 is about processes, not about the proxy hop.

@@ -289,6 +289,7 @@ async def test_digest_self_test(gwc: Harness) -> None:
     assert code == 200 and "The digest matches." in seen
     assert "Python SDK (Klarna_API 3.1.0)" in seen and "cancel_reservation" in seen
     assert "release-remaining-authorization" in seen and "nothing was written" in seen
+    assert "v2 and REST differ (every cancel_reservation)" in seen  # as explain prints
     assert await gwc.operations(made["order_id"]) == before
     tampered = re.sub(rb"<string>[A-Za-z0-9+/=]{20,}</string>", b"<string>" + b"A" * 88
                       + b"</string>", body)

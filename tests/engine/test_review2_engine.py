@@ -1,7 +1,8 @@
 """Review 2: money-safety findings proven on the fake-clock world (``tests/engine/world.py``).
 
-Each test is one attack on a promise of the README's "Money safety" section; the docstring
-says the sequence of events and what goes wrong with the money.
+Each test is one attack on a promise of
+docs/operations.md#money-safety-guarantees-and-limits; the docstring says the sequence of
+events and what goes wrong with the money.
 """
 from __future__ import annotations
 

@@ -208,8 +208,8 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_serve_legacy_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--listen ssl:PORT:privateKey=…:certKey=…` (the README's defence against replayed
-    digests): the official SDK activates over TLS, verifying the certificate, and the
+    """`--listen ssl:PORT:privateKey=…:certKey=…` (docs/operations.md's defence against
+    replayed digests): the official SDK activates over TLS, verifying the certificate, and the
     listener speaks nothing but TLS."""
     import ssl
 

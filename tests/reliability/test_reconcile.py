@@ -71,6 +71,11 @@ def test_explain_prints_the_plan_and_sends_nothing(tmp_path: Path,
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"POST /ordermanagement/v1/orders/{order_id}/captures" in out.stdout
     assert '"captured_amount": 10000' in out.stdout
+    # the differences every activate has, the text docs/translation.md is generated from
+    from gateway.calls import REGISTRY
+    assert "v2 and REST differ (every activate):" in out.stdout
+    for difference in REGISTRY.spec("activate").differences:
+        assert f"  - {difference}" in out.stdout
     assert [op for op in sandbox.operations(order_id)
             if op["path"].startswith("/ordermanagement/")] == []
     request.write_text(body.replace(digest, "A" * 88), encoding="iso-8859-1")

@@ -1,4 +1,4 @@
-"""Review 2: when is a reply "delivered"? (README, Money safety: identical calls.)
+"""Review 2: when is a reply "delivered"? (docs/operations.md#money-safety-guarantees-and-limits.)
 
 A call whose connection closed before its reply was written stays bound: the client's
 identical retry continues it or gets its reply, and is never a second operation. The edge
@@ -27,7 +27,7 @@ async def test_a_reply_written_after_the_client_hung_up_is_not_delivered() -> No
        finishes and the reply is written: ``finish()`` succeeds on the dead connection and
        ``notifyFinish`` fires, so the delivery is recorded.
     The client never got its invno; its retry of the same call is then a new operation (a
-    second capture) instead of the replay the README promises."""
+    second capture) instead of the replay the documentation promises."""
     started: defer.Deferred[None] = defer.Deferred()
     gate: defer.Deferred[Any] = defer.Deferred()
     delivered: list[str] = []

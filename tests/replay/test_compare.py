@@ -15,7 +15,8 @@ from gateway.replay.compare import (
 from gateway.replay.masking import placeholder
 from gateway.replay.seed import DEFAULT_UNIT_PRICE, Parsed, seed_orders
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+TRANSLATION = (Path(__file__).resolve().parents[2] / "docs" / "translation.md").read_text(
+    encoding="utf-8")
 D = placeholder("sha512")
 V = "python:api:3.1.0"
 
@@ -128,7 +129,7 @@ def test_every_profile_rule_is_a_known_difference_both_ways(rule: Any) -> None:
 
 
 def test_rule_outcomes_follow_the_profile_rules() -> None:
-    """One entry per STRICT_RULES row, whose v2 code is the one the README row names."""
+    """One entry per STRICT_RULES row, whose v2 code is the one the documented row names."""
     assert set(RULE_OUTCOMES) == {r.id for r in STRICT_RULES}
     for rule in STRICT_RULES:
         assert rule.v2.startswith(str(RULE_OUTCOMES[rule.id].v2))
@@ -141,8 +142,8 @@ def test_rule_outcomes_follow_the_profile_rules() -> None:
 
 
 @pytest.mark.parametrize("doc", DOCUMENTED.values(), ids=lambda d: d.id)
-def test_documented_differences_quote_the_readme(doc: Any) -> None:
-    assert doc.readme in README
+def test_documented_differences_quote_the_translation_doc(doc: Any) -> None:
+    assert doc.quote in TRANSLATION
 
 
 def test_documented_differences() -> None:
@@ -225,6 +226,6 @@ def test_seed_orders_cover_the_recorded_calls() -> None:
             <= 1
 
 
-def test_rule_ids_are_readme_table_ids() -> None:
-    table = re.findall(r"^\| `([a-z0-9-]+)` \|", README, re.M)
+def test_rule_ids_are_documented_table_ids() -> None:
+    table = re.findall(r"^\| `([a-z0-9-]+)` \|", TRANSLATION, re.M)
     assert set(RULE_OUTCOMES) <= set(table)

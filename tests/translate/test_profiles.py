@@ -2,7 +2,8 @@
 
 Each rule of ``gateway.calls.profiles.STRICT_RULES`` has a scenario here: under v2-strict
 the call gets v2's fault; under the default profile the same call in the same state is
-planned (REST's laxer answer). The README's table is the same list, row for row.
+planned (REST's laxer answer). The table of docs/translation.md is the same list, row for
+row.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from gateway.model import Invoice, KlarnaOrder, Reservation
 from gateway.translate.expiry import parse_rest_timestamp
 from gateway.translate.plan import OrderContext
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+TRANSLATION = Path(__file__).resolve().parents[2] / "docs" / "translation.md"
 V = "python:api:3.1.0"
 RES = Reservation(id=1, eid=1234, rno="r", order_id="o-1", status="AUTHORIZED", origin="admin")
 PLACED = "2026-06-01T10:00:00Z"
@@ -82,11 +83,11 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def test_every_rule_has_a_scenario_and_a_readme_row() -> None:
+def test_every_rule_has_a_scenario_and_a_documented_row() -> None:
     assert set(SCENARIOS) == {r.id for r in profiles.STRICT_RULES}
-    text = README.read_text(encoding="utf-8")
-    for row in profiles.readme_rows():
-        assert row in text, f"README's 'Where v2 and REST differ' lacks: {row}"
+    text = TRANSLATION.read_text(encoding="utf-8")
+    for row in profiles.doc_rows():
+        assert row in text, f"docs/translation.md's profile table lacks: {row}"
 
 
 @pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
