@@ -15,6 +15,7 @@ time to finish before its deadline, sends nothing and raises :class:`RateLimited
 from __future__ import annotations
 
 import base64
+from http.cookiejar import CookieJar
 import json
 import random
 from urllib.parse import quote
@@ -161,6 +162,7 @@ class OmClient:
             self.pool.cachedConnectionTimeout = 60
             http = HTTPClient(Agent.usingEndpointFactory(
                 reactor, _NoDelayEndpointFactory(reactor), pool=self.pool),
+                cookiejar=_NoCookies(),
                 data_to_body_producer=BytesProducer)  # type: ignore[arg-type] # zope
         self.http = http
         self._rng = random.Random()
@@ -484,6 +486,18 @@ def order_of(resp: OmResponse) -> KlarnaOrder:
     if not isinstance(resp.body, dict):
         raise RestTransportError("order body is not a JSON object")
     return KlarnaOrder(resp.body, resp.klarna_time)
+
+
+class _NoCookies(CookieJar):
+    """Order Management sets no cookies and needs none: a jar that keeps nothing (treq
+    would otherwise match every request and response against the standard library's
+    cookie policy, for nothing)."""
+
+    def add_cookie_header(self, request: Any) -> None:
+        pass
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        pass
 
 
 def order_path(order_id: str) -> str:
