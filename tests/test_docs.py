@@ -22,15 +22,15 @@ DOCS = ROOT / "docs"
 def generated(doc: str) -> str:
     """The block between the ``generated`` markers of ``docs/<doc>``."""
     text = (DOCS / doc).read_text(encoding="utf-8")
-    found = re.search(r"<!-- generated from [^>]*-->\n```mermaid\n(.*?)\n```\n<!-- end generated -->",
-                      text, re.S)
+    found = re.search(r"<!-- generated: binding [^>]*-->\n\n```mermaid\n(.*?)\n```\n\n"
+                      r"<!-- end generated: binding -->", text, re.S)
     assert found, f"docs/{doc} has no generated block"
     return found.group(1)
 
 
 def test_the_binding_diagram_is_the_binding_table() -> None:
     """docs/architecture.md draws exactly ``gateway.binding.TRANSITIONS``: regenerate with
-    ``python -c 'from gateway.binding import mermaid; print(mermaid())'``."""
+    ``python -m gateway.tools.docs``."""
     assert generated("architecture.md") == mermaid()
 
 

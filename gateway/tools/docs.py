@@ -24,6 +24,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Final
 
+from gateway.binding import mermaid
 from gateway.calls import REGISTRY, not_offered, profiles
 from gateway.calls.spec import CallSpec, Target
 from gateway.config import MERCHANT_KEYS, REQUIRED, GatewaySettings, SandboxSettings
@@ -193,8 +194,14 @@ def metrics() -> str:
     return "\n".join(table(("metric", "type", "labels", "help"), rows))
 
 
+def binding() -> str:
+    """The binding's state diagram, drawn from ``gateway.binding.TRANSITIONS``."""
+    return "```mermaid\n" + mermaid() + "\n```"
+
+
 #: Every generated block by its marker name.
 BLOCKS: Final[dict[str, Callable[[], str]]] = {
+    "binding": binding,
     "calls-at-a-glance": calls_at_a_glance,
     "profile-rules": profile_rules,
     "calls": calls,
