@@ -21,10 +21,10 @@ from gateway.calls import REGISTRY
 from gateway.calls.registry import CallRegistry
 from gateway.calls.text_repair import OFF, repairing_registry
 from gateway.config import Config
+from gateway.edge.auth import Authenticator, InvoiceCallNotOffered
+from gateway.edge.resource import Reply
 from gateway.engine import CallEngine
 from gateway.errors import DatabaseUnavailableError, FaultCode, GatewayError, UnknownInvoiceError
-from gateway.legacy.auth import Authenticator, InvoiceCallNotOffered
-from gateway.legacy.resource import Reply
 from gateway.metrics import NO_METRICS, Metrics
 from gateway.om.client import OmClient
 from gateway.om.ratelimit import LocalRateLimiter

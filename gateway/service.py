@@ -26,23 +26,23 @@ from twisted.logger import Logger
 
 from gateway import files
 from gateway.admin import AdminResource
-from gateway.calls import REGISTRY
 from gateway.app import Components, SchemaMode, build, caused_by_database
+from gateway.calls import REGISTRY
 from gateway.config import Config, weak_tokens
 from gateway.console import AdminListener, ConsoleResource
 from gateway.console.resource import access_log_line
+from gateway.edge.resource import CallRecord, LegacyResource, make_site
 from gateway.engine.recovery import recover_unfinished
 from gateway.errors import ConfigError
-from gateway.legacy.resource import CallRecord, LegacyResource, make_site
 from gateway.metrics import Metrics
+from gateway.recurring.resource import EdgeRoot, RecurringResource
+from gateway.recurring.service import RecurringService
+from gateway.replay.recording import RecordingWriter
 from gateway.store.health import oldest_pending_age
 from gateway.store.models import SCHEMA_HEAD
 from gateway.store.ratelimit import REFRESH_SECONDS as PAUSE_REFRESH_SECONDS
 from gateway.store.ratelimit import SharedRateLimiter
 from gateway.tools.expiring import ExpiryWatch
-from gateway.recurring.resource import EdgeRoot, RecurringResource
-from gateway.recurring.service import RecurringService
-from gateway.replay.recording import RecordingWriter
 from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
 
 log = Logger()

@@ -23,9 +23,9 @@ from gateway.calls import REGISTRY
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "gateway"
 
-PURE = ["gateway.calls", "gateway.translate", "gateway.model", "gateway.binding", "gateway.legacy.params",
-        "gateway.legacy.digest", "gateway.legacy.values", "gateway.recurring.cart",
-        "gateway.recurring.call"]
+PURE = ["gateway.calls", "gateway.translate", "gateway.model", "gateway.binding", "gateway.wire.params",
+        "gateway.wire.digest", "gateway.wire.values", "gateway.recurring.cart",
+        "gateway.calls.recurring_order"]
 STATEFUL = ("twisted", "sqlalchemy", "treq", "alembic", "psycopg", "gateway.store",
             "gateway.engine", "gateway.om", "gateway.service", "gateway.app",
             "gateway.sandbox")

@@ -14,15 +14,15 @@ from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, artno_pairs, param, protocol_prefix
-from gateway.legacy.values import ArtNo, LegacyCall, ReservationFlag, ShipmentInfo
 from gateway.model import CaptureEffect, MoneyKind
 from gateway.translate.money import lines_total
 from gateway.translate.plan import OrderContext, Plan, RestStep, Result, qty_by_reference
 from gateway.translate.shipping import shipment_info_to_rest
 from gateway.translate.split import plan_partial_capture, remaining_lines
 from gateway.translate.states import require_fraud_accepted, require_status
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, artno_pairs, param, protocol_prefix
+from gateway.wire.values import ArtNo, LegacyCall, ReservationFlag, ShipmentInfo
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,6 @@ from typing import Any, Final
 from gateway.calls.activate import flag_notes
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError, GoodsListError, InvalidParamsError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, param
-from gateway.legacy.values import Address, ArtNo, Goods, LegacyCall, ReservationFlag, ShipmentInfo
 from gateway.model import CaptureEffect, MoneyKind, StatusEffect
 from gateway.translate.address import (
     klarna_country_to_alpha2, legacy_address_to_rest, rest_address_equal,
@@ -43,6 +40,9 @@ from gateway.translate.plan import OrderContext, Plan, RestStep, Result, qty_by_
 from gateway.translate.shipping import shipment_info_to_rest
 from gateway.translate.split import plan_partial_capture
 from gateway.translate.states import require_fraud_accepted, require_status
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, param
+from gateway.wire.values import Address, ArtNo, Goods, LegacyCall, ReservationFlag, ShipmentInfo
 
 #: Klarna's currency codes (legacy-xmlrpc.md §5).
 CURRENCIES: Final = {0: "SEK", 1: "NOK", 2: "EUR", 3: "DKK"}

@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.calls.spec import NotOffered
 from gateway.errors import FaultCode
-from gateway.legacy.digest import DigestParts, artno_pairs, param, simple
+from gateway.wire.digest import DigestParts, artno_pairs, param, simple
 
 
 def _concat(*positions: int, artnos_at: int | None = None) -> Any:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from gateway.legacy.digest import DigestParts
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind
 from gateway.translate.plan import OrderContext, Plan, Result
+from gateway.wire.digest import DigestParts
+from gateway.wire.values import LegacyCall
 
 C = TypeVar("C", bound=LegacyCall)
 

@@ -22,7 +22,7 @@ none with the artno as received; in ``fix`` mode it then names that line (an ERP
 sending the mis-encoded artno after ``update`` wrote the repaired reference). An artno
 that names its line as received is right, whatever it looks like.
 
-The digest is checked on the parameters as received, long before (``gateway.legacy.auth``);
+The digest is checked on the parameters as received, long before (``gateway.edge.auth``);
 the journal keeps the call as received, and the notes say what was sent instead. Pure:
 :func:`repairing` wraps a call's plan, given how to find a merchant's mode.
 """

@@ -5,7 +5,7 @@
 true) as strings. Authentication is KCO v2's: ``Authorization: Klarna
 base64(sha256(body + shared_secret))`` over the exact bytes received (the clients serialise
 JSON differently, so the body is never re-encoded), the merchant named by
-``merchant.id``. The purchase is a journaled call (``gateway.recurring.call``): the order is
+``merchant.id``. The purchase is a journaled call (``gateway.calls.recurring_order``): the order is
 created with an idempotency key committed first, a client's identical retry after a lost
 answer is bound to it, and ``activate`` is an ordinary full activation of the new
 reservation.
@@ -26,12 +26,12 @@ from twisted.logger import Logger
 from gateway.app import Components
 from gateway.boundary import BoundaryError, Refused, admit
 from gateway.calls import REGISTRY
+from gateway.calls import recurring_order as recurring_call
 from gateway.calls.activate import Activate
 from gateway.config import Merchant
 from gateway.errors import FaultCode, GatewayError
 from gateway.model import Origin
 from gateway.om.client import OmError, RestResponseError
-from gateway.recurring import call as recurring_call
 from gateway.recurring.cart import CartError, customer_token_order
 from gateway.web import json_body
 

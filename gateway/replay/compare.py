@@ -28,7 +28,7 @@ from typing import Any, Final
 from gateway.calls import REGISTRY
 from gateway.calls.profiles import STRICT_RULES
 from gateway.calls.spec import Target
-from gateway.legacy import params as p
+from gateway.wire import params as p
 
 SAME: Final = "same"
 KNOWN: Final = "known difference"

@@ -19,9 +19,9 @@ from gateway.calls.spec import Target
 from gateway.errors import (
     BadOrderNoError, GatewayError, UnknownInvoiceError, UnknownReservationError,
 )
-from gateway.legacy.xmlrpc import parse_method_call
 from gateway.model import Reservation
 from gateway.translate.plan import OrderContext, Plan
+from gateway.wire.parse import parse_method_call
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import InvalidParamsError
-from gateway.legacy.values import Address
+from gateway.wire.values import Address
 
 COUNTRY_CODES_CSV = Path(__file__).resolve().parents[1] / "data" / "klarna-country-codes.csv"
 

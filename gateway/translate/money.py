@@ -19,7 +19,7 @@ from fractions import Fraction
 from typing import Any
 
 from gateway.errors import GoodsListError
-from gateway.legacy.values import Goods, GoodsFlag
+from gateway.wire.values import Goods, GoodsFlag
 
 #: REST limit on ``unit_price``, ``total_amount``, ``total_discount_amount`` and
 #: ``total_tax_amount`` (order-management.md §3, newest spec: 200 000 000).

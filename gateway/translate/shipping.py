@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidParamsError
-from gateway.legacy.values import ShipmentInfo
+from gateway.wire.values import ShipmentInfo
 
 #: REST ``shipping_method`` values (order-management.md §3, newest spec), canonical spelling.
 SHIPPING_METHODS: tuple[str, ...] = (

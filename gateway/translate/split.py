@@ -45,8 +45,8 @@ from fractions import Fraction
 from typing import Any
 
 from gateway.errors import BadArtnoListError, UnknownArtnoError
-from gateway.legacy.values import ArtNo
 from gateway.translate.money import lines_total, round_half_away
+from gateway.wire.values import ArtNo
 
 #: Keys copied unchanged from a line into its parts (with ``unit_price`` and ``tax_rate``).
 COPIED_KEYS = ("type", "reference", "name", "quantity_unit")

@@ -12,13 +12,6 @@ See :func:`guarded_site` and :class:`ListenerLimits` for the semantics.
 """
 from __future__ import annotations
 
-from gateway.web.guard import (
-    GuardedChannel,
-    GuardedRequest,
-    GuardedSite,
-    ListenerStats,
-    guarded_site,
-)
 from gateway.web.limits import ListenerLimits
 from gateway.web.refusal import (
     Authorize,
@@ -26,6 +19,13 @@ from gateway.web.refusal import (
     RefusalFactory,
     RefusalReason,
     default_refusal,
+)
+from gateway.web.site import (
+    GuardedChannel,
+    GuardedRequest,
+    GuardedSite,
+    ListenerStats,
+    guarded_site,
 )
 
 __all__ = [

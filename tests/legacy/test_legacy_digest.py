@@ -12,11 +12,11 @@ from legacy_sdk_capture import CapturedSdk, make_sdk
 import klarna
 from gateway.calls import REGISTRY, decode_call, digest_parts, verify_digest
 from gateway.config import Merchant
+from gateway.edge.auth import Authenticator
 from gateway.errors import InvalidParamsError, MethodNotFoundError
-from gateway.legacy import digest as digest_rules
-from gateway.legacy.auth import Authenticator
-from gateway.legacy.digest import hash_for_digest
-from gateway.legacy.xmlrpc import parse_method_call
+from gateway.wire import digest as digest_rules
+from gateway.wire.digest import hash_for_digest
+from gateway.wire.parse import parse_method_call
 
 DIGEST_POSITIONS = {name: spec.digest_at for name, spec in REGISTRY.served.items()}
 

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import FaultCode, GoodsListError
-from gateway.legacy.values import Goods, GoodsFlag
 from gateway.translate.money import (
     check_order_line,
     goods_to_order_line,
@@ -21,6 +20,7 @@ from gateway.translate.money import (
     lines_total,
     round_half_away,
 )
+from gateway.wire.values import Goods, GoodsFlag
 
 INC = int(GoodsFlag.INC_VAT)
 #: What PHP sends for 0.1 and 0.15 as <double>: the exact binary expansions.

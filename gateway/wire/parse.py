@@ -1,5 +1,5 @@
 """Hardened XML-RPC wire format: parse a ``methodCall`` (and, for replays, a ``methodResponse``);
-:mod:`gateway.legacy.encode` writes the replies.
+:mod:`gateway.wire.encode` writes the replies.
 
 Why not ``xmlrpc.client.loads`` / ``twisted.web.xmlrpc``: the stdlib parser is not hardened
 against hostile XML (the Python docs say so), turns ``<double>`` into a binary float (PHP

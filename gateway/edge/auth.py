@@ -25,9 +25,9 @@ from gateway.errors import (
     GatewayError, InvalidDigestError, InvalidParamsError, MerchantMisconfiguredError,
     MethodNotFoundError, NotAllowedError, UnknownEstoreError,
 )
-from gateway.legacy import params as p
-from gateway.legacy.digest import redact, verify
-from gateway.legacy.values import LegacyCall
+from gateway.wire import params as p
+from gateway.wire.digest import redact, verify
+from gateway.wire.values import LegacyCall
 
 if TYPE_CHECKING:
     from gateway.calls.registry import CallRegistry

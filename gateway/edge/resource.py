@@ -40,10 +40,10 @@ from gateway.errors import (
     ParseError,
     UpstreamUnavailableError,
 )
-from gateway.legacy.digest import redact
-from gateway.legacy.encode import encode_fault, encode_response
-from gateway.legacy.xmlrpc import DEFAULT_MAX_DEPTH, parse_method_call
 from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
+from gateway.wire.digest import redact
+from gateway.wire.encode import encode_fault, encode_response
+from gateway.wire.parse import DEFAULT_MAX_DEPTH, parse_method_call
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",

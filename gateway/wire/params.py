@@ -27,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from gateway.errors import BadArtnoListError, GoodsListError, InvalidParamsError
-from gateway.legacy.values import Address, ArtNo, Goods, ShipmentInfo
+from gateway.wire.values import Address, ArtNo, Goods, ShipmentInfo
 
 PROTOCOL_VERSION: Final = "4.1"
 
