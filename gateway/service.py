@@ -26,7 +26,7 @@ from twisted.logger import Logger
 
 from gateway import files
 from gateway.admin import AdminResource
-from gateway.app import Components, SchemaMode, build, caused_by_database
+from gateway.app import Components, build
 from gateway.calls import REGISTRY
 from gateway.config import Config, weak_tokens
 from gateway.console import AdminListener, ConsoleResource
@@ -39,9 +39,11 @@ from gateway.recurring.resource import EdgeRoot, RecurringResource
 from gateway.recurring.service import RecurringService
 from gateway.replay.recording import RecordingWriter
 from gateway.store.health import oldest_pending_age
+from gateway.store.database import caused_by_database
 from gateway.store.models import SCHEMA_HEAD
 from gateway.store.ratelimit import REFRESH_SECONDS as PAUSE_REFRESH_SECONDS
 from gateway.store.ratelimit import SharedRateLimiter
+from gateway.store.schema import SchemaMode
 from gateway.tools.expiring import ExpiryWatch
 from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
 
@@ -183,19 +185,20 @@ class Gateway:
             self.recorder.start()
             log.info("recording legacy exchanges to {dir}", dir=opts.record_dir)
         self.legacy = legacy = LegacyResource(
-            parts.legacy_dispatch(), max_body_bytes=s.max_body_bytes,
+            parts.dispatch, max_body_bytes=s.max_body_bytes,
             max_depth=s.max_xml_depth, eid_of=parts.authenticator.eid_of,
             on_call=self._observe_call, clock=self.reactor,
             on_exchange=self.recorder.submit if self.recorder is not None else None)
-        edge = EdgeRoot(legacy, RecurringResource(RecurringService(parts),
-                                                  max_body_bytes=s.max_body_bytes))
+        recurring = RecurringService(parts.config, parts.store, parts.om, parts.engine)
+        edge = EdgeRoot(legacy, RecurringResource(recurring, max_body_bytes=s.max_body_bytes))
         self.legacy_port = await serverFromString(self.reactor, opts.listen).listen(
             make_site(edge, max_body_bytes=s.max_body_bytes, limits=limits,
                       reactor=self.reactor))
         self.admin_resource = admin = AdminResource(
             self.config, parts.store, parts.om, sandbox_mode=opts.sandbox_listen is not None,
             metrics=self.metrics, readiness=self.readiness)
-        console = ConsoleResource(parts, clock=self.reactor)
+        console = ConsoleResource(parts.config, parts.store, parts.om, parts.registry,
+                                  parts.explainer, clock=self.reactor)
         self.admin_port = await serverFromString(self.reactor, opts.admin_listen).listen(
             admin_site(AdminListener(admin, console), self.config.gateway.admin_token,
                        replace(limits, max_body_bytes=1 << 20), self.reactor))

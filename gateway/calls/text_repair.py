@@ -30,12 +30,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from gateway.calls.registry import CallRegistry
 from gateway.calls.spec import CallSpec
 from gateway.translate.plan import OrderContext, Plan
 from gateway.translate.text import TextRepair, repair
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 OFF: Final = "off"
 REPORT: Final = "report"
@@ -45,6 +48,14 @@ _LEGACY_NAMES: Final = {"goods": "goods_list"}
 
 #: ``eid -> text_repair mode`` (``off`` for an eid without a merchant).
 ModeOf = Callable[[int], str]
+
+
+def text_repair_mode(config: Config) -> ModeOf:
+    """``eid -> text_repair`` of that merchant (``off`` for an eid not configured)."""
+    def mode_of(eid: int) -> str:
+        merchant = config.merchant(eid)
+        return merchant.text_repair if merchant is not None else OFF
+    return mode_of
 
 
 @dataclass(frozen=True)

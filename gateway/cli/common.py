@@ -284,7 +284,8 @@ def with_parts(args: argparse.Namespace, fn: Callable[[Components], Awaitable[in
     Errors raised while building or running come back out of ``task.react`` (which would
     otherwise log them with a traceback and exit 1) and are raised here for ``main``.
     """
-    from gateway.app import SchemaMode, build
+    from gateway.app import build
+    from gateway.store.schema import SchemaMode
 
     config = config_from(args.config)
     if check is not None:
