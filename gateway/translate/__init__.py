@@ -2,5 +2,6 @@
 
 Money arithmetic (``money``), exact line splitting (``split``), addresses (``address``),
 shipping info (``shipping``), expiry dates (``expiry``), order state rules (``states``),
-mis-encoded text (``text``) and the plan types (``plan``). No I/O, no Twisted, no clock, no store: a test enforces it.
+mis-encoded text (``text``) and the plan types (``plan``). No I/O, no Twisted, no clock,
+no store: a test enforces it.
 """
