@@ -44,7 +44,7 @@ from gateway.translate.shipping import shipment_info_to_rest
 from gateway.translate.split import plan_partial_capture
 from gateway.translate.states import require_fraud_accepted, require_status
 
-#: Klarna's currency codes (legacy-xmlrpc.md §5).
+#: Klarna's currency codes (docs/legacy-protocol.md#constants).
 CURRENCIES: Final = {0: "SEK", 1: "NOK", 2: "EUR", 3: "DKK"}
 #: The free-form info structs p24–p27: accepted, never sent.
 _INFO_PARAMS: Final = ((24, "travelinfo"), (25, "incomeinfo"), (26, "bankinfo"),

@@ -21,7 +21,7 @@ from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind
 from gateway.translate.plan import OrderContext, Plan, RestStep, Result
 
-#: REST limit on ``merchant_reference1`` (order-management.md §3).
+#: REST limit on ``merchant_reference1`` (docs/order-management.md#field-limits).
 MAX_REFERENCE: Final = 255
 
 

@@ -1,6 +1,7 @@
 """The XML-RPC endpoint: a ``twisted.web`` resource that turns HTTP POSTs into dispatch calls.
 
-This is the one place where failures become ``<fault>`` replies (STYLE rule 4):
+This is the one place where failures become ``<fault>`` replies
+(docs/legacy-protocol.md#where-faults-are-made):
 
 * :class:`~gateway.errors.GatewayError` → its code and ``fault_string``;
 * a leaked ``twisted.internet.defer.CancelledError`` (an upstream timeout nobody mapped) →
