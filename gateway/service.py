@@ -60,6 +60,9 @@ READINESS_SECONDS = 3.0
 #: starts with one of them.
 _OPEN_ADMIN_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics", b"/console"})
 _CONSOLE_TREE = b"/console/"
+_CONSOLE_SIGNIN = b"/console/signin"
+#: The console's session cookie as it appears in a ``Cookie`` header.
+_CONSOLE_COOKIE = b"kgw_console="
 
 
 @dataclass
@@ -370,6 +373,18 @@ class Gateway:
             self.parts = None
 
 
+def _console_may_send_a_body(request: Any) -> bool:
+    """Whether a request for the console's tree may be read past its head: one without a
+    body, the sign-in form, or one that carries a session cookie or a bearer token (the
+    console checks them itself). Anything else is a post from nobody, refused before any
+    body byte is read rather than after reading up to ``max_body_bytes`` of it."""
+    if request.method in (b"GET", b"HEAD") or request.path == _CONSOLE_SIGNIN:
+        return True
+    cookies = b";".join(request.requestHeaders.getRawHeaders(b"cookie", []))
+    return (_CONSOLE_COOKIE in cookies
+            or (request.getHeader(b"authorization") or b"").startswith(b"Bearer "))
+
+
 def admin_site(admin: Any, token: str, limits: ListenerLimits, reactor: Any
                ) -> Any:
     """The admin listener: the bearer token is checked before any body byte is read, so an
@@ -379,11 +394,17 @@ def admin_site(admin: Any, token: str, limits: ListenerLimits, reactor: Any
 
     def authorize(request: Any) -> bool:
         path = request.path
-        if path in _OPEN_ADMIN_PATHS or path.startswith(_CONSOLE_TREE):
+        if path in _OPEN_ADMIN_PATHS:
             return True
+        if path.startswith(_CONSOLE_TREE):
+            return _console_may_send_a_body(request)
         return hmac.compare_digest(request.getHeader(b"authorization") or b"", want)
 
     def refusal(reason: RefusalReason, request: Any) -> Refusal:
+        if (reason is RefusalReason.UNAUTHORIZED and request is not None
+                and request.path.startswith(_CONSOLE_TREE)):
+            # what the console itself answers a post from nobody: its sign-in page
+            return Refusal(303, b"", [(b"Location", b"/console/signin")])
         messages = {RefusalReason.UNAUTHORIZED: "missing or wrong bearer token",
                     RefusalReason.TOO_LARGE: "request body too large",
                     RefusalReason.TIMEOUT: "request not received in time"}

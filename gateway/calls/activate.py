@@ -42,7 +42,7 @@ class Activate(LegacyCall):
     method = "activate"
 
 
-#: activateInfo keys hashed when present as keys, in this order (legacy-xmlrpc.md §4.1).
+#: activateInfo keys hashed when present as keys, in this order (docs/legacy-protocol.md#activate).
 _OPTIONAL_KEYS: Final = (
     "bclass", "cust_no", "flags", "ocr", "orderid1", "orderid2", "reference", "reference_code",
 )

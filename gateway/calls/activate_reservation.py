@@ -44,7 +44,7 @@ from gateway.wire import params as p
 from gateway.wire.digest import DigestParts, param
 from gateway.wire.values import Address, ArtNo, Goods, LegacyCall, ReservationFlag, ShipmentInfo
 
-#: Klarna's currency codes (legacy-xmlrpc.md §5).
+#: Klarna's currency codes (docs/legacy-protocol.md#constants).
 CURRENCIES: Final = {0: "SEK", 1: "NOK", 2: "EUR", 3: "DKK"}
 #: The free-form info structs p24–p27: accepted, never sent.
 _INFO_PARAMS: Final = ((24, "travelinfo"), (25, "incomeinfo"), (26, "bankinfo"),

@@ -21,7 +21,7 @@ from gateway.wire import params as p
 from gateway.wire.digest import DigestParts, simple
 from gateway.wire.values import LegacyCall
 
-#: REST limit on ``merchant_reference1`` (order-management.md §3).
+#: REST limit on ``merchant_reference1`` (docs/order-management.md#field-limits).
 MAX_REFERENCE: Final = 255
 
 

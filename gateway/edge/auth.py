@@ -1,6 +1,6 @@
 """Authenticate and decode a legacy call, once, at the edge.
 
-Order of checks (legacy-xmlrpc.md §4, translation.md §2), the same for every method:
+Order of checks (docs/legacy-protocol.md#order-of-checks), the same for every method:
 
 1. the method name: unknown to the legacy API → -32601;
 2. the envelope and the eid at the method's eid position → -32602;

@@ -2,7 +2,8 @@
 ``dispatch(method, params, client)`` call (:data:`Dispatch`; the gateway's is
 :class:`gateway.edge.dispatch.LegacyDispatch`) and writes its reply.
 
-This is the one place where failures become ``<fault>`` replies (STYLE rule 4):
+This is the one place where failures become ``<fault>`` replies
+(docs/legacy-protocol.md#where-faults-are-made):
 
 * :class:`~gateway.errors.GatewayError` → its code and ``fault_string``;
 * a leaked ``twisted.internet.defer.CancelledError`` (an upstream timeout nobody mapped) →

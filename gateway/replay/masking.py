@@ -3,7 +3,8 @@
 Why a placeholder and not a deletion: a replay re-signs the call with the replaying side's
 secret (:mod:`gateway.replay.resign`) and needs to know where the digest was and which hash
 made it. The placeholder ``MASKED-DIGEST-<hash>`` keeps both (the hash is read from the
-digest's base64 length, legacy-xmlrpc.md §2.3) and keeps the body a valid ``methodCall``.
+digest's base64 length, docs/legacy-protocol.md#hash-and-encoding) and keeps the body a
+valid ``methodCall``.
 
 Where the digest is: a served or known-but-unoffered call declares its position
 (``gateway.calls.REGISTRY``); the value found there is replaced wherever it occurs in the

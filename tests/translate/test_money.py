@@ -234,7 +234,10 @@ EXAMPLES: list[tuple[str, Goods, dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("label", "row", "expected"), EXAMPLES, ids=[e[0] for e in EXAMPLES])
 def test_goods_to_order_line_examples(label: str, row: Goods, expected: dict[str, Any]) -> None:
-    """Hand-computed lines per translation.md §4, JSON-ready with int amounts only."""
+    """Hand-computed lines, JSON-ready with int amounts only.
+
+    The rules: docs/order-management.md#from-legacy-goods-to-order-lines.
+    """
     line = goods_to_order_line(row)
     assert line == expected, label
     assert_json_ints(line)
