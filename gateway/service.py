@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -112,6 +114,16 @@ def redact_url(url: str) -> str:
         return url.split("@")[-1]
 
 
+async def _as_flag(flag: str, listening: Awaitable[IListeningPort]) -> IListeningPort:
+    """The port ``listening`` gives; a port that cannot be bound names the flag that chose
+    it (``CannotListenError.flag``), so the error can say which flag to change."""
+    try:
+        return await listening
+    except CannotListenError as e:
+        e.flag = flag  # type: ignore[attr-defined]
+        raise
+
+
 class Gateway:
     """A running gateway: listeners, engine, store, and (optionally) the sandbox."""
 
@@ -166,9 +178,8 @@ class Gateway:
         if opts.sandbox_listen is not None:
             from gateway.sandbox.service import listen_sandbox
 
-            self.sandbox_port = await listen_sandbox(self.reactor, self.config,
-                                                     opts.sandbox_listen,
-                                                     seed=opts.sandbox_seed)
+            self.sandbox_port = await _as_flag("--sandbox-listen", listen_sandbox(
+                self.reactor, self.config, opts.sandbox_listen, seed=opts.sandbox_seed))
             self.sandbox_url = _url_of(self.sandbox_port)
             self.config = self.config.with_base_url(self.sandbox_url)
             log.info("sandbox listening on {url}", url=self.sandbox_url)
@@ -194,17 +205,18 @@ class Gateway:
             on_exchange=self.recorder.submit if self.recorder is not None else None)
         recurring = RecurringService(parts.config, parts.store, parts.om, parts.engine)
         edge = EdgeRoot(legacy, RecurringResource(recurring, max_body_bytes=s.max_body_bytes))
-        self.legacy_port = await serverFromString(self.reactor, opts.listen).listen(
-            make_site(edge, max_body_bytes=s.max_body_bytes, limits=limits,
-                      reactor=self.reactor))
+        self.legacy_port = await _as_flag("--listen", serverFromString(
+            self.reactor, opts.listen).listen(make_site(
+                edge, max_body_bytes=s.max_body_bytes, limits=limits, reactor=self.reactor)))
         self.admin_resource = admin = AdminResource(
             self.config, parts.store, parts.om, sandbox_mode=opts.sandbox_listen is not None,
             metrics=self.metrics, readiness=self.readiness)
         console = ConsoleResource(parts.config, parts.store, parts.om, parts.registry,
                                   parts.explainer, clock=self.reactor)
-        self.admin_port = await serverFromString(self.reactor, opts.admin_listen).listen(
-            admin_site(AdminListener(admin, console), self.config.gateway.admin_token,
-                       replace(limits, max_body_bytes=1 << 20), self.reactor))
+        self.admin_port = await _as_flag("--admin-listen", serverFromString(
+            self.reactor, opts.admin_listen).listen(admin_site(
+                AdminListener(admin, console), self.config.gateway.admin_token,
+                replace(limits, max_body_bytes=1 << 20), self.reactor)))
         log.info("legacy XML-RPC on {legacy}; admin API on {admin}; database {db}",
                  legacy=describe(self.legacy_port), admin=describe(self.admin_port),
                  db=redact_url(opts.db_url))

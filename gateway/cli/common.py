@@ -123,8 +123,9 @@ def listen_error(e: BaseException) -> str:
     interface, port = getattr(e, "interface", ""), getattr(e, "port", "?")
     where = f"{interface}:{port}" if interface else f"port {port} (all interfaces)"
     reason = getattr(getattr(e, "socketError", None), "strerror", None) or str(e)
+    flag = getattr(e, "flag", "--listen")
     return (f"cannot listen on {where}: {reason}: another process holds it (stop it) or "
-            "choose another --listen")
+            f"choose another {flag}")
 
 
 def one_line(text: str) -> str:
