@@ -8,18 +8,27 @@ time with ``clock.advance`` and moves bytes with :meth:`World.drive`.
 """
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent, _SynchronousProducer
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from gateway.app import Components, SchemaMode, build
+from gateway.calls import REGISTRY
+from gateway.calls.activate import Activate
 from gateway.config import Config, load_config, default_sandbox_config_path
+from gateway.errors import GatewayError
+from gateway.legacy.values import ArtNo
 from gateway.model import Origin
 from gateway.sandbox.resource import SandboxResource
 from gateway.store import schema
@@ -38,6 +47,24 @@ class Process:
     parts: Components
 
 
+_TEMPLATE: list[str] = []
+
+
+def _migrated_template() -> str:
+    """A SQLite file at the code's head, migrated once per test process (``db upgrade``,
+    the real migrations); each world starts from a copy of it, so a world costs a file copy
+    rather than a run of every migration."""
+    if not _TEMPLATE:
+        folder = tempfile.mkdtemp(prefix="world-template-")
+        atexit.register(shutil.rmtree, folder, True)
+        path = os.path.join(folder, "head.db")
+        engine = make_engine(f"sqlite:///{path}")
+        schema.upgrade(engine)
+        engine.dispose()
+        _TEMPLATE.append(path)
+    return _TEMPLATE[0]
+
+
 class World:
     """The sandbox (on the world clock) and any number of gateway processes."""
 
@@ -50,10 +77,8 @@ class World:
         self.clock = task.Clock()
         self.clock.advance(START)
         self.sandbox = SandboxResource(self.config, self.clock)
+        shutil.copyfile(_migrated_template(), db_path)
         self.db_url = f"sqlite:///{db_path}"
-        engine = make_engine(self.db_url)
-        schema.upgrade(engine)
-        engine.dispose()
         self.processes: list[Process] = []
 
     def process(self, clock: task.Clock | None = None, root: Any = None) -> Process:
@@ -133,6 +158,45 @@ class World:
     def captures_applied(self, rno: str, proc: Process) -> int:
         """How many captures the sandbox applied to the order (the money truth)."""
         return len(self.order(rno, proc).get("captures") or [])
+
+
+# -- calls on the world -----------------------------------------------------------------------
+
+#: The official Python SDK's client string: what every engine test call claims to come from.
+PY = "python:api:3.1.0"
+
+
+def activate(rno: str, *artnos: tuple[str, int], eid: int = 1234) -> Activate:
+    """``activate`` of the articles ``(artno, qty)`` (none: everything left)."""
+    return Activate(eid=eid, client_version=PY, rno=rno,
+                    artnos=tuple(ArtNo(a, q) for a, q in artnos))
+
+
+def start(world: World, proc: Process, call: Any) -> defer.Deferred[Any]:
+    """``call`` begun in ``proc``; nothing moves until the test pumps or drives."""
+    merchant = world.config.merchant(call.eid)
+    return defer.ensureDeferred(proc.parts.engine.run(merchant, REGISTRY.spec_for(call), call))
+
+
+def run_call(world: World, proc: Process, call: Any) -> Any:
+    """Run ``call`` to its answer, which reaches its client (delivery recorded): its reply."""
+    answer = world.drive(start(world, proc, call), proc)
+    world.run(proc.parts.engine.delivered(answer), proc)
+    world.run(proc.parts.store.flush_reports(), proc)
+    return answer.reply
+
+
+def fault_of(world: World, proc: Process, call: Any) -> GatewayError:
+    """The fault ``call`` answers (it must answer one)."""
+    with pytest.raises(GatewayError) as info:
+        run_call(world, proc, call)
+    return info.value
+
+
+def now(coro: Coroutine[Any, Any, Any]) -> Any:
+    """A store call's result (the world's database runs inline: no pumping, so no bytes
+    move and no delayed answer is delivered meanwhile)."""
+    return World._result(defer.ensureDeferred(coro))
 
 
 def _line(reference: str, quantity: int, unit_price: int) -> dict[str, Any]:
