@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, reactor, threads
 from twisted.logger import globalLogPublisher
 
 from gateway.cli import expiring as expiring_cli
@@ -29,6 +29,7 @@ from gateway.model import Reservation
 from gateway.testing.processes import REST_AUTH, run_cli, write_config
 from gateway.tools import expiring as expiry
 from tests.harness import ADMIN, SANDBOX_CONFIG, Harness, start_gateway
+from tests.waiting import eventually
 
 DAY = 86400
 
@@ -373,9 +374,7 @@ async def test_a_round_still_running_is_not_started_again(seeded: Harness) -> No
     await seeded.fault(method="GET", path="/ordermanagement/v1/orders/", action="latency",
                        delay_ms=300, times=None)
     pending = defer.ensureDeferred(watch.refresh())
-
-    await task.deferLater(reactor, 0.05, lambda: None)
-    assert watch.running
+    await eventually(lambda: watch.running, "the round is running")
     watch._tick()  # what the LoopingCall does when the next round is due
     assert watch.skipped == 1
     assert await pending is not None and not watch.running

@@ -1,7 +1,7 @@
 """Masking with no gaps: a digest built into a body the gateway cannot parse never reaches
 a recording, a replay report, the journal or a log line.
 
-The example is the review's (the digest in ``<![CDATA[…]]>``, trailing junk). The property
+The worked example: the digest in ``<![CDATA[…]]>`` with trailing junk. The property
 builds real digests (every hash the SDKs use, random secrets and parts) into arbitrary
 malformed bodies (CDATA, character references, attributes, comments, the method name,
 base64 text right against it, truncation, junk before and after), sends each to a real
@@ -62,8 +62,9 @@ def leaks(digest: str, text: str) -> bool:
     return digest in text or digest in html.unescape(text)
 
 
-def test_the_reviews_example_is_masked() -> None:
-    """Before: the digest in CDATA with trailing junk was recorded as it was."""
+def test_a_digest_in_cdata_with_trailing_junk_is_masked() -> None:
+    """A digest in CDATA, the body ending in junk: unparseable, and masked all the same
+    (not recorded as it was)."""
     digest = make_digest(["1234", "8000000000"], "sandbox-secret", "sha512")
     body = call_body(b"<string><![CDATA[" + digest.encode() + b"]]></string>") + b"junk<"
     assert unparseable(body)

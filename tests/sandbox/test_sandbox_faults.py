@@ -8,6 +8,8 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
+from tests.waiting import eventually
+
 OM = "/ordermanagement/v1/orders/"
 TRANSPORT_ERRORS = (ResponseNeverReceived, ResponseFailed, defer.CancelledError)
 
@@ -22,8 +24,10 @@ async def capture(sandbox, order_id, amount=100, key=None, timeout=5.0):
                                  timeout=timeout)
 
 
-async def settle(seconds=0.05):
-    await task.deferLater(reactor, seconds, lambda: None)
+async def freed(sandbox):
+    """The sandbox has let go of every request whose client gave up (it sees the close)."""
+    await eventually(lambda: sandbox.resource.pending_requests == 0,
+                     "the sandbox freed the abandoned request")
 
 
 @pytest_twisted.ensureDeferred
@@ -84,8 +88,7 @@ async def test_hang_until_client_gives_up(sandbox):
     with pytest.raises(TRANSPORT_ERRORS):
         await capture(sandbox, order_id, timeout=0.3)
     assert time.monotonic() - started >= 0.25
-    await settle()
-    assert sandbox.resource.pending_requests == 0
+    await freed(sandbox)
     assert (await sandbox.get_order(order_id))["captured_amount"] == 0
 
 
@@ -117,8 +120,7 @@ async def test_latency_longer_than_client_timeout_is_freed(sandbox):
     await sandbox.add_fault(path="/captures", action="latency", delay_ms=5000)
     with pytest.raises(TRANSPORT_ERRORS):
         await capture(sandbox, order_id, key="slow", timeout=0.2)
-    await settle()
-    assert sandbox.resource.pending_requests == 0
+    await freed(sandbox)
     # The operation was processed before the delay: a retry with the key replays it.
     assert (await capture(sandbox, order_id, key="slow")).status == 201
     assert (await sandbox.get_order(order_id))["captured_amount"] == 100
@@ -229,7 +231,8 @@ async def test_rate_limit_per_second_and_per_merchant(sandbox):
     others = [(await sandbox.request("GET", f"{OM}{theirs}", merchant=5678)).status
               for _ in range(5)]
     assert others == [200] * 5
-    await settle(1.05)
+    # The window is one second of the sandbox's host clock, the reactor it serves on.
+    await task.deferLater(reactor, 1.05, lambda: None)
     assert (await sandbox.request("GET", f"{OM}{mine}")).status == 200
     listed = (await sandbox.control("GET", "/sandbox/v1/faults")).json()[0]
     assert listed["id"] == fault_id and (listed["per_second"], listed["eid"]) == (3, 1234)
