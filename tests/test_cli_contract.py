@@ -316,6 +316,7 @@ def check(case: Case, result: subprocess.CompletedProcess[str]) -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_every_subcommand_meets_every_kind_of_bad_input(world: World) -> None:
     table = walk(world)
     assert set(table) == set(leaf_commands()), "every subcommand is walked"

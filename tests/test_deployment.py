@@ -85,6 +85,7 @@ def test_the_service_takes_the_socket_and_keeps_secrets_out_of_argv() -> None:
     assert re.search(r"^Accept=no$", sock, flags=re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_the_gateway_serves_on_a_socket_handed_over_like_systemd(tmp_path: Path) -> None:
     """The unit's --listen string with a socket passed as systemd does (fd 3, LISTEN_FDS,
     LISTEN_PID, LISTEN_FDNAMES): legacy XML-RPC answers on it."""

@@ -197,6 +197,7 @@ def report(found: expiry.Scan, within: str, fmt: str = "table") -> tuple[int, st
     return code, out.getvalue(), err.getvalue()
 
 
+@pytest.mark.slow
 @pytest_twisted.ensureDeferred
 async def test_the_cli_reports_what_lapses_and_exits_1(seeded: Harness, tmp_path: Path,
                                                        ) -> None:
@@ -259,6 +260,7 @@ def test_bad_flags_are_one_line_and_exit_2(args: tuple[str, ...], message: str,
     assert out == "" and err.startswith(message) and err.count("\n") == 1
 
 
+@pytest.mark.slow
 @pytest_twisted.ensureDeferred
 async def test_cli_errors_are_one_line(seeded: Harness, tmp_path: Path) -> None:
     made = await orders_near_expiry(seeded)

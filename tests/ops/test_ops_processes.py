@@ -22,6 +22,10 @@ from gateway.testing.processes import (
 from gateway.testing.processes import http as http_call
 from tests.harness import order_line
 
+#: Every test here starts ``serve`` as a child process and signals it (slow: not in the
+#: default run; CI runs them).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Any:

@@ -16,6 +16,8 @@ import tomllib
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from gateway.testing.processes import _cli, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +37,7 @@ def test_the_sdk_install_step_names_the_pinned_sdk() -> None:
     assert install.strip() == f".venv/bin/pip install -q {pinned[0]}"
 
 
+@pytest.mark.slow
 def test_the_walkthrough_works_twice(tmp_path: Path) -> None:
     legacy, admin, sandbox = free_port(), free_port(), free_port()
     venv = tmp_path / ".venv" / "bin"

@@ -136,6 +136,7 @@ def test_two_processes_same_call_at_once_is_one_operation(tmp_path: Path,
         drop()
 
 
+@pytest.mark.slow
 def test_serve_refuses_an_old_postgres_schema(tmp_path: Path) -> None:
     """Only `db upgrade` migrates a shared database; serve refuses an unmigrated one."""
     if not PG_DSN:

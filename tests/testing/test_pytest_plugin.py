@@ -179,6 +179,7 @@ def leaks(result: Any) -> list[str]:
     return list(eval(lines[0].split("LEAKS ", 1)[1]))  # noqa: S307 - our own repr()
 
 
+@pytest.mark.slow
 def test_a_foreign_suite_passes_in_both_modes_with_the_same_ids(
         pytester: pytest.Pytester) -> None:
     """Seed 7 from the command line in a plain run, from the ini file under pytest-twisted:
