@@ -20,6 +20,7 @@ from gateway.config import default_sandbox_config_path, load_config
 from tests.e2e.sdk import fault_of
 from tests.harness import ADMIN, Harness, start_gateway
 from tests.waiting import eventually, wait_until
+from tests.web.clients import is_open
 
 
 def _config(**gateway: Any) -> Any:
@@ -171,17 +172,6 @@ async def test_a_dripping_client_is_cut_at_the_deadline(bounded: Harness) -> Non
     assert b"408" in out.get("answer", b"") or "error" in out, out
 
 
-def _still_open(sock: socket.socket) -> bool:
-    """Open and idle (nothing to read), or closed by the server (EOF, or a reset)?"""
-    sock.setblocking(False)
-    try:
-        return sock.recv(1, socket.MSG_PEEK) != b""
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-
-
 def _hold(host: str, port: int, n: int, cap: int, out: dict[str, Any]) -> None:
     """Open ``n`` idle connections; once the server has closed all but ``cap`` (it closes
     the ones beyond its cap as it accepts them), record how many it kept."""
@@ -192,11 +182,11 @@ def _hold(host: str, port: int, n: int, cap: int, out: dict[str, Any]) -> None:
         except OSError:
             pass  # reset the moment it was accepted: refused over the cap
     try:
-        wait_until(lambda: sum(map(_still_open, socks)) <= cap,
+        wait_until(lambda: sum(map(is_open, socks)) <= cap,
                    "the connections beyond the cap closed", timeout=5)
     except AssertionError:
         pass  # the count below says how many were kept
-    out["kept"] = sum(map(_still_open, socks))
+    out["kept"] = sum(map(is_open, socks))
     for s in socks:
         s.close()
 
