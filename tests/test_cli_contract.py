@@ -334,6 +334,7 @@ def test_every_subcommand_meets_every_kind_of_bad_input(world: World) -> None:
     assert not (world.tmp / "r.html").exists(), "a refused replay writes no report"
 
 
+@pytest.mark.slow
 def test_debug_prints_the_traceback_of_an_expected_error_too(world: World) -> None:
     plain = cli("journal", "--config", world.cfg, "--db", PG_DOWN)
     assert plain.returncode == 3 and "Traceback" not in plain.stderr
@@ -422,6 +423,7 @@ def reservations_in(db: str) -> int:
         return int(conn.execute("SELECT count(*) FROM reservations").fetchone()[0])
 
 
+@pytest.mark.slow
 def test_reservations_add_checks_the_order_like_the_admin_api(world: World) -> None:
     """Finding 1: an order that does not exist, or is another merchant's, is refused (exit
     2, the admin API's words) and nothing is registered."""
@@ -434,6 +436,7 @@ def test_reservations_add_checks_the_order_like_the_admin_api(world: World) -> N
     assert reservations_in(world.db) == before
 
 
+@pytest.mark.slow
 def test_expiring_honours_the_environment_and_db_file(world: World) -> None:
     """Finding 2: $KLARNA_GATEWAY_CONFIG, $KLARNA_GATEWAY_DB and --db-file, like every
     command; a wrong database is refused, never silently ./gateway.db. Finding 7: amounts
@@ -488,6 +491,7 @@ def recording_of_one_call(directory: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_replay_checks_the_report_path_before_sending_anything(world: World) -> None:
     """Finding 3: a report that cannot be written is refused before the first call (the
     target is not even connected to); finding 5: a target that does not run is exit 3 with
@@ -549,6 +553,7 @@ def sandbox_url(world: World) -> str:
         return str(tomllib.load(f)["merchants"][0]["base_url"]) + "/"
 
 
+@pytest.mark.slow
 def test_a_semicolon_csv_is_read_and_a_one_column_file_refused(world: World) -> None:
     """Finding 5: the delimiter is sniffed; a file it cannot split is unusable (exit 2)."""
     semi = world.tmp / "semi.csv"
@@ -564,6 +569,7 @@ def test_a_semicolon_csv_is_read_and_a_one_column_file_refused(world: World) -> 
     assert check(Case((), 2, "no line has more than one column"), refused) is None
 
 
+@pytest.mark.slow
 def test_serve_on_a_busy_port_is_exit_2_in_one_line(world: World) -> None:
     """Finding 6: exit status 2 (docs/cli.md#exit-status), one line, no "Main loop terminated"
     after it."""
@@ -594,6 +600,7 @@ def test_every_option_has_a_description_and_one_default() -> None:
             assert block.count("(default") <= 1, (command, block)
 
 
+@pytest.mark.slow
 def test_usage_errors_point_at_the_subcommands_help() -> None:
     """Finding 7: the help of the command that was used, one line, prefixed."""
     for argv, where in ((["reconcile", "--bogus"], "klarna-gateway reconcile --help"),
@@ -657,6 +664,7 @@ def test_the_readme_examples_use_files_the_repository_has() -> None:
     assert checked.returncode == 0, checked.stderr
 
 
+@pytest.mark.slow
 def test_completion_scripts_for_bash_and_zsh() -> None:
     for shell, marker in (("bash", "complete -o"), ("zsh", "#compdef klarna-gateway")):
         script = cli("completion", shell)

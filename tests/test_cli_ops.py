@@ -138,6 +138,7 @@ def test_every_command_refuses_to_run_without_a_configuration(tmp_path: Path, db
     assert fingerprint(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_the_environment_names_the_configuration_and_unknown_eids_are_reported(
         tmp_path: Path, db: str, cfg: str) -> None:
     """A store holding eid 777 and a configuration without it: reconcile does not say

@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from gateway.testing.processes import _cli, free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "## Five minutes with the Python SDK"
@@ -74,12 +74,11 @@ def test_the_walkthrough_works_twice(tmp_path: Path) -> None:
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    def healthy() -> bool:
         assert proc.poll() is None, "serve --sandbox exited"
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return
+                return True
         except OSError:
-            assert time.monotonic() < deadline, "serve --sandbox never became healthy"
-            time.sleep(0.1)
+            return False
+    wait_until(healthy, "serve --sandbox became healthy", timeout=timeout, every=0.1)
