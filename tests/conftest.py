@@ -55,8 +55,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
     deselected = config.stash.get(_SLOW_DESELECTED, 0)
     if deselected:
         terminalreporter.write_line(
-            f"{deselected} slow tests deselected (kills, restarts, soaks, browsers, several "
-            f"processes): run them with --run-slow, as CI (CI=true) does")
+            f"{deselected} slow tests deselected (processes killed or restarted, soaks, a "
+            f"browser, the command line as a child process): --run-slow runs them, as CI "
+            f"(CI=true) does")
 
 
 @pytest_twisted.async_yield_fixture
