@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from sqlalchemy import create_engine, text
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 
 from gateway.config import load_config
 from tests.e2e.sdk import fault_of, mutations

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet import defer, task
+from twisted.internet import defer
 
 from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
@@ -138,9 +138,8 @@ def test_takeover_and_fencing_of_a_suspended_runner(world: World) -> None:
     invoice, B's outcome."""
     b = world.process()
     rno = world.create_order(b)
-    a_clock = task.Clock()
-    a_clock.advance(world.clock.seconds())
-    a = world.process(clock=a_clock)
+    a = world.suspended_process()
+    a_clock = a.clock
     # The capture is applied at once; its answer is on its way when A is suspended.
     world.sandbox.faults.add({"method": "POST", "path": "/captures$", "action": "latency",
                               "delay_ms": 1000, "times": 1})
@@ -169,9 +168,8 @@ def test_a_runner_stalled_before_its_intent_never_sends_late(world: World) -> No
     (a call never sends after its client may have given up)."""
     b = world.process()
     rno = world.create_order(b)
-    a_clock = task.Clock()
-    a_clock.advance(world.clock.seconds())
-    a = world.process(clock=a_clock)
+    a = world.suspended_process()
+    a_clock = a.clock
     world.sandbox.faults.add({"method": "GET", "path": "/orders/[^/]+$", "action": "latency",
                               "delay_ms": 1000, "times": 1})
     call = activate(rno, ("ART-1", 1))

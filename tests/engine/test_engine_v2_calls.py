@@ -3,17 +3,12 @@ a two-step activation resumed after 9119, and reads that are never bound to an e
 answer."""
 from __future__ import annotations
 
-from decimal import Decimal
-
-
 from gateway.calls.activate import Activate
-from gateway.calls.activate_reservation import ActivateReservation
 from gateway.calls.credit_part import CreditPart
 from gateway.calls.invoice_amount import InvoiceAmount
 from gateway.errors import FaultCode
-from gateway.legacy.values import ArtNo, Goods
-from tests.engine.test_engine_clock import PY, fault_of, run_call
-from tests.engine.world import World
+from gateway.legacy.values import ArtNo
+from tests.engine.world import PY, World, activate_reservation, fault_of, run_call
 
 
 def test_activate_reservation_resumed_after_its_release_failed(world: World) -> None:
@@ -22,10 +17,8 @@ def test_activate_reservation_resumed_after_its_release_failed(world: World) -> 
     invno, and the order holds exactly one capture."""
     proc = world.process()
     rno = world.create_order(proc)
-    call = ActivateReservation(
-        1234, PY, rno, goods=(Goods("ART-1", "T", 10000, Decimal(25), Decimal(0), 32, 1),))
-    world.sandbox.faults.add({"method": "POST", "path": "/release-remaining-authorization$",
-                              "action": "fail", "status": 503, "times": 1000})
+    call = activate_reservation(rno)
+    world.fail("POST", "/release-remaining-authorization$", 503)
     assert fault_of(world, proc, call).fault_code == FaultCode.TIMEOUT
     assert world.captures_applied(rno, proc) == 1
     assert world.order(rno, proc)["status"] == "PART_CAPTURED"

@@ -9,17 +9,14 @@ process is one whose own clock stops while the world's goes on.
 from __future__ import annotations
 
 from dataclasses import replace
-from decimal import Decimal
 
-from twisted.internet import task
-
-from gateway.calls.activate_reservation import ActivateReservation
 from gateway.engine.decisions import same_money
 from gateway.engine.recovery import recover_unfinished
 from gateway.errors import FaultCode, GatewayError
-from gateway.legacy.values import Goods
 from gateway.model import EntryState
-from tests.engine.world import PY, World, activate, fault_of, now, run_call, start
+from tests.engine.world import (
+    World, activate, activate_reservation, fault_of, now, run_call, start,
+)
 
 
 def test_recovery_finishes_a_released_call_before_its_client_retries(world: World) -> None:
@@ -51,9 +48,8 @@ def test_recovery_leaves_a_live_runner_alone_and_takes_over_when_its_lease_lapse
     once, and the client's retry is given the one invno."""
     b = world.process()
     rno = world.create_order(b)
-    a_clock = task.Clock()
-    a_clock.advance(world.clock.seconds())
-    a = world.process(clock=a_clock)
+    a = world.suspended_process()
+    a_clock = a.clock
     call = activate(rno, ("ART-1", 1))
     world.sandbox.faults.add({"method": "POST", "path": "/captures$", "action": "latency",
                               "delay_ms": 60_000, "times": 1})
@@ -127,15 +123,12 @@ def test_a_retry_after_recovery_failed_a_half_applied_entry_does_not_capture_aga
 
     proc = world.process()
     rno = world.create_order(proc)
-    call = ActivateReservation(
-        1234, PY, rno, goods=(Goods("ART-1", "T", 10000, Decimal(25), Decimal(0), 32, 1),))
-    world.sandbox.faults.add({"method": "POST", "path": "/release-remaining-authorization$",
-                              "action": "fail", "status": 503, "times": 1000})
+    call = activate_reservation(rno)
+    world.fail("POST", "/release-remaining-authorization$", 503)
     assert fault_of(world, proc, call).fault_code == FaultCode.TIMEOUT
     assert world.captures_applied(rno, proc) == 1
     world.sandbox.faults.clear()
-    world.sandbox.faults.add({"method": "POST", "path": "/release-remaining-authorization$",
-                              "action": "fail", "status": 403, "times": 1})
+    world.fail("POST", "/release-remaining-authorization$", 403, times=1)
     assert world.run(recover_unfinished(proc.parts.engine), proc) == {"failed": 1}
     try:
         run_call(world, proc, call)  # the retry the client was told to send

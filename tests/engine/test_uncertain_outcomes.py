@@ -19,10 +19,9 @@ from decimal import Decimal
 import pytest
 from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent, _SynchronousProducer
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.web.resource import Resource
 
-from gateway.calls.activate_reservation import ActivateReservation
 from gateway.calls.change_reservation import ChangeReservation
 from gateway.calls.credit_invoice import CreditInvoice
 from gateway.calls.update import Update
@@ -31,7 +30,7 @@ from gateway.errors import FaultCode, GatewayError
 from gateway.legacy.values import Goods
 from gateway.model import EntryState
 from tests.engine.world import (
-    PY, Process, World, activate, fault_of, now, run_call, start,
+    PY, Process, World, activate, activate_reservation, fault_of, now, run_call, start,
 )
 
 EID = 1234
@@ -56,9 +55,8 @@ def test_a_runner_that_lost_its_lease_never_hands_over_a_reply_it_does_not_own(
     """
     b = world.process()
     rno = world.create_order(b)
-    a_clock = task.Clock()
-    a_clock.advance(world.clock.seconds())
-    a = world.process(clock=a_clock)
+    a = world.suspended_process()
+    a_clock = a.clock
     world.sandbox.faults.add({"method": "POST", "path": "/captures$", "action": "latency",
                               "delay_ms": 1000, "times": 2})
     call = activate(rno, ("ART-1", 1))
@@ -222,10 +220,8 @@ def test_a_fault_after_a_capture_names_the_invoice_it_created(world: World) -> N
     was captured (to credit it), and knows not to capture the goods again."""
     proc = world.process()
     rno = world.create_order(proc)
-    call = ActivateReservation(
-        1234, PY, rno, goods=(Goods("ART-1", "T", 10000, Decimal(25), Decimal(0), 32, 1),))
-    world.sandbox.faults.add({"method": "POST", "path": "/release-remaining-authorization$",
-                              "action": "fail", "status": 403, "times": 1})
+    call = activate_reservation(rno)
+    world.fail("POST", "/release-remaining-authorization$", 403, times=1)
     fault = fault_of(world, proc, call)
     assert world.captures_applied(rno, proc) == 1
     res = now(proc.parts.store.get_reservation(1234, rno))

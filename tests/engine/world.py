@@ -15,6 +15,7 @@ import tempfile
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -26,9 +27,10 @@ from twisted.python.failure import Failure
 from gateway.app import Components, SchemaMode, build
 from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
+from gateway.calls.activate_reservation import ActivateReservation
 from gateway.config import Config, load_config, default_sandbox_config_path
 from gateway.errors import GatewayError
-from gateway.legacy.values import ArtNo
+from gateway.legacy.values import ArtNo, Goods
 from gateway.model import Origin
 from gateway.sandbox.resource import SandboxResource
 from gateway.store import schema
@@ -94,6 +96,18 @@ class World:
         proc = Process(clock=clock or self.clock, agent=agent, parts=parts)
         self.processes.append(proc)
         return proc
+
+    def suspended_process(self) -> Process:
+        """A process on its own clock, set to the world's time: the test suspends it (a
+        process stopped by the kernel, a long pause) by not advancing that clock."""
+        clock = task.Clock()
+        clock.advance(self.clock.seconds())
+        return self.process(clock=clock)
+
+    def fail(self, method: str, path: str, status: int, times: int = 1000) -> None:
+        """Klarna answers ``status`` to the next ``times`` requests ``method path$``."""
+        self.sandbox.faults.add({"method": method, "path": path, "action": "fail",
+                                 "status": status, "times": times})
 
     def close(self) -> None:
         for proc in self.processes:
@@ -170,6 +184,13 @@ def activate(rno: str, *artnos: tuple[str, int], eid: int = 1234) -> Activate:
     """``activate`` of the articles ``(artno, qty)`` (none: everything left)."""
     return Activate(eid=eid, client_version=PY, rno=rno,
                     artnos=tuple(ArtNo(a, q) for a, q in artnos))
+
+
+def activate_reservation(rno: str) -> ActivateReservation:
+    """``activate_reservation`` with a goods list of 1 x ART-1 (10 000): a capture, then the
+    release of the rest: two steps."""
+    goods = (Goods("ART-1", "T", 10000, Decimal(25), Decimal(0), 32, 1),)
+    return ActivateReservation(1234, PY, rno, goods=goods)
 
 
 def start(world: World, proc: Process, call: Any) -> defer.Deferred[Any]:
