@@ -8,19 +8,14 @@ from gateway.calls.credit_part import CreditPart
 from gateway.calls.invoice_amount import InvoiceAmount
 from gateway.errors import FaultCode
 from gateway.legacy.values import ArtNo
-from tests.engine.world import PY, World, activate_reservation, fault_of, run_call
+from tests.engine.world import PY, World, fault_of, release_fails_for_the_budget, run_call
 
 
 def test_activate_reservation_resumed_after_its_release_failed(world: World) -> None:
     """The capture succeeds, the release meets 503s for the whole budget: 9119. The
     client's retry of the same call sends only the release (same key), answers the same
     invno, and the order holds exactly one capture."""
-    proc = world.process()
-    rno = world.create_order(proc)
-    call = activate_reservation(rno)
-    world.fail("POST", "/release-remaining-authorization$", 503)
-    assert fault_of(world, proc, call).fault_code == FaultCode.TIMEOUT
-    assert world.captures_applied(rno, proc) == 1
+    proc, rno, call = release_fails_for_the_budget(world)
     assert world.order(rno, proc)["status"] == "PART_CAPTURED"
     world.sandbox.faults.clear()
     assert run_call(world, proc, call) == ["ok", "9000000000"]

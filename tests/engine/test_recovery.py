@@ -15,7 +15,7 @@ from gateway.engine.recovery import recover_unfinished
 from gateway.errors import FaultCode, GatewayError
 from gateway.model import EntryState
 from tests.engine.world import (
-    World, activate, activate_reservation, fault_of, now, run_call, start,
+    World, activate, fault_of, now, release_fails_for_the_budget, run_call, start,
 )
 
 
@@ -49,14 +49,11 @@ def test_recovery_leaves_a_live_runner_alone_and_takes_over_when_its_lease_lapse
     b = world.process()
     rno = world.create_order(b)
     a = world.suspended_process()
-    a_clock = a.clock
     call = activate(rno, ("ART-1", 1))
     world.sandbox.faults.add({"method": "POST", "path": "/captures$", "action": "latency",
                               "delay_ms": 60_000, "times": 1})
     d_a = start(world, a, call)
-    for _ in range(50):  # until A's capture is journaled and on its way
-        a.agent.flush()
-        a_clock.advance(0)
+    world.turn(a)  # A's capture is journaled and on its way
     assert not d_a.called
     entry = now(b.parts.store.get_entry(1))
     assert entry.state is EntryState.PENDING and entry.steps
@@ -121,12 +118,7 @@ def test_a_retry_after_recovery_failed_a_half_applied_entry_does_not_capture_aga
        second time. The client never had an answer but 9119 and did what it was told.
     """
 
-    proc = world.process()
-    rno = world.create_order(proc)
-    call = activate_reservation(rno)
-    world.fail("POST", "/release-remaining-authorization$", 503)
-    assert fault_of(world, proc, call).fault_code == FaultCode.TIMEOUT
-    assert world.captures_applied(rno, proc) == 1
+    proc, rno, call = release_fails_for_the_budget(world)
     world.sandbox.faults.clear()
     world.fail("POST", "/release-remaining-authorization$", 403, times=1)
     assert world.run(recover_unfinished(proc.parts.engine), proc) == {"failed": 1}

@@ -56,22 +56,17 @@ def test_a_runner_that_lost_its_lease_never_hands_over_a_reply_it_does_not_own(
     b = world.process()
     rno = world.create_order(b)
     a = world.suspended_process()
-    a_clock = a.clock
     world.sandbox.faults.add({"method": "POST", "path": "/captures$", "action": "latency",
                               "delay_ms": 1000, "times": 2})
     call = activate(rno, ("ART-1", 1))
     d_a = start(world, a, call)
-    for _ in range(50):  # until A's capture is journaled and sent
-        a.agent.flush()
-        a_clock.advance(0)
+    world.turn(a)  # A's capture is journaled and sent
     assert not d_a.called
     world.clock.advance(a.parts.engine.lease_seconds + 1)  # A sleeps, the world goes on
     entry = now(b.parts.store.get_entry(1))
     assert entry.state is EntryState.PENDING and entry.steps
     d_b = defer.ensureDeferred(b.parts.engine.resume(entry))
-    for _ in range(50):  # B's request is out, its answer delayed
-        b.agent.flush()
-        world.clock.advance(0)
+    world.turn(b)  # B's request is out, its answer delayed
     assert not d_b.called
     # A wakes: its delayed answer is there; it records the capture but owns no outcome.
     with pytest.raises(GatewayError) as info:

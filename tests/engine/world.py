@@ -29,7 +29,7 @@ from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
 from gateway.calls.activate_reservation import ActivateReservation
 from gateway.config import Config, load_config, default_sandbox_config_path
-from gateway.errors import GatewayError
+from gateway.errors import FaultCode, GatewayError
 from gateway.legacy.values import ArtNo, Goods
 from gateway.model import Origin
 from gateway.sandbox.resource import SandboxResource
@@ -103,6 +103,14 @@ class World:
         clock = task.Clock()
         clock.advance(self.clock.seconds())
         return self.process(clock=clock)
+
+    @staticmethod
+    def turn(proc: Process, turns: int = 50) -> None:
+        """Let ``proc`` alone run without time passing: its requests go out, answers that
+        are there come in (enough turns for a call to journal its step and send it)."""
+        for _ in range(turns):
+            proc.agent.flush()
+            proc.clock.advance(0)
 
     def fail(self, method: str, path: str, status: int, times: int = 1000) -> None:
         """Klarna answers ``status`` to the next ``times`` requests ``method path$``."""
@@ -191,6 +199,19 @@ def activate_reservation(rno: str) -> ActivateReservation:
     release of the rest: two steps."""
     goods = (Goods("ART-1", "T", 10000, Decimal(25), Decimal(0), 32, 1),)
     return ActivateReservation(1234, PY, rno, goods=goods)
+
+
+def release_fails_for_the_budget(world: World) -> tuple[Process, str, ActivateReservation]:
+    """``activate_reservation`` of 1 x ART-1 whose capture is applied while every release of
+    the rest meets 503 for the whole budget: its client was told 9119. (process, rno,
+    call); the 503s stay until the test clears them."""
+    proc = world.process()
+    rno = world.create_order(proc)
+    call = activate_reservation(rno)
+    world.fail("POST", "/release-remaining-authorization$", 503)
+    assert fault_of(world, proc, call).fault_code == FaultCode.TIMEOUT
+    assert world.captures_applied(rno, proc) == 1
+    return proc, rno, call
 
 
 def start(world: World, proc: Process, call: Any) -> defer.Deferred[Any]:
