@@ -26,6 +26,7 @@ import pytest
 from gateway.cli import build_parser
 from gateway.cli.common import CONFIG_ENV, DB_ENV, config_path, db_url
 from gateway.testing.processes import SandboxProcess, write_config
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_DOWN = "postgresql://nobody@127.0.0.1:9/none"
@@ -537,7 +538,9 @@ def test_record_says_how_many_exchanges_it_recorded(world: World) -> None:
                 urllib.request.urlopen(request, timeout=10).read()
             except urllib.error.HTTPError:
                 pass  # the sandbox answers what it answers: it is recorded either way
-        time.sleep(0.2)
+        wait_until(lambda: sum(len(f.read_text().splitlines()) - 1  # each after its header
+                               for f in (world.tmp / "recorded").glob("recording-*.jsonl"))
+                   >= 2, "both exchanges reached the recording")
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
