@@ -40,8 +40,11 @@ async def test_two_parcels_of_the_same_article_are_two_captures(gw: Harness) -> 
     assert first != second
     order = await gw.order(created["order_id"])
     assert order["captured_amount"] == 20000 and len(order["captures"]) == 2
-    calls = [c for c in await journal(gw) if c["method"] == "activate"]
-    assert all(c["delivered_at"] is not None for c in calls)  # the journal says so
+
+    async def both_delivered() -> bool:  # recorded once each reply was written: just after
+        calls = [c for c in await journal(gw) if c["method"] == "activate"]
+        return len(calls) == 2 and all(c["delivered_at"] is not None for c in calls)
+    await eventually(both_delivered, "the journal records both deliveries")
 
 
 @pytest_twisted.ensureDeferred
