@@ -17,11 +17,47 @@ from tests.harness import Harness, pg_schema_url, start_gateway
 PG_DSN = os.environ.get("GATEWAY_TEST_PG_DSN")
 
 
+def pytest_addoption(parser: Any) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the tests marked slow (CI=true does too)")
+
+
+def runs_slow(config: Any) -> bool:
+    """Whether this run includes the ``slow`` tests: in CI (``CI=true``, as ``.ci/run``
+    sets), with ``--run-slow``, when a ``-m`` expression names them, or when a test is
+    named by its node id (``path::test``). Otherwise they are deselected, so the default
+    run stays short on a 2-core machine (docs/architecture.md#tests)."""
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        return True
+    if config.getoption("--run-slow") or "slow" in (config.option.markexpr or ""):
+        return True
+    return any("::" in str(arg) for arg in config.args)
+
+
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     skip = pytest.mark.skip(reason="GATEWAY_TEST_PG_DSN is not set")
     for item in items:
         if "postgres" in item.keywords and not PG_DSN:
             item.add_marker(skip)
+    if runs_slow(config):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+        config.stash[_SLOW_DESELECTED] = len(slow)
+
+
+_SLOW_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    deselected = config.stash.get(_SLOW_DESELECTED, 0)
+    if deselected:
+        terminalreporter.write_line(
+            f"{deselected} slow tests deselected (processes killed or restarted, soaks, a "
+            f"browser, the command line as a child process): --run-slow runs them, as CI "
+            f"(CI=true) does")
 
 
 @pytest_twisted.async_yield_fixture

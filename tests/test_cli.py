@@ -44,6 +44,7 @@ def rest(sb: SandboxProcess, order_id: str, what: str, body: dict[str, Any]) -> 
     return headers[f"{what.capitalize()}-Id"]
 
 
+@pytest.mark.slow
 def test_reservations_add_show_and_import(tmp_path: Path, db: str, cfg: str,
                                           sandbox: SandboxProcess) -> None:
     """add issues or takes an rno; show prints the mapping; import checks each order over
@@ -85,6 +86,7 @@ def test_reservations_add_show_and_import(tmp_path: Path, db: str, cfg: str,
     assert "added 1, unchanged 1, problems 0" in again.stdout
 
 
+@pytest.mark.slow
 def test_import_invoices_and_credits(tmp_path: Path, db: str, cfg: str,
                                      sandbox: SandboxProcess) -> None:
     """Invoices and credits Klarna issued before the migration: checked against the order
@@ -138,6 +140,7 @@ def test_import_invoices_and_credits(tmp_path: Path, db: str, cfg: str,
     assert_store(db, invoices=1, credits=1, reservations=1)
 
 
+@pytest.mark.slow
 def test_import_refuses_an_unknown_header(tmp_path: Path, db: str, cfg: str) -> None:
     """A header naming no kind: exit 2, the accepted headers named, nothing read."""
     bad = tmp_path / "bad.csv"

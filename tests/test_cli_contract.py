@@ -26,6 +26,7 @@ import pytest
 from gateway.cli import build_parser
 from gateway.cli.common import CONFIG_ENV, DB_ENV, config_path, db_url
 from gateway.testing.processes import SandboxProcess, write_config
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_DOWN = "postgresql://nobody@127.0.0.1:9/none"
@@ -316,6 +317,7 @@ def check(case: Case, result: subprocess.CompletedProcess[str]) -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_every_subcommand_meets_every_kind_of_bad_input(world: World) -> None:
     table = walk(world)
     assert set(table) == set(leaf_commands()), "every subcommand is walked"
@@ -333,6 +335,7 @@ def test_every_subcommand_meets_every_kind_of_bad_input(world: World) -> None:
     assert not (world.tmp / "r.html").exists(), "a refused replay writes no report"
 
 
+@pytest.mark.slow
 def test_debug_prints_the_traceback_of_an_expected_error_too(world: World) -> None:
     plain = cli("journal", "--config", world.cfg, "--db", PG_DOWN)
     assert plain.returncode == 3 and "Traceback" not in plain.stderr
@@ -421,6 +424,7 @@ def reservations_in(db: str) -> int:
         return int(conn.execute("SELECT count(*) FROM reservations").fetchone()[0])
 
 
+@pytest.mark.slow
 def test_reservations_add_checks_the_order_like_the_admin_api(world: World) -> None:
     """Finding 1: an order that does not exist, or is another merchant's, is refused (exit
     2, the admin API's words) and nothing is registered."""
@@ -433,6 +437,7 @@ def test_reservations_add_checks_the_order_like_the_admin_api(world: World) -> N
     assert reservations_in(world.db) == before
 
 
+@pytest.mark.slow
 def test_expiring_honours_the_environment_and_db_file(world: World) -> None:
     """Finding 2: $KLARNA_GATEWAY_CONFIG, $KLARNA_GATEWAY_DB and --db-file, like every
     command; a wrong database is refused, never silently ./gateway.db. Finding 7: amounts
@@ -487,6 +492,7 @@ def recording_of_one_call(directory: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_replay_checks_the_report_path_before_sending_anything(world: World) -> None:
     """Finding 3: a report that cannot be written is refused before the first call (the
     target is not even connected to); finding 5: a target that does not run is exit 3 with
@@ -532,7 +538,9 @@ def test_record_says_how_many_exchanges_it_recorded(world: World) -> None:
                 urllib.request.urlopen(request, timeout=10).read()
             except urllib.error.HTTPError:
                 pass  # the sandbox answers what it answers: it is recorded either way
-        time.sleep(0.2)
+        wait_until(lambda: sum(len(f.read_text().splitlines()) - 1  # each after its header
+                               for f in (world.tmp / "recorded").glob("recording-*.jsonl"))
+                   >= 2, "both exchanges reached the recording")
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
@@ -548,6 +556,7 @@ def sandbox_url(world: World) -> str:
         return str(tomllib.load(f)["merchants"][0]["base_url"]) + "/"
 
 
+@pytest.mark.slow
 def test_a_semicolon_csv_is_read_and_a_one_column_file_refused(world: World) -> None:
     """Finding 5: the delimiter is sniffed; a file it cannot split is unusable (exit 2)."""
     semi = world.tmp / "semi.csv"
@@ -563,6 +572,7 @@ def test_a_semicolon_csv_is_read_and_a_one_column_file_refused(world: World) -> 
     assert check(Case((), 2, "no line has more than one column"), refused) is None
 
 
+@pytest.mark.slow
 def test_serve_on_a_busy_port_is_exit_2_in_one_line(world: World) -> None:
     """Finding 6: exit status 2 (docs/cli.md#exit-status), one line, no "Main loop terminated"
     after it."""
@@ -613,6 +623,7 @@ def test_every_option_has_a_description_and_one_default() -> None:
             assert block.count("(default") <= 1, (command, block)
 
 
+@pytest.mark.slow
 def test_usage_errors_point_at_the_subcommands_help() -> None:
     """Finding 7: the help of the command that was used, one line, prefixed."""
     for argv, where in ((["reconcile", "--bogus"], "klarna-gateway reconcile --help"),
@@ -676,6 +687,7 @@ def test_the_readme_examples_use_files_the_repository_has() -> None:
     assert checked.returncode == 0, checked.stderr
 
 
+@pytest.mark.slow
 def test_completion_scripts_for_bash_and_zsh() -> None:
     for shell, marker in (("bash", "complete -o"), ("zsh", "#compdef klarna-gateway")):
         script = cli("completion", shell)

@@ -113,6 +113,7 @@ def with_eid_777(tmp_path: Path, base_url: str) -> str:
 # -- fail closed ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_command_refuses_to_run_without_a_configuration(tmp_path: Path, db: str) -> None:
     """No command but `serve --sandbox` and `sandbox` falls back to the demo merchants."""
     request = tmp_path / "call.xml"
@@ -137,6 +138,7 @@ def test_every_command_refuses_to_run_without_a_configuration(tmp_path: Path, db
     assert fingerprint(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_the_environment_names_the_configuration_and_unknown_eids_are_reported(
         tmp_path: Path, db: str, cfg: str) -> None:
     """A store holding eid 777 and a configuration without it: reconcile does not say
@@ -160,6 +162,7 @@ def test_the_environment_names_the_configuration_and_unknown_eids_are_reported(
 # -- one-line errors -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_without_a_traceback(tmp_path: Path, db: str, cfg: str) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[gateway]\nbogus = 1\n")
@@ -257,6 +260,7 @@ def test_every_flag_shows_its_default_and_every_command_has_a_description() -> N
 # -- read-only commands, database URL ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_read_only_commands_create_nothing(tmp_path: Path, db: str, cfg: str) -> None:
     """Without a database they say so and create no file; with one they change no byte
     (no -wal/-shm left behind)."""
@@ -287,6 +291,7 @@ def test_read_only_commands_create_nothing(tmp_path: Path, db: str, cfg: str) ->
     assert fingerprint(store_dir) == before
 
 
+@pytest.mark.slow
 def test_database_url_from_a_file_or_the_environment(tmp_path: Path, cfg: str) -> None:
     """--db, else --db-file, else $KLARNA_GATEWAY_DB, else sqlite:///gateway.db."""
     url_file = tmp_path / "db-url"
@@ -317,6 +322,7 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat()
 
 
+@pytest.mark.slow
 def test_reconcile_formats_since_and_what_it_cannot_check(tmp_path: Path, db: str,
                                                           sandbox: SandboxProcess) -> None:
     config = str(write_config(tmp_path / "sb.toml", sandbox.url))
@@ -383,6 +389,7 @@ def _with_terminal_stderr(*args: str) -> tuple[int, str]:
     return proc.returncode, b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.slow
 def test_progress_is_drawn_on_a_terminal(tmp_path: Path, db: str,
                                          sandbox: SandboxProcess) -> None:
     config = str(write_config(tmp_path / "sb.toml", sandbox.url))
@@ -399,6 +406,7 @@ def test_progress_is_drawn_on_a_terminal(tmp_path: Path, db: str,
     assert "orders: 100%" in screen and "3/3" in screen
 
 
+@pytest.mark.slow
 def test_import_reports_as_json_and_csv(tmp_path: Path, db: str,
                                         sandbox: SandboxProcess) -> None:
     config = str(write_config(tmp_path / "sb.toml", sandbox.url))
@@ -422,6 +430,7 @@ def test_import_reports_as_json_and_csv(tmp_path: Path, db: str,
 # -- db port -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_db_port_copies_verifies_and_refuses(tmp_path: Path, db: str, cfg: str) -> None:
     """SQLite to SQLite (the PostgreSQL round trip is below): every row, the counters
     (raised past an rno the ERP gave in the gateway's range), and the refusals."""
@@ -452,6 +461,7 @@ def test_db_port_copies_verifies_and_refuses(tmp_path: Path, db: str, cfg: str) 
     assert not (tmp_path / "copy3.db").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_db_port_sqlite_to_postgresql_then_serve_from_the_copy(
         tmp_path: Path, sandbox: SandboxProcess) -> None:

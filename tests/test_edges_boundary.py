@@ -312,9 +312,9 @@ def failures(events: list[dict[str, Any]]) -> list[str]:
 @pytest_twisted.ensureDeferred
 async def test_kco_edge_refuses_an_excluded_network_before_anything_runs(gwb: Harness
                                                                           ) -> None:
-    """The attack of the review: a valid digest and ``activate: true`` from a network
-    eid 1234 excludes. Before: 200 with a reservation and an invoice. Now: JSON 403, and
-    the status GET too; no order at Klarna, nothing journaled."""
+    """A valid digest and ``activate: true`` from a network eid 1234 excludes: JSON 403,
+    and the status GET too; no order at Klarna, nothing journaled (never 200 with a
+    reservation and an invoice)."""
     await make_token(gwb, "ct-boundary", eid=RESTRICTED)
     [order, status] = kco_probes(RESTRICTED, SECRETS[RESTRICTED])
     answer = await send(gwb.url, order)

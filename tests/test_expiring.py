@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, reactor, threads
 from twisted.logger import globalLogPublisher
 
 from gateway.cli import expiring as expiring_cli
@@ -29,6 +29,7 @@ from gateway.model import Reservation
 from gateway.testing.processes import REST_AUTH, run_cli, write_config
 from gateway.tools import expiring as expiry
 from tests.harness import ADMIN, SANDBOX_CONFIG, Harness, start_gateway
+from tests.waiting import eventually
 
 DAY = 86400
 
@@ -196,6 +197,7 @@ def report(found: expiry.Scan, within: str, fmt: str = "table") -> tuple[int, st
     return code, out.getvalue(), err.getvalue()
 
 
+@pytest.mark.slow
 @pytest_twisted.ensureDeferred
 async def test_the_cli_reports_what_lapses_and_exits_1(seeded: Harness, tmp_path: Path,
                                                        ) -> None:
@@ -258,6 +260,7 @@ def test_bad_flags_are_one_line_and_exit_2(args: tuple[str, ...], message: str,
     assert out == "" and err.startswith(message) and err.count("\n") == 1
 
 
+@pytest.mark.slow
 @pytest_twisted.ensureDeferred
 async def test_cli_errors_are_one_line(seeded: Harness, tmp_path: Path) -> None:
     made = await orders_near_expiry(seeded)
@@ -373,9 +376,7 @@ async def test_a_round_still_running_is_not_started_again(seeded: Harness) -> No
     await seeded.fault(method="GET", path="/ordermanagement/v1/orders/", action="latency",
                        delay_ms=300, times=None)
     pending = defer.ensureDeferred(watch.refresh())
-
-    await task.deferLater(reactor, 0.05, lambda: None)
-    assert watch.running
+    await eventually(lambda: watch.running, "the round is running")
     watch._tick()  # what the LoopingCall does when the next round is due
     assert watch.skipped == 1
     assert await pending is not None and not watch.running

@@ -47,6 +47,7 @@ async def test_serve_creates_the_database_private(tmp_path: Path) -> None:
         await h.gateway.stop()
 
 
+@pytest.mark.slow
 def test_db_upgrade_and_port_create_the_database_private(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
     done = run_cli("db", "upgrade", "--db", f"sqlite:///{db}")

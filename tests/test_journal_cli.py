@@ -70,6 +70,7 @@ def journal(*args: str) -> Any:
     return run_cli("journal", "--config", str(default_sandbox_config_path()), *args)
 
 
+@pytest.mark.slow
 def test_formats_filters_and_paging(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/gateway.db"
     populate(url)
@@ -99,6 +100,7 @@ def test_formats_filters_and_paging(tmp_path: Path) -> None:
     assert fingerprint(tmp_path) == before  # nothing written, no -wal/-shm left behind
 
 
+@pytest.mark.slow
 def test_creates_nothing(tmp_path: Path) -> None:
     """A missing database is an error, not a new empty file; an old schema is refused."""
     missing = tmp_path / "nope.db"
@@ -138,6 +140,7 @@ def test_read_only_engine_refuses_writes(tmp_path: Path, engine: str) -> None:
             drop()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_cli_on_postgres() -> None:
     assert PG_DSN

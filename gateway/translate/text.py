@@ -46,6 +46,7 @@ _READ_AS: Final = ("latin-1", "sloppy-windows-1252", "windows-1252")
 #: the replay decodes strict UTF-8 either way).
 _REALLY: Final = ("utf-8", "utf-8-variants")
 _INDEX: Final = re.compile(r"\[\d+\]")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 #: How every text repair note begins (the console lists them apart).
 NOTE_PREFIX: Final = "text repair ("
 
@@ -64,8 +65,8 @@ def repair(text: str) -> Repaired:
     proposes anything but a UTF-8 re-reading, or when anything fails (``error`` says
     what). Never raises."""
     try:
-        if not isinstance(text, str) or text.isascii():
-            return Repaired(text)
+        if not isinstance(text, str) or text.isascii() or _SURROGATE.search(text):
+            return Repaired(text)  # a lone surrogate is no UTF-8 read wrongly: nothing to do
         fixed = ftfy.fix_encoding_and_explain(text, _CONFIG)
         if fixed.text == text:
             return Repaired(text)

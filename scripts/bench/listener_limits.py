@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gateway.web import ListenerLimits  # noqa: E402
 from tests.web import clients  # noqa: E402
-from tests.web.guarded_server import ServerProcess, wait_for  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
+from tests.web.guarded_server import ServerProcess  # noqa: E402
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -85,7 +86,8 @@ def bench_cap(args: argparse.Namespace) -> None:
         for sock in socks:
             sock.close()
         # With the cap full even /stats would be refused: ask once the slots are free.
-        wait_for(lambda: server.stats()["open_connections"] == 1, timeout=10.0)
+        wait_until(lambda: server.stats()["open_connections"] == 1,
+                   "the connections of the last round closed", timeout=10.0)
         refused = server.stats()["refused_connections"]
     print(f"connection cap {args.max_connections}: {args.attempts} connections attempted in "
           f"{opened - started:.2f} s, {kept} kept after 1 s, "
@@ -103,7 +105,8 @@ def bench_upload(args: argparse.Namespace, *, ignore_answer: bool) -> None:
             started = time.monotonic()
             sent, how = stream_ignoring_answers(server.port, 1 << 40, limit=60.0)
             took = time.monotonic() - started
-            wait_for(lambda: server.stats()["open_connections"] == 1)
+            wait_until(lambda: server.stats()["open_connections"] == 1,
+                       "the upload's connection closed", timeout=5.0)
             stats = server.stats()
         else:
             upload = clients.stream_upload(server.port, upload_head(GiB), GiB, limit=120)

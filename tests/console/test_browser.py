@@ -24,6 +24,9 @@ from gateway.testing.processes import http
 from tests.harness import REST_AUTH, Harness
 from tests.legacy.legacy_sdk_capture import make_sdk
 
+#: A real Chromium per test (slow: not in the default run; CI runs them).
+pytestmark = pytest.mark.slow
+
 CHROMIUM = os.environ.get("KGW_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--disable-background-networking", "--disable-component-update", "--no-first-run"]

@@ -16,8 +16,10 @@ import pytest_twisted
 import treq
 from twisted.internet import threads
 
+from gateway.binding import Phase
 from tests.e2e.sdk import fault_of, mutations
 from tests.harness import ADMIN, Harness, order_line
+from tests.waiting import eventually
 
 
 async def journal(gw: Harness, eid: int = 1234) -> list[dict[str, Any]]:
@@ -38,8 +40,11 @@ async def test_two_parcels_of_the_same_article_are_two_captures(gw: Harness) -> 
     assert first != second
     order = await gw.order(created["order_id"])
     assert order["captured_amount"] == 20000 and len(order["captures"]) == 2
-    calls = [c for c in await journal(gw) if c["method"] == "activate"]
-    assert all(c["delivered_at"] is not None for c in calls)  # the journal says so
+
+    async def both_delivered() -> bool:  # recorded once each reply was written: just after
+        calls = [c for c in await journal(gw) if c["method"] == "activate"]
+        return len(calls) == 2 and all(c["delivered_at"] is not None for c in calls)
+    await eventually(both_delivered, "the journal records both deliveries")
 
 
 @pytest_twisted.ensureDeferred
@@ -146,11 +151,13 @@ async def test_a_reply_the_client_never_received_is_replayed_once(gw: Harness) -
         tuple(_sdk_params(k, created["rno"])), "activate", encoding="iso-8859-1").encode(
             "latin-1")
     await threads.deferToThread(_call_and_hang_up, gw.url, body, 0.2)
-    for _ in range(100):  # the capture completes without its client
-        if mutations(await gw.operations(created["order_id"]), "/captures"):
-            break
-        await _sleep(0.05)
-    await _sleep(0.7)
+    assert gw.gateway.store is not None
+    store = gw.gateway.store
+
+    async def handed_over() -> bool:  # the capture completed without its client
+        entries = [e for e in await store.journal_for(1234) if e.method == "activate"]
+        return bool(entries) and entries[0].phase in (Phase.UNDELIVERED, Phase.DELIVERED)
+    await eventually(handed_over, "the call's reply was handed over (or found undeliverable)")
     [entry] = [c for c in await journal(gw) if c["method"] == "activate"]
     assert entry["state"] == "done" and entry["delivered_at"] is None
     k = gw.sdk()
@@ -180,8 +187,3 @@ def _sdk_params(k: Any, rno: str) -> list[Any]:
     finally:
         k.xmlrpc = real
     return sent
-
-
-def _sleep(seconds: float) -> Any:
-    from twisted.internet import reactor, task
-    return task.deferLater(reactor, seconds, lambda: None)

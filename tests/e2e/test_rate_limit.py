@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import pytest_twisted
 from sqlalchemy import create_engine, text
-from twisted.internet import reactor, task
+from twisted.internet import defer
 
 from gateway.config import load_config
 from tests.e2e.sdk import fault_of, mutations
 from tests.harness import SANDBOX_CONFIG, Harness, start_gateway
+from tests.waiting import eventually
 
 
 def _limited(rate: float, burst: int, **gateway: Any) -> Any:
@@ -78,9 +79,9 @@ async def test_retry_after_holds_the_merchant_then_its_calls_go_on(tmp_path: Any
         a, b = await h.create_order(), await h.create_order()
         await h.fault(method="POST", path="/captures$", action="rate_limit", retry_after=2)
         started = time.monotonic()
-        d1 = h.call(h.sdk().activate, a["rno"])
-        await task.deferLater(reactor, 0.5, lambda: None)
-        d2 = h.call(h.sdk().activate, b["rno"])
+        d1 = defer.ensureDeferred(h.call(h.sdk().activate, a["rno"]))  # under way now
+        await eventually(lambda: h.requests("/captures"), "the first capture met its 429")
+        d2 = defer.ensureDeferred(h.call(h.sdk().activate, b["rno"]))
         assert (await d1)[0] == "ok" and (await d2)[0] == "ok"
         assert time.monotonic() - started >= 2.0
         captures = [r for r in await h.requests()

@@ -1,4 +1,4 @@
-"""The engine on a fake clock: give-up, key-trust age, lease takeover and fencing.
+"""The engine on a fake clock: give-up, key-trust age, lease takeover and fencing, replays.
 
 No wall clock, no sockets, no threads (see ``tests/engine/world.py``): time moves only
 with ``clock.advance``, so rules measured in minutes and days run in milliseconds, and
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet import defer, task
+from twisted.internet import defer
 
 from gateway.binding import DELIVERY_GRACE_SECONDS
 from gateway.calls import REGISTRY
@@ -21,28 +21,7 @@ from gateway.calls.cancel_reservation import CancelReservation
 from gateway.engine.decisions import GIVE_UP_QUIET_SECONDS
 from gateway.errors import FaultCode, GatewayError
 from gateway.model import EntryState
-from gateway.wire.values import ArtNo
-from tests.engine.world import Process, World
-
-PY = "python:api:3.1.0"
-
-
-def activate(rno: str, *artnos: tuple[str, int]) -> Activate:
-    return Activate(eid=1234, client_version=PY, rno=rno,
-                    artnos=tuple(ArtNo(a, q) for a, q in artnos))
-
-
-def run_call(world: World, proc: Process, call: Any) -> Any:
-    merchant = world.config.merchant(call.eid)
-    answer = world.run(proc.parts.engine.run(merchant, REGISTRY.spec_for(call), call), proc)
-    world.run(proc.parts.engine.delivered(answer), proc)  # the client got it
-    return answer.reply
-
-
-def fault_of(world: World, proc: Process, call: Any) -> GatewayError:
-    with pytest.raises(GatewayError) as info:
-        run_call(world, proc, call)
-    return info.value
+from tests.engine.world import PY, Process, World, activate, fault_of, run_call
 
 
 def pending_entry(world: World, proc: Process) -> Any:
@@ -159,9 +138,8 @@ def test_takeover_and_fencing_of_a_suspended_runner(world: World) -> None:
     invoice, B's outcome."""
     b = world.process()
     rno = world.create_order(b)
-    a_clock = task.Clock()
-    a_clock.advance(world.clock.seconds())
-    a = world.process(clock=a_clock)
+    a = world.suspended_process()
+    a_clock = a.clock
     # The capture is applied at once; its answer is on its way when A is suspended.
     world.sandbox.faults.add({"method": "POST", "path": "/captures$", "action": "latency",
                               "delay_ms": 1000, "times": 1})
@@ -190,9 +168,8 @@ def test_a_runner_stalled_before_its_intent_never_sends_late(world: World) -> No
     (a call never sends after its client may have given up)."""
     b = world.process()
     rno = world.create_order(b)
-    a_clock = task.Clock()
-    a_clock.advance(world.clock.seconds())
-    a = world.process(clock=a_clock)
+    a = world.suspended_process()
+    a_clock = a.clock
     world.sandbox.faults.add({"method": "GET", "path": "/orders/[^/]+$", "action": "latency",
                               "delay_ms": 1000, "times": 1})
     call = activate(rno, ("ART-1", 1))
@@ -342,3 +319,49 @@ def test_a_replay_whose_delivery_was_never_recorded_is_replayed_after_the_grace(
     again = parcel.send()
     assert again.replayed and again.reply == first.reply
     assert parcel.captures() == 1
+
+
+def test_a_repeat_right_after_a_together_replay_waits_for_its_delivery(world: World) -> None:
+    """The client's first attempt A is abandoned mid-capture (its connection closed) and
+    the client retries: B joins A in flight. A finishes; its reply is undelivered (which
+    clears delivering_until). B is handed A's outcome (the `together` replay, unmarked).
+    The ERP sends a deliberate repeat C the instant B's reply arrives, before B's delivery
+    is recorded: C must wait and be a new operation, not get the same reply again."""
+    parcel = OneArticle.on(world)
+    world.sandbox.faults.add({"method": "POST", "path": "/captures$", "action": "latency",
+                              "delay_ms": 500, "times": 1})
+    a, b = parcel.start(), parcel.start()
+    first = world.drive(a, parcel.proc)
+    parcel.undelivered(first)  # A's client had gone
+    second = world.drive(b, parcel.proc)
+    assert second.replayed and second.reply == first.reply
+    # B's reply is on the wire; its delivery is not recorded yet. The repeat arrives now.
+    repeat = parcel.start()
+    world.pump(parcel.proc, step=0.01)
+    assert not repeat.called or not world._result(repeat).replayed, \
+        "the deliberate repeat was answered with the reply being written to B"
+    parcel.delivered(second)
+    third = world.drive(repeat, parcel.proc)
+    assert not third.replayed and third.reply[1] != first.reply[1]
+    assert parcel.captures() == 2
+
+
+def test_a_retry_inside_the_window_waiting_on_a_dead_replay_is_still_replayed(
+        tmp_path: Path) -> None:
+    """A replay written near the end of retry_window whose delivery is never recorded (the
+    process died): the client's retry arrives inside the window, waits out the delivery
+    grace, and is still given the reply (the window counts from the replay's hand-over),
+    not made a new operation (a second capture)."""
+    world = World(str(tmp_path / "gw.db"), retry_window_seconds=20.0)
+    try:
+        parcel = OneArticle.on(world)
+        first = parcel.send()
+        parcel.undelivered(first)
+        world.clock.advance(18.0)
+        parcel.send()  # replayed; the process died before recording its delivery
+        world.clock.advance(1.0)
+        again = parcel.send()
+        assert again.replayed and again.reply == first.reply
+        assert parcel.captures() == 1
+    finally:
+        world.close()

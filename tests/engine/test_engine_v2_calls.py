@@ -3,31 +3,19 @@ a two-step activation resumed after 9119, and reads that are never bound to an e
 answer."""
 from __future__ import annotations
 
-from decimal import Decimal
-
-
 from gateway.calls.activate import Activate
-from gateway.calls.activate_reservation import ActivateReservation
 from gateway.calls.credit_part import CreditPart
 from gateway.calls.invoice_amount import InvoiceAmount
 from gateway.errors import FaultCode
-from gateway.wire.values import ArtNo, Goods
-from tests.engine.test_engine_clock import PY, fault_of, run_call
-from tests.engine.world import World
+from gateway.wire.values import ArtNo
+from tests.engine.world import PY, World, fault_of, release_fails_for_the_budget, run_call
 
 
 def test_activate_reservation_resumed_after_its_release_failed(world: World) -> None:
     """The capture succeeds, the release meets 503s for the whole budget: 9119. The
     client's retry of the same call sends only the release (same key), answers the same
     invno, and the order holds exactly one capture."""
-    proc = world.process()
-    rno = world.create_order(proc)
-    call = ActivateReservation(
-        1234, PY, rno, goods=(Goods("ART-1", "T", 10000, Decimal(25), Decimal(0), 32, 1),))
-    world.sandbox.faults.add({"method": "POST", "path": "/release-remaining-authorization$",
-                              "action": "fail", "status": 503, "times": 1000})
-    assert fault_of(world, proc, call).fault_code == FaultCode.TIMEOUT
-    assert world.captures_applied(rno, proc) == 1
+    proc, rno, call = release_fails_for_the_budget(world)
     assert world.order(rno, proc)["status"] == "PART_CAPTURED"
     world.sandbox.faults.clear()
     assert run_call(world, proc, call) == ["ok", "9000000000"]

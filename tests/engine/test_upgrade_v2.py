@@ -24,8 +24,7 @@ from gateway.calls.activate import Activate
 from gateway.engine.recovery import recover_unfinished
 from gateway.store import schema
 from gateway.store.database import make_engine
-from gateway.wire.values import ArtNo
-from tests.engine.world import Process, World
+from tests.engine.world import Process, World, now, run_call
 
 PY = "python:api:3.1.0"
 
@@ -210,3 +209,89 @@ def test_live_entries_get_their_phase_on_postgresql() -> None:
         engine.dispose()
     finally:
         drop()
+
+
+def test_a_v1_entry_whose_reply_was_delivered_before_it_finished_is_not_replayed(
+        world: World) -> None:
+    """Journal v1 let a runner that lost its lease at the last step answer its client, and
+    recorded ``delivered_at`` on the still-pending entry "so when the other runner finishes
+    the entry it is not replayed to the next identical call" (v1 ``journal.delivered``).
+    After ``db upgrade`` that delivery still counts.
+
+    1. v1: runner A captured (step done, invoice 9000000000) and its fenced finish failed
+       (B had taken the entry over); A answered its client, delivered_at recorded. B died.
+    2. ``db upgrade``: the entry is ``running`` (B's lapsed lease).
+    3. Recovery finishes it ("done"); A's recorded delivery counts: the binding ends.
+    4. The ERP, which *has* the reply, ships the second parcel (the identical call): a new
+       operation, a second capture (not a replay of the first parcel's reply).
+    """
+    proc = world.process()
+    rno = world.create_order(proc)
+    call = activate(rno)
+    assert run_call(world, proc, call) == ["ok", "9000000000"]
+    proc.parts.db.stop()
+    world.processes.clear()
+    _migrate(world.db_url, "0004", down=True)
+    at = world.clock.seconds()
+    engine = make_engine(world.db_url)
+    with engine.begin() as conn:  # the row as v1 left it: A delivered, B holds it, dead
+        conn.execute(text(
+            "UPDATE journal SET state = 'pending', inflight = fingerprint, reply_json = NULL, "
+            "lease_token = 'runner-b', lease_until = :until, delivered_at = :at, "
+            "delivering_until = NULL WHERE id = 1"), {"until": at - 1, "at": at - 2})
+    engine.dispose()
+    _migrate(world.db_url, "head")
+    proc = world.process()
+    assert world.run(recover_unfinished(proc.parts.engine), proc) == {"done": 1}
+    second = run_call(world, proc, call)  # the second parcel, deliberately
+    assert world.captures_applied(rno, proc) == 2, \
+        f"the second parcel was answered {second} from the first operation"
+
+
+def test_a_v1_entry_that_died_before_planning_is_not_answered_as_a_success(
+        world: World) -> None:
+    """Journal v1 claimed a call's fingerprint *before* reading the order and planning: a
+    process that died in between left a pending entry with no steps (v1's recovery ended
+    such an entry "timeout: the call ended before any request was sent"). After ``db
+    upgrade`` such an entry is ended the same way, never finished with the reply its
+    (absent) steps would have earned.
+
+    1. v1: ``cancel_reservation`` claimed; the process died during its GET order.
+    2. ``db upgrade``; recovery resumes the entry: nothing was planned, so it ends it as
+       v1 did ("timeout: the call ended before any request was sent", 9119), never with
+       a success.
+    3. The client's retry is answered "ok" only if Klarna's order really is cancelled
+       (else the ERP would book it cancelled while its authorization stays open).
+    """
+    from gateway.calls.cancel_reservation import CancelReservation
+    from gateway.engine.claim import Ticket
+
+    proc = world.process()
+    rno = world.create_order(proc)
+    order_id = now(proc.parts.store.get_reservation(1234, rno)).order_id
+    call = CancelReservation(eid=1234, client_version=PY, rno=rno)
+    ticket = Ticket.of(REGISTRY.spec("cancel_reservation"), call, 0, 0)
+    proc.parts.db.stop()
+    world.processes.clear()
+    _migrate(world.db_url, "0004", down=True)
+    at = world.clock.seconds()
+    engine = make_engine(world.db_url)
+    with engine.begin() as conn:  # claimed by v1, died before planning: no steps
+        conn.execute(text(
+            "INSERT INTO journal (eid, method, fingerprint, inflight, call_json, rno, "
+            "order_id, state, lease_token, lease_until, attempts, created_at, updated_at) "
+            "VALUES (:eid, 'cancel_reservation', :fp, :fp, :call, :rno, NULL, 'pending', "
+            "'dead', :until, 1, :at, :at)"),
+            {"eid": 1234, "fp": ticket.fingerprint, "call": ticket.call_json, "rno": rno,
+             "until": at - 1, "at": at - 20})
+    engine.dispose()
+    _migrate(world.db_url, "head")
+    proc = world.process()
+    world.run(recover_unfinished(proc.parts.engine), proc)
+    try:
+        reply = run_call(world, proc, call)  # the client's retry
+    except Exception as e:  # noqa: BLE001 - a fault (retry) is honest; a false "ok" is not
+        reply = e
+    status = world.order(rno, proc)["status"]
+    assert reply != "ok" or status == "CANCELLED", \
+        f"the retry was answered {reply!r}; order {order_id} is {status}"

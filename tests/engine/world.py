@@ -8,23 +8,34 @@ time with ``clock.advance`` and moves bytes with :meth:`World.drive`.
 """
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+import pytest
 from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent, _SynchronousProducer
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from gateway.app import Components, build
+from gateway.calls import REGISTRY
+from gateway.calls.activate import Activate
+from gateway.calls.activate_reservation import ActivateReservation
 from gateway.config import Config, load_config, default_sandbox_config_path
+from gateway.errors import FaultCode, GatewayError
 from gateway.model import Origin
 from gateway.sandbox.resource import SandboxResource
 from gateway.store import schema
 from gateway.store.database import make_engine
 from gateway.store.schema import SchemaMode
+from gateway.wire.values import ArtNo, Goods
 
 #: A realistic start (2026-06-01): sandbox expiry dates are computed from it.
 START = 1_780_300_800.0
@@ -39,6 +50,24 @@ class Process:
     parts: Components
 
 
+_TEMPLATE: list[str] = []
+
+
+def _migrated_template() -> str:
+    """A SQLite file at the code's head, migrated once per test process (``db upgrade``,
+    the real migrations); each world starts from a copy of it, so a world costs a file copy
+    rather than a run of every migration."""
+    if not _TEMPLATE:
+        folder = tempfile.mkdtemp(prefix="world-template-")
+        atexit.register(shutil.rmtree, folder, True)
+        path = os.path.join(folder, "head.db")
+        engine = make_engine(f"sqlite:///{path}")
+        schema.upgrade(engine)
+        engine.dispose()
+        _TEMPLATE.append(path)
+    return _TEMPLATE[0]
+
+
 class World:
     """The sandbox (on the world clock) and any number of gateway processes."""
 
@@ -51,10 +80,8 @@ class World:
         self.clock = task.Clock()
         self.clock.advance(START)
         self.sandbox = SandboxResource(self.config, self.clock)
+        shutil.copyfile(_migrated_template(), db_path)
         self.db_url = f"sqlite:///{db_path}"
-        engine = make_engine(self.db_url)
-        schema.upgrade(engine)
-        engine.dispose()
         self.processes: list[Process] = []
 
     def process(self, clock: task.Clock | None = None, root: Any = None) -> Process:
@@ -70,6 +97,26 @@ class World:
         proc = Process(clock=clock or self.clock, agent=agent, parts=parts)
         self.processes.append(proc)
         return proc
+
+    def suspended_process(self) -> Process:
+        """A process on its own clock, set to the world's time: the test suspends it (a
+        process stopped by the kernel, a long pause) by not advancing that clock."""
+        clock = task.Clock()
+        clock.advance(self.clock.seconds())
+        return self.process(clock=clock)
+
+    @staticmethod
+    def turn(proc: Process, turns: int = 50) -> None:
+        """Let ``proc`` alone run without time passing: its requests go out, answers that
+        are there come in (enough turns for a call to journal its step and send it)."""
+        for _ in range(turns):
+            proc.agent.flush()
+            proc.clock.advance(0)
+
+    def fail(self, method: str, path: str, status: int, times: int = 1000) -> None:
+        """Klarna answers ``status`` to the next ``times`` requests ``method path$``."""
+        self.sandbox.faults.add({"method": method, "path": path, "action": "fail",
+                                 "status": status, "times": times})
 
     def close(self) -> None:
         for proc in self.processes:
@@ -134,6 +181,65 @@ class World:
     def captures_applied(self, rno: str, proc: Process) -> int:
         """How many captures the sandbox applied to the order (the money truth)."""
         return len(self.order(rno, proc).get("captures") or [])
+
+
+# -- calls on the world -----------------------------------------------------------------------
+
+#: The official Python SDK's client string: what every engine test call claims to come from.
+PY = "python:api:3.1.0"
+
+
+def activate(rno: str, *artnos: tuple[str, int], eid: int = 1234) -> Activate:
+    """``activate`` of the articles ``(artno, qty)`` (none: everything left)."""
+    return Activate(eid=eid, client_version=PY, rno=rno,
+                    artnos=tuple(ArtNo(a, q) for a, q in artnos))
+
+
+def activate_reservation(rno: str) -> ActivateReservation:
+    """``activate_reservation`` with a goods list of 1 x ART-1 (10 000): a capture, then the
+    release of the rest: two steps."""
+    goods = (Goods("ART-1", "T", 10000, Decimal(25), Decimal(0), 32, 1),)
+    return ActivateReservation(1234, PY, rno, goods=goods)
+
+
+def release_fails_for_the_budget(world: World) -> tuple[Process, str, ActivateReservation]:
+    """``activate_reservation`` of 1 x ART-1 whose capture is applied while every release of
+    the rest meets 503 for the whole budget: its client was told 9119. (process, rno,
+    call); the 503s stay until the test clears them."""
+    proc = world.process()
+    rno = world.create_order(proc)
+    call = activate_reservation(rno)
+    world.fail("POST", "/release-remaining-authorization$", 503)
+    assert fault_of(world, proc, call).fault_code == FaultCode.TIMEOUT
+    assert world.captures_applied(rno, proc) == 1
+    return proc, rno, call
+
+
+def start(world: World, proc: Process, call: Any) -> defer.Deferred[Any]:
+    """``call`` begun in ``proc``; nothing moves until the test pumps or drives."""
+    merchant = world.config.merchant(call.eid)
+    return defer.ensureDeferred(proc.parts.engine.run(merchant, REGISTRY.spec_for(call), call))
+
+
+def run_call(world: World, proc: Process, call: Any) -> Any:
+    """Run ``call`` to its answer, which reaches its client (delivery recorded): its reply."""
+    answer = world.drive(start(world, proc, call), proc)
+    world.run(proc.parts.engine.delivered(answer), proc)
+    world.run(proc.parts.store.flush_reports(), proc)
+    return answer.reply
+
+
+def fault_of(world: World, proc: Process, call: Any) -> GatewayError:
+    """The fault ``call`` answers (it must answer one)."""
+    with pytest.raises(GatewayError) as info:
+        run_call(world, proc, call)
+    return info.value
+
+
+def now(coro: Coroutine[Any, Any, Any]) -> Any:
+    """A store call's result (the world's database runs inline: no pumping, so no bytes
+    move and no delayed answer is delivered meanwhile)."""
+    return World._result(defer.ensureDeferred(coro))
 
 
 def _line(reference: str, quantity: int, unit_price: int) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 import treq
 from legacy_sdk_capture import make_sdk
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, reactor, threads
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.web import server
@@ -20,6 +20,7 @@ from gateway.calls import REGISTRY
 from gateway.edge.auth import Authenticator
 from gateway.edge.resource import CallRecord, LegacyResource, make_site
 from gateway.errors import InvalidDigestError, NotAllowedError
+from tests.waiting import eventually, settle
 
 
 @dataclass
@@ -369,19 +370,63 @@ async def test_client_disconnect_mid_call_completes_dispatch() -> None:
         await threads.deferToThread(_raw_exchange, harness.port, request,
                                     close_after_send=True)
         await started
-        await task.deferLater(reactor, 0.2, lambda: None)  # let the server see the hang-up
+        await settle()  # the hang-up is in the kernel: the server reads it in a turn or two
         assert not gate.called
         gate.callback("9000000001")
-        for _ in range(50):
-            if harness.records:
-                break
-            await task.deferLater(reactor, 0.02, lambda: None)
+        await eventually(lambda: harness.records, "the call's record")
         assert finished == ["9000000001"]
         assert harness.records[0].client_gone and harness.records[0].fault_code is None
         assert harness.records[0].method == "activate" and harness.records[0].eid == 1234
         assert not [e for e in harness.events if e.get("log_failure") is not None]
     finally:
         await _stop(harness, port)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reply_written_after_the_client_hung_up_is_recorded_undelivered() -> None:
+    """When is a reply "delivered"? (docs/operations.md#money-safety-guarantees-and-limits.)
+
+    1. The client sends ``activate``; the capture is under way (the dispatch waits).
+    2. The client gives up (its SDK timeout) and closes the connection.
+    3. In the same reactor turn, before the reactor has read that close, the capture
+       finishes and the reply is written: ``finish()`` succeeds on the dead connection.
+    The reply must be recorded *undelivered*, never delivered: the client never got its
+    invno, so its identical retry is given this reply at once (not a second capture, and
+    not a wait for the delivery grace of a reply "being written")."""
+    from gateway.edge.resource import Reply
+
+    started: defer.Deferred[None] = defer.Deferred()
+    gate: defer.Deferred[Any] = defer.Deferred()
+    recorded: list[str] = []
+
+    async def delivered() -> None:
+        recorded.append("delivered")
+
+    async def undelivered() -> None:
+        recorded.append("undelivered")
+
+    async def dispatch(method: str, params: list[Any], client: str | None) -> Any:
+        started.callback(None)
+        return await gate
+
+    port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        make_site(LegacyResource(dispatch)))
+    sock = socket.create_connection(("127.0.0.1", port.getHost().port))
+    try:
+        body = _body("activate", "4.1", "python:api:3.1.0", 1234, "d", "R", {})
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Type: text/xml\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        await started
+        sock.close()  # the client hangs up: it will never read a reply
+        gate.callback(Reply(["ok", "9000000001"], delivered=delivered,
+                            undelivered=undelivered))  # the same reactor turn
+        await eventually(lambda: recorded, "the reply's delivery record")
+        await settle()
+        assert recorded == ["undelivered"], "a reply written after the client hung up " \
+            "was recorded as delivered: its retry would be a second capture"
+    finally:
+        sock.close()
+        await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred

@@ -8,11 +8,15 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
+from twisted.web import resource, server
 
+from gateway.config import Merchant
 from gateway.om.client import (
     DeadlineExceededError, OmClient, OmResponse, RestResponseError, RestTransportError,
     created_id, order_path,
 )
+from tests.waiting import eventually
 
 
 @pytest_twisted.async_yield_fixture
@@ -109,3 +113,48 @@ def test_klarnas_time_is_the_date_header_of_its_answer(header: str | None,
                                                        seconds: float | None) -> None:
     resp = OmResponse(200, {"date": header} if header is not None else {}, {})
     assert resp.klarna_time == seconds
+
+
+class _StallingBody(resource.Resource):
+    """Answers GET with headers and the start of a body, then nothing, and counts the
+    requests whose connection is still open."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = 0
+
+    def render_GET(self, request: server.Request) -> Any:
+        self.open += 1
+
+        def gone(_: Any) -> None:
+            self.open -= 1
+        request.notifyFinish().addBoth(gone)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Length", b"100")
+        request.write(b'{"order_id": ')
+        return server.NOT_DONE_YET
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stalled_body_is_cut_at_the_attempt_timeout() -> None:
+    """Headers arrive, the body never completes: the attempt still ends at its timeout,
+    its connection is closed (not leaked), and retries stop at the deadline."""
+    stalling = _StallingBody()
+    port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        server.Site(stalling))
+    om = OmClient(reactor, timeout=0.5)
+    m = Merchant(eid=1, shared_secret="s", rest_username="u", rest_password="p",
+                 base_url=f"http://127.0.0.1:{port.getHost().port}")
+    start = reactor.seconds()
+    try:
+        with pytest.raises(DeadlineExceededError) as info:
+            await om.get_order(m, "o-1", deadline=start + 1.6)
+        assert isinstance(info.value.last, RestTransportError)
+        assert reactor.seconds() - start < 2.5
+        await eventually(lambda: stalling.open == 0,
+                         "the timed-out attempts' connections closed")
+    finally:
+        await om.close()
+        await port.stopListening()

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 
 from gateway.metrics import Metrics
 from gateway.om.client import (
     DeadlineExceededError, OmClient, RateLimitedError, RestResponseError, retry_after_seconds,
 )
+from tests.waiting import eventually
 
 
 def merchant(sandbox: Any, eid: int = 1234, **changes: Any) -> Any:
@@ -52,7 +53,7 @@ async def test_retry_after_is_honoured_and_shared_by_the_merchants_calls(
     start = reactor.seconds()
     first = defer.ensureDeferred(om.get_order(merchant(sandbox), order_id,
                                               deadline=start + 5))
-    await task.deferLater(reactor, 0.2, lambda: None)
+    await eventually(lambda: arrivals(sandbox), "the first call met its 429")
     second = defer.ensureDeferred(om.get_order(merchant(sandbox), order_id,
                                                deadline=reactor.seconds() + 5))
     other_started = reactor.seconds()

@@ -14,11 +14,13 @@ from urllib.parse import urlparse
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, reactor, threads
 
 from gateway.config import default_sandbox_config_path, load_config
 from tests.e2e.sdk import fault_of
 from tests.harness import ADMIN, Harness, start_gateway
+from tests.waiting import eventually, wait_until
+from tests.web.clients import is_open
 
 
 def _config(**gateway: Any) -> Any:
@@ -100,8 +102,8 @@ async def test_ready_while_the_first_recovery_sweep_runs_stalled_when_it_hangs(
     not stalled (the race CI met on PostgreSQL, where a sweep takes a few ms). A sweep
     stuck for minutes is stalled (503)."""
     g = gw.gateway
-    while g.recovery is not None and not g.recovery.called:  # let a real sweep end first
-        await task.deferLater(reactor, 0.01, lambda: None)
+    await eventually(lambda: g.recovery is None or g.recovery.called,
+                     "the first real sweep ended")
     hung: defer.Deferred[None] = defer.Deferred()  # the loop starts none while it hangs
     g.recovery, g.last_recovery, g.recovery_started = hung, None, reactor.seconds()
     resp = await treq.get(f"{gw.admin}/readyz")
@@ -123,12 +125,17 @@ async def test_stop_drains_a_call_in_flight(tmp_path: Any) -> None:
     await h.fault(method="POST", path="/captures$", action="latency", delay_ms=1500, times=1)
     url = h.url
     call = threads.deferToThread(h.sdk().activate, created["rno"])
-    await task.deferLater(reactor, 0.5, lambda: None)  # the capture is on its way
+    await eventually(lambda: h.requests("/captures"), "the capture is on its way")
     stopped = defer.ensureDeferred(h.gateway.stop())
-    await task.deferLater(reactor, 0.1, lambda: None)
     u = urlparse(url)
-    with pytest.raises(OSError):
-        socket.create_connection((u.hostname, u.port), timeout=1).close()
+
+    def refused() -> bool:
+        try:
+            socket.create_connection((u.hostname, u.port), timeout=1).close()
+        except OSError:
+            return True
+        return False
+    await eventually(refused, "new connections are refused while draining")
     risk, invno = await call
     assert risk == "ok" and invno
     await stopped
@@ -165,25 +172,23 @@ async def test_a_dripping_client_is_cut_at_the_deadline(bounded: Harness) -> Non
     assert b"408" in out.get("answer", b"") or "error" in out, out
 
 
-def _hold(host: str, port: int, n: int, out: dict[str, Any]) -> None:
-    socks, kept = [], 0
+def _hold(host: str, port: int, n: int, cap: int, out: dict[str, Any]) -> None:
+    """Open ``n`` idle connections; once the server has closed all but ``cap`` (it closes
+    the ones beyond its cap as it accepts them), record how many it kept."""
+    socks = []
     for _ in range(n):
         try:
             socks.append(socket.create_connection((host, port), timeout=5))
         except OSError:
             pass  # reset the moment it was accepted: refused over the cap
-        time.sleep(0.01)
-    time.sleep(0.5)
+    try:
+        wait_until(lambda: sum(map(is_open, socks)) <= cap,
+                   "the connections beyond the cap closed", timeout=5)
+    except AssertionError:
+        pass  # the count below says how many were kept
+    out["kept"] = sum(map(is_open, socks))
     for s in socks:
-        s.settimeout(0.02)
-        try:
-            kept += s.recv(1) != b""  # closed by the server: b"" (or a reset)
-        except TimeoutError:
-            kept += 1  # still open, waiting
-        except OSError:
-            pass
         s.close()
-    out["kept"] = kept
 
 
 @pytest_twisted.ensureDeferred
@@ -191,7 +196,7 @@ async def test_connections_beyond_the_cap_are_closed(bounded: Harness) -> None:
     """With max_connections 8, of 20 idle connections 8 are kept, the rest closed at once."""
     u = urlparse(bounded.url)
     out: dict[str, Any] = {}
-    await threads.deferToThread(_hold, u.hostname, u.port, 20, out)
+    await threads.deferToThread(_hold, u.hostname, u.port, 20, 8, out)
     assert out["kept"] == 8, out
 
 

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import xmlrpc.client
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,11 @@ from gateway.testing.processes import (
 )
 from gateway.testing.processes import http as http_call
 from tests.harness import order_line
+from tests.waiting import wait_until
+
+#: Every test here starts ``serve`` as a child process and signals it (slow: not in the
+#: default run; CI runs them).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -41,11 +45,10 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[Any], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
+    def there() -> bool:
         assert proc.poll() is None, "serve exited"
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
+        return path.exists()
+    wait_until(there, f"{path} appeared", timeout=timeout)
 
 
 def test_serve_on_unix_sockets(tmp_path: Path) -> None:
@@ -98,14 +101,14 @@ def test_systemd_socket_activation(tmp_path: Path) -> None:
         pass_fds=(listener.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     listener.close()
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        def healthy() -> bool:
+            assert proc.poll() is None, "serve exited"
             try:
-                status, _, _ = http_call("GET", f"http://127.0.0.1:{admin_port}/healthz")
-                break
+                http_call("GET", f"http://127.0.0.1:{admin_port}/healthz")
             except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+                return False
+            return True
+        wait_until(healthy, "serve answers /healthz", timeout=30)
         proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/")
         with pytest.raises(xmlrpc.client.Fault) as info:
             proxy.cancel_reservation("4.1", "python:api:3.1.0", "8000000000", 1234, "x")
@@ -129,9 +132,11 @@ def test_json_logs_reopened_on_sighup(tmp_path: Path, sandbox: SandboxProcess) -
         k = gw.sdk()
         k.add_art_no(qty=1, artno="ART-1")
         _, invno = k.activate(rno)
-        time.sleep(0.3)
-        events = [json.loads(line) for line in log_file.read_text().splitlines() if line]
-        [access] = [e for e in events if e.get("method") == "activate" and "outcome" in e]
+
+        def access_lines() -> list[dict[str, Any]]:
+            events = [json.loads(line) for line in log_file.read_text().splitlines() if line]
+            return [e for e in events if e.get("method") == "activate" and "outcome" in e]
+        [access] = wait_until(access_lines, "the call's access line was logged")
         assert (access["eid"], access["rno"], access["invno"], access["outcome"]) == (
             1234, rno, invno, "ok")
         assert isinstance(access["journal_id"], int) and "correlation_id" in access
@@ -141,15 +146,14 @@ def test_json_logs_reopened_on_sighup(tmp_path: Path, sandbox: SandboxProcess) -
         log_file.rename(rotated)
         assert gw.proc is not None
         gw.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while not log_file.exists():
-            assert time.monotonic() < deadline, "SIGHUP did not reopen the log file"
-            gw.sdk().check_order_status(rno, 0)
-            time.sleep(0.2)
+        def reopened() -> bool:
+            gw.sdk().check_order_status(rno, 0)  # something to log
+            return log_file.exists()
+        wait_until(reopened, "SIGHUP reopened the log file", every=0.2)
         gw.sdk().check_order_status(rno, 0)
-        time.sleep(0.3)
-        assert any(json.loads(line).get("method") == "check_order_status"
-                   for line in log_file.read_text().splitlines() if line)
+        wait_until(lambda: any(json.loads(line).get("method") == "check_order_status"
+                               for line in log_file.read_text().splitlines() if line),
+                   "a call logged to the new file")
     finally:
         gw.stop()
 
@@ -166,10 +170,7 @@ def test_sigterm_drains_a_call_in_flight(tmp_path: Path, sandbox: SandboxProcess
     out: list[Any] = []
     t = threading.Thread(target=lambda: out.append(gw.sdk().activate(rno)), daemon=True)
     t.start()
-    deadline = time.monotonic() + 10
-    while not sandbox.operations(order_id):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: sandbox.operations(order_id), "the capture reached Klarna")
     assert gw.proc is not None
     gw.proc.send_signal(signal.SIGTERM)
     t.join(15)

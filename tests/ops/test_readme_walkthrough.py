@@ -11,12 +11,14 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 import tomllib
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from gateway.testing.processes import _cli, free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "## Five minutes with the Python SDK"
@@ -35,6 +37,7 @@ def test_the_sdk_install_step_names_the_pinned_sdk() -> None:
     assert install.strip() == f".venv/bin/pip install -q {pinned[0]}"
 
 
+@pytest.mark.slow
 def test_the_walkthrough_works_twice(tmp_path: Path) -> None:
     legacy, admin, sandbox = free_port(), free_port(), free_port()
     venv = tmp_path / ".venv" / "bin"
@@ -71,12 +74,11 @@ def test_the_walkthrough_works_twice(tmp_path: Path) -> None:
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    def healthy() -> bool:
         assert proc.poll() is None, "serve --sandbox exited"
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return
+                return True
         except OSError:
-            assert time.monotonic() < deadline, "serve --sandbox never became healthy"
-            time.sleep(0.1)
+            return False
+    wait_until(healthy, "serve --sandbox became healthy", timeout=timeout, every=0.1)

@@ -23,13 +23,14 @@ import pytest
 import pytest_twisted
 import treq
 from sqlalchemy import text
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer
 
 from gateway.config import default_sandbox_config_path, load_config
 from gateway.store.database import make_engine
 from tests.conftest import PG_DSN, make_pg_schema
 from tests.harness import Harness, start_gateway
 from tests.netcut import Link, linked
+from tests.waiting import eventually
 
 DATABASE_AWAY = "timeout: the gateway's database is unavailable; retry the same call"
 #: Short budgets, so that a lease left by the outage lapses within seconds.
@@ -72,13 +73,6 @@ async def _probe(h: Harness, path: str) -> tuple[int, dict[str, Any]]:
     return resp.code, await resp.json()
 
 
-async def _until(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
-        await task.deferLater(reactor, 0.2, lambda: None)
-
-
 def _journal(url: str) -> list[Any]:
     engine = make_engine(url)
     try:
@@ -115,7 +109,10 @@ async def outage_and_return(h: Harness, url: str, cut: Callable[[], Awaitable[No
     # In flight: Klarna applies the capture, then the database goes before it is recorded.
     await h.fault(path=r"/captures$", action="latency", delay_ms=600, times=1)
     in_flight = defer.ensureDeferred(_answer(h, _parcel(h, rno, "ART-2")))
-    await task.deferLater(reactor, 0.3, lambda: None)
+
+    async def capture_sent() -> bool:  # the second capture (the first parcel's was the first)
+        return len([r for r in await h.requests("/captures") if r["method"] == "POST"]) > 1
+    await eventually(capture_sent, "the capture reached Klarna")  # its answer is delayed
     await cut()
     _assert_database_away(*await in_flight)
 
@@ -134,8 +131,8 @@ async def outage_and_return(h: Harness, url: str, cut: Callable[[], Awaitable[No
 
     async def recovered() -> bool:
         return all(e.phase not in ("running", "released") for e in _journal(url))
-    await _until(recovered, 30, "recovery finished the call in flight")
-    await _until(ready, 30, "/readyz says ready")
+    await eventually(recovered, "recovery finished the call in flight", timeout=30)
+    await eventually(ready, "/readyz says ready", timeout=30)
     order = await h.order(order_id)
     assert len(order["captures"]) == 2, order["captures"]  # the first, and the one in flight
     # The in-flight call's client retries it as the legacy SDKs do after 9119: the

@@ -6,7 +6,6 @@ killing the gateway does not kill Klarna), and drive them with the official SDK.
 from __future__ import annotations
 
 import threading
-import time
 import xmlrpc.client
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from gateway.testing.processes import (
     GatewayProcess, SandboxProcess, db_upgrade, http, run_cli, write_config,
 )
 from tests.conftest import PG_DSN, make_pg_schema
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -59,20 +59,17 @@ def test_sigkill_mid_capture_then_restart_and_reconcile(tmp_path: Path, sandbox:
     rno = gw.register(1234, order_id)
     sandbox.fault(method="POST", path=r"/captures$", times=1000, **fault)
     t, out = _call_in_thread(gw.sdk().activate, rno)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # wait until the capture request has gone out
+    def capture_sent() -> bool:
         faults = http("GET", sandbox.url + "/sandbox/v1/faults", bearer="sandbox-admin")[2]
-        if faults and faults[0]["hits"] >= 1:
-            break
-        time.sleep(0.05)
+        return bool(faults) and faults[0]["hits"] >= 1
+    wait_until(capture_sent, "the capture request has gone out")
     gw.kill()
     t.join(15)
     assert out and isinstance(out[0], Exception)  # the client lost its connection
     sandbox.clear_faults()
     gw.start()  # recovery on start resumes the journaled capture with the same key
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not gw.mapping(1234, rno)["invoices"]:
-        time.sleep(0.2)
+    wait_until(lambda: gw.mapping(1234, rno)["invoices"], "recovery booked the capture",
+               timeout=30, every=0.2)
     gw.stop()
     result = run_cli("reconcile", "--config", str(config), "--db", db)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -136,6 +133,7 @@ def test_two_processes_same_call_at_once_is_one_operation(tmp_path: Path,
         drop()
 
 
+@pytest.mark.slow
 def test_serve_refuses_an_old_postgres_schema(tmp_path: Path) -> None:
     """Only `db upgrade` migrates a shared database; serve refuses an unmigrated one."""
     if not PG_DSN:

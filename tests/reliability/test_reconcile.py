@@ -18,6 +18,7 @@ def sandbox(tmp_path: Path) -> Any:
     sb.stop()
 
 
+@pytest.mark.slow
 def test_reconcile_adopts_and_reports(tmp_path: Path, sandbox: SandboxProcess) -> None:
     """A capture made outside is attached (exit 0); a mapping whose order vanished from
     Klarna is listed in the table (exit 1)."""
@@ -46,6 +47,7 @@ def test_reconcile_adopts_and_reports(tmp_path: Path, sandbox: SandboxProcess) -
     assert order_id in bad.stdout and "order unreadable" in bad.stdout
 
 
+@pytest.mark.slow
 def test_explain_prints_the_plan_and_sends_nothing(tmp_path: Path,
                                                    sandbox: SandboxProcess) -> None:
     """`explain` on a captured SDK request prints the REST capture it would make, and

@@ -240,6 +240,7 @@ def test_byte_sizes() -> None:
             byte_size(bad)
 
 
+@pytest.mark.slow
 def test_replay_cli_without_a_recording_exits_2(tmp_path: Path) -> None:
     done = run_cli("replay", str(tmp_path / "none"), "--target", "http://127.0.0.1:9/",
                    "--report", str(tmp_path / "r.html"))

@@ -1,7 +1,7 @@
 """Masking with no gaps: a digest built into a body the gateway cannot parse never reaches
 a recording, a replay report, the journal or a log line.
 
-The example is the review's (the digest in ``<![CDATA[…]]>``, trailing junk). The property
+The worked example: the digest in ``<![CDATA[…]]>`` with trailing junk. The property
 builds real digests (every hash the SDKs use, random secrets and parts) into arbitrary
 malformed bodies (CDATA, character references, attributes, comments, the method name,
 base64 text right against it, truncation, junk before and after), sends each to a real
@@ -15,7 +15,6 @@ import base64
 import hashlib
 import html
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from gateway.store.search import JournalQuery
 from gateway.testing.processes import run_cli, write_config
 from gateway.wire.parse import parse_method_call
 from tests.live import LiveGateway, event_text
+from tests.waiting import wait_until
 
 HASHES = ("md5", "sha224", "sha256", "sha384", "sha512")
 B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -62,8 +62,9 @@ def leaks(digest: str, text: str) -> bool:
     return digest in text or digest in html.unescape(text)
 
 
-def test_the_reviews_example_is_masked() -> None:
-    """Before: the digest in CDATA with trailing junk was recorded as it was."""
+def test_a_digest_in_cdata_with_trailing_junk_is_masked() -> None:
+    """A digest in CDATA, the body ending in junk: unparseable, and masked all the same
+    (not recorded as it was)."""
     digest = make_digest(["1234", "8000000000"], "sandbox-secret", "sha512")
     body = call_body(b"<string><![CDATA[" + digest.encode() + b"]]></string>") + b"junk<"
     assert unparseable(body)
@@ -133,18 +134,17 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]
 
 def latest_record(gw: LiveGateway, count: int) -> dict[str, Any]:
     recorder = gw.gateway.recorder
-    deadline = time.monotonic() + 10
-    while recorder.written < count and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: recorder.written >= count, "the exchange was recorded")
     assert recorder.written == count
     recorder_file = recorder.files[-1]
-    while True:  # ``written`` counts lines handed to the file: wait until it holds them
-        # split on "\n" only: a JSON line may hold U+0085 or U+2028, which splitlines() cuts
+
+    def whole_lines() -> str:  # ``written`` counts lines handed to the file, not yet in it
         text = recorder_file.read_text(encoding="utf-8")
-        if text.endswith("\n") or time.monotonic() > deadline:
-            *_, last = text.rstrip("\n").split("\n")
-            return dict(json.loads(last))
-        time.sleep(0.01)
+        return text if text.endswith("\n") else ""
+    text = wait_until(whole_lines, "the recording's line reached the file")
+    # split on "\n" only: a JSON line may hold U+0085 or U+2028, which splitlines() cuts
+    *_, last = text.rstrip("\n").split("\n")
+    return dict(json.loads(last))
 
 
 def test_digests_in_malformed_bodies_never_reach_files_or_logs(recording: LiveGateway,

@@ -12,6 +12,7 @@ the PostgreSQL other sessions share is never stopped.
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,7 @@ from gateway.store import sql
 from gateway.store.database import Database
 from tests.conftest import PG_DSN, make_pg_schema
 from tests.netcut import linked as link_to
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -118,8 +120,12 @@ async def test_connections_the_server_closed_while_idle_are_replaced_before_use(
     assert got == ["ok"] * 9, got
 
 
-def _slow(conn: Connection) -> None:
-    sql.run(conn, sql.Sql("SELECT pg_sleep(1)"))
+def _slow(started: threading.Event) -> Callable[[Connection], None]:
+    """An interaction that runs for a second on the server, and says when it began."""
+    def slow(conn: Connection) -> None:
+        started.set()
+        sql.run(conn, sql.Sql("SELECT pg_sleep(1)"))
+    return slow
 
 
 @pytest.mark.parametrize("lane", ["read", "write"])
@@ -132,8 +138,10 @@ async def test_a_connection_lost_mid_interaction_fails_only_that_one(linked: Lin
     try:
         run = db.run_read if lane == "read" else db.run_interaction
         assert await _outcomes(db, 1) == ["ok"] * 3
-        slow = defer.ensureDeferred(run("slow", _slow))
-        await task.deferLater(reactor, 0.3, linked.link.sever)
+        started = threading.Event()
+        slow = defer.ensureDeferred(run("slow", _slow(started)))
+        await eventually(started.is_set, "the slow interaction began")
+        linked.link.sever()
         with pytest.raises(DatabaseUnavailableError):
             await slow
         assert await _outcomes(db, 2) == ["ok"] * 6

@@ -14,9 +14,10 @@ from typing import Any
 import pytest_twisted
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select
 from sqlalchemy.engine import Connection
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 
 from gateway.store.database import Database
+from tests.waiting import eventually
 
 META = MetaData()
 ROWS = Table("rows", META, Column("id", Integer, primary_key=True),
@@ -35,8 +36,7 @@ class Gate:
         self.opened = threading.Event()
 
     async def held(self) -> None:
-        while not self.entered.is_set():
-            await task.deferLater(reactor, 0.001)
+        await eventually(self.entered.is_set, "the writer thread holds the gate", every=0.001)
 
     def set(self) -> None:
         self.opened.set()

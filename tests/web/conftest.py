@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
 from gateway.web import GuardedSite, ListenerLimits, guarded_site
+from tests.waiting import eventually
 
 
 class EchoResource(Resource):
@@ -83,7 +84,5 @@ async def serve() -> AsyncIterator[Serve]:
         for listener in started:
             await listener._port.stopListening()
         for listener in started:
-            for _ in range(100):
-                if listener.site.stats.open_connections == 0:
-                    break
-                await task.deferLater(reactor, 0.05, lambda: None)
+            await eventually(lambda: listener.site.stats.open_connections == 0,
+                             "the listener's connections closed", timeout=5)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest_twisted
 from twisted.internet import threads
@@ -10,6 +9,7 @@ from twisted.internet import threads
 from gateway.web import ListenerLimits
 from tests.web import clients
 from tests.web.conftest import Serve
+from tests.waiting import wait_until
 
 GET = b"GET /x HTTP/1.1\r\nHost: test\r\n\r\n"
 
@@ -57,12 +57,14 @@ async def test_a_slot_frees_up_when_a_connection_closes(serve: Serve) -> None:
             refused = True
             if extra is not None:
                 with extra:
-                    time.sleep(0.2)
-                    refused = not clients.is_open(extra)
+                    try:
+                        wait_until(lambda: not clients.is_open(extra),
+                                   "the connection over the cap closed", timeout=2)
+                    except AssertionError:
+                        refused = False
             socks[0].close()
-            deadline = time.monotonic() + 2.0
-            while listener.site.stats.open_connections >= cap and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: listener.site.stats.open_connections < cap,
+                       "a slot freed by the close", timeout=2)
             with clients.connect(listener.port) as late:
                 late.sendall(GET)
                 return refused, clients.read_one_response(late)

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from tests.web import clients
-from tests.web.guarded_server import ServerProcess, wait_for
+from tests.waiting import wait_until
+from tests.web.guarded_server import ServerProcess
 
 GiB = 1 << 30
 
@@ -47,7 +48,8 @@ def test_1gib_unauthenticated_upload_is_refused_before_the_body() -> None:
         assert upload.response.header(b"www-authenticate") == b'Bearer realm="test"'
         assert upload.body_bytes_sent < 64 << 20  # only what the socket buffers took
         assert peak_growth_kib < 8 * 1024
-        assert wait_for(lambda: server.stats()["open_connections"] == 1)  # /stats' own
+        wait_until(lambda: server.stats()["open_connections"] == 1,  # /stats' own
+                   "the upload's connection closed", timeout=5)
         stats = server.stats()
         assert stats["body_bytes_buffered"] == len(b"warm")
         assert stats["refused_requests"] == {"UNAUTHORIZED": 2}

@@ -1,8 +1,12 @@
-"""Review 2: money-safety findings proven on the fake-clock world (``tests/engine/world.py``).
+"""Outcomes the engine learns late, in part or not at all, on the fake-clock world
+(``tests/engine/world.py``): each still moves money once and tells the ERP what happened.
 
-Each test is one attack on a promise of
-docs/operations.md#money-safety-guarantees-and-limits; the docstring says the sequence of
-events and what goes wrong with the money.
+Each test is one sequence of events against a promise of
+docs/operations.md#money-safety-guarantees-and-limits: a runner stalled past its lease, a
+capture Klarna applies after its answer timed out, a change recovery sends after a newer
+one, a fault after money moved, a database error mid-call, a step Klarna refuses after the
+client was told to retry, a credit while an earlier one is unresolved. The docstring says
+the sequence and what would go wrong with the money.
 """
 from __future__ import annotations
 
@@ -15,49 +19,21 @@ from decimal import Decimal
 import pytest
 from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent, _SynchronousProducer
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.web.resource import Resource
 
-from gateway.calls import REGISTRY
-from gateway.calls.activate import Activate
-from gateway.calls.activate_reservation import ActivateReservation
 from gateway.calls.change_reservation import ChangeReservation
+from gateway.calls.credit_invoice import CreditInvoice
 from gateway.calls.update import Update
 from gateway.engine.recovery import recover_unfinished
 from gateway.errors import FaultCode, GatewayError
 from gateway.model import EntryState
-from gateway.wire.values import ArtNo, Goods
-from tests.engine.world import Process, World
+from gateway.wire.values import Goods
+from tests.engine.world import (
+    PY, Process, World, activate, activate_reservation, fault_of, now, run_call, start,
+)
 
-PY = "python:api:3.1.0"
-
-
-def activate(rno: str, *artnos: tuple[str, int]) -> Activate:
-    return Activate(eid=1234, client_version=PY, rno=rno,
-                    artnos=tuple(ArtNo(a, q) for a, q in artnos))
-
-
-def start(world: World, proc: Process, call: Any) -> defer.Deferred[Any]:
-    merchant = world.config.merchant(call.eid)
-    return defer.ensureDeferred(proc.parts.engine.run(merchant, REGISTRY.spec_for(call), call))
-
-
-def run_call(world: World, proc: Process, call: Any) -> Any:
-    answer = world.drive(start(world, proc, call), proc)
-    world.run(proc.parts.engine.delivered(answer), proc)  # the client got it
-    return answer.reply
-
-
-def now(coro: Any) -> Any:
-    """The result of a store call (the world's database runs inline: no pumping, so no
-    delayed answer is delivered meanwhile)."""
-    return World._result(defer.ensureDeferred(coro))
-
-
-def fault_of(world: World, proc: Process, call: Any) -> GatewayError:
-    with pytest.raises(GatewayError) as info:
-        run_call(world, proc, call)
-    return info.value
+EID = 1234
 
 
 def test_a_runner_that_lost_its_lease_never_hands_over_a_reply_it_does_not_own(
@@ -75,28 +51,22 @@ def test_a_runner_that_lost_its_lease_never_hands_over_a_reply_it_does_not_own(
     4. B finishes: ``undelivered`` (nobody waited for its reply), still bound.
     5. The client retries: the reply is replayed (the same invno, one capture), delivered.
     6. The second parcel, deliberately: a second capture with a new invno.
-    (Journal v1 let A hand over the reply; the deliberate second call was then swallowed.)
+    (Journal v1 let A hand over the reply: the deliberate second call was then swallowed.)
     """
     b = world.process()
     rno = world.create_order(b)
-    a_clock = task.Clock()
-    a_clock.advance(world.clock.seconds())
-    a = world.process(clock=a_clock)
+    a = world.suspended_process()
     world.sandbox.faults.add({"method": "POST", "path": "/captures$", "action": "latency",
                               "delay_ms": 1000, "times": 2})
     call = activate(rno, ("ART-1", 1))
     d_a = start(world, a, call)
-    for _ in range(50):  # until A's capture is journaled and sent
-        a.agent.flush()
-        a_clock.advance(0)
+    world.turn(a)  # A's capture is journaled and sent
     assert not d_a.called
     world.clock.advance(a.parts.engine.lease_seconds + 1)  # A sleeps, the world goes on
     entry = now(b.parts.store.get_entry(1))
     assert entry.state is EntryState.PENDING and entry.steps
     d_b = defer.ensureDeferred(b.parts.engine.resume(entry))
-    for _ in range(50):  # B's request is out, its answer delayed
-        b.agent.flush()
-        world.clock.advance(0)
+    world.turn(b)  # B's request is out, its answer delayed
     assert not d_b.called
     # A wakes: its delayed answer is there; it records the capture but owns no outcome.
     with pytest.raises(GatewayError) as info:
@@ -156,19 +126,20 @@ class LateFront(Resource):
                            "correlation_id": "front"}).encode()
 
 
-def test_give_up_right_after_an_attempt_lets_a_retry_capture_twice(tmp_path: Path) -> None:
-    """Give-up measures the step's age from when it was planned, not from its last attempt,
-    so it can conclude "never applied" seconds after an attempt whose outcome is unknown.
+def test_give_up_waits_out_an_attempt_that_may_still_be_applied(tmp_path: Path) -> None:
+    """Give-up concludes "Klarna never applied it" only after a quiet period in which no
+    attempt of ours can still land, not as soon as the step is ``give_up_seconds`` old.
 
     1. ``activate 1 x ART-1``: Klarna is down (503) for the whole budget → 9119, pending.
     2. 890 s after planning the client retries the same call (as told): the capture is
        sent again with the same key; the front answers 503, but Klarna applies it 30 s
        later (the request was queued). The budget runs out → 9119.
-    3. Three seconds later the client retries; the step is now 900 s old: settled from the
-       order, no capture there *yet* → given up ("Klarna never applied it; send the call
-       again"), the entry FAILED and unbound, seconds after an attempt of unknown outcome.
-    4. The client sends the call again, as told: a new operation, a new key, a capture of
-       1 x ART-1; and Klarna applies the queued one too. One activation, two captures.
+    3. The client retries every three seconds; past 900 s the step is no longer sent, only
+       looked for on the order, and held (9119) while that last attempt may still land:
+       it is not given up ("send the call again") on an order that shows no capture *yet*.
+    4. The queued capture lands; the next retry settles the step from the order and the
+       client gets its invno. One activation, one capture (had the step been given up at
+       900 s, the client's new call would have captured a second time).
     """
     world = World(str(tmp_path / "gw.db"))
     try:
@@ -201,17 +172,17 @@ def test_give_up_right_after_an_attempt_lets_a_retry_capture_twice(tmp_path: Pat
 
 def test_a_stale_authorization_change_is_not_applied_after_a_later_update(world: World
                                                                          ) -> None:
-    """Unresolved money blocks new money on the order, but nothing blocks a new change of
-    the order behind an unresolved change, and recovery later sends the stale one.
+    """An unresolved change of the order blocks a newer change until it is resolved, as
+    unresolved money blocks new money: the order ends as the ERP's last word left it.
 
     1. ``change_reservation`` to 40 000 (a raise): every PATCH /authorization meets 503 for
        the budget → 9119; the entry stays pending with its PATCH journaled.
-    2. The ERP changes its mind and sends ``update`` with a goods list of 30 000 (retrying
-       the same call on 9119): the order lease is free and no *money* is unresolved, so it
-       runs at once; Klarna applies it.
-    3. Recovery resumes the change_reservation: its journaled PATCH (order_amount 40 000 and
-       the old lines + an adjustment line) is sent with its key and applied.
-    4. The ERP activates everything: 40 000 captured where its last word was 30 000.
+    2. The ERP changes its mind and sends ``update`` with a goods list of 30 000, retrying
+       the same call on 9119 ("an earlier change ... is still unfinished") while the
+       recovery sweep resolves the raise (sent with its key, applied).
+    3. The update then runs and is applied: order_amount 30 000.
+    4. The ERP activates everything: 30 000 captured (were the stale raise sent after the
+       update, 40 000 would be).
     """
     proc = world.process()
     rno = world.create_order(proc)
@@ -239,19 +210,90 @@ def test_a_stale_authorization_change_is_not_applied_after_a_later_update(world:
 
 def test_a_fault_after_a_capture_names_the_invoice_it_created(world: World) -> None:
     """``activate_reservation`` captures the goods list, then Klarna refuses the release of
-    the rest (403). The fault names what was applied, "capture the goods list (10000 minor
-    units)", but not the invno the capture was booked under: the ERP, told the activation
-    failed, holds no number for money that was captured (it cannot credit it, and an
-    identical retry is a new operation that captures the goods again)."""
+    the rest (403). The fault names what was applied and the invno the capture was booked
+    under: the ERP, told the activation failed, still holds a number for the money that
+    was captured (to credit it), and knows not to capture the goods again."""
     proc = world.process()
     rno = world.create_order(proc)
-    call = ActivateReservation(
-        1234, PY, rno, goods=(Goods("ART-1", "T", 10000, Decimal(25), Decimal(0), 32, 1),))
-    world.sandbox.faults.add({"method": "POST", "path": "/release-remaining-authorization$",
-                              "action": "fail", "status": 403, "times": 1})
+    call = activate_reservation(rno)
+    world.fail("POST", "/release-remaining-authorization$", 403, times=1)
     fault = fault_of(world, proc, call)
     assert world.captures_applied(rno, proc) == 1
     res = now(proc.parts.store.get_reservation(1234, rno))
     [invoice] = now(proc.parts.store.invoices_for(res.id))
     assert "not applied: release" in fault.fault_string
     assert invoice.invno in fault.fault_string, fault.fault_string
+
+
+def _database_fails_once(proc: Process, desc: str, committed: bool) -> None:
+    """``proc``'s next database interaction named ``desc`` fails as a dropped connection
+    does (inside the database layer, SQLAlchemy's error with its connection invalidated):
+    before anything is written, or (``committed``) after its COMMIT reached the database
+    but before the answer came back."""
+    from sqlalchemy.exc import OperationalError
+
+    def dropped(_conn: Any) -> None:
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"),
+                               connection_invalidated=True)
+
+    db = proc.parts.db
+    for name in ("run_interaction", "run_read"):
+        real = getattr(db, name)
+
+        async def fail_once(d: str, fn: Any, *args: Any, _real: Any = real) -> Any:
+            if d == desc and not getattr(db, "_failed_once", False):
+                db._failed_once = True  # type: ignore[attr-defined]
+                if committed:
+                    await _real(d, fn, *args)
+                return await _real(d, dropped)
+            return await _real(d, fn, *args)
+        setattr(db, name, fail_once)
+
+
+@pytest.mark.parametrize(("desc", "committed"), [
+    ("read_call", False), ("record_intent", False), ("record_outcome", False),
+    ("record_intent", True), ("record_outcome", True)])
+def test_a_database_error_mid_call_answers_a_retryable_fault(world: World, desc: str,
+                                                             committed: bool) -> None:
+    """A database error mid-transaction answers a retryable legacy fault (9119: the SDKs
+    and ERPs retry the same call on it; never -32603 "internal error", which tells the ERP
+    nothing about whether to retry) and leaves nothing half-written. Where the COMMIT
+    reached the database and only its answer was lost, the money moves all the same
+    (recovery, or the retry, sends the journaled capture) and the ERP's retry gets its
+    invoice number; the retry captures once."""
+    proc = world.process()
+    rno = world.create_order(proc)
+    call = activate(rno, ("ART-1", 1))
+    _database_fails_once(proc, desc, committed)
+    d = start(world, proc, call)
+    with pytest.raises(Exception) as info:
+        world.drive(d, proc)
+    assert isinstance(info.value, GatewayError) and \
+        info.value.fault_code == FaultCode.TIMEOUT, repr(info.value)
+    world.clock.advance(proc.parts.engine.lease_seconds + 1)
+    assert run_call(world, proc, call)[0] == "ok"  # the ERP's retry
+    assert world.captures_applied(rno, proc) == 1
+
+
+def test_no_new_credit_while_an_earlier_one_is_unresolved(world: World) -> None:
+    """``credit_invoice`` X meets 503 for its whole budget (9119, not applied); a credit Y
+    of the same invoice must not refund meanwhile (9119, "unfinished"), and once the
+    client's retry of X completes, Y finds nothing left to credit (2102): the invoice is
+    never refunded beyond what it captured."""
+    proc = world.process()
+    rno = world.create_order(proc)
+    invno = run_call(world, proc, activate(rno, ("ART-1", 2)))[1]
+    run_call(world, proc, activate(rno))  # a second invoice with the rest
+    world.sandbox.faults.add({"method": "POST", "path": "/refunds$", "action": "fail",
+                              "status": 503, "times": 1000})
+    x = CreditInvoice(eid=EID, client_version=PY, invno=invno, credno="X")
+    y = CreditInvoice(eid=EID, client_version=PY, invno=invno, credno="Y")
+    assert fault_of(world, proc, x).fault_code == FaultCode.TIMEOUT
+    world.sandbox.faults.clear()
+    blocked = fault_of(world, proc, y)
+    assert blocked.fault_code == FaultCode.TIMEOUT and "unfinished" in blocked.public_message
+    assert run_call(world, proc, x) == invno  # the client retries X
+    assert int(fault_of(world, proc, y).fault_code) == 2102
+    assert world.order(rno, proc)["refunded_amount"] == 20000
+    invoice = now(proc.parts.store.get_invoice(EID, invno))
+    assert invoice.refunded_amount == invoice.captured_amount == 20000
