@@ -11,10 +11,16 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from hypothesis import settings
 
 from tests.harness import Harness, pg_schema_url, start_gateway
 
 PG_DSN = os.environ.get("GATEWAY_TEST_PG_DSN")
+
+# Property tests pin behaviour, not speed (speed lives in scripts/bench/): no per-example
+# deadline, which a loaded 2-core machine would trip at random.
+settings.register_profile("gateway", deadline=None)
+settings.load_profile("gateway")
 
 
 def pytest_addoption(parser: Any) -> None:

@@ -520,7 +520,6 @@ def test_replay_checks_the_report_path_before_sending_anything(world: World) -> 
 def test_record_says_how_many_exchanges_it_recorded(world: World) -> None:
     """Finding 5: stopped, ``record`` says what it wrote."""
     import signal
-    import time
     import urllib.request
 
     from gateway.testing.processes import free_port

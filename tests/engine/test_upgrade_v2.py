@@ -24,6 +24,7 @@ from gateway.calls.activate import Activate
 from gateway.engine.recovery import recover_unfinished
 from gateway.store import schema
 from gateway.store.database import make_engine
+from gateway.wire.values import ArtNo
 from tests.engine.world import Process, World, now, run_call
 
 PY = "python:api:3.1.0"
