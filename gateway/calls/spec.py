@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
+from gateway.legacy import params as p
 from gateway.legacy.digest import DigestParts
 from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind
@@ -102,6 +103,15 @@ class CallSpec(Generic[C]):
     free_text: tuple[str, ...] = ()
     line_keys: tuple[str, ...] = ()
     differences: tuple[str, ...] = ()
+
+    def decode_params(self, params: Sequence[Any], eid: int | None = None) -> C:
+        """Arity and typed decode of this call's raw parameters: the one decode path the
+        edge (after authentication, with the eid it read), the replay and the tests share.
+        The eid is read from its position unless given."""
+        if eid is None:
+            eid = p.eid_at(params, self.eid_at)
+        p.arity(self.name, params, self.arity)
+        return self.decode(eid, params[1], params)
 
     def ref(self, call: LegacyCall) -> Ref:
         """The number this call names."""
