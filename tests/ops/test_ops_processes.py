@@ -21,13 +21,7 @@ from gateway.testing.processes import (
 )
 from gateway.testing.processes import http as http_call
 from tests.harness import order_line
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Any:
-    sb = SandboxProcess(log_path=tmp_path / "sandbox.log").start()
-    yield sb
-    sb.stop()
+from tests.process_fixtures import sandbox  # noqa: F401
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
