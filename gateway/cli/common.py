@@ -128,6 +128,13 @@ def listen_error(e: BaseException) -> str:
             "choose another --listen")
 
 
+def command_group(sub: Any, name: str, help: str, description: str) -> Any:
+    """A command of subcommands (``db``, ``config``, ``reservations``): its subparsers, one
+    of which must be named (``COMMAND`` in the usage)."""
+    return sub.add_parser(name, help=help, description=description).add_subparsers(
+        dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
 def one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
