@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import sys
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -20,12 +21,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
-from twisted.logger import Logger, LogLevel, globalLogBeginner, textFileLogObserver
+from twisted.logger import (
+    Logger, LogLevel, eventAsJSON, globalLogBeginner, jsonFileLogObserver, textFileLogObserver,
+)
 from twisted.web.server import Site
 
 from gateway.config import DEFAULT_SANDBOX_LISTEN, Config, default_sandbox_config_path, load_config
 from gateway.errors import ConfigError
-from gateway.logs import event_line, observer
 from gateway.sandbox.clock import format_timestamp, http_date
 from gateway.sandbox.ids import check_seed
 from gateway.sandbox.errors import OmError
@@ -135,16 +137,19 @@ def run_sandbox(listen: str = DEFAULT_SANDBOX_LISTEN, config_path: str | None = 
     else:
         reactor.callWhenRunning(_announce, reactor, outcome[0], config)
     globalLogBeginner.beginLoggingTo(
-        [observer("json", sys.stderr, LogLevel.info) if log_format == "json"
+        [jsonFileLogObserver(sys.stderr, recordSeparator="") if log_format == "json"
          else textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     reactor.run()  # installs SIGINT/SIGTERM handlers that stop the reactor cleanly
     return status["code"]
 
 
 def _refuse(message: str, log_format: str = "text") -> int:
-    if log_format == "json":
-        print(event_line("klarna-gateway: {message}", level=LogLevel.critical,
-                         namespace="gateway.sandbox", message=message, exit_status=2),
+    if log_format == "json":  # the event Twisted's JSON observer would write (the emulator
+        # imports nothing of the gateway's logging: tests/sandbox/test_sandbox_orders.py)
+        print(eventAsJSON({"log_format": "klarna-gateway: {message}",
+                           "log_level": LogLevel.critical, "log_namespace": "gateway.sandbox",
+                           "log_source": None, "log_time": time.time(),
+                           "message": message, "exit_status": 2}),
               file=sys.stderr, flush=True)
     else:
         print(f"klarna-gateway: {message}", file=sys.stderr)

@@ -81,7 +81,8 @@ def test_serve_sandbox_writes_only_json_lines(tmp_path: Path) -> None:
 
 
 def test_serve_start_up_and_usage_errors_are_json_lines(tmp_path: Path) -> None:
-    """A port in use (found while starting) and a malformed endpoint (found before):
+    """A port in use (found while starting, by ``serve`` and by ``sandbox``), a malformed
+    endpoint and an unknown flag (found before):
     exit 2, and the last line on stderr is the error as a JSON event with the message and
     the exit status (the lines before it are the start-up's events)."""
     with socket.socket() as busy:
@@ -97,6 +98,8 @@ def test_serve_start_up_and_usage_errors_are_json_lines(tmp_path: Path) -> None:
                                          "--listen", "nonsense:1"),
             "invalid choice": ("serve", "--log-format", "json", "--sandbox",
                                "--no-such-flag"),
+            "sandbox cannot listen": ("sandbox", "--log-format", "json", "--listen",
+                                      LOOPBACK.format(port)),
         }
         for words, args in cases.items():
             run = subprocess.run(_cli() + list(args), capture_output=True, text=True,
