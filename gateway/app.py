@@ -1,49 +1,44 @@
-"""The composition root: the one place that builds the gateway's parts.
+"""The composition root: the one place that builds the gateway's parts, and nothing else.
 
-``serve`` (through :class:`gateway.service.Gateway`) and every CLI tool (explain, reconcile,
-reservations, db) get their database, store, REST client, engine and authenticator from
-:func:`build`, so no tool runs a private copy of the engine or the store. Tests build the
-same parts with an in-memory HTTP client, a non-threaded database and a ``task.Clock``.
+``serve`` (:class:`gateway.service.Gateway`) and every CLI tool (explain, reconcile,
+reservations, db) get their database, store, REST client, engine, authenticator, legacy
+dispatch and dry run from :func:`build`, so no tool runs a private copy of the engine or the
+store. What the parts do lives in their own modules; each consumer receives the parts it
+uses (the listeners, the console, the recurring service and the tools take them as
+arguments), never the whole :class:`Components`, which only ``serve`` and the CLI commands
+(the entry points) hold. Tests build the same parts with an in-memory HTTP client, a
+non-threaded database and a ``task.Clock``.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from treq.client import HTTPClient
-from twisted.internet import threads
 
 from gateway import files
 from gateway.calls import REGISTRY
 from gateway.calls.registry import CallRegistry
-from gateway.calls.text_repair import OFF, repairing_registry
+from gateway.calls.text_repair import repairing_registry, text_repair_mode
 from gateway.config import Config
+from gateway.edge.auth import Authenticator
+from gateway.edge.dispatch import LegacyDispatch
 from gateway.engine import CallEngine
-from gateway.errors import DatabaseUnavailableError, FaultCode, GatewayError, UnknownInvoiceError
-from gateway.legacy.auth import Authenticator, InvoiceCallNotOffered
-from gateway.legacy.resource import Reply
 from gateway.metrics import NO_METRICS, Metrics
 from gateway.om.client import OmClient
 from gateway.om.ratelimit import LocalRateLimiter
 from gateway.store import schema
 from gateway.store.database import Database
 from gateway.store.ratelimit import SharedRateLimiter
+from gateway.store.schema import SchemaMode
 from gateway.store.store import Store
-
-
-class SchemaMode(str, Enum):
-    """What :func:`build` does about the database schema before handing out the store."""
-
-    UPGRADE = "upgrade"  # a single-process SQLite store: migrate in place (serve)
-    CHECK = "check"  # refuse anything but the current schema (shared PostgreSQL, tools)
-    NONE = "none"  # the caller has migrated already (tests)
+from gateway.tools.explain import Explainer
 
 
 @dataclass
 class Components:
+    """Every part :func:`build` made, for the entry points to hand out (and to close)."""
+
     config: Config
     db: Database
     store: Store
@@ -57,57 +52,14 @@ class Components:
     #: Request slots per merchant: in the store (PostgreSQL: every process shares them), or
     #: in this process (SQLite, read-only tools).
     limiter: LocalRateLimiter | SharedRateLimiter
-
-    def legacy_dispatch(self) -> Callable[[str, list[Any], str | None], Awaitable[Reply]]:
-        """``(method, params) -> Reply``: authenticate and decode once, run, and record the
-        reply's delivery when the edge has written it to the client's connection."""
-        engine = self.engine
-
-        async def dispatch(method: str, params: list[Any], client: str | None = None) -> Reply:
-            try:
-                authed = self.authenticator.authenticate(method, params, client)
-            except InvoiceCallNotOffered as e:
-                raise await self._passive_invoice_fault(e) from None
-            try:
-                answer = await engine.run(authed.merchant, authed.spec, authed.call)
-            except GatewayError as e:
-                handed = e.handed_over  # a recorded fault given to a retry: report it too
-                if handed is not None:
-                    e.delivered = lambda: engine.delivered(handed)  # type: ignore[arg-type]
-                    e.undelivered = lambda: engine.undelivered(handed)  # type: ignore[arg-type]
-                raise
-            except Exception as e:
-                if caused_by_database(e):
-                    self.metrics.database_error("call")
-                raise
-            return Reply(answer.reply, delivered=lambda: engine.delivered(answer),
-                         undelivered=lambda: engine.undelivered(answer),
-                         context=answer.context())
-        return dispatch
-
-    async def _passive_invoice_fault(self, e: InvoiceCallNotOffered) -> GatewayError:
-        """v2's answer to a passive-invoice call: an unknown invoice is 8101; a known one is
-        active (REST has no passive invoices), so its fault (8111/8113) says so."""
-        if await self.store.get_invoice(e.eid, e.invno) is None:
-            return UnknownInvoiceError(f"invoice {e.invno} is unknown for eid {e.eid}")
-        return GatewayError(f"invoice {e.invno} is active: {e.public_message}",
-                            code=FaultCode(e.known_fault))
+    #: The legacy listener's dispatch: authenticate, decode, run, record the delivery.
+    dispatch: LegacyDispatch
+    #: ``explain``'s dry run (the CLI command and the console's digest self-test).
+    explainer: Explainer
 
     async def close(self) -> None:
         await self.om.close()
         self.db.stop()
-
-
-def caused_by_database(e: BaseException) -> bool:
-    """Whether a database failure is ``e`` or lies under it (a fault raised from one)."""
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, (SQLAlchemyError, DatabaseUnavailableError)):
-            return True
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return False
 
 
 async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | None = None,
@@ -127,7 +79,7 @@ async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | N
         files.create_private(sqlite)  # before SQLite creates it 0644 (its WAL follows)
     db = Database(db_url, clock, threaded=threaded, metrics=metrics, read_only=read_only)
     try:
-        await _prepare_schema(db, clock, schema_mode)
+        await schema.prepare(db, clock, schema_mode)
         s = config.gateway
         store = Store(db, clock, rno_start=s.rno_start, invno_start=s.invno_start)
         if not read_only:
@@ -141,24 +93,9 @@ async def build(config: Config, db_url: str, clock: Any, *, http: HTTPClient | N
                   limiter=limiter, slot_wait=s.retry_budget_seconds)
     planned = repairing_registry(registry, text_repair_mode(config))
     engine = CallEngine(config, store, om, clock, planned, metrics)
-    return Components(config=config, db=db, store=store, om=om, engine=engine,
-                      authenticator=Authenticator(config.merchant, planned),
-                      registry=planned, metrics=metrics, limiter=limiter)
-
-
-def text_repair_mode(config: Config) -> Callable[[int], str]:
-    """``eid -> text_repair`` of that merchant (``off`` for an eid not configured)."""
-    def mode_of(eid: int) -> str:
-        merchant = config.merchant(eid)
-        return merchant.text_repair if merchant is not None else OFF
-    return mode_of
-
-
-async def _prepare_schema(db: Database, clock: Any, mode: SchemaMode) -> None:
-    if mode is SchemaMode.NONE:
-        return
-    fn = schema.upgrade if mode is SchemaMode.UPGRADE else schema.check
-    if not db.threaded:
-        fn(db.engine)
-        return
-    await threads.deferToThreadPool(clock, clock.getThreadPool(), fn, db.engine)
+    authenticator = Authenticator(config.merchant, planned)
+    return Components(
+        config=config, db=db, store=store, om=om, engine=engine, authenticator=authenticator,
+        registry=planned, metrics=metrics, limiter=limiter,
+        dispatch=LegacyDispatch(authenticator, engine, store, metrics),
+        explainer=Explainer(config, authenticator, planned, store, om, clock))

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from gateway.errors import ConfigError
 
-#: Klarna's documented base URLs (order-management.md §1).
+#: Klarna's documented base URLs (docs/order-management.md#base-urls-and-credentials).
 REGION_BASE_URLS: dict[tuple[str, str], str] = {
     ("eu", "production"): "https://api.klarna.com",
     ("eu", "playground"): "https://api.playground.klarna.com",

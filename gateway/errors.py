@@ -1,9 +1,9 @@
 """The one error model of the gateway, and the legacy fault table.
 
 Every failure a legacy client can see is a :class:`GatewayError` subclass carrying a
-:class:`FaultCode` (Klarna Online numbering, ``translation.md`` §3) and a message that is
-safe to show: no Python text, no secrets. The XML-RPC edge turns these into ``<fault>``
-replies in exactly one place (``gateway.legacy.resource``); anything that is not a
+:class:`FaultCode` (Klarna Online numbering, docs/legacy-protocol.md#fault-codes) and a
+message that is safe to show: no Python text, no secrets. The XML-RPC edge turns these into
+``<fault>`` replies in exactly one place (``gateway.edge.resource``); anything that is not a
 ``GatewayError`` is logged with its traceback and answered with a generic fault.
 """
 from __future__ import annotations

@@ -15,7 +15,10 @@ from gateway.binding import Binding, Phase
 
 
 class Origin(str, Enum):
-    """How a reservation entered the mapping (translation.md §1)."""
+    """How a reservation entered the mapping.
+
+    Why: docs/legacy-protocol.md#reservation-and-invoice-numbers.
+    """
 
     ADMIN = "admin"
     IMPORT = "import"

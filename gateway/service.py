@@ -16,33 +16,37 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from gateway import files
 from gateway.admin import AdminResource
+from gateway.app import Components, build
 from gateway.calls import REGISTRY
-from gateway.app import Components, SchemaMode, build, caused_by_database
 from gateway.config import Config, weak_tokens
 from gateway.console import AdminListener, ConsoleResource
 from gateway.console.resource import access_log_line
+from gateway.edge.resource import CallRecord, LegacyResource, make_site
 from gateway.engine.recovery import recover_unfinished
 from gateway.errors import ConfigError
-from gateway.legacy.resource import CallRecord, LegacyResource, make_site
 from gateway.metrics import Metrics
-from gateway.store.health import oldest_pending_age
-from gateway.store.models import SCHEMA_HEAD
-from gateway.store.ratelimit import REFRESH_SECONDS as PAUSE_REFRESH_SECONDS
-from gateway.store.ratelimit import SharedRateLimiter
-from gateway.tools.expiring import ExpiryWatch
 from gateway.recurring.resource import EdgeRoot, RecurringResource
 from gateway.recurring.service import RecurringService
 from gateway.replay.recording import RecordingWriter
+from gateway.store.health import oldest_pending_age
+from gateway.store.database import caused_by_database
+from gateway.store.models import SCHEMA_HEAD
+from gateway.store.ratelimit import REFRESH_SECONDS as PAUSE_REFRESH_SECONDS
+from gateway.store.ratelimit import SharedRateLimiter
+from gateway.store.schema import SchemaMode
+from gateway.tools.expiring import ExpiryWatch
 from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
 
 log = Logger()
@@ -58,6 +62,9 @@ READINESS_SECONDS = 3.0
 #: starts with one of them.
 _OPEN_ADMIN_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics", b"/console"})
 _CONSOLE_TREE = b"/console/"
+_CONSOLE_SIGNIN = b"/console/signin"
+#: The console's session cookie as it appears in a ``Cookie`` header.
+_CONSOLE_COOKIE = b"kgw_console="
 
 
 @dataclass
@@ -105,6 +112,16 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - never let a display helper break start-up
         return url.split("@")[-1]
+
+
+async def _as_flag(flag: str, listening: Awaitable[IListeningPort]) -> IListeningPort:
+    """The port ``listening`` gives; a port that cannot be bound names the flag that chose
+    it (``CannotListenError.flag``), so the error can say which flag to change."""
+    try:
+        return await listening
+    except CannotListenError as e:
+        e.flag = flag  # type: ignore[attr-defined]
+        raise
 
 
 class Gateway:
@@ -161,9 +178,8 @@ class Gateway:
         if opts.sandbox_listen is not None:
             from gateway.sandbox.service import listen_sandbox
 
-            self.sandbox_port = await listen_sandbox(self.reactor, self.config,
-                                                     opts.sandbox_listen,
-                                                     seed=opts.sandbox_seed)
+            self.sandbox_port = await _as_flag("--sandbox-listen", listen_sandbox(
+                self.reactor, self.config, opts.sandbox_listen, seed=opts.sandbox_seed))
             self.sandbox_url = _url_of(self.sandbox_port)
             self.config = self.config.with_base_url(self.sandbox_url)
             log.info("sandbox listening on {url}", url=self.sandbox_url)
@@ -183,22 +199,24 @@ class Gateway:
             self.recorder.start()
             log.info("recording legacy exchanges to {dir}", dir=opts.record_dir)
         self.legacy = legacy = LegacyResource(
-            parts.legacy_dispatch(), max_body_bytes=s.max_body_bytes,
+            parts.dispatch, max_body_bytes=s.max_body_bytes,
             max_depth=s.max_xml_depth, eid_of=parts.authenticator.eid_of,
             on_call=self._observe_call, clock=self.reactor,
             on_exchange=self.recorder.submit if self.recorder is not None else None)
-        edge = EdgeRoot(legacy, RecurringResource(RecurringService(parts),
-                                                  max_body_bytes=s.max_body_bytes))
-        self.legacy_port = await serverFromString(self.reactor, opts.listen).listen(
-            make_site(edge, max_body_bytes=s.max_body_bytes, limits=limits,
-                      reactor=self.reactor))
+        recurring = RecurringService(parts.config, parts.store, parts.om, parts.engine)
+        edge = EdgeRoot(legacy, RecurringResource(recurring, max_body_bytes=s.max_body_bytes))
+        self.legacy_port = await _as_flag("--listen", serverFromString(
+            self.reactor, opts.listen).listen(make_site(
+                edge, max_body_bytes=s.max_body_bytes, limits=limits, reactor=self.reactor)))
         self.admin_resource = admin = AdminResource(
             self.config, parts.store, parts.om, sandbox_mode=opts.sandbox_listen is not None,
             metrics=self.metrics, readiness=self.readiness)
-        console = ConsoleResource(parts, clock=self.reactor)
-        self.admin_port = await serverFromString(self.reactor, opts.admin_listen).listen(
-            admin_site(AdminListener(admin, console), self.config.gateway.admin_token,
-                       replace(limits, max_body_bytes=1 << 20), self.reactor))
+        console = ConsoleResource(parts.config, parts.store, parts.om, parts.registry,
+                                  parts.explainer, clock=self.reactor)
+        self.admin_port = await _as_flag("--admin-listen", serverFromString(
+            self.reactor, opts.admin_listen).listen(admin_site(
+                AdminListener(admin, console), self.config.gateway.admin_token,
+                replace(limits, max_body_bytes=1 << 20), self.reactor)))
         log.info("legacy XML-RPC on {legacy}; admin API on {admin}; database {db}",
                  legacy=describe(self.legacy_port), admin=describe(self.admin_port),
                  db=redact_url(opts.db_url))
@@ -367,6 +385,18 @@ class Gateway:
             self.parts = None
 
 
+def _console_may_send_a_body(request: Any) -> bool:
+    """Whether a request for the console's tree may be read past its head: one without a
+    body, the sign-in form, or one that carries a session cookie or a bearer token (the
+    console checks them itself). Anything else is a post from nobody, refused before any
+    body byte is read rather than after reading up to ``max_body_bytes`` of it."""
+    if request.method in (b"GET", b"HEAD") or request.path == _CONSOLE_SIGNIN:
+        return True
+    cookies = b";".join(request.requestHeaders.getRawHeaders(b"cookie", []))
+    return (_CONSOLE_COOKIE in cookies
+            or (request.getHeader(b"authorization") or b"").startswith(b"Bearer "))
+
+
 def admin_site(admin: Any, token: str, limits: ListenerLimits, reactor: Any
                ) -> Any:
     """The admin listener: the bearer token is checked before any body byte is read, so an
@@ -376,11 +406,17 @@ def admin_site(admin: Any, token: str, limits: ListenerLimits, reactor: Any
 
     def authorize(request: Any) -> bool:
         path = request.path
-        if path in _OPEN_ADMIN_PATHS or path.startswith(_CONSOLE_TREE):
+        if path in _OPEN_ADMIN_PATHS:
             return True
+        if path.startswith(_CONSOLE_TREE):
+            return _console_may_send_a_body(request)
         return hmac.compare_digest(request.getHeader(b"authorization") or b"", want)
 
     def refusal(reason: RefusalReason, request: Any) -> Refusal:
+        if (reason is RefusalReason.UNAUTHORIZED and request is not None
+                and request.path.startswith(_CONSOLE_TREE)):
+            # what the console itself answers a post from nobody: its sign-in page
+            return Refusal(303, b"", [(b"Location", b"/console/signin")])
         messages = {RefusalReason.UNAUTHORIZED: "missing or wrong bearer token",
                     RefusalReason.TOO_LARGE: "request body too large",
                     RefusalReason.TIMEOUT: "request not received in time"}

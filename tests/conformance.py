@@ -7,8 +7,9 @@ fixture, so every response any test provokes is checked, not only the ones a tes
 Rules:
 
 * the status must be documented for the operation; the cross-cutting errors of
-  order-management.md §5 (400, 401, 404, 405, 409, 413, 415, 422, 429, 500, 502-504) are
-  accepted on every operation, because the vendor file lists only endpoint-specific ones;
+  docs/order-management.md#openapi-conformance (400, 401, 404, 405, 409, 413, 415, 422, 429,
+  500, 502-504) are accepted on every operation, because the vendor file lists only
+  endpoint-specific ones;
 * a JSON body must validate against the documented response schema (jsonschema, Draft 4
   semantics as OpenAPI 3.0 uses, with ``date-time``/``date`` formats checked);
 * every 4xx/5xx body must have Klarna's error shape (``error_code``, ``error_messages``,
@@ -18,8 +19,8 @@ Rules:
   Klarna's docs) must have an empty body; 200 must be ``application/json``;
 * a request to a path/method the specs do not describe may only be answered 404 or 405.
 
-The vendor files have known blemishes (vendor/README.md): empty ``enum`` entries are dropped
-and ``order_line.type``'s single pipe-joined enum is split into its values before any
+The vendor files have known blemishes (tests/data/vendor/README.md): empty ``enum`` entries
+are dropped and ``order_line.type``'s single pipe-joined enum is split into its values before any
 validator is built.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ OM_SPEC = VENDOR_DIR / "klarna-order-management.openapi.yml"
 PAYMENTS_SPEC = VENDOR_DIR / "klarna-payments.openapi.yml"
 CUSTOMER_TOKEN_SPEC = VENDOR_DIR / "klarna-customer-token.openapi.yml"
 
-#: Errors every Klarna operation may answer (order-management.md §1 and §5).
+#: Errors every Klarna operation may answer (docs/order-management.md#openapi-conformance).
 GLOBAL_ERROR_STATUSES = frozenset({400, 401, 404, 405, 409, 413, 415, 422, 429, 500, 502, 503,
                                    504})
 

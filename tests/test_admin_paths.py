@@ -44,6 +44,25 @@ async def test_only_the_exact_open_paths_skip_the_token(gw: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_console_post_from_nobody_is_refused_from_its_head(gw: Harness) -> None:
+    """Before: a POST under ``/console/`` with neither a session cookie nor a bearer token
+    (``/console/journal``, ``/console/digest``) was read to its end, up to 1 MiB, before the
+    console sent it to its sign-in page. Now it is sent there from its head; the sign-in
+    form itself, and posts carrying a cookie or a token, are read as before."""
+    for path in ("/console/journal", "/console/digest", "/console/signout"):
+        answer = await threads.deferToThread(head_only, gw.admin, path, 1 << 20)
+        assert answer.startswith(b"HTTP/1.1 303"), (path, answer[:60])
+        assert b"Location: /console/signin" in answer, (path, answer)
+    # the sign-in form is read (a short body: an answer comes once it arrives)
+    assert await threads.deferToThread(head_only, gw.admin, "/console/signin", 1 << 20,
+                                       1.0) == b""
+    resp = await treq.post(gw.admin + "/console/signin", data={"token": "wrong" * 4},
+                           headers={"Origin": gw.admin}, allow_redirects=False)
+    assert resp.code == 401, resp.code
+    await resp.content()
+
+
+@pytest_twisted.ensureDeferred
 async def test_undecodable_paths_and_queries_are_400(gw: Harness) -> None:
     """Before: ``GET /%ff`` with a valid token was a 500 and a traceback. Now 400 on the
     admin API and the console; nothing is logged as a failure."""

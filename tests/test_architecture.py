@@ -1,11 +1,15 @@
 """The shape rules of ``gateway/``, enforced (as the sandbox's isolation test does).
 
-- The pure layers (the call declarations, the translation helpers, the neutral model and the
-  legacy wire helpers they use) import no store, no engine, no REST client, no Twisted and
-  no SQLAlchemy: checked in a fresh interpreter, so an import hidden anywhere in their
-  import graph counts.
+- The pure layers (the call declarations, the translation helpers, the neutral model, the
+  binding rule and the legacy wire format) import no store, no engine, no REST client, no
+  Twisted and no SQLAlchemy: checked in a fresh interpreter, so an import hidden anywhere in
+  their import graph counts.
 - No import cycle anywhere in ``gateway/``: a static graph of every ``import`` statement
   (function-level ones included: a cycle hidden in a function is still a cycle).
+- Data flows one way (docs/architecture.md#the-layers): the wire format reaches nothing
+  above it, the call declarations reach no edge, engine or port, the engine no edge.
+- One composition root: only the entry points (``gateway.service``'s ``Gateway``, the CLI)
+  import ``gateway.app``; everything else receives the parts it uses.
 - Each call's whole declaration is one module, registered once.
 """
 from __future__ import annotations
@@ -23,9 +27,8 @@ from gateway.calls import REGISTRY
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "gateway"
 
-PURE = ["gateway.calls", "gateway.translate", "gateway.model", "gateway.binding", "gateway.legacy.params",
-        "gateway.legacy.digest", "gateway.legacy.values", "gateway.recurring.cart",
-        "gateway.recurring.call"]
+PURE = ["gateway.calls", "gateway.translate", "gateway.model", "gateway.binding", "gateway.wire",
+        "gateway.recurring.cart"]
 STATEFUL = ("twisted", "sqlalchemy", "treq", "alembic", "psycopg", "gateway.store",
             "gateway.engine", "gateway.om", "gateway.service", "gateway.app",
             "gateway.sandbox")
@@ -114,6 +117,52 @@ def test_no_import_cycles_in_gateway() -> None:
         if v not in index:
             visit(v)
     assert not cycles, f"import cycles: {cycles}"
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in graph[todo.pop()]:
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def _in(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+#: package -> what it must never reach, directly or through anything it imports.
+BELOW = {
+    "gateway.wire": ("gateway.edge", "gateway.calls", "gateway.engine", "gateway.store",
+                     "gateway.om", "gateway.web", "gateway.recurring", "gateway.console",
+                     "gateway.tools", "gateway.cli", "gateway.app", "gateway.service"),
+    "gateway.calls": ("gateway.edge", "gateway.engine", "gateway.store", "gateway.om",
+                      "gateway.web", "gateway.recurring", "gateway.app", "gateway.service"),
+    "gateway.engine": ("gateway.edge", "gateway.web", "gateway.recurring", "gateway.console",
+                       "gateway.tools", "gateway.cli", "gateway.app", "gateway.service"),
+    "gateway.web": ("gateway.edge", "gateway.wire", "gateway.calls", "gateway.engine",
+                    "gateway.store", "gateway.om", "gateway.app", "gateway.service"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(BELOW))
+def test_data_flows_one_way(package: str) -> None:
+    graph = _import_graph()
+    bad = {m: sorted(t for t in _reachable(graph, m) if _in(t, BELOW[package]))
+           for m in graph if _in(m, (package,))}
+    assert not {m: r for m, r in bad.items() if r}, f"{package} reaches above itself"
+
+
+def test_only_the_entry_points_import_the_composition_root() -> None:
+    """``gateway.app`` builds every part; the listeners, tools and services receive the
+    parts they use as arguments, never the whole ``Components``."""
+    graph = _import_graph()
+    importers = sorted(m for m, targets in graph.items() if "gateway.app" in targets)
+    assert importers and all(m == "gateway.service" or _in(m, ("gateway.cli",))
+                             for m in importers), importers
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY.served))

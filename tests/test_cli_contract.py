@@ -577,6 +577,26 @@ def test_serve_on_a_busy_port_is_exit_2_in_one_line(world: World) -> None:
                      "tcp:0:interface=127.0.0.1")
     assert check(Case((), 2, f"cannot listen on 127.0.0.1:{port}: Address already in use"),
                  result) is None, result.stderr
+    assert "choose another --listen" in result.stderr, result.stderr
+
+
+def test_serve_names_the_flag_of_the_busy_port(world: World) -> None:
+    """The busy port is the sandbox's (or the admin API's): the message names that flag,
+    not --listen."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        free = "tcp:0:interface=127.0.0.1"
+        sandbox = cli("serve", "--sandbox", "--config", world.cfg, "--db",
+                      f"sqlite:///{world.tmp}/s1.db", "--listen", free, "--admin-listen", free,
+                      "--sandbox-listen", f"tcp:{port}:interface=127.0.0.1")
+        admin = cli("serve", "--config", world.cfg, "--db", f"sqlite:///{world.tmp}/s2.db",
+                    "--listen", free, "--admin-listen", f"tcp:{port}:interface=127.0.0.1")
+    for result, flag in ((sandbox, "--sandbox-listen"), (admin, "--admin-listen")):
+        assert check(Case((), 2, f"choose another {flag}"), result) is None, result.stderr
 
 
 def test_every_option_has_a_description_and_one_default() -> None:

@@ -110,3 +110,20 @@ def test_the_layout_lists_every_package_once() -> None:
     assert set(listed) == _packages(), (
         f"missing from the layout: {sorted(_packages() - set(listed))}; "
         f"listed but not packages: {sorted(set(listed) - _packages())}")
+
+
+def test_the_layout_names_only_modules_that_exist() -> None:
+    """A module the layout names (``app.py``, ``docs.py``...) is a file of the package its
+    line describes: a module moved or renamed without the layout following fails."""
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    missing = []
+    for entry in re.split(r"\n- ", section)[1:]:
+        entry = entry.split("\n\n", 1)[0]  # the paragraph after the list is not an entry
+        package = re.match(r"`(gateway/(?:[\w/]+/)?)`:", entry)
+        if package is None:
+            continue
+        for module in re.findall(r"`(\w+\.py)`", entry):
+            if not (ROOT / package.group(1) / module).is_file():
+                missing.append(package.group(1) + module)
+    assert not missing, f"the layout names modules that do not exist: {missing}"

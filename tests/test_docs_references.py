@@ -15,25 +15,17 @@ have, or at a heading that was renamed, leaves a newcomer with nothing to follow
 
 The scan covers ``gateway/``, ``tests/`` and ``scripts/`` (except copied data under
 ``tests/data/``, which is never edited, and this file, whose examples are bad references on
-purpose), and separately the links between the files of ``docs/``. The first is expected to
-fail until the references are rewritten (issue 19, phase 2: ``scripts/rewrite_doc_refs.py``
-applies the reference map); the checker itself and the rewrite script are tested on scratch
-trees.
+purpose), and separately the links between the files of ``docs/``. The checker itself is
+tested on scratch trees.
 """
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 THIS = Path(__file__).resolve()
 ROOT = THIS.parents[1]
-SCRIPT = ROOT / "scripts" / "rewrite_doc_refs.py"
 SCANNED = ("gateway", "tests", "scripts")
 #: Copied data (OpenAPI files, wire captures): kept byte for byte, never checked.
 COPIED = ("tests/data/vendor", "tests/data/captures")
@@ -171,7 +163,6 @@ def _report(problems: list[Problem]) -> str:
 # -- the repository -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="references rewritten in phase 2")
 def test_references_in_code_tests_and_scripts_exist() -> None:
     problems = check_tree(ROOT, SCANNED)
     assert not problems, _report(problems)
@@ -254,132 +245,3 @@ def test_checker_names_each_bad_reference(tmp_path: Path) -> None:
         "gateway/x.py:2: ../../etc/b.md: no such file in the repository",
         "gateway/x.py:5: docs/a.md, 'Seeded mode': no such heading",
     ]
-
-
-# -- scripts/rewrite_doc_refs.py ------------------------------------------------------------
-
-
-def _rewrite(root: Path, table: str, *args: str) -> subprocess.CompletedProcess[str]:
-    mapping = root / "map.tsv"
-    mapping.write_text(table, encoding="utf-8")
-    return subprocess.run([sys.executable, str(SCRIPT), str(mapping), "--root", str(root),
-                           *args], capture_output=True, text=True, timeout=60)
-
-
-OLD = f"translation.md {SECTION_SIGN}4"
-CODE = (
-    '"""Money.\n'
-    "\n"
-    f"Rounded once, half away from zero, exactly as ``{OLD}`` prescribes, and every\n"
-    "produced line is checked locally so a bad goods list is refused with a fault naming the\n"
-    "row instead of Klarna's opaque refusal.\n"
-    '"""\n'
-    "\n"
-    f"#: REST limit ({OLD}).\n"
-    "LIMIT = 255\n"
-    f"#: Again ({OLD}), and (pain-points\n"
-    f"#: {SECTION_SIGN}11).\n"
-)
-NEW = "docs/a.md#order-lines"
-
-
-def test_rewrite_applies_a_map_and_keeps_python_valid(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {
-        "docs/a.md": DOC,
-        "gateway/money.py": CODE,
-        "gateway/sandbox/README.md": "It follows (see the project specification, "
-                                     "`spec/a.md`).\n",
-    })
-    table = (f"# a comment\n"
-             f"gateway/money.py:3\t``{OLD}``\t{NEW}\n"
-             f"gateway/money.py:8\t{OLD}\t{NEW}\n"
-             f"gateway/money.py:10\t{OLD}\t{NEW}\n"
-             f"gateway/money.py:10\tpain-points\\n{SECTION_SIGN}11\t{NEW}\n"
-             f"gateway/sandbox/README.md:1\tthe project specification, `spec/a.md`\t{NEW}\n")
-    result = _rewrite(root, table)
-    assert result.returncode == 0, result.stderr
-    assert "rewrote 5 reference(s) in 2 file(s)" in result.stdout
-    code = (root / "gateway" / "money.py").read_text(encoding="utf-8")
-    assert code == (
-        '"""Money.\n'
-        "\n"
-        f"Rounded once, half away from zero, exactly as {NEW} prescribes, and every\n"
-        "produced line is checked locally so a bad goods list is refused with a fault naming the\n"
-        "row instead of Klarna's opaque refusal.\n"
-        '"""\n'
-        "\n"
-        f"#: REST limit ({NEW}).\n"
-        "LIMIT = 255\n"
-        f"#: Again ({NEW}), and ({NEW}).\n"
-    )
-    compile(code, "money.py", "exec")
-    readme = (root / "gateway" / "sandbox" / "README.md").read_text(encoding="utf-8")
-    assert readme == f"It follows (see [{NEW}](../../{NEW})).\n"
-    assert check_tree(root, ("gateway",)) == []
-    again = _rewrite(root, table)
-    assert again.returncode == 0, again.stderr
-    assert "rewrote 0 reference(s)" in again.stdout
-    assert (root / "gateway" / "money.py").read_text(encoding="utf-8") == code
-
-
-def test_rewrite_follows_moved_lines_and_files(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {
-        "docs/a.md": DOC,
-        "gateway/wire/money.py": "# moved, and two lines added\n\n" + CODE,
-    })
-    table = f"gateway/money.py:8\t{OLD}\t{NEW}\n"
-    result = _rewrite(root, table, "--check")
-    assert result.returncode == 1  # two occurrences for one row: refused, not guessed
-    assert "nothing written" in result.stderr
-    table = (f"gateway/money.py:3\t``{OLD}``\t{NEW}\n"
-             f"gateway/money.py:8\t{OLD}\t{NEW}\n"
-             f"gateway/money.py:10\t{OLD}\t{NEW}\n")
-    assert _rewrite(root, table, "--check").returncode == 0
-    assert OLD in (root / "gateway" / "wire" / "money.py").read_text(encoding="utf-8")
-    result = _rewrite(root, table)
-    assert result.returncode == 0, result.stderr
-    assert "found on line 10" in result.stdout
-    moved = (root / "gateway" / "wire" / "money.py").read_text(encoding="utf-8")
-    assert f"#: REST limit ({NEW}).\nLIMIT = 255" in moved
-
-
-def test_rewrite_refuses_a_bad_map_and_writes_nothing(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {"docs/a.md": DOC, "gateway/money.py": CODE})
-    result = _rewrite(root, f"gateway/money.py:8\tno such text\t{NEW}\n"
-                            f"gateway/money.py:3\t``{OLD}``\t{NEW}\n")
-    assert result.returncode == 1
-    assert "map line 1: gateway/money.py:8: 'no such text'" in result.stderr
-    assert (root / "gateway" / "money.py").read_text(encoding="utf-8") == CODE
-    assert _rewrite(root, "gateway/money.py:8\tonly two fields\n").returncode == 2
-
-
-def test_rewrite_reflows_only_prose(tmp_path: Path) -> None:
-    long_ref = "docs/a.md#order-lines-from-legacy-goods-rows"
-    code = textwrap.dedent(f'''\
-        def f() -> int:
-            """Short ({OLD}).
-
-            A paragraph that is long enough already, whose reference ({OLD}) grows it
-            past the limit of one hundred characters, twice over.
-            """
-            return 1  # ({OLD}) code lines are left as they are, and listed when too long
-        ''')
-    root = _tree(tmp_path, {"docs/a.md": DOC + "## Order lines from legacy goods rows\n",
-                            "gateway/f.py": code})
-    table = "".join(f"gateway/f.py:{n}\t{OLD}\t{long_ref}\n" for n in (2, 4, 7))
-    result = _rewrite(root, table)
-    assert result.returncode == 0, result.stderr
-    text = (root / "gateway" / "f.py").read_text(encoding="utf-8")
-    compile(text, "f.py", "exec")
-    lines = text.splitlines()
-    assert lines[1] == f'    """Short ({long_ref}).'
-    assert lines[3:7] == [
-        "    A paragraph that is long enough already, whose reference",
-        f"    ({long_ref}) grows it past the limit of one hundred",
-        "    characters, twice over.",
-        '    """',
-    ]
-    assert max(len(line) for line in lines[:7]) <= 100
-    assert lines[7].endswith("and listed when too long")
-    assert "reflow: gateway/f.py:8 is longer than 100 characters" in result.stdout
-    assert check_tree(root, ("gateway",)) == []

@@ -37,7 +37,7 @@ from twisted.logger import globalLogPublisher
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
-from gateway.legacy.resource import LegacyResource, make_site
+from gateway.edge.resource import LegacyResource, make_site
 from gateway.recurring.resource import RecurringResource
 from tests.e2e.test_recurring import make_token
 from tests.harness import ADMIN, SECRETS, Harness, demo_config, running

@@ -10,8 +10,8 @@ import pytest
 from gateway.calls.spec import Target
 from gateway.engine.faults import rest_error_to_fault
 from gateway.errors import FAULT_TABLE, FaultCode, GatewayError, NotAllowedError
-from gateway.legacy.encode import encode_fault
 from gateway.om.client import RestResponseError
+from gateway.wire.encode import encode_fault
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

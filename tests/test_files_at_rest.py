@@ -14,7 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.logger import formatEvent, globalLogPublisher
 
-from gateway.legacy.resource import Exchange
+from gateway.edge.resource import Exchange
 from gateway.logs import ReopenableFile
 from gateway.replay.recording import RecordingWriter
 from gateway.testing.processes import run_cli, write_config

@@ -28,12 +28,12 @@ from gateway.calls import (
     update,
     update_orderno,
 )
+from gateway.calls import recurring_order as recurring_call
 from gateway.calls.not_offered import NOT_OFFERED
-from gateway.recurring import call as recurring_call
 from gateway.calls.registry import CallRegistry
 from gateway.calls.spec import CallSpec, Ref, Target
-from gateway.legacy.digest import DigestParts, verify
-from gateway.legacy.values import LegacyCall
+from gateway.wire.digest import DigestParts, verify
+from gateway.wire.values import LegacyCall
 
 __all__ = ["REGISTRY", "CallSpec", "Ref", "Target", "decode_call", "digest_parts",
            "verify_digest"]

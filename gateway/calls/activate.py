@@ -17,13 +17,13 @@ from gateway.calls.activation import (
 )
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, artno_pairs, param, protocol_prefix
-from gateway.legacy.values import ArtNo
 from gateway.model import CaptureEffect, MoneyKind
 from gateway.translate.money import lines_total
 from gateway.translate.plan import OrderContext, Plan, RestStep, qty_by_reference
 from gateway.translate.split import plan_partial_capture, remaining_lines
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, artno_pairs, param, protocol_prefix
+from gateway.wire.values import ArtNo
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Activate(Activation):
     method = "activate"
 
 
-#: activateInfo keys hashed when present as keys, in this order (legacy-xmlrpc.md §4.1).
+#: activateInfo keys hashed when present as keys, in this order (docs/legacy-protocol.md#activate).
 _OPTIONAL_KEYS: Final = (
     "bclass", "cust_no", "flags", "ocr", "orderid1", "orderid2", "reference", "reference_code",
 )

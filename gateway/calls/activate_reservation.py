@@ -33,9 +33,6 @@ from gateway.calls.activation import (
 )
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError, GoodsListError, InvalidParamsError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, param
-from gateway.legacy.values import Address, ArtNo, Goods, ReservationFlag
 from gateway.model import CaptureEffect, MoneyKind, StatusEffect
 from gateway.translate.address import (
     klarna_country_to_alpha2, legacy_address_to_rest, rest_address_equal,
@@ -43,8 +40,11 @@ from gateway.translate.address import (
 from gateway.translate.money import goods_to_order_lines, lines_total
 from gateway.translate.plan import OrderContext, Plan, RestStep, qty_by_reference
 from gateway.translate.split import plan_partial_capture
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, param
+from gateway.wire.values import Address, ArtNo, Goods, ReservationFlag
 
-#: Klarna's currency codes (legacy-xmlrpc.md §5).
+#: Klarna's currency codes (docs/legacy-protocol.md#constants).
 CURRENCIES: Final = {0: "SEK", 1: "NOK", 2: "EUR", 3: "DKK"}
 #: The free-form info structs p24–p27: accepted, never sent.
 _INFO_PARAMS: Final = ((24, "travelinfo"), (25, "incomeinfo"), (26, "bankinfo"),

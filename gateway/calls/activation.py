@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import AmountError
-from gateway.legacy.values import LegacyCall, ReservationFlag, ShipmentInfo
 from gateway.translate.plan import Result
 from gateway.translate.shipping import shipment_info_to_rest
 from gateway.translate.states import require_fraud_accepted, require_status
+from gateway.wire.values import LegacyCall, ReservationFlag, ShipmentInfo
 
 
 @dataclass(frozen=True)

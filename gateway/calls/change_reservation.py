@@ -24,13 +24,13 @@ from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError, InvalidParamsError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, simple
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind, StatusEffect
 from gateway.translate.money import MAX_AMOUNT, check_order_line, inclusive_tax, lines_total
 from gateway.translate.plan import OrderContext, Plan, RestStep, Result, qty_by_reference
 from gateway.translate.states import require_fraud_accepted, require_status
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, simple
+from gateway.wire.values import LegacyCall
 
 NEW_AMOUNT: Final = 0
 ADD_AMOUNT: Final = 1

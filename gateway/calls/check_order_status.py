@@ -14,11 +14,11 @@ from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Ref, Target
 from gateway.errors import UnknownTypeError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, simple
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind
 from gateway.translate.plan import OrderContext, Plan, Result
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, simple
+from gateway.wire.values import LegacyCall
 
 #: check_order_status ``type``: 0 invoice or reservation number, 1 the merchant's order id.
 BY_NUMBER: Final = 0

@@ -12,14 +12,14 @@ from typing import Any, Final
 from gateway.calls.credit_part import refund_step, reply
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, simple
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind
 from gateway.translate.money import lines_total
 from gateway.translate.plan import OrderContext, Plan
 from gateway.translate.split import remaining_lines
 from gateway.translate.states import REFUNDABLE, require_status
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, simple
+from gateway.wire.values import LegacyCall
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,14 @@ from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError, BadArtnoListError, InvalidParamsError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, artno_pairs, param
-from gateway.legacy.values import ArtNo, Goods, LegacyCall
 from gateway.model import MoneyKind, RefundEffect
 from gateway.translate.money import goods_to_order_lines, lines_total
 from gateway.translate.plan import OrderContext, Plan, RestStep, Result
 from gateway.translate.split import plan_partial_refund
 from gateway.translate.states import REFUNDABLE, require_status
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, artno_pairs, param
+from gateway.wire.values import ArtNo, Goods, LegacyCall
 
 
 @dataclass(frozen=True)

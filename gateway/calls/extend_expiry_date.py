@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, simple
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind
 from gateway.translate.expiry import legacy_expiry
 from gateway.translate.plan import OrderContext, Plan, RestStep, Result
 from gateway.translate.states import require_status
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, simple
+from gateway.wire.values import LegacyCall
 
 
 @dataclass(frozen=True)

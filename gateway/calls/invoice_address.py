@@ -16,12 +16,12 @@ from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import InvoiceDataError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, simple
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind
 from gateway.translate.address import rest_address_to_legacy_row
 from gateway.translate.plan import OrderContext, Plan, Result
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, simple
+from gateway.wire.values import LegacyCall
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, artno_pairs, param
-from gateway.legacy.values import ArtNo, LegacyCall
 from gateway.model import MoneyKind
 from gateway.translate.money import lines_total
 from gateway.translate.plan import OrderContext, Plan, Result
 from gateway.translate.split import plan_partial_refund
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, artno_pairs, param
+from gateway.wire.values import ArtNo, LegacyCall
 
 
 @dataclass(frozen=True)

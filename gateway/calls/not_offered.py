@@ -1,8 +1,9 @@
 """Legacy calls that exist in some official SDK but that the gateway does not offer.
 
 Each is data: where its eid and digest are (so an unknown eid is 9113 and a wrong digest
-9114 whatever the method, legacy-xmlrpc.md §4), the digest rule where the SDKs' is known,
-and why Order Management cannot serve it (the 9103 message integrators see).
+9114 whatever the method: docs/legacy-protocol.md#order-of-checks), the digest rule where
+the SDKs' is known, and why Order Management cannot serve it (the 9103 message integrators
+see).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from gateway.calls.spec import NotOffered
 from gateway.errors import FaultCode
-from gateway.legacy.digest import DigestParts, artno_pairs, param, simple
+from gateway.wire.digest import DigestParts, artno_pairs, param, simple
 
 
 def _concat(*positions: int, artnos_at: int | None = None) -> Any:

@@ -17,9 +17,9 @@ from typing import Any, Final
 from gateway.errors import (
     BadArtnoListError, InvoiceNotActiveError, NotAllowedError,
 )
-from gateway.legacy.values import LegacyCall
 from gateway.translate.expiry import parse_rest_timestamp
 from gateway.translate.plan import OrderContext
+from gateway.wire.values import LegacyCall
 
 
 class Profile(str, Enum):

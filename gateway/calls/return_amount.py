@@ -27,15 +27,15 @@ from typing import Any, Final
 from gateway.calls.credit_part import refund_step
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError, InvalidParamsError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, simple
-from gateway.legacy.values import GoodsFlag, LegacyCall
 from gateway.model import MoneyKind
 from gateway.translate.money import (
     MAX_TEXT, check_order_line, inclusive_tax, percent_hundredths, round_half_away,
 )
 from gateway.translate.plan import OrderContext, Plan, Result
 from gateway.translate.states import REFUNDABLE, require_status
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, simple
+from gateway.wire.values import GoodsFlag, LegacyCall
 
 #: The line's reference: what the ledger's refunded quantities count it under.
 REFERENCE: Final = "return_amount"

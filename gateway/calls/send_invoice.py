@@ -11,10 +11,10 @@ from typing import Any, Final
 
 from gateway.calls import email_invoice
 from gateway.calls.spec import CallSpec, Target
-from gateway.legacy import params as p
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind
 from gateway.translate.plan import OrderContext, Plan
+from gateway.wire import params as p
+from gateway.wire.values import LegacyCall
 
 
 @dataclass(frozen=True)

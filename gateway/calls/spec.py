@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind
 from gateway.translate.plan import OrderContext, Plan, Result
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts
+from gateway.wire.values import LegacyCall
 
 C = TypeVar("C", bound=LegacyCall)
 

@@ -22,7 +22,7 @@ none with the artno as received; in ``fix`` mode it then names that line (an ERP
 sending the mis-encoded artno after ``update`` wrote the repaired reference). An artno
 that names its line as received is right, whatever it looks like.
 
-The digest is checked on the parameters as received, long before (``gateway.legacy.auth``);
+The digest is checked on the parameters as received, long before (``gateway.edge.auth``);
 the journal keeps the call as received, and the notes say what was sent instead. Pure:
 :func:`repairing` wraps a call's plan, given how to find a merchant's mode.
 """
@@ -30,12 +30,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from gateway.calls.registry import CallRegistry
 from gateway.calls.spec import CallSpec
 from gateway.translate.plan import OrderContext, Plan
 from gateway.translate.text import TextRepair, repair
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 OFF: Final = "off"
 REPORT: Final = "report"
@@ -45,6 +48,14 @@ _LEGACY_NAMES: Final = {"goods": "goods_list"}
 
 #: ``eid -> text_repair mode`` (``off`` for an eid without a merchant).
 ModeOf = Callable[[int], str]
+
+
+def text_repair_mode(config: Config) -> ModeOf:
+    """``eid -> text_repair`` of that merchant (``off`` for an eid not configured)."""
+    def mode_of(eid: int) -> str:
+        merchant = config.merchant(eid)
+        return merchant.text_repair if merchant is not None else OFF
+    return mode_of
 
 
 @dataclass(frozen=True)

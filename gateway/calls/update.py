@@ -21,14 +21,14 @@ from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, param, php_str, protocol_prefix
-from gateway.legacy.values import Address, Goods, LegacyCall
 from gateway.model import MoneyKind, ReferencesEffect
 from gateway.translate.address import legacy_address_to_rest, rest_address_equal
 from gateway.translate.money import goods_to_order_lines, lines_total
 from gateway.translate.plan import OrderContext, Plan, RestStep, Result
 from gateway.translate.states import require_status
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, param, php_str, protocol_prefix
+from gateway.wire.values import Address, Goods, LegacyCall
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import InvalidParamsError
-from gateway.legacy import params as p
-from gateway.legacy.digest import DigestParts, simple
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind
 from gateway.translate.plan import OrderContext, Plan, RestStep, Result
+from gateway.wire import params as p
+from gateway.wire.digest import DigestParts, simple
+from gateway.wire.values import LegacyCall
 
-#: REST limit on ``merchant_reference1`` (order-management.md §3).
+#: REST limit on ``merchant_reference1`` (docs/order-management.md#field-limits).
 MAX_REFERENCE: Final = 255
 
 

@@ -124,8 +124,9 @@ def listen_error(e: BaseException) -> str:
     interface, port = getattr(e, "interface", ""), getattr(e, "port", "?")
     where = f"{interface}:{port}" if interface else f"port {port} (all interfaces)"
     reason = getattr(getattr(e, "socketError", None), "strerror", None) or str(e)
+    flag = getattr(e, "flag", "--listen")
     return (f"cannot listen on {where}: {reason}: another process holds it (stop it) or "
-            "choose another --listen")
+            f"choose another {flag}")
 
 
 def command_group(sub: Any, name: str, help: str, description: str) -> Any:
@@ -308,7 +309,8 @@ def with_parts(args: argparse.Namespace, fn: Callable[[Components], Awaitable[in
     Errors raised while building or running come back out of ``task.react`` (which would
     otherwise log them with a traceback and exit 1) and are raised here for ``main``.
     """
-    from gateway.app import SchemaMode, build
+    from gateway.app import build
+    from gateway.store.schema import SchemaMode
 
     config = config_from(args.config)
     if check is not None:

@@ -42,9 +42,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     async def run(parts: Components) -> int:
         with Progress() as progress:
-            outcomes, problems = await reconcile(parts, eid=args.eid, since=since,
-                                                 concurrency=args.concurrency,
-                                                 progress=progress.callback)
+            outcomes, problems = await reconcile(
+                parts.config, parts.engine, parts.store, parts.om, eid=args.eid, since=since,
+                concurrency=args.concurrency, progress=progress.callback)
         resumed = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none"
         if args.format == "json":
             sys.stdout.write(to_json(outcomes, problems))
@@ -77,13 +77,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     read."""
     from gateway.errors import GatewayError
     from gateway.om.client import OmError
-    from gateway.tools.explain import explain
 
     body = inputs.readable_file(args.file).read_bytes()
 
     async def run(parts: Components) -> int:
         try:
-            result = await explain(parts, body)
+            result = await parts.explainer.explain(body)
         except GatewayError as e:
             print(f"fault {int(e.fault_code)}: {e.fault_string}")
             return Exit.FINDING

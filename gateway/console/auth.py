@@ -18,7 +18,7 @@ merchant; memory stays bounded by the number of principals times the cap.
 Sign-in: the token is read from the form body only (a token in a URL ends up in access
 logs, browser history and ``Referer`` headers). Each failed sign-in is logged (namespace
 ``gateway.console.signin``: the client's address and the count, never the token tried), and
-after :data:`FREE_SIGNIN_FAILURES` failures in a row an address must wait before its next
+after more than :data:`FREE_SIGNIN_FAILURES` failures in a row an address waits before its next
 attempt (:class:`SigninThrottle`: 1 s, doubling up to 5 minutes; answered 429 with
 ``Retry-After`` without comparing the token), until it has made no failed attempt for 15
 minutes. Sign-in forms and ``Authorization: Bearer`` on console pages share that count.

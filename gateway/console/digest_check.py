@@ -14,11 +14,11 @@ from typing import Any
 from gateway.calls.registry import CallRegistry
 from gateway.config import Config
 from gateway.errors import GatewayError
-from gateway.legacy import params as p
-from gateway.legacy.digest import Dialect, DigestParts, candidates, hash_for_digest, match
-from gateway.legacy.xmlrpc import parse_method_call
+from gateway.wire import params as p
+from gateway.wire.digest import Dialect, DigestParts, candidates, hash_for_digest, match
+from gateway.wire.parse import parse_method_call
 
-#: Who hashes that way (legacy-xmlrpc.md §2).
+#: Who hashes that way (docs/legacy-protocol.md#sdk-dialects).
 SDKS: dict[Dialect, str] = {
     Dialect.NO_FILTER: "Python SDK (Klarna_API 3.1.0): every part joined, empty ones included",
     Dialect.DROP_EMPTY: "PHP SDK 4.x/5.x: empty parts dropped",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from twisted.internet import defer
@@ -29,7 +29,6 @@ from twisted.web.http import combinedLogFormatter
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from gateway.app import Components
 from gateway.boundary import client_of
 from gateway.console import auth, views
 from gateway.console.digest_check import check as check_digest, request_bytes
@@ -37,13 +36,18 @@ from gateway.console.html import Html, h
 from gateway.errors import GatewayError
 from gateway.binding import Phase
 from gateway.model import EntryState, JournalEntry, Reservation
-from gateway.om.client import OmError
+from gateway.om.client import OmClient, OmError
 from gateway.store.search import JournalQuery, ReservationScope
 from gateway.tools import inputs
 from gateway.tools import journal as js
 from gateway.tools import expiring as expiry
-from gateway.tools.explain import Explanation, explain
+from gateway.tools.explain import Explainer, Explanation
 from gateway.tools.reconcile import Discrepancy, differences
+
+if TYPE_CHECKING:
+    from gateway.calls.registry import CallRegistry
+    from gateway.config import Config
+    from gateway.store.store import Store
 
 log = Logger()
 T = TypeVar("T")
@@ -99,13 +103,18 @@ class ConsoleResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, parts: Components, *, clock: Any = None) -> None:
+    def __init__(self, config: Config, store: Store, om: OmClient, registry: CallRegistry,
+                 explainer: Explainer, *, clock: Any) -> None:
+        """``registry``: the calls as served (the digest self-test checks with it);
+        ``explainer``: the dry run the self-test shows; ``clock``: sessions, sign-in
+        throttling and the pages' times."""
         super().__init__()
-        self.parts = parts
-        self.config = parts.config
-        self.store = parts.store
-        self.om = parts.om
-        self.clock = clock if clock is not None else parts.engine.clock
+        self.config = config
+        self.store = store
+        self.om = om
+        self.registry = registry
+        self.explainer = explainer
+        self.clock = clock
         self.sessions = auth.Sessions(self.clock)
         self.signins = auth.SigninThrottle(self.clock)
 
@@ -336,7 +345,7 @@ class ConsoleResource(Resource):
         if len(text) > self.config.gateway.max_body_bytes:
             raise ConsoleError(413, "the request is larger than the gateway accepts")
         body = request_bytes(text)
-        verdict = check_digest(body, self.config, self.parts.registry,
+        verdict = check_digest(body, self.config, self.registry,
                                only_eid=caller.principal.eid)
         explanation: Explanation | None = None
         explain_error: str | None = None
@@ -344,7 +353,7 @@ class ConsoleResource(Resource):
             explain_error = "fault 9114: the gateway refuses a call whose digest does not match"
         elif verdict.problem is None:
             try:
-                explanation = await explain(self.parts, body)
+                explanation = await self.explainer.explain(body)
             except GatewayError as e:
                 explain_error = f"fault {int(e.fault_code)}: {e.fault_string}"
             except OmError as e:

@@ -19,9 +19,9 @@ from twisted.internet import task
 
 from gateway.calls.spec import CallSpec, Ref, Target
 from gateway.errors import UpstreamUnavailableError
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind, Reservation, Step
 from gateway.store.journal import CallQuery
+from gateway.wire.values import LegacyCall
 
 
 def _default(o: Any) -> Any:

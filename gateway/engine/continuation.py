@@ -18,10 +18,10 @@ from gateway.engine.failures import Failures
 from gateway.engine.planning import reply_of
 from gateway.engine.steps import StepSender
 from gateway.errors import GatewayError, UpstreamUnavailableError
-from gateway.legacy.values import LegacyCall, from_json
 from gateway.metrics import Metrics
 from gateway.model import JournalEntry
 from gateway.store.store import Store
+from gateway.wire.values import LegacyCall, from_json
 
 
 class Continuation:

@@ -1,9 +1,10 @@
 """Every failure inside the engine becomes a legacy fault here, and nowhere else.
 
 Two questions are answered for any exception raised while running a call: which fault the
-client sees (:func:`rest_error_to_fault`, translation.md §3), and what happens to the
-journal entry (:func:`disposition`): finished with that fault, or left pending and
-resumable (its outcome is unknown: the client is told 9119 and its retry continues it).
+client sees (:func:`rest_error_to_fault`, docs/legacy-protocol.md#rest-refusals-as-faults),
+and what happens to the journal entry (:func:`disposition`): finished with that fault, or
+left pending and resumable (its outcome is unknown: the client is told 9119 and its retry
+continues it).
 """
 from __future__ import annotations
 
@@ -74,8 +75,9 @@ def disposition(e: BaseException, target: Target) -> Failure:
 
 
 def rest_error_to_fault(e: RestResponseError, target: Target) -> GatewayError:
-    """Map a definitive REST refusal to the legacy fault table (translation.md §3),
-    keeping Klarna's ``error_code`` on the fault for edges that speak REST."""
+    """Map a definitive REST refusal to the legacy fault table
+    (docs/legacy-protocol.md#rest-refusals-as-faults), keeping Klarna's ``error_code`` on the
+    fault for edges that speak REST."""
     fault = _fault_for(e, target)
     fault.rest_error_code = e.error_code
     return fault

@@ -27,7 +27,6 @@ from gateway.engine.claim import (
 from gateway.engine.failures import Failures
 from gateway.engine.resolve import Resolver
 from gateway.errors import NotAllowedError, UpstreamUnavailableError
-from gateway.legacy.values import LegacyCall
 from gateway.metrics import Metrics
 from gateway.om.client import DeadlineExceededError, OmClient, RestResponseError, \
     RestTransportError
@@ -35,6 +34,7 @@ from gateway.store import journal
 from gateway.store.journal import OrderMovedError, OrderView, TwinBoundError
 from gateway.store.store import Store
 from gateway.translate.plan import OrderContext, Plan, Result, new_order
+from gateway.wire.values import LegacyCall
 
 log = Logger()
 

@@ -9,10 +9,10 @@ from typing import Any
 from gateway.calls.spec import CallSpec, Ref, Target
 from gateway.config import Merchant
 from gateway.errors import BadOrderNoError, UnknownInvoiceError, UnknownReservationError
-from gateway.legacy.values import LegacyCall
 from gateway.model import Origin, Reservation
 from gateway.om.client import OmClient, RestResponseError
 from gateway.store.store import Store
+from gateway.wire.values import LegacyCall
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 

@@ -35,13 +35,13 @@ from gateway.engine.failures import Failures
 from gateway.engine.planning import Planner, Prepared, reply_of
 from gateway.engine.steps import StepSender
 from gateway.engine.twins import Twins
-from gateway.legacy.values import LegacyCall
 from gateway.metrics import NO_METRICS, Metrics
 from gateway.model import JournalEntry
 from gateway.om.client import OmClient
 from gateway.store import journal
 from gateway.store.journal import Mark
 from gateway.store.store import Store
+from gateway.wire.values import LegacyCall
 
 
 class CallEngine:

@@ -2,7 +2,7 @@
 
 One persistent connection pool for the process; HTTP Basic per merchant; every request has
 a timeout; every POST/PATCH carries the ``Klarna-Idempotency-Key`` its caller journaled
-before calling. Retries follow Klarna's policy (order-management.md §7): GETs and keyed
+before calling. Retries follow Klarna's policy (docs/order-management.md#retries): GETs and keyed
 mutations are retried on 5xx, 429, timeouts and connection loss, with backoff, inside a
 deadline the caller sets; a 4xx is never retried. Success is only a documented 2xx, and
 the ids of created captures and refunds are read from the response headers.
@@ -335,7 +335,7 @@ class OmClient:
         await self.limiter.pause(merchant.eid, e.retry_after)
         return e.retry_after
 
-    # -- typed helpers (paths per order-management.md §2) --------------------------------
+    # -- typed helpers (paths per docs/order-management.md#endpoints-the-gateway-uses) --------
 
     async def get_order(self, merchant: Merchant, order_id: str, *,
                         deadline: float | None = None) -> KlarnaOrder:

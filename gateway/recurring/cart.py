@@ -3,8 +3,9 @@
 Pure and exact: v2's cart items carry ``unit_price`` (VAT included), ``discount_rate`` and
 ``tax_rate`` in hundredths of a percent; the current API wants totals per line. They are
 computed in integer minor units, rounded once, half away from zero, and checked like every
-other line the gateway sends (translation.md §4). A body that cannot be translated raises
-:class:`CartError` naming the field (answered 400, as v2 did for a bad format).
+other line the gateway sends (docs/order-management.md#from-legacy-goods-to-order-lines).
+A body that cannot be translated raises :class:`CartError` naming the field (answered 400, as
+v2 did for a bad format).
 """
 from __future__ import annotations
 

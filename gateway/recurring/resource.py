@@ -19,7 +19,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from gateway.boundary import client_of
-from gateway.legacy.resource import peer_hung_up
+from gateway.edge.resource import peer_hung_up
 from gateway.recurring.service import RecurringService, V2Answer, v2_error
 from gateway.web import Refusal, RefusalReason
 

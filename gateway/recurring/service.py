@@ -5,7 +5,7 @@
 true) as strings. Authentication is KCO v2's: ``Authorization: Klarna
 base64(sha256(body + shared_secret))`` over the exact bytes received (the clients serialise
 JSON differently, so the body is never re-encoded), the merchant named by
-``merchant.id``. The purchase is a journaled call (``gateway.recurring.call``): the order is
+``merchant.id``. The purchase is a journaled call (``gateway.calls.recurring_order``): the order is
 created with an idempotency key committed first, a client's identical retry after a lost
 answer is bound to it, and ``activate`` is an ordinary full activation of the new
 reservation.
@@ -19,21 +19,25 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from gateway.app import Components
 from gateway.boundary import BoundaryError, Refused, admit
 from gateway.calls import REGISTRY
+from gateway.calls import recurring_order as recurring_call
 from gateway.calls.activate import Activate
-from gateway.config import Merchant
+from gateway.config import Config, Merchant
 from gateway.errors import FaultCode, GatewayError
 from gateway.model import Origin
 from gateway.om.client import OmError, RestResponseError
-from gateway.recurring import call as recurring_call
 from gateway.recurring.cart import CartError, customer_token_order
 from gateway.web import json_body
+
+if TYPE_CHECKING:
+    from gateway.engine import CallEngine
+    from gateway.om.client import OmClient
+    from gateway.store.store import Store
 
 log = Logger()
 
@@ -87,10 +91,12 @@ def digest_matches(header: str | None, payload: bytes, secret: str) -> bool:
 
 
 class RecurringService:
-    """Create recurring orders and report tokens, with the composition root's parts."""
+    """Create recurring orders and report tokens: the purchase runs on the ``engine``
+    (journaled like a legacy call), tokens are read from Klarna (``om``) and remembered in
+    the ``store``, merchants come from ``config``."""
 
-    def __init__(self, parts: Components) -> None:
-        self.parts = parts
+    def __init__(self, config: Config, store: Store, om: OmClient, engine: CallEngine) -> None:
+        self.config, self.store, self.om, self.engine = config, store, om, engine
 
     async def create(self, token: str, raw: bytes, authorization: str | None,
                      client: str | None = None) -> V2Answer:
@@ -117,7 +123,7 @@ class RecurringService:
 
     async def _purchase(self, merchant: Merchant, call: recurring_call.RecurringOrder
                         ) -> V2Answer:
-        engine = self.parts.engine
+        engine = self.engine
         try:
             created = await engine.run(merchant, REGISTRY.spec("recurring_order"), call)
         except GatewayError as e:
@@ -156,7 +162,7 @@ class RecurringService:
         activation = Activate(eid=merchant.eid, client_version=recurring_call.CLIENT,
                               rno=body["reservation"])
         try:
-            activated = await self.parts.engine.run(replace(merchant, profile="default"),
+            activated = await self.engine.run(replace(merchant, profile="default"),
                                                     REGISTRY.spec("activate"), activation)
         except GatewayError as e:
             if e.fault_code == FaultCode.TIMEOUT:
@@ -177,7 +183,7 @@ class RecurringService:
         found = self._merchant_by_empty_digest(authorization)
         try:
             merchant = admit(EDGE, found.eid if found is not None else None, client,
-                             self.parts.config.merchant,
+                             self.config.merchant,
                              lambda m: digest_matches(authorization, b"", m.shared_secret))
         except BoundaryError as e:
             return _boundary_refusal(e, "the Authorization digest matches no merchant")
@@ -187,9 +193,9 @@ class RecurringService:
         if customer_token is None:
             return v2_error(404, f"recurring token {token} is unknown for this merchant")
         try:
-            resp = await self.parts.om.request(
+            resp = await self.om.request(
                 merchant, "GET", f"/customer-token/v1/tokens/{customer_token}",
-                deadline=self.parts.engine.clock.seconds() + self.parts.engine.budget)
+                deadline=self.engine.clock.seconds() + self.engine.budget)
         except RestResponseError as e:
             return v2_error(404 if e.status in (403, 404) else 503,
                             f"Klarna answered {e.status} {e.error_code or ''}".strip())
@@ -216,7 +222,7 @@ class RecurringService:
         text = str(merchant_id) if isinstance(merchant_id, (str, int)) else ""
         eid = int(text) if text.isascii() and text.isdigit() and len(text) < 16 else None
         try:
-            merchant = admit(EDGE, eid, client, self.parts.config.merchant,
+            merchant = admit(EDGE, eid, client, self.config.merchant,
                              lambda m: digest_matches(authorization, raw, m.shared_secret))
         except BoundaryError as e:
             raise _Refused(_boundary_refusal(
@@ -226,7 +232,7 @@ class RecurringService:
 
     def _merchant_by_empty_digest(self, authorization: str | None) -> Merchant | None:
         found = None
-        for merchant in self.parts.config.merchants:
+        for merchant in self.config.merchants:
             if digest_matches(authorization, b"", merchant.shared_secret):
                 found = merchant  # no early return: every merchant is compared
         return found
@@ -234,14 +240,14 @@ class RecurringService:
     async def _customer_token(self, merchant: Merchant, token: str) -> str | None:
         """The mapped customer token, or the v2 token itself when Klarna knows it as this
         merchant's customer token (pass-through, recorded)."""
-        store = self.parts.store
+        store = self.store
         mapped = await store.customer_token(merchant.eid, token)
         if mapped is not None or not merchant.pass_through:
             return mapped
         try:
-            await self.parts.om.request(
+            await self.om.request(
                 merchant, "GET", f"/customer-token/v1/tokens/{token}",
-                deadline=self.parts.engine.clock.seconds() + self.parts.engine.budget)
+                deadline=self.engine.clock.seconds() + self.engine.budget)
         except OmError:
             return None
         await store.map_recurring_token(merchant.eid, token, token, Origin.PASS_THROUGH.value)

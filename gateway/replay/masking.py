@@ -3,7 +3,8 @@
 Why a placeholder and not a deletion: a replay re-signs the call with the replaying side's
 secret (:mod:`gateway.replay.resign`) and needs to know where the digest was and which hash
 made it. The placeholder ``MASKED-DIGEST-<hash>`` keeps both (the hash is read from the
-digest's base64 length, legacy-xmlrpc.md §2.3) and keeps the body a valid ``methodCall``.
+digest's base64 length, docs/legacy-protocol.md#hash-and-encoding) and keeps the body a
+valid ``methodCall``.
 
 Where the digest is: a served or known-but-unoffered call declares its position
 (``gateway.calls.REGISTRY``); the value found there is replaced wherever it occurs in the
@@ -26,11 +27,11 @@ from typing import Final
 
 from gateway.calls import REGISTRY
 from gateway.errors import GatewayError
-from gateway.legacy.digest import base64_runs
-from gateway.legacy.xmlrpc import parse_method_call, replace_params
+from gateway.wire.digest import base64_runs
+from gateway.wire.parse import parse_method_call, replace_params
 
 PLACEHOLDER_PREFIX: Final = "MASKED-DIGEST-"
-#: Hash by base64 digest length (the same table ``gateway.legacy.digest`` verifies with).
+#: Hash by base64 digest length (the same table ``gateway.wire.digest`` verifies with).
 HASH_BY_LENGTH: Final = {24: "md5", 40: "sha224", 44: "sha256", 64: "sha384", 88: "sha512"}
 _RAW_SIZE: Final = {24: 16, 40: 28, 44: 32, 64: 48, 88: 64}
 #: What replaces a run of base64 in a body that is no XML-RPC (it may or may not have been

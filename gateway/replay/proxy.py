@@ -26,7 +26,7 @@ from twisted.web import server
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
-from gateway.legacy.resource import DEFAULT_MAX_BODY_BYTES, Exchange
+from gateway.edge.resource import DEFAULT_MAX_BODY_BYTES, Exchange
 from gateway.replay.recording import RecordingWriter
 from gateway.web import ListenerLimits, guarded_site
 

@@ -41,10 +41,10 @@ from twisted.internet import threads
 from twisted.logger import Logger
 
 from gateway import files
+from gateway.edge.resource import Exchange
 from gateway.errors import GatewayError
-from gateway.legacy.resource import Exchange
-from gateway.legacy.xmlrpc import parse_method_response
 from gateway.replay.masking import Masked, mask_request
+from gateway.wire.parse import parse_method_response
 
 FORMAT: Final = 1
 DEFAULT_MAX_BYTES: Final = 64 << 20

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from gateway.calls import REGISTRY
-from gateway.legacy.digest import DigestParts, Dialect, candidates
+from gateway.wire.digest import DigestParts, Dialect, candidates
 
 HASHES: Final = frozenset({"md5", "sha224", "sha256", "sha384", "sha512"})
 

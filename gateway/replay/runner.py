@@ -36,7 +36,6 @@ from twisted.logger import Logger
 
 from gateway.config import Config
 from gateway.errors import FaultCode, GatewayError
-from gateway.legacy.xmlrpc import parse_method_call, parse_method_response, replace_params
 from gateway.replay.compare import (
     DIFFERENT, SKIPPED, NumberMap, Outcome, Verdict, judge, learn, mapped_values, number_ref,
 )
@@ -45,6 +44,7 @@ from gateway.replay.recording import Recorded, iso, read_recording
 from gateway.replay.report import CallResult, Summary
 from gateway.replay.resign import ResignError, digest_rule, resign
 from gateway.replay.seed import Parsed, SeedOrder, seed_orders
+from gateway.wire.parse import parse_method_call, parse_method_response, replace_params
 
 log = Logger()
 

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from gateway.legacy.values import Goods
 from gateway.replay.compare import Outcome, decode_masked, number_ref, reservation_existed
 from gateway.translate.money import goods_to_order_line
+from gateway.wire.values import Goods
 
 DEFAULT_UNIT_PRICE: Final = 10000
 DEFAULT_TAX_RATE: Final = 2500

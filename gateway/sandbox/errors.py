@@ -1,6 +1,6 @@
 """Klarna-shaped refusals raised by the sandbox's domain code and rendered in one place.
 
-Every 4xx/5xx the sandbox sends has Klarna's body shape (order-management.md §5):
+Every 4xx/5xx the sandbox sends has Klarna's body shape (docs/order-management.md#errors):
 ``{"error_code": ..., "error_messages": [...], "correlation_id": "<uuid>"}``.
 
 The correlation id is an argument, never made up here: it comes from the sandbox's

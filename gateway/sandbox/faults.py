@@ -1,4 +1,4 @@
-"""Run-time fault injection for reliability tests (order-management.md §9).
+"""Run-time fault injection for reliability tests (docs/order-management.md#fault-injection).
 
 A fault matches requests by method (absent = any) and a regular expression searched in the
 request path. Control paths (``/sandbox/v1/...``) are never matched. ``times`` is a budget of

@@ -1,4 +1,4 @@
-"""``Klarna-Idempotency-Key`` bookkeeping (order-management.md §7).
+"""``Klarna-Idempotency-Key`` bookkeeping (docs/order-management.md#idempotency-in-the-sandbox).
 
 A key is scoped per merchant + HTTP method + request path and honoured for 24 hours of
 *sandbox* time after the first attempt. A replay gets the stored first response verbatim

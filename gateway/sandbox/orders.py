@@ -3,7 +3,8 @@
 Amounts are integers in minor units. Derived amounts (captured, refunded, remaining) are
 computed from the captures and refunds rather than stored, so they can never disagree.
 Expiry is evaluated lazily: :meth:`OrderBook.get` turns an authorized order whose
-``expires_at`` has passed into ``EXPIRED`` before anyone looks at it (order-management.md §6).
+``expires_at`` has passed into ``EXPIRED`` before anyone looks at it
+(docs/order-management.md#expiry-and-extension).
 
 Everything lives in process memory and vanishes on restart; that is intended for a sandbox.
 """

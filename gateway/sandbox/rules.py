@@ -1,4 +1,6 @@
-"""Order Management rules (order-management.md §4): who may do what, with Klarna's refusals.
+"""Order Management rules: who may do what, with Klarna's refusals.
+
+Why these rules: docs/order-management.md#order-states.
 
 Each function takes an already schema-validated body, checks the state machine and amount
 rules, and either mutates the order or raises :class:`OmError` without touching it, so a
@@ -14,7 +16,7 @@ from gateway.sandbox.errors import OmError
 from gateway.sandbox.orders import AUTHORIZATION_PERIOD, Capture, Order, Refund, Status
 from gateway.sandbox.validation import check_line_arithmetic, check_lines_sum
 
-#: Markets where a refund may carry a ``return_fee`` line (order-management.md §2).
+#: Markets where a refund may carry a ``return_fee`` line (docs/order-management.md#return-fees).
 RETURN_FEE_COUNTRIES = frozenset({"AT", "DE", "DK", "FI", "FR", "NL", "NO", "SE"})
 
 #: Paid due-date extension options offered for every capture (amounts in minor units).

@@ -137,7 +137,7 @@ def validate(spec: Spec, value: Any, path: str = "") -> Any:
     return cleaned
 
 
-# --- shared component specs (order-management.md §2-3; klarna-payments.openapi.yml) ---
+# --- shared component specs (docs/order-management.md#field-limits; klarna-payments.openapi.yml)
 
 ORDER_LINE_TYPES = ("physical", "discount", "shipping_fee", "sales_tax", "store_credit",
                     "gift_card", "digital", "surcharge", "return_fee")

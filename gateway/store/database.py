@@ -53,7 +53,7 @@ from urllib.parse import quote
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -200,6 +200,18 @@ def _read_only_engine(url: str, pool_size: int) -> Engine:
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
 
     return engine
+
+
+def caused_by_database(e: BaseException) -> bool:
+    """Whether a database failure is ``e`` or lies under it (a fault raised from one)."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (SQLAlchemyError, DatabaseUnavailableError)):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _driver_error(e: BaseException) -> BaseException:

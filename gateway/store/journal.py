@@ -1,6 +1,6 @@
 """The call journal: one entry per authenticated legacy call, one row per REST step.
 
-A money call costs two durable commits (``docs/architecture.md``, "Journal"):
+A money call costs two durable commits (docs/architecture.md#a-calls-path-two-durable-commits):
 
 1. :func:`read_call` (no write): the entry bound to the call's fingerprint, if any, and the
    order the call names as the gateway knows it (its ``version``, its lease, the money

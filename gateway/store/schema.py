@@ -8,17 +8,31 @@ keeps the newcomer's single command working.
 from __future__ import annotations
 
 import uuid
+from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from twisted.internet import threads
 
 from gateway.store.models import SCHEMA_HEAD, meta
 
+if TYPE_CHECKING:
+    from gateway.store.database import Database
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class SchemaMode(str, Enum):
+    """What :func:`prepare` does about the database schema before the store is handed out."""
+
+    UPGRADE = "upgrade"  # a single-process SQLite store: migrate in place (serve)
+    CHECK = "check"  # refuse anything but the current schema (shared PostgreSQL, tools)
+    NONE = "none"  # the caller has migrated already (tests)
 
 
 class SchemaError(Exception):
@@ -74,3 +88,15 @@ def check(engine: Engine) -> None:
             f"database schema is {rev or 'empty'}, this gateway needs {SCHEMA_HEAD}: "
             "run `klarna-gateway db upgrade --db URL` first"
         )
+
+
+async def prepare(db: Database, clock: Any, mode: SchemaMode) -> None:
+    """Upgrade or check ``db``'s schema per ``mode``, off the reactor thread when the
+    database is threaded (Alembic and the check are blocking)."""
+    if mode is SchemaMode.NONE:
+        return
+    fn = upgrade if mode is SchemaMode.UPGRADE else check
+    if not db.threaded:
+        fn(db.engine)
+        return
+    await threads.deferToThreadPool(clock, clock.getThreadPool(), fn, db.engine)

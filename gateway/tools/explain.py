@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.app import Components
 from gateway.calls import profiles
 from gateway.calls.spec import Target
 from gateway.errors import (
     BadOrderNoError, GatewayError, UnknownInvoiceError, UnknownReservationError,
 )
-from gateway.legacy.xmlrpc import parse_method_call
 from gateway.model import Reservation
 from gateway.translate.plan import OrderContext, Plan
+from gateway.wire.parse import parse_method_call
+
+if TYPE_CHECKING:
+    from gateway.calls.registry import CallRegistry
+    from gateway.config import Config
+    from gateway.edge.auth import Authenticator
+    from gateway.om.client import OmClient
+    from gateway.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -66,46 +72,59 @@ def format_differences(method: str, differences: tuple[str, ...]) -> list[str]:
     return [f"v2 and REST differ (every {method}):", *(f"  - {d}" for d in differences)]
 
 
-async def explain(parts: Components, body: bytes) -> Explanation:
-    """The plan a captured request would get now. Raises the GatewayError the call would
-    get (its fault), or ``OmError`` when the order cannot be read."""
-    config = parts.config
-    method, params = parse_method_call(body, max_depth=config.gateway.max_xml_depth)
-    authed = parts.authenticator.authenticate(method, params)
-    call, spec = authed.call, parts.registry.spec(method)  # planned as served, not counted
-    ref = spec.ref(call)
-    store = parts.store
-    invoice = None
-    reservation: Reservation | None = None
-    if ref.target in (Target.INVOICE, Target.ANY_NUMBER):
-        invoice = await store.get_invoice(call.eid, ref.value)
-        if invoice is not None:
-            reservation = await store.get_reservation_by_id(invoice.reservation_id)
-        elif ref.target is Target.INVOICE:
-            raise UnknownInvoiceError(f"invoice {ref.value} is unknown for eid {call.eid}")
-    elif ref.target is Target.MERCHANT_ORDER:
-        found = await store.find_by_merchant_ref(call.eid, ref.value)
-        if not found:
-            raise BadOrderNoError(f"no reservation of eid {call.eid} carries the order id "
-                                  f"{ref.value}")
-        reservation = found[0]
-    if reservation is None:
-        reservation = await store.get_reservation(call.eid, ref.value) or \
-            await store.get_reservation_by_order(call.eid, ref.value)
-        if reservation is None:
-            raise UnknownReservationError(f"reservation {ref.value} is unknown for eid "
-                                          f"{call.eid}")
-    if ref.target is not Target.INVOICE:
+@dataclass(frozen=True)
+class Explainer:
+    """The dry run, with what it reads: the configuration (the XML depth limit), the edge's
+    :class:`~gateway.edge.auth.Authenticator`, the calls as served (each merchant's text
+    repair applied), the store (read only) and Klarna (GET only); ``clock`` dates the
+    order read's deadline and the plan's ``now``."""
+
+    config: Config
+    authenticator: Authenticator
+    registry: CallRegistry
+    store: Store
+    om: OmClient
+    clock: Any
+
+    async def explain(self, body: bytes) -> Explanation:
+        """The plan a captured request would get now. Raises the GatewayError the call
+        would get (its fault), or ``OmError`` when the order cannot be read."""
+        method, params = parse_method_call(body, max_depth=self.config.gateway.max_xml_depth)
+        authed = self.authenticator.authenticate(method, params)
+        call, spec = authed.call, self.registry.spec(method)  # planned as served, not counted
+        ref = spec.ref(call)
+        store = self.store
         invoice = None
-    order = await parts.om.get_order(authed.merchant, reservation.order_id,
-                                     deadline=parts.engine.clock.seconds() + 10)
-    invoices = tuple(await store.invoices_for(reservation.id))
-    ctx = OrderContext(reservation=reservation, order=order, invoices=invoices,
-                       invoice=invoice, now=parts.engine.clock.seconds())
-    profiles.check(authed.merchant.profile, call, ctx)
-    plan = spec.plan(call, ctx)
-    return Explanation(method=method, reservation=reservation, order=order, plan=plan,
-                       summary=spec.summary, differences=spec.differences)
+        reservation: Reservation | None = None
+        if ref.target in (Target.INVOICE, Target.ANY_NUMBER):
+            invoice = await store.get_invoice(call.eid, ref.value)
+            if invoice is not None:
+                reservation = await store.get_reservation_by_id(invoice.reservation_id)
+            elif ref.target is Target.INVOICE:
+                raise UnknownInvoiceError(f"invoice {ref.value} is unknown for eid {call.eid}")
+        elif ref.target is Target.MERCHANT_ORDER:
+            found = await store.find_by_merchant_ref(call.eid, ref.value)
+            if not found:
+                raise BadOrderNoError(f"no reservation of eid {call.eid} carries the order id "
+                                      f"{ref.value}")
+            reservation = found[0]
+        if reservation is None:
+            reservation = await store.get_reservation(call.eid, ref.value) or \
+                await store.get_reservation_by_order(call.eid, ref.value)
+            if reservation is None:
+                raise UnknownReservationError(f"reservation {ref.value} is unknown for eid "
+                                              f"{call.eid}")
+        if ref.target is not Target.INVOICE:
+            invoice = None
+        order = await self.om.get_order(authed.merchant, reservation.order_id,
+                                        deadline=self.clock.seconds() + 10)
+        invoices = tuple(await store.invoices_for(reservation.id))
+        ctx = OrderContext(reservation=reservation, order=order, invoices=invoices,
+                           invoice=invoice, now=self.clock.seconds())
+        profiles.check(authed.merchant.profile, call, ctx)
+        plan = spec.plan(call, ctx)
+        return Explanation(method=method, reservation=reservation, order=order, plan=plan,
+                           summary=spec.summary, differences=spec.differences)
 
 
-__all__ = ["Explanation", "GatewayError", "explain", "format_differences", "format_plan"]
+__all__ = ["Explainer", "Explanation", "GatewayError", "format_differences", "format_plan"]

@@ -20,11 +20,10 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 
-from gateway.app import Components
 from gateway.config import Config
 from gateway.engine.recovery import recover_unfinished
 from gateway.model import Invoice, Reservation
@@ -33,6 +32,10 @@ from gateway.tools.inputs import Unreachable, klarna_error
 from gateway.store.store import Store
 from gateway.tools import DEFAULT_CONCURRENCY
 from gateway.tools.journal import csv_cell
+
+if TYPE_CHECKING:
+    from gateway.engine import CallEngine
+    from gateway.om.client import OmClient
 
 #: ``(stage, done, total)``: how far the order checks are (the CLI draws a bar from it).
 ProgressFn = Callable[[str, int, int], None]
@@ -49,15 +52,18 @@ class Discrepancy:
     rest: str
 
 
-async def reconcile(parts: Components, *, eid: int | None = None, since: float | None = None,
+async def reconcile(config: Config, engine: CallEngine, store: Store, om: OmClient, *,
+                    eid: int | None = None, since: float | None = None,
                     concurrency: int = DEFAULT_CONCURRENCY, progress: ProgressFn | None = None,
                     ) -> tuple[dict[str, int], list[Discrepancy]]:
-    engine, store, config = parts.engine, parts.store, parts.config
+    """Resume what is unfinished (``engine``), then read every order in scope from Klarna
+    (``om``, GET only) and compare it with the store; ``engine.clock`` dates the reads."""
     outcomes = dict(await recover_unfinished(engine, eid=eid, since=since))
     reservations = await store.list_reservations(eid, since)
     problems = unconfigured(config, reservations, eid)
     checkable = [r for r in reservations if config.merchant(r.eid) is not None]
-    problems += await _check_orders(parts, checkable, concurrency, progress)
+    read = _OrderReader(config, om, store, engine.clock)
+    problems += await _check_orders(read, checkable, concurrency, progress)
     for entry in await store.unfinished_entries(eid=eid, since=since):
         problems.append(Discrepancy(entry.eid, str(entry.call.get("rno") or ""),
                                     entry.order_id or "", f"unfinished {entry.method} "
@@ -82,7 +88,7 @@ def unconfigured(config: Config, reservations: list[Reservation], eid: int | Non
             for e, n in sorted(counts.items())]
 
 
-async def _check_orders(parts: Components, reservations: list[Reservation], concurrency: int,
+async def _check_orders(read: _OrderReader, reservations: list[Reservation], concurrency: int,
                         progress: ProgressFn | None) -> list[Discrepancy]:
     """Each order read and compared, ``concurrency`` at a time; results in store order."""
     sem = defer.DeferredSemaphore(max(1, concurrency))
@@ -93,7 +99,7 @@ async def _check_orders(parts: Components, reservations: list[Reservation], conc
     async def check(res: Reservation) -> list[Discrepancy]:
         nonlocal done
         try:
-            return await _check_one(parts, res)
+            return await read.check(res)
         finally:
             done += 1
             if progress is not None:
@@ -107,17 +113,26 @@ async def _check_orders(parts: Components, reservations: list[Reservation], conc
     return [p for found in results for p in found]
 
 
-async def _check_one(parts: Components, res: Reservation) -> list[Discrepancy]:
-    merchant = parts.config.merchant(res.eid)
-    assert merchant is not None
-    try:
-        order = await parts.om.get_order(merchant, res.order_id,
-                                         deadline=parts.engine.clock.seconds() + 10)
-    except OmError as e:
-        why = klarna_error(e, f"order {res.order_id}", res.eid)
-        what = NO_ANSWER if isinstance(why, Unreachable) else "order unreadable"
-        return [_d(res, what, "registered", str(e))]
-    return await compare_order(parts.store, res, order)
+@dataclass(frozen=True)
+class _OrderReader:
+    """Reads one reservation's order from Klarna and compares it with the store."""
+
+    config: Config
+    om: OmClient
+    store: Store
+    clock: Any
+
+    async def check(self, res: Reservation) -> list[Discrepancy]:
+        merchant = self.config.merchant(res.eid)
+        assert merchant is not None
+        try:
+            order = await self.om.get_order(merchant, res.order_id,
+                                            deadline=self.clock.seconds() + 10)
+        except OmError as e:
+            why = klarna_error(e, f"order {res.order_id}", res.eid)
+            what = NO_ANSWER if isinstance(why, Unreachable) else "order unreadable"
+            return [_d(res, what, "registered", str(e))]
+        return await compare_order(self.store, res, order)
 
 
 def _d(res: Reservation, what: str, store: str, rest: str) -> Discrepancy:

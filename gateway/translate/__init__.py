@@ -1,5 +1,7 @@
 """Pure translation helpers shared by the call modules (``gateway.calls``).
 
-Money arithmetic, exact line splitting, addresses, shipping info, expiry dates, state rules
-and the plan types. No I/O, no Twisted, no clock, no store: a test enforces it.
+Money arithmetic (``money``), exact line splitting (``split``), addresses (``address``),
+shipping info (``shipping``), expiry dates (``expiry``), order state rules (``states``),
+mis-encoded text (``text``) and the plan types (``plan``). No I/O, no Twisted, no clock,
+no store: a test enforces it.
 """

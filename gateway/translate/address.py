@@ -3,7 +3,7 @@
 Why: legacy ``update`` sends ``dlv_addr``/``bill_addr`` in Klarna Online's shape (``fname``,
 ``street`` + ``house_number`` + ``house_extension``, integer country code); the REST
 ``customer-details`` PATCH wants the REST shape with ISO country codes and length limits
-(order-management.md §3 "Address"). Over-long values are refused locally, naming the legacy
+(docs/order-management.md#field-limits). Over-long values are refused locally, naming the legacy
 field (``dlv_addr.zip``), instead of getting Klarna's 422. Pure functions: the country table is
 package data read once.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import InvalidParamsError
-from gateway.legacy.values import Address
+from gateway.wire.values import Address
 
 COUNTRY_CODES_CSV = Path(__file__).resolve().parents[1] / "data" / "klarna-country-codes.csv"
 
-#: REST Address field → maximum length (order-management.md §3).
+#: REST Address field → maximum length (docs/order-management.md#field-limits).
 REST_LIMITS: dict[str, int] = {
     "given_name": 100,
     "family_name": 100,

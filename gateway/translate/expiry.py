@@ -2,8 +2,9 @@
 
 Why: legacy clients parse the reply with ``%Y%m%dT%H%M%S`` (PY, naive) or ``Ymd\\THis`` in the
 Europe/Stockholm zone (PHP 4/5), so it must be Stockholm wall time with no separators and no
-zone (legacy-xmlrpc.md §4.6). Klarna's REST timestamps are ISO-8601 instants (``Z`` or an
-offset, with or without fractional seconds). Pure: the instant is passed in, no clock is read.
+zone (docs/legacy-protocol.md#extend_expiry_date). Klarna's REST timestamps are ISO-8601
+instants (``Z`` or an offset, with or without fractional seconds). Pure: the instant is
+passed in, no clock is read.
 """
 from __future__ import annotations
 

@@ -1,12 +1,15 @@
 """Legacy goods rows → Order Management REST order lines, with exact integer money.
 
 Why this module exists: the most reported Klarna REST error is ``BAD_VALUE`` on
-``total_tax_amount`` (pain-points §10), and legacy clients send percentages as PHP ``<double>``
-expansions such as ``0.1000000000000000055511151231257827021181583404541015625`` (§25). So
-every figure here is computed with exact rational arithmetic (:class:`fractions.Fraction`
-built from :class:`~decimal.Decimal`, never a binary float), rounded once, half away from zero,
-exactly as ``translation.md`` §4 prescribes, and every produced line is checked locally so a
-bad goods list is refused with a fault naming the row instead of Klarna's opaque refusal.
+``total_tax_amount`` (docs/order-management.md#order-lines), and legacy clients send
+percentages as PHP ``<double>`` expansions such as
+``0.1000000000000000055511151231257827021181583404541015625``
+(docs/legacy-protocol.md#value-types). So every figure here is computed with exact rational
+arithmetic (:class:`fractions.Fraction` built from :class:`~decimal.Decimal`, never a binary
+float), rounded once, half away from zero, exactly as
+docs/order-management.md#from-legacy-goods-to-order-lines prescribes, and every produced line
+is checked locally so a bad goods list is refused with a fault naming the row instead of
+Klarna's opaque refusal.
 
 Everything is pure: no I/O, no clock, no global state. Amounts in the returned dicts are
 plain ``int`` (JSON-serialisable as-is).
@@ -19,10 +22,10 @@ from fractions import Fraction
 from typing import Any
 
 from gateway.errors import GoodsListError
-from gateway.legacy.values import Goods, GoodsFlag
+from gateway.wire.values import Goods, GoodsFlag
 
 #: REST limit on ``unit_price``, ``total_amount``, ``total_discount_amount`` and
-#: ``total_tax_amount`` (order-management.md §3, newest spec: 200 000 000).
+#: ``total_tax_amount`` (docs/order-management.md#field-limits: 200 000 000).
 MAX_AMOUNT = 200_000_000
 #: REST limit on ``reference`` and ``name``.
 MAX_TEXT = 255
@@ -55,10 +58,11 @@ def _fraction(x: Rational) -> Fraction:
 def round_half_away(x: Rational) -> int:
     """Round ``x`` to the nearest integer, halves away from zero, with no intermediate rounding.
 
-    Why: ``translation.md`` §4 fixes one rounding rule (PHP ``round``, i.e. ``ROUND_HALF_UP`` on
-    the magnitude) and requires exact decimal arithmetic. Python's ``round`` rounds halves to
-    even and ``Decimal`` arithmetic rounds to the context precision (28 digits, fewer than a PHP
-    double's expansion), so the value is taken as an exact :class:`~fractions.Fraction`.
+    Why: docs/order-management.md#from-legacy-goods-to-order-lines fixes one rounding rule
+    (PHP ``round``, i.e. ``ROUND_HALF_UP`` on the magnitude) and requires exact decimal
+    arithmetic. Python's ``round`` rounds halves to even and ``Decimal`` arithmetic rounds to
+    the context precision (28 digits, fewer than a PHP double's expansion), so the value is
+    taken as an exact :class:`~fractions.Fraction`.
     """
     f = _fraction(x)
     magnitude = abs(f)
@@ -97,7 +101,8 @@ def inclusive_tax(total_amount: int, tax_rate: int) -> int:
     """Klarna's tax of a tax-inclusive amount: ``total − round(total × 10000 / (10000 + rate))``.
 
     Why: Klarna validates ``total_tax_amount`` against exactly this formula with a tolerance of
-    ±1 minor unit (pain-points §10); computing it the same way makes our lines exact.
+    ±1 minor unit (docs/order-management.md#order-lines); computing it the same way makes our
+    lines exact.
     """
     return total_amount - round_half_away(Fraction(total_amount * 10000, 10000 + tax_rate))
 
@@ -138,12 +143,13 @@ def _quantity_unit(flags: int) -> str | None:
 
 
 def goods_to_order_line(goods: Goods, index: int = 0) -> dict[str, Any]:
-    """Convert one legacy goods row into a REST order line, exactly per ``translation.md`` §4.
+    """Convert one legacy goods row into a REST order line, exactly per
+    docs/order-management.md#from-legacy-goods-to-order-lines.
 
     Why the formulas are fixed: the legacy SDKs computed the reservation total from the same
     figures, and Klarna checks the REST line arithmetic; any other rounding would make the
-    gateway's totals drift by a minor unit from what the merchant's ERP expects (pain-points
-    §11). ``index`` is the row's position in the goods list, used only in fault messages.
+    gateway's totals drift by a minor unit from what the merchant's ERP expects (same section).
+    ``index`` is the row's position in the goods list, used only in fault messages.
 
     Refuses (``GoodsListError``, code 3210, naming the row) what cannot be sent faithfully:
     negative ``qty``, negative VAT, a discount outside 0..100 %, both ``artno`` and ``title``
@@ -220,12 +226,12 @@ def check_order_line(line: Mapping[str, Any], index: int) -> None:
     """Refuse a REST order line Klarna would refuse, with a fault naming the line.
 
     Why: Klarna's own refusal (``BAD_VALUE`` on ``order_lines[2].total_tax_amount``) says
-    nothing a legacy merchant can act on; ``translation.md`` §4 requires a local check of every
-    line before sending. Checked: integer amounts; ``total_amount = quantity × unit_price −
-    total_discount_amount`` exactly; ``total_tax_amount`` within ±1 of the inclusive formula;
-    ``quantity ≥ 0``; ``tax_rate ≥ 0``; ``0 ≤ total_discount_amount`` (REST minimum) and every
-    amount's magnitude ``≤ 200 000 000``; ``reference``/``name`` ≤ 255 characters and ``name``
-    present; ``quantity_unit`` ≤ 10.
+    nothing a legacy merchant can act on; docs/order-management.md#order-lines requires a local
+    check of every line before sending. Checked: integer amounts; ``total_amount = quantity ×
+    unit_price − total_discount_amount`` exactly; ``total_tax_amount`` within ±1 of the
+    inclusive formula; ``quantity ≥ 0``; ``tax_rate ≥ 0``; ``0 ≤ total_discount_amount`` (REST
+    minimum) and every amount's magnitude ``≤ 200 000 000``; ``reference``/``name`` ≤ 255
+    characters and ``name`` present; ``quantity_unit`` ≤ 10.
 
     Raises ``GoodsListError("goods_list[index] (reference X): ...")``.
     """
@@ -291,8 +297,8 @@ def goods_to_order_lines(goods: Sequence[Goods]) -> list[dict[str, Any]]:
 def lines_total(lines: Iterable[Mapping[str, Any]]) -> int:
     """Sum of ``total_amount``: the ``order_amount``/``captured_amount``/``refunded_amount``.
 
-    Why: every REST body carrying lines must carry their exact sum (pain-points §11: one minor
-    unit of drift fails the capture).
+    Why: every REST body carrying lines must carry their exact sum
+    (docs/order-management.md#order-lines: one minor unit of drift fails the capture).
     """
     return sum(int(line["total_amount"]) for line in lines)
 

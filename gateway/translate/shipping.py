@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidParamsError
-from gateway.legacy.values import ShipmentInfo
+from gateway.wire.values import ShipmentInfo
 
-#: REST ``shipping_method`` values (order-management.md §3, newest spec), canonical spelling.
+#: REST ``shipping_method`` values (docs/order-management.md#field-limits), canonical spelling.
 SHIPPING_METHODS: tuple[str, ...] = (
     "PickUpStore", "Home", "BoxReg", "BoxUnreg", "PickUpPoint", "Own", "Postal",
     "DHLPackstation", "Digital", "Undefined", "PickUpWarehouse", "ClickCollect",
@@ -46,8 +46,8 @@ def shipment_info_to_rest(info: ShipmentInfo, *, field: str = _FIELD_PREFIX
                           ) -> list[dict[str, Any]]:
     """Capture ``shipping_info``: ``[]`` when nothing to send, else one object.
 
-    Why this mapping (translation.md §4): ``shipping_company`` as is, ``tracking_no`` →
-    ``tracking_number``, ``return_tracking_no`` → ``return_tracking_number``,
+    Why this mapping (docs/order-management.md#field-limits): ``shipping_company`` as is,
+    ``tracking_no`` → ``tracking_number``, ``return_tracking_no`` → ``return_tracking_number``,
     ``shipping_product`` → ``shipping_method`` only when it names one (:func:`shipping_method`).
     ``delay_adjust`` (normal/express) has no REST counterpart and is not sent. Values are
     stripped; empty ones are omitted. Over 100 characters → ``InvalidParamsError`` naming e.g.

@@ -4,7 +4,7 @@ Why: a legacy ``activate`` with ``artnos`` captures *some units* of an order lin
 ``credit_part`` refunds some units of an invoice's captured line. Klarna wants every part to be
 a valid order line, and the parts of one line must add up to the line to the minor unit —
 otherwise the last capture is one öre above ``remaining_authorized_amount`` and is refused
-(pain-points §11), or a refund leaves a stray öre.
+(docs/order-management.md#partial-captures-and-refunds), or a refund leaves a stray öre.
 
 The scheme (cumulative amounts). For a line with quantity ``Q``, unit price ``U``, discount
 ``D``, total ``T = Q·U − D``, tax ``X`` and rate ``r`` (``k = r / (10000 + r)``), define for the
@@ -45,8 +45,8 @@ from fractions import Fraction
 from typing import Any
 
 from gateway.errors import BadArtnoListError, UnknownArtnoError
-from gateway.legacy.values import ArtNo
 from gateway.translate.money import lines_total, round_half_away
+from gateway.wire.values import ArtNo
 
 #: Keys copied unchanged from a line into its parts (with ``unit_price`` and ``tax_rate``).
 COPIED_KEYS = ("type", "reference", "name", "quantity_unit")
@@ -210,10 +210,11 @@ def plan_partial_capture(
 ) -> list[dict[str, Any]]:
     """The capture's order lines for a legacy partial ``activate`` (``artnos`` non-empty).
 
-    Why: ``translation.md`` §4 — capture exactly the listed quantities of the lines whose
-    ``reference`` equals each artno, never more than remains uncaptured, splitting amounts so
-    that capturing a line in parts sums exactly to the line. Repeated artnos are summed; lines
-    sharing a reference are filled in order (as :func:`done_per_line` assumes).
+    Why: docs/order-management.md#partial-captures-and-refunds — capture exactly the listed
+    quantities of the lines whose ``reference`` equals each artno, never more than remains
+    uncaptured, splitting amounts so that capturing a line in parts sums exactly to the line.
+    Repeated artnos are summed; lines sharing a reference are filled in order (as
+    :func:`done_per_line` assumes).
 
     Raises ``BadArtnoListError`` (9107) for an empty artno, a quantity ≤ 0, an empty list, or
     "artno X: 5 requested, 2 remain"; ``UnknownArtnoError`` (9108) for an artno no order line

@@ -8,17 +8,17 @@ and the sandbox can all use it. Typical use::
                         authorize=check_bearer, refusal=my_refusals)
     port = await serverFromString(reactor, "tcp:8081").listen(site)
 
-See :func:`guarded_site` and :class:`ListenerLimits` for the semantics.
+See :func:`guarded_site` and :class:`ListenerLimits` for the semantics. The modules:
+``site`` (the bounded ``Site``, its connection cap, :func:`guarded_site`), ``channel`` (the
+request deadline beside the idle timeout, and the refusal path: write, drain, abort),
+``admission`` (authorization and the body limit before a body byte is buffered), ``stats``
+(what a listener counted), ``limits`` (the bounds), ``refusal`` (the answers), ``json_body``
+(JSON request bodies, depth-bounded).
 """
 from __future__ import annotations
 
-from gateway.web.guard import (
-    GuardedChannel,
-    GuardedRequest,
-    GuardedSite,
-    ListenerStats,
-    guarded_site,
-)
+from gateway.web.admission import GuardedRequest
+from gateway.web.channel import GuardedChannel
 from gateway.web.limits import ListenerLimits
 from gateway.web.refusal import (
     Authorize,
@@ -27,6 +27,8 @@ from gateway.web.refusal import (
     RefusalReason,
     default_refusal,
 )
+from gateway.web.site import GuardedSite, guarded_site
+from gateway.web.stats import ListenerStats
 
 __all__ = [
     "Authorize",

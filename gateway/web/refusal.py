@@ -29,7 +29,7 @@ __all__ = [
 class RefusalReason(enum.Enum):
     """Why a request is refused; the value is the status the default refusal uses."""
 
-    #: ``authorize(request)`` returned false (or raised: the guard fails closed).
+    #: ``authorize(request)`` returned false (or raised: the listener fails closed).
     UNAUTHORIZED = 401
     #: The request (line, headers and body) was not complete within the deadline, or it
     #: stalled longer than the idle timeout half-way.
@@ -55,7 +55,7 @@ RefusalFactory = Callable[[RefusalReason, "Request | None"], "Refusal | None"]
 
 _TOKEN: Final = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FORBIDDEN_VALUE_BYTES: Final = (b"\r", b"\n", b"\x00")
-#: Framing headers the guard always writes itself.
+#: Framing headers the listener always writes itself.
 _FRAMING: Final = frozenset({b"content-length", b"connection", b"transfer-encoding"})
 
 
@@ -67,7 +67,7 @@ def _as_bytes(value: bytes | str) -> bytes:
 class Refusal:
     """One refusal response: status, extra headers, body.
 
-    The guard adds ``Content-Length`` and ``Connection: close`` itself (and drops any
+    The listener adds ``Content-Length`` and ``Connection: close`` itself (and drops any
     ``Content-Length``, ``Connection`` or ``Transfer-Encoding`` given here), since the
     connection is always closed after a refusal. Header names and values may be given as
     ``str`` (encoded as Latin-1) or ``bytes``; a name that is not an HTTP token or a value

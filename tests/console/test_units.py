@@ -16,7 +16,7 @@ from gateway.console import auth
 from gateway.console.digest_check import PLACEHOLDER, check, request_bytes
 from gateway.console.html import Html, esc, h, link, table
 from gateway.errors import ConfigError
-from gateway.legacy.digest import Dialect
+from gateway.wire.digest import Dialect
 from tests.console.conftest import CONSOLE_TOKENS, console_config
 from tests.harness import SANDBOX_CONFIG
 

@@ -16,7 +16,7 @@ import pytest_twisted
 import treq
 
 from gateway.config import default_sandbox_config_path, load_config
-from gateway.tools.explain import explain, format_plan
+from gateway.tools.explain import format_plan
 from tests.console.conftest import CONSOLE_TOKENS
 from tests.e2e.sdk import fault_of
 from tests.harness import ADMIN, Harness, order_line, serving
@@ -149,7 +149,7 @@ async def test_explain_and_the_console_show_repairs_and_count_nothing(gw: Harnes
     body = sdk.call(True, sdk.client.update, created["rno"])
     parts = gw.gateway.parts
     assert parts is not None
-    explained = await explain(parts, body)
+    explained = await parts.explainer.explain(body)
     text = format_plan(explained.method, explained.plan)
     assert "note: text repair (report): dlv_addr.fname 'Ã\\x85sa' → 'Åsa', sent as received" \
         in text

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from twisted.internet import defer, task
 
+from gateway.binding import DELIVERY_GRACE_SECONDS
 from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
 from gateway.calls.cancel_reservation import CancelReservation
 from gateway.engine.decisions import GIVE_UP_QUIET_SECONDS
 from gateway.errors import FaultCode, GatewayError
-from gateway.legacy.values import ArtNo
 from gateway.model import EntryState
-from gateway.binding import DELIVERY_GRACE_SECONDS
+from gateway.wire.values import ArtNo
 from tests.engine.world import Process, World
 
 PY = "python:api:3.1.0"

@@ -11,7 +11,7 @@ from gateway.calls.activate_reservation import ActivateReservation
 from gateway.calls.credit_part import CreditPart
 from gateway.calls.invoice_amount import InvoiceAmount
 from gateway.errors import FaultCode
-from gateway.legacy.values import ArtNo, Goods
+from gateway.wire.values import ArtNo, Goods
 from tests.engine.test_engine_clock import PY, fault_of, run_call
 from tests.engine.world import World
 

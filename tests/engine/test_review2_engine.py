@@ -25,8 +25,8 @@ from gateway.calls.change_reservation import ChangeReservation
 from gateway.calls.update import Update
 from gateway.engine.recovery import recover_unfinished
 from gateway.errors import FaultCode, GatewayError
-from gateway.legacy.values import ArtNo, Goods
 from gateway.model import EntryState
+from gateway.wire.values import ArtNo, Goods
 from tests.engine.world import Process, World
 
 PY = "python:api:3.1.0"

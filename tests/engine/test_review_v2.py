@@ -313,7 +313,7 @@ def test_a_retry_after_recovery_failed_a_half_applied_entry_does_not_capture_aga
     from gateway.calls.activate_reservation import ActivateReservation
     from gateway.engine.recovery import recover_unfinished
     from gateway.errors import FaultCode, GatewayError
-    from gateway.legacy.values import Goods
+    from gateway.wire.values import Goods
 
     proc = world.process()
     rno = world.create_order(proc)

@@ -23,7 +23,7 @@ from sqlalchemy import event
 from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
 from gateway.calls.cancel_reservation import CancelReservation
-from gateway.legacy.values import ArtNo
+from gateway.wire.values import ArtNo
 from tests.engine.world import Process, World
 
 PY = "python:api:3.1.0"

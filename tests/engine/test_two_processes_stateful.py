@@ -34,8 +34,8 @@ from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
 from gateway.engine.answers import Answer
 from gateway.engine.recovery import recover_unfinished
-from gateway.legacy.values import ArtNo
 from gateway.model import Origin
+from gateway.wire.values import ArtNo
 from tests.engine.world import Process, World
 
 PY = "python:api:3.1.0"

@@ -22,9 +22,9 @@ from gateway.binding import Phase
 from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
 from gateway.engine.recovery import recover_unfinished
-from gateway.legacy.values import ArtNo
 from gateway.store import schema
 from gateway.store.database import make_engine
+from gateway.wire.values import ArtNo
 from tests.engine.world import Process, World
 
 PY = "python:api:3.1.0"

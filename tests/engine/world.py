@@ -18,12 +18,13 @@ from treq.testing import RequestTraversalAgent, _SynchronousProducer
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
-from gateway.app import Components, SchemaMode, build
+from gateway.app import Components, build
 from gateway.config import Config, load_config, default_sandbox_config_path
 from gateway.model import Origin
 from gateway.sandbox.resource import SandboxResource
 from gateway.store import schema
 from gateway.store.database import make_engine
+from gateway.store.schema import SchemaMode
 
 #: A realistic start (2026-06-01): sandbox expiry dates are computed from it.
 START = 1_780_300_800.0

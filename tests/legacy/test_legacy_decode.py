@@ -9,15 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import (
-    BadArtnoListError,
-    GatewayError,
-    FaultCode,
-    GoodsListError,
-    InvalidParamsError,
-    MethodNotFoundError,
-    NotAllowedError,
-)
 from gateway.calls import REGISTRY, decode_call, verify_digest
 from gateway.calls.activate import Activate
 from gateway.calls.cancel_reservation import CancelReservation
@@ -28,10 +19,19 @@ from gateway.calls.extend_expiry_date import ExtendExpiryDate
 from gateway.calls.send_invoice import SendInvoice
 from gateway.calls.update import Update
 from gateway.config import Merchant
-from gateway.legacy import params as wire
-from gateway.legacy.auth import Authenticator
-from gateway.legacy.values import Address, ArtNo
-from gateway.legacy.xmlrpc import parse_method_call
+from gateway.edge.auth import Authenticator
+from gateway.errors import (
+    BadArtnoListError,
+    GatewayError,
+    FaultCode,
+    GoodsListError,
+    InvalidParamsError,
+    MethodNotFoundError,
+    NotAllowedError,
+)
+from gateway.wire import params as wire
+from gateway.wire.parse import parse_method_call
+from gateway.wire.values import Address, ArtNo
 
 SERVED_METHODS = frozenset(REGISTRY.served)
 KNOWN_UNSERVED_METHODS = frozenset(REGISTRY.not_offered)

@@ -12,11 +12,11 @@ from legacy_sdk_capture import CapturedSdk, make_sdk
 import klarna
 from gateway.calls import REGISTRY, decode_call, digest_parts, verify_digest
 from gateway.config import Merchant
+from gateway.edge.auth import Authenticator
 from gateway.errors import InvalidParamsError, MethodNotFoundError
-from gateway.legacy import digest as digest_rules
-from gateway.legacy.auth import Authenticator
-from gateway.legacy.digest import hash_for_digest
-from gateway.legacy.xmlrpc import parse_method_call
+from gateway.wire import digest as digest_rules
+from gateway.wire.digest import hash_for_digest
+from gateway.wire.parse import parse_method_call
 
 DIGEST_POSITIONS = {name: spec.digest_at for name, spec in REGISTRY.served.items()}
 
@@ -35,7 +35,7 @@ def b64(data: bytes, fn: Callable[[bytes], Any] = hashlib.sha512) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# §2.3 test vectors
+# Test vectors: docs/legacy-protocol.md#test-vectors
 # ---------------------------------------------------------------------------------------------
 
 
@@ -102,7 +102,7 @@ def test_string_eid_is_hashed_as_sent() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Dialect differences (§2.2, §8.1)
+# Dialect differences (docs/legacy-protocol.md#sdk-dialects)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -189,7 +189,8 @@ def test_credit_part_is_never_filtered() -> None:
 
 
 def test_php_utf8_bytes_declared_latin1_round_trip() -> None:
-    """A PHP client hashing UTF-8 bytes it declared as ISO-8859-1 still verifies (§2.3)."""
+    """A PHP client hashing UTF-8 bytes it declared as ISO-8859-1 still verifies
+    (docs/legacy-protocol.md#hash-and-encoding)."""
     title_utf8 = "Blåbär".encode()
     body = (b'<?xml version="1.0" encoding="ISO-8859-1" ?><methodCall><methodName>update'
             b"</methodName><params>"

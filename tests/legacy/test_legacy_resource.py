@@ -17,9 +17,9 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.web import server
 
 from gateway.calls import REGISTRY
+from gateway.edge.auth import Authenticator
+from gateway.edge.resource import CallRecord, LegacyResource, make_site
 from gateway.errors import InvalidDigestError, NotAllowedError
-from gateway.legacy.auth import Authenticator
-from gateway.legacy.resource import CallRecord, LegacyResource, make_site
 
 
 @dataclass

@@ -21,8 +21,8 @@ from gateway.calls.invoice_part_amount import InvoicePartAmount
 from gateway.calls.return_amount import ReturnAmount
 from gateway.calls.update_orderno import UpdateOrderno
 from gateway.errors import BadArtnoListError, GoodsListError, InvalidParamsError
-from gateway.legacy.values import Address, ArtNo, Goods
-from gateway.legacy.xmlrpc import parse_method_call
+from gateway.wire.parse import parse_method_call
+from gateway.wire.values import Address, ArtNo, Goods
 
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "captures" / "php-2.4.0"
 NEW_CALLS = ("activate_reservation", "change_reservation", "return_amount", "update_orderno",
@@ -377,7 +377,7 @@ def test_journaled_call_is_rebuilt_exactly_for_recovery(path: Path) -> None:
     import json
 
     from gateway.engine.claim import Ticket
-    from gateway.legacy.values import from_json
+    from gateway.wire.values import from_json
 
     method, params = parse_method_call(path.read_bytes())
     call = decode_call(method, params)

@@ -1,4 +1,4 @@
-"""Hardened XML-RPC parsing and reply encoding (gateway.legacy.xmlrpc)."""
+"""Hardened XML-RPC parsing and reply encoding (gateway.wire.parse)."""
 from __future__ import annotations
 
 import socket
@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import FaultCode, GatewayError, InvalidRequestError, ParseError
-from gateway.legacy.encode import encode_fault, encode_response
-from gateway.legacy.xmlrpc import parse_method_call
+from gateway.wire.encode import encode_fault, encode_response
+from gateway.wire.parse import parse_method_call
 
 CALL_HEAD = b'<?xml version="1.0" encoding="ISO-8859-1"?><methodCall><methodName>m</methodName>'
 

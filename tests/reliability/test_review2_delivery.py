@@ -16,7 +16,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import serverFromString
 
-from gateway.legacy.resource import LegacyResource, Reply, make_site
+from gateway.edge.resource import LegacyResource, Reply, make_site
 
 
 @pytest_twisted.ensureDeferred

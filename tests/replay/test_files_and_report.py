@@ -15,15 +15,15 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 
 from gateway.cli.record_flags import byte_size
+from gateway.edge.resource import Exchange, LegacyResource, Reply, make_site
 from gateway.errors import InvalidRequestError, ParseError, UnknownReservationError
-from gateway.legacy.resource import Exchange, LegacyResource, Reply, make_site
-from gateway.legacy.encode import encode_fault, encode_response
-from gateway.legacy.xmlrpc import parse_method_call, parse_method_response, replace_params
 from gateway.replay.compare import DIFFERENT, KNOWN, SAME, Outcome, Verdict
 from gateway.replay.recording import RecordingError, RecordingWriter, read_recording
 from gateway.replay.report import CallResult, Summary, render_html, summary_json
 from gateway.replay.runner import outcome_of, prepare
 from gateway.testing.processes import run_cli
+from gateway.wire.encode import encode_fault, encode_response
+from gateway.wire.parse import parse_method_call, parse_method_response, replace_params
 
 DIGEST = "KeS4QOe0pADWVYaFF2Ex9z1+xbVA+zjPWw2/oOEuxOk4YXfvDzDoTi6BuF72IXFTKC4Y94sCaq9vzjGPMeI7Ww=="
 

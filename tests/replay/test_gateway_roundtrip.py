@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest_twisted
 
+from gateway.calls import REGISTRY
 from gateway.config import load_config
-from gateway.legacy.resource import Exchange
-from gateway.legacy.xmlrpc import parse_method_call
+from gateway.edge.resource import Exchange
 from gateway.replay.compare import SAME
 from gateway.replay.masking import mask_generic
 from gateway.replay.recording import read_recording
 from gateway.replay.report import render_html, summary_json
 from gateway.replay.runner import Replayer, ReplayOptions
-from gateway.calls import REGISTRY
+from gateway.wire.parse import parse_method_call
 from tests.harness import SANDBOX_CONFIG, SECRETS, Harness, start_gateway
 from tests.replay.scenario import run_session
 

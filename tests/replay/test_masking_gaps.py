@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import GatewayError
-from gateway.legacy.xmlrpc import parse_method_call
 from gateway.replay.masking import mask_request
 from gateway.store.search import JournalQuery
 from gateway.testing.processes import run_cli, write_config
+from gateway.wire.parse import parse_method_call
 from tests.live import LiveGateway, event_text
 
 HASHES = ("md5", "sha224", "sha256", "sha384", "sha512")

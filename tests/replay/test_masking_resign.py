@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.calls import REGISTRY, digest_parts, verify_digest
-from gateway.legacy.xmlrpc import parse_method_call, replace_params
 from gateway.replay.compare import NumberMap, mapped_values
 from gateway.replay.masking import (
     HASH_BY_LENGTH, digest_hash, hash_of_placeholder, mask_generic, mask_request, placeholder,
 )
 from gateway.replay.resign import ResignError, resign, sign
+from gateway.wire.parse import parse_method_call, replace_params
 
 CAPTURES = sorted((Path(__file__).resolve().parents[1] / "data" / "captures" / "php-2.4.0")
                   .glob("*.xml"))

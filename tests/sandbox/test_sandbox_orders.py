@@ -29,7 +29,7 @@ async def test_payments_order_birth_returns_vendor_shape(sandbox):
 
 @pytest_twisted.ensureDeferred
 async def test_order_json_has_documented_fields(sandbox):
-    """GET order returns every field of the brief, with 28-day expiry and a K-reference."""
+    """GET order returns the documented order fields, with 28-day expiry and a K-reference."""
     order_id = await sandbox.create_order(merchant_reference2="ERP-7", merchant_data="meta")
     order = await sandbox.get_order(order_id)
     assert order["order_id"] == order_id

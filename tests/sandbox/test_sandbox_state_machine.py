@@ -1,4 +1,7 @@
-"""The order state machine and amount rules (order-management.md §4), over real HTTP."""
+"""The order state machine and amount rules, over real HTTP.
+
+What they are: docs/order-management.md#order-states.
+"""
 from __future__ import annotations
 
 from datetime import timedelta

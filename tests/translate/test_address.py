@@ -8,12 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import FaultCode, InvalidParamsError
-from gateway.legacy.values import Address
 from gateway.translate.address import (
     klarna_country_to_alpha2,
     legacy_address_to_rest,
     rest_address_equal,
 )
+from gateway.wire.values import Address
 
 FULL = Address(
     email="anna@example.se", telno="08-123 45 67", cellno="070-111 22 33", fname="Anna",

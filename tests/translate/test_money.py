@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import FaultCode, GoodsListError
-from gateway.legacy.values import Goods, GoodsFlag
 from gateway.translate.money import (
     check_order_line,
     goods_to_order_line,
@@ -21,6 +20,7 @@ from gateway.translate.money import (
     lines_total,
     round_half_away,
 )
+from gateway.wire.values import Goods, GoodsFlag
 
 INC = int(GoodsFlag.INC_VAT)
 #: What PHP sends for 0.1 and 0.15 as <double>: the exact binary expansions.
@@ -234,7 +234,10 @@ EXAMPLES: list[tuple[str, Goods, dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("label", "row", "expected"), EXAMPLES, ids=[e[0] for e in EXAMPLES])
 def test_goods_to_order_line_examples(label: str, row: Goods, expected: dict[str, Any]) -> None:
-    """Hand-computed lines per translation.md §4, JSON-ready with int amounts only."""
+    """Hand-computed lines, JSON-ready with int amounts only.
+
+    The rules: docs/order-management.md#from-legacy-goods-to-order-lines.
+    """
     line = goods_to_order_line(row)
     assert line == expected, label
     assert_json_ints(line)

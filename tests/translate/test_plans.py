@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import AmountError, NotAllowedError
 from gateway.calls import REGISTRY
 from gateway.calls.activate import Activate
 from gateway.calls.cancel_reservation import CancelReservation
@@ -21,9 +20,10 @@ from gateway.calls.email_invoice import EmailInvoice
 from gateway.calls.extend_expiry_date import ExtendExpiryDate
 from gateway.calls.send_invoice import SendInvoice
 from gateway.calls.update import Update
-from gateway.legacy.values import Address, ArtNo, Goods, LegacyCall
+from gateway.errors import AmountError, NotAllowedError
 from gateway.model import CaptureEffect, Invoice, Reservation
 from gateway.translate.plan import OrderContext, Plan, Result
+from gateway.wire.values import Address, ArtNo, Goods, LegacyCall
 
 RES = Reservation(id=1, eid=1234, rno="8000000000", order_id="o-1", status="AUTHORIZED",
                   origin="admin")

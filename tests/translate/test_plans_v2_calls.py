@@ -24,11 +24,11 @@ from gateway.errors import (
     AmountError, BadArtnoListError, FaultCode, GoodsListError, InvoiceDataError,
     NotAllowedError, UnknownArtnoError,
 )
-from gateway.legacy.values import Address, ArtNo, Goods, LegacyCall
 from gateway.model import CaptureEffect, Invoice, RefundEffect, Reservation, StatusEffect
 from gateway.translate.money import inclusive_tax
 from gateway.translate.plan import OrderContext, Plan, Result
 from gateway.translate.split import part_of_line
+from gateway.wire.values import Address, ArtNo, Goods, LegacyCall
 
 RES = Reservation(id=1, eid=1234, rno="8000000000", order_id="o-1", status="AUTHORIZED",
                   origin="admin")
@@ -95,7 +95,7 @@ def test_activate_reservation_captures_rows_at_the_orders_amounts_then_releases(
     """Goods rows → POST captures of those quantities at the order lines' amounts (not the
     rows' prices), orderid1 → reference, ocr → description, shipinfo → shipping_info; the
     uncaptured rest → POST release-remaining-authorization; reply ["ok", invno]."""
-    from gateway.legacy.values import ShipmentInfo
+    from gateway.wire.values import ShipmentInfo
 
     call = ar(goods("A", 1, price=9999), goods("", 2, title="B"), orderid1="ERP-1",
               ocr="OCR-9", shipment_info=ShipmentInfo(shipping_company="PostNord",

@@ -21,10 +21,10 @@ from gateway.calls.credit_part import CreditPart
 from gateway.calls.email_invoice import EmailInvoice
 from gateway.calls.update import Update
 from gateway.errors import FaultCode, GatewayError
-from gateway.legacy.values import ArtNo, LegacyCall
 from gateway.model import Invoice, KlarnaOrder, Reservation
 from gateway.translate.expiry import parse_rest_timestamp
 from gateway.translate.plan import OrderContext
+from gateway.wire.values import ArtNo, LegacyCall
 
 TRANSLATION = Path(__file__).resolve().parents[2] / "docs" / "translation.md"
 V = "python:api:3.1.0"

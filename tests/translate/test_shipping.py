@@ -6,8 +6,8 @@ import json
 import pytest
 
 from gateway.errors import FaultCode, InvalidParamsError
-from gateway.legacy.values import ShipmentInfo
 from gateway.translate.shipping import SHIPPING_METHODS, shipment_info_to_rest, shipping_method
+from gateway.wire.values import ShipmentInfo
 
 
 def test_full_shipment_info() -> None:

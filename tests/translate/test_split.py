@@ -10,7 +10,6 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import BadArtnoListError, FaultCode, UnknownArtnoError
-from gateway.legacy.values import ArtNo, Goods, GoodsFlag
 from gateway.translate.money import check_order_line, goods_to_order_line, inclusive_tax
 from gateway.translate.split import (
     capture_amount,
@@ -21,6 +20,7 @@ from gateway.translate.split import (
     quantities_by_ref,
     remaining_lines,
 )
+from gateway.wire.values import ArtNo, Goods, GoodsFlag
 
 INC = int(GoodsFlag.INC_VAT)
 PHP_0_1 = Decimal("0.1000000000000000055511151231257827021181583404541015625")

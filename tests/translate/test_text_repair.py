@@ -21,10 +21,10 @@ from gateway.calls.return_amount import ReturnAmount
 from gateway.calls.text_repair import repairing
 from gateway.calls.update import Update
 from gateway.errors import FaultCode, GatewayError
-from gateway.legacy.values import Address, ArtNo, Goods, ShipmentInfo
 from gateway.model import Invoice, Reservation
 from gateway.translate.plan import OrderContext, Plan
 from gateway.translate.text import TextRepair
+from gateway.wire.values import Address, ArtNo, Goods, ShipmentInfo
 
 V = "python:api:3.1.0"
 RES = Reservation(id=1, eid=1234, rno="r", order_id="o-1", status="AUTHORIZED", origin="admin")

@@ -1,6 +1,9 @@
-"""The XML-RPC endpoint: a ``twisted.web`` resource that turns HTTP POSTs into dispatch calls.
+"""The XML-RPC endpoint: a ``twisted.web`` resource that turns each HTTP POST into one
+``dispatch(method, params, client)`` call (:data:`Dispatch`; the gateway's is
+:class:`gateway.edge.dispatch.LegacyDispatch`) and writes its reply.
 
-This is the one place where failures become ``<fault>`` replies (STYLE rule 4):
+This is the one place where failures become ``<fault>`` replies
+(docs/legacy-protocol.md#where-faults-are-made):
 
 * :class:`~gateway.errors.GatewayError` → its code and ``fault_string``;
 * a leaked ``twisted.internet.defer.CancelledError`` (an upstream timeout nobody mapped) →
@@ -40,10 +43,10 @@ from gateway.errors import (
     ParseError,
     UpstreamUnavailableError,
 )
-from gateway.legacy.digest import redact
-from gateway.legacy.encode import encode_fault, encode_response
-from gateway.legacy.xmlrpc import DEFAULT_MAX_DEPTH, parse_method_call
 from gateway.web import ListenerLimits, Refusal, RefusalReason, guarded_site
+from gateway.wire.digest import redact
+from gateway.wire.encode import encode_fault, encode_response
+from gateway.wire.parse import DEFAULT_MAX_DEPTH, parse_method_call
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -64,6 +67,8 @@ INTERNAL_ERROR_TEXT: Final = f"{FaultCode.INTERNAL_ERROR.symbol}: internal error
 #: :class:`Reply` wrapping it when its delivery must be recorded.
 Dispatch = Callable[[str, list[Any], str | None], Awaitable[Any]]
 
+#: The access line of every call, and the edge's own errors. The namespaces keep the names
+#: they had before the module moved: operators filter and alert on them.
 _log = Logger(namespace="gateway.legacy.access")
 _errors = Logger(namespace="gateway.legacy.resource")
 
@@ -126,7 +131,8 @@ class LegacyResource(Resource):
     """POST on any path is an XML-RPC call; every other HTTP method gets 405.
 
     Args:
-        dispatch: ``async (method, params) -> result``; raises ``GatewayError`` for faults.
+        dispatch: ``async (method, params, client) -> result`` (:data:`Dispatch`); raises
+            ``GatewayError`` for faults.
         max_body_bytes: bodies above this are answered with a parse_error fault.
         max_depth: XML element nesting limit passed to ``parse_method_call``.
         on_call: optional hook called with a :class:`CallRecord` after each call (metrics).

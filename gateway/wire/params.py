@@ -2,7 +2,7 @@
 
 ``parse_method_call`` gives loosely typed Python values; the call modules in ``gateway.calls``
 turn them into their frozen dataclasses with these helpers, tolerating exactly what the SDKs
-send (``legacy-xmlrpc.md`` §2.5, §3, §8) and refusing everything else with a fault that names
+send (docs/legacy-protocol.md#decoding) and refusing everything else with a fault that names
 the offending parameter:
 
 * wrong arity, or a value of an XML-RPC type no SDK sends there → ``InvalidParamsError``
@@ -27,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from gateway.errors import BadArtnoListError, GoodsListError, InvalidParamsError
-from gateway.legacy.values import Address, ArtNo, Goods, ShipmentInfo
+from gateway.wire.values import Address, ArtNo, Goods, ShipmentInfo
 
 PROTOCOL_VERSION: Final = "4.1"
 

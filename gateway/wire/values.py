@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 
 class GoodsFlag(IntFlag):
-    """Goods ``flags`` bits (legacy-xmlrpc.md §5)."""
+    """Goods ``flags`` bits (docs/legacy-protocol.md#constants)."""
 
     NO_FLAG = 0
     PRINT_1000 = 1

@@ -1,4 +1,4 @@
-"""Server-side recomputation of the legacy ``digest`` parameter (``legacy-xmlrpc.md`` §2).
+"""Server-side recomputation of the legacy ``digest`` parameter (docs/legacy-protocol.md#digests).
 
 The SDKs build ``base64(HASH(latin1(":".join(parts))))`` with the shared secret as the last
 part, but they disagree on which empty or zero parts survive:
@@ -40,7 +40,7 @@ class Dialect(Enum):
     DROP_FALSY = "drop-falsy"  # P2
 
 
-#: Hash function by length of the base64 digest (§2.3).
+#: Hash function by length of the base64 digest (docs/legacy-protocol.md#hash-and-encoding).
 _HASH_BY_B64_LENGTH: Final[dict[int, Callable[[bytes], Any]]] = {
     24: hashlib.md5,
     40: hashlib.sha224,

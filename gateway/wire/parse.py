@@ -1,5 +1,5 @@
 """Hardened XML-RPC wire format: parse a ``methodCall`` (and, for replays, a ``methodResponse``);
-:mod:`gateway.legacy.encode` writes the replies.
+:mod:`gateway.wire.encode` writes the replies.
 
 Why not ``xmlrpc.client.loads`` / ``twisted.web.xmlrpc``: the stdlib parser is not hardened
 against hostile XML (the Python docs say so), turns ``<double>`` into a binary float (PHP
@@ -7,7 +7,7 @@ sends ``0.1000000000000000055511…`` and the money maths needs the exact decima
 marshaller lets Python text leak into replies. This module is the one place where bytes from
 the network become Python values and back.
 
-Parsing rules (``legacy-xmlrpc.md`` §1.2/§1.3):
+Parsing rules (docs/legacy-protocol.md#parsing):
 
 * lxml with entity resolution, DTD loading and network access off; any DOCTYPE, entity
   declaration or entity reference is refused outright (billion laughs, XXE, parameter

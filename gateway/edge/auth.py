@@ -1,6 +1,6 @@
 """Authenticate and decode a legacy call, once, at the edge.
 
-Order of checks (legacy-xmlrpc.md §4, translation.md §2), the same for every method:
+Order of checks (docs/legacy-protocol.md#order-of-checks), the same for every method:
 
 1. the method name: unknown to the legacy API → -32601;
 2. the envelope and the eid at the method's eid position → -32602;
@@ -25,9 +25,9 @@ from gateway.errors import (
     GatewayError, InvalidDigestError, InvalidParamsError, MerchantMisconfiguredError,
     MethodNotFoundError, NotAllowedError, UnknownEstoreError,
 )
-from gateway.legacy import params as p
-from gateway.legacy.digest import redact, verify
-from gateway.legacy.values import LegacyCall
+from gateway.wire import params as p
+from gateway.wire.digest import redact, verify
+from gateway.wire.values import LegacyCall
 
 if TYPE_CHECKING:
     from gateway.calls.registry import CallRegistry

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway.calls.spec import CallSpec, Target
-from gateway.legacy.digest import DigestParts
-from gateway.legacy.values import LegacyCall
 from gateway.model import MoneyKind, OrderCreatedEffect, Origin
 from gateway.translate.plan import OrderContext, Plan, RestStep, Result
+from gateway.wire.digest import DigestParts
+from gateway.wire.values import LegacyCall
 
 #: The "client version" recorded for calls that arrive over KCO v2's recurring endpoint.
 CLIENT: Final = "kco:recurring-order-v1"

@@ -1,8 +1,8 @@
 """Encoding legacy XML-RPC replies: exactly what v2 sent (ISO-8859-1, declared; one value).
 
 Hand-written rather than ``xmlrpc.client.dumps`` for wire fidelity and safety: only values
-XML-RPC can carry are accepted (STYLE rule 5), and anything else raises ``TypeError`` so a
-translator bug becomes an internal-error fault instead of leaking Python text.
+XML-RPC can carry are accepted (docs/legacy-protocol.md#replies), and anything else raises
+``TypeError`` so a translator bug becomes an internal-error fault instead of leaking Python text.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ _MAX_ENCODE_DEPTH: Final = 64
 def encode_response(value: Any) -> bytes:
     """Encode a successful ``methodResponse`` carrying exactly one value.
 
-    Only XML-RPC-safe values are accepted (STYLE rule 5): ``str``, ``bool``, 32-bit ``int``,
-    finite ``float``, ``list``/``tuple``, ``dict`` with ``str`` keys, ``bytes``/
+    Only XML-RPC-safe values are accepted (docs/legacy-protocol.md#replies): ``str``, ``bool``,
+    32-bit ``int``, finite ``float``, ``list``/``tuple``, ``dict`` with ``str`` keys, ``bytes``/
     ``xmlrpc.client.Binary`` and ``xmlrpc.client.DateTime``. Anything else (``None``,
     ``Decimal``, NaN, a str with characters XML cannot carry, a cycle) raises ``TypeError``
     so that a translator bug becomes an internal-error fault instead of leaking Python text.
