@@ -5,6 +5,11 @@ is a field: the access line of each legacy call carries ``journal_id``, ``eid``,
 ``method``, ``rno``, ``invno``, ``correlation_id``, ``outcome`` and ``duration_ms``. No
 event carries a secret, a digest or call parameters (the edge logs none of them).
 ``SIGHUP`` reopens the file, as ``logrotate`` expects.
+
+Under ``--log-format json`` every line the process writes is JSON, on stdout and stderr
+alike: what the text format prints for a person (the start-up banner, a start-up error)
+is an event then (:func:`event_line`), so a log shipper reading both streams never meets
+a line it cannot parse.
 """
 from __future__ import annotations
 
@@ -12,12 +17,13 @@ import re
 import signal
 import sys
 import threading
+import time
 from typing import IO, Any, TextIO
 
 from twisted.logger import (
     FileLogObserver, FilteringLogObserver, ILogObserver, LogLevel, LogLevelFilterPredicate,
-    PredicateResult, formatEvent, formatEventAsClassicLogText, formatTime, globalLogBeginner,
-    jsonFileLogObserver,
+    PredicateResult, eventAsJSON, formatEvent, formatEventAsClassicLogText, formatTime,
+    globalLogBeginner, jsonFileLogObserver,
 )
 
 from gateway.files import open_private
@@ -124,3 +130,21 @@ def start(fmt: str = "text", path: str | None = None, *, verbose: bool = False,
                           lambda *_: reactor.callFromThread(log_file.reopen))  # type: ignore[union-attr]
     globalLogBeginner.beginLoggingTo([observer(fmt, target, level)], redirectStandardIO=False)
     return log_file
+
+
+def event_line(log_format: str, *, level: LogLevel = LogLevel.info,
+               namespace: str = "gateway.cli", **fields: Any) -> str:
+    """One event as the JSON observer writes it (same keys: ``log_format``, ``log_level``,
+    ``log_namespace``, ``log_time`` and the event's own fields), for a line written outside
+    the logging system: a start-up error before logging began, or on stderr while the log
+    goes to a file."""
+    event = {"log_format": log_format, "log_level": level, "log_namespace": namespace,
+             "log_source": None, "log_time": time.time(), **fields}
+    return eventAsJSON(event)
+
+
+def json_requested(argv: list[str]) -> bool:
+    """Whether a command line asks for JSON logs (read before, or without, parsing it: a
+    usage error is written in the format the command asked for)."""
+    return "--log-format=json" in argv or any(
+        a == "--log-format" and b == "json" for a, b in zip(argv, argv[1:]))

@@ -3,32 +3,16 @@ a real sandbox process as Klarna)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
 
-from gateway.store.models import SCHEMA_HEAD
 from gateway.testing.processes import (
     REST_AUTH, SandboxProcess, http, run_cli, write_config,
 )
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path}/cli.db"
-    result = run_cli("db", "upgrade", "--db", url)
-    assert result.returncode == 0 and f"-> {SCHEMA_HEAD}" in result.stdout
-    return url
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[SandboxProcess]:
-    sb = SandboxProcess(log_path=tmp_path / "sandbox.log").start()
-    yield sb
-    sb.stop()
+from tests.process_fixtures import db, sandbox  # noqa: F401
 
 
 @pytest.fixture

@@ -135,6 +135,21 @@ class NotApplicable:
     why: str
 
 
+def order_job(w: World, command: str, bad_flag: tuple[str, str], bad_says: str,
+              down_says: str) -> dict[str, Case | NotApplicable]:
+    """The four cases of a job that reads the configuration, the store and every order from
+    Klarna (``reconcile``, ``expiring``): they differ only in their own flag and words."""
+    store = ("--config", w.cfg, "--db", w.db)
+    return {
+        "bad flag value": Case((command, *store, *bad_flag), 2, bad_says),
+        "missing file": Case((command, "--config", w.missing, "--db", w.db), 2,
+                             "missing.toml"),
+        "unconfigured eid": Case((command, *store, "--eid", "4321"), 2,
+                                 "eid 4321 is not configured"),
+        "unreachable URL": Case((command, "--config", w.down, "--db", w.db), 3, down_says),
+    }
+
+
 def walk(w: World) -> dict[tuple[str, ...], dict[str, Case | NotApplicable]]:
     t = w.tmp
     listen = ("--listen", "tcp:0:interface=127.0.0.1", "--admin-listen",
@@ -222,16 +237,9 @@ def walk(w: World) -> dict[tuple[str, ...], dict[str, Case | NotApplicable]]:
             "unreachable URL": Case(("db", "port", "--config", w.cfg, "--from", w.db, "--to",
                                      PG_DOWN), 3, "database error"),
         },
-        ("reconcile",): {
-            "bad flag value": Case(("reconcile", "--config", w.cfg, "--db", w.db, "--since",
-                                    "soon"), 2, "--since: not an ISO-8601 time: 'soon'"),
-            "missing file": Case(("reconcile", "--config", w.missing, "--db", w.db), 2,
-                                 "missing.toml"),
-            "unconfigured eid": Case(("reconcile", "--config", w.cfg, "--db", w.db, "--eid",
-                                      "4321"), 2, "eid 4321 is not configured"),
-            "unreachable URL": Case(("reconcile", "--config", w.down, "--db", w.db), 3,
-                                    "Klarna did not answer"),
-        },
+        ("reconcile",): order_job(w, "reconcile", ("--since", "soon"),
+                                  "--since: not an ISO-8601 time: 'soon'",
+                                  "Klarna did not answer"),
         ("explain",): {
             "bad flag value": Case(("explain", str(t / "activate.xml"), "--config", w.cfg,
                                     "--db", "x.db"), 2, "write sqlite:///x.db"),
@@ -253,16 +261,8 @@ def walk(w: World) -> dict[tuple[str, ...], dict[str, Case | NotApplicable]]:
             "unreachable URL": Case(("journal", "--config", w.cfg, "--db", PG_DOWN), 3,
                                     "database error"),
         },
-        ("expiring",): {
-            "bad flag value": Case(("expiring", "--config", w.cfg, "--db", w.db, "--within",
-                                    "soon"), 2, "--within"),
-            "missing file": Case(("expiring", "--config", w.missing, "--db", w.db), 2,
-                                 "missing.toml"),
-            "unconfigured eid": Case(("expiring", "--config", w.cfg, "--db", w.db, "--eid",
-                                      "4321"), 2, "eid 4321 is not configured"),
-            "unreachable URL": Case(("expiring", "--config", w.down, "--db", w.db), 3,
-                                    "not read: Klarna did not answer"),
-        },
+        ("expiring",): order_job(w, "expiring", ("--within", "soon"), "--within",
+                                 "not read: Klarna did not answer"),
         ("record",): {
             "bad flag value": Case(("record", "--upstream", "not-a-url", "--listen",
                                     "tcp:0:interface=127.0.0.1", "--out", str(t / "r1")), 2,

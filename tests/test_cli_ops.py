@@ -28,6 +28,7 @@ from gateway.cli import build_parser, main
 from gateway.cli.common import CONFIG_ENV, DB_ENV
 from gateway.testing.processes import SandboxProcess, write_config
 from gateway.tools.reconcile import COLUMNS
+from tests.process_fixtures import db, sandbox  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,20 +80,6 @@ def register(url: str, eid: int, order_id: str, rno: str | None = None) -> str:
 def fingerprint(directory: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(directory.iterdir()) if p.is_file()}
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path}/store.db"
-    assert cli("db", "upgrade", "--db", url).returncode == 0
-    return url
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[SandboxProcess]:
-    sb = SandboxProcess(log_path=tmp_path / "sandbox.log").start()
-    yield sb
-    sb.stop()
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ from gateway.calls import recurring_order as recurring_call
 from gateway.calls.not_offered import NOT_OFFERED
 from gateway.calls.registry import CallRegistry
 from gateway.calls.spec import CallSpec, Ref, Target
-from gateway.wire import params as p
 from gateway.wire.digest import DigestParts, verify
 from gateway.wire.values import LegacyCall
 
@@ -81,7 +80,4 @@ def verify_digest(method: str, params: Sequence[Any], secret: bytes) -> bool:
 
 def decode_call(method: str, params: Sequence[Any]) -> LegacyCall:
     """Envelope, arity and typed decode of a served call (no authentication)."""
-    spec = REGISTRY.spec(method)
-    eid = p.eid_at(params, spec.eid_at)
-    p.arity(method, params, spec.arity)
-    return spec.decode(eid, params[1], params)
+    return REGISTRY.spec(method).decode_params(params)

@@ -9,35 +9,28 @@ the line (``gateway.translate.split``). The invno is issued when the plan is jou
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
+from gateway.calls.activation import (
+    Activation, add_capture_extras, flag_notes, remaining_to_activate, reply,
+)
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError
 from gateway.model import CaptureEffect, MoneyKind
 from gateway.translate.money import lines_total
-from gateway.translate.plan import OrderContext, Plan, RestStep, Result, qty_by_reference
-from gateway.translate.shipping import shipment_info_to_rest
+from gateway.translate.plan import OrderContext, Plan, RestStep, qty_by_reference
 from gateway.translate.split import plan_partial_capture, remaining_lines
-from gateway.translate.states import require_fraud_accepted, require_status
 from gateway.wire import params as p
 from gateway.wire.digest import DigestParts, artno_pairs, param, protocol_prefix
-from gateway.wire.values import ArtNo, LegacyCall, ReservationFlag, ShipmentInfo
+from gateway.wire.values import ArtNo
 
 
 @dataclass(frozen=True)
-class Activate(LegacyCall):
-    rno: str
+class Activate(Activation):
     artnos: tuple[ArtNo, ...] = ()
-    ocr: str = ""
-    flags: int = 0
-    orderid1: str = ""
-    orderid2: str = ""
-    reference: str = ""
-    reference_code: str = ""
     cust_no: str = ""
     bclass: int | None = None
-    shipment_info: ShipmentInfo = field(default_factory=ShipmentInfo)
 
     method = "activate"
 
@@ -87,19 +80,9 @@ def decode(eid: int, version: str, params: Sequence[Any]) -> Activate:
 
 def plan(call: Activate, ctx: OrderContext) -> Plan:
     order = ctx.order
-    require_status(order, {"AUTHORIZED", "PART_CAPTURED"}, "activate")
-    require_fraud_accepted(order, "activate")
-    remaining = int(order.get("remaining_authorized_amount", 0))
-    if remaining <= 0:
-        raise AmountError("nothing left to activate on this reservation")
+    remaining = remaining_to_activate(order, "activate")
     body, notes = _capture_body(call, order, remaining)
-    if call.orderid1:
-        body["reference"] = call.orderid1
-    if call.ocr:
-        body["description"] = call.ocr
-    shipping = shipment_info_to_rest(call.shipment_info)
-    if shipping:
-        body["shipping_info"] = shipping
+    add_capture_extras(body, call)
     notes += flag_notes(call.flags)
     step = RestStep(
         "POST", f"{ctx.base}/captures", body,
@@ -136,24 +119,6 @@ def _capture_body(call: Activate, order: Any, remaining: int
         return body, []
     return body, ["full activation captured remaining_authorized_amount without order lines: "
                   "the uncaptured lines do not add up to it"]
-
-
-def flag_notes(flags: int) -> list[str]:
-    """What the reservation flags mean in REST (shared with activate_reservation)."""
-    notes = []
-    if flags & ReservationFlag.TEST_MODE:
-        notes.append("TEST_MODE flag recorded; REST has no per-capture test mode")
-    if flags & (ReservationFlag.SEND_BY_EMAIL | ReservationFlag.SEND_BY_MAIL):
-        notes.append("SEND_BY_EMAIL/MAIL: no extra call, a capture notifies the customer")
-    if flags & ReservationFlag.PRESERVE_RESERVATION:
-        notes.append("PRESERVE_RESERVATION is the REST default: the rest stays authorized")
-    return notes
-
-
-def reply(call: Activate, result: Result) -> Any:
-    """Exactly two elements: PY unpacks ``risk, invno``. ``"no_risk"`` is never produced."""
-    assert result.invno is not None
-    return ["ok", str(result.invno)]
 
 
 #: Where v2 and REST differ for every call of this method (``docs/translation.md`` and

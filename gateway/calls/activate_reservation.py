@@ -25,10 +25,12 @@ stays an empty part).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.calls.activate import flag_notes
+from gateway.calls.activation import (
+    Activation, add_capture_extras, flag_notes, remaining_to_activate, reply,
+)
 from gateway.calls.spec import CallSpec, Target
 from gateway.errors import AmountError, GoodsListError, InvalidParamsError
 from gateway.model import CaptureEffect, MoneyKind, StatusEffect
@@ -36,13 +38,11 @@ from gateway.translate.address import (
     klarna_country_to_alpha2, legacy_address_to_rest, rest_address_equal,
 )
 from gateway.translate.money import goods_to_order_lines, lines_total
-from gateway.translate.plan import OrderContext, Plan, RestStep, Result, qty_by_reference
-from gateway.translate.shipping import shipment_info_to_rest
+from gateway.translate.plan import OrderContext, Plan, RestStep, qty_by_reference
 from gateway.translate.split import plan_partial_capture
-from gateway.translate.states import require_fraud_accepted, require_status
 from gateway.wire import params as p
 from gateway.wire.digest import DigestParts, param
-from gateway.wire.values import Address, ArtNo, Goods, LegacyCall, ReservationFlag, ShipmentInfo
+from gateway.wire.values import Address, ArtNo, Goods, ReservationFlag
 
 #: Klarna's currency codes (docs/legacy-protocol.md#constants).
 CURRENCIES: Final = {0: "SEK", 1: "NOK", 2: "EUR", 3: "DKK"}
@@ -52,15 +52,8 @@ _INFO_PARAMS: Final = ((24, "travelinfo"), (25, "incomeinfo"), (26, "bankinfo"),
 
 
 @dataclass(frozen=True)
-class ActivateReservation(LegacyCall):
-    rno: str
+class ActivateReservation(Activation):
     goods: tuple[Goods, ...] = ()
-    ocr: str = ""
-    flags: int = 0
-    orderid1: str = ""
-    orderid2: str = ""
-    reference: str = ""
-    reference_code: str = ""
     gender: int | None = None
     shipping: Address | None = None
     billing: Address | None = None
@@ -71,7 +64,6 @@ class ActivateReservation(LegacyCall):
     pno_encoding: int | None = None
     pclass: int = -1
     comment: str = ""
-    shipment_info: ShipmentInfo = field(default_factory=ShipmentInfo)
     #: The names of the non-empty info structs (p24–p27), for the notes.
     other_info: tuple[str, ...] = ()
 
@@ -121,11 +113,7 @@ def decode(eid: int, version: str, params: Sequence[Any]) -> ActivateReservation
 
 def plan(call: ActivateReservation, ctx: OrderContext) -> Plan:
     order = ctx.order
-    require_status(order, {"AUTHORIZED", "PART_CAPTURED"}, "activate the reservation")
-    require_fraud_accepted(order, "activate the reservation")
-    remaining = int(order.get("remaining_authorized_amount", 0))
-    if remaining <= 0:
-        raise AmountError("nothing left to activate on this reservation")
+    remaining = remaining_to_activate(order, "activate the reservation")
     body, notes = _capture_body(call, order, remaining)
     capture = RestStep(
         "POST", f"{ctx.base}/captures", body,
@@ -167,13 +155,7 @@ def _capture_body(call: ActivateReservation, order: Mapping[str, Any], remaining
         raise AmountError(f"the goods list amounts to {amount}, only {remaining} remains "
                           "authorized")
     body: dict[str, Any] = {"captured_amount": amount, "order_lines": lines}
-    if call.orderid1:
-        body["reference"] = call.orderid1
-    if call.ocr:
-        body["description"] = call.ocr
-    shipping = shipment_info_to_rest(call.shipment_info, field="shipinfo")
-    if shipping:
-        body["shipping_info"] = shipping
+    add_capture_extras(body, call, shipment_field="shipinfo")
     return body, _price_notes(converted, order_lines)
 
 
@@ -225,12 +207,6 @@ def _alpha2(code: int) -> str | None:
         return klarna_country_to_alpha2(code)
     except InvalidParamsError:  # an unknown code only means no note
         return None
-
-
-def reply(call: ActivateReservation, result: Result) -> Any:
-    """Exactly two elements, as for ``activate`` (PY unpacks ``risk, invno``)."""
-    assert result.invno is not None
-    return ["ok", str(result.invno)]
 
 
 #: Where v2 and REST differ for every call of this method (``docs/translation.md`` and

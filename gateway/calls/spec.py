@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from gateway.model import MoneyKind
 from gateway.translate.plan import OrderContext, Plan, Result
+from gateway.wire import params as p
 from gateway.wire.digest import DigestParts
 from gateway.wire.values import LegacyCall
 
@@ -102,6 +103,15 @@ class CallSpec(Generic[C]):
     free_text: tuple[str, ...] = ()
     line_keys: tuple[str, ...] = ()
     differences: tuple[str, ...] = ()
+
+    def decode_params(self, params: Sequence[Any], eid: int | None = None) -> C:
+        """Arity and typed decode of this call's raw parameters: the one decode path the
+        edge (after authentication, with the eid it read), the replay and the tests share.
+        The eid is read from its position unless given."""
+        if eid is None:
+            eid = p.eid_at(params, self.eid_at)
+        p.arity(self.name, params, self.arity)
+        return self.decode(eid, params[1], params)
 
     def ref(self, call: LegacyCall) -> Ref:
         """The number this call names."""

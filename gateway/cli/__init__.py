@@ -16,11 +16,13 @@ input or configuration, 3 a dependency that cannot be reached, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import traceback
 
 from gateway.cli import completion, db, expiring, journal, replay, serve, store, tools
-from gateway.cli.common import CONFIG_ENV, DB_ENV, PROG, Parser, describe, one_line
+from gateway.cli.common import CONFIG_ENV, DB_ENV, PROG, Parser, describe, error_line
 from gateway.tools.inputs import Exit
 
 
@@ -68,21 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gateway.logs import json_requested
+
+    # Under --log-format json every line is JSON, a usage error's included (docs/cli.md).
+    as_json = json_requested(list(sys.argv[1:] if argv is None else argv))
+    usage = io.StringIO()
     try:
-        args = build_parser().parse_args(argv)
+        with contextlib.redirect_stderr(usage) if as_json else contextlib.nullcontext():
+            args = build_parser().parse_args(argv)
     except SystemExit as e:  # usage errors (exit 2, one line), --help and --version (0)
-        return e.code if isinstance(e.code, int) else Exit.UNUSABLE
+        code = e.code if isinstance(e.code, int) else Exit.UNUSABLE
+        for line in usage.getvalue().splitlines():
+            error_line(line.removeprefix(f"{PROG}: "), code, as_json=True)
+        return code
     debug = bool(getattr(args, "debug", False))
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        error_line("interrupted", Exit.INTERRUPTED, as_json=as_json)
         return Exit.INTERRUPTED
     except Exception as e:  # noqa: BLE001 - every error ends as one line, never a traceback
         message, code, unexpected = describe(e)
-        if debug:
+        fields = {}
+        if debug and as_json:
+            fields["traceback"] = traceback.format_exc()
+        elif debug:
             traceback.print_exc()
         elif unexpected:
             message += f" (run `{PROG} --debug …` for the traceback)"
-        print(f"{PROG}: {one_line(message)}", file=sys.stderr)
+        error_line(message, code, as_json=as_json, **fields)
         return int(code)

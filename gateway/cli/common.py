@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -128,8 +129,31 @@ def listen_error(e: BaseException) -> str:
             f"choose another {flag}")
 
 
+def command_group(sub: Any, name: str, help: str, description: str) -> Any:
+    """A command of subcommands (``db``, ``config``, ``reservations``): its subparsers, one
+    of which must be named (``COMMAND`` in the usage)."""
+    return sub.add_parser(name, help=help, description=description).add_subparsers(
+        dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
 def one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def error_line(message: str, code: int, *, as_json: bool = False, **fields: Any) -> None:
+    """A command's one error line on stderr: ``klarna-gateway: …``, or, when the command
+    asked for ``--log-format json``, the same as a critical event carrying its exit status
+    (and ``fields``: a ``--debug`` traceback), so that every line it writes is JSON."""
+    if not as_json:
+        print(f"{PROG}: {one_line(message)}", file=sys.stderr, flush=True)
+        return
+    from twisted.logger import LogLevel
+
+    from gateway.logs import event_line
+
+    print(event_line("{prog}: {message}", level=LogLevel.critical, prog=PROG,
+                     message=one_line(message), exit_status=int(code), **fields),
+          file=sys.stderr, flush=True)
 
 
 def check_endpoint(text: str, flag: str) -> str:

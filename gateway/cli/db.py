@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from gateway.cli.common import (
-    CliError, add_config_flag, add_db_flags, config_from, db_url, require_sqlite_file,
+    CliError, add_config_flag, add_db_flags, command_group, config_from, db_url,
+    require_sqlite_file,
     url_from_file,
 )
 from gateway.tools import inputs
@@ -84,10 +85,8 @@ def cmd_db_port(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    db = sub.add_parser(
-        "db", help="database administration",
-        description="Migrate a database, or copy a whole store to another database."
-    ).add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    db = command_group(sub, "db", "database administration",
+                       "Migrate a database, or copy a whole store to another database.")
     s = db.add_parser(
         "upgrade", help="migrate the schema to the newest version",
         description="Migrate the database to the schema this version needs (creating a "

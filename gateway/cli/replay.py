@@ -6,7 +6,9 @@
 - ``klarna-gateway replay RECORDING --target URL --report FILE.html [--config FILE]
   [--summary FILE.json] [--admin URL --admin-token TOKEN]``: re-signs and sends the
   recorded calls, writes the report; exit 0 when no call is ``different``, 1 when one is,
-  2 when the recording cannot be read.
+  2 when the recording cannot be read or (without ``--admin``) the target lacks a
+  reservation the recording uses (:class:`~gateway.replay.runner.MissingOrders` says how to
+  seed it).
 
 ``serve --record DIR [--record-max-bytes N]`` records the gateway's own exchanges (the
 flags are added here, next to the commands that read what they write).
@@ -83,7 +85,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from gateway.files import write_private
     from gateway.replay.recording import RecordingError, recording_files
     from gateway.replay.report import render_html, summary_json
-    from gateway.replay.runner import Replayer, ReplayOptions, verdict_exit_code
+    from gateway.replay.runner import (
+        MissingOrders, Replayer, ReplayOptions, verdict_exit_code,
+    )
 
     target = inputs.http_url(args.target, "--target")
     admin = inputs.http_url(args.admin, "--admin") if args.admin else None
@@ -107,6 +111,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             summary = await Replayer(config, options).run()
         except RecordingError as e:
             raise inputs.InputError(str(e)) from None
+        except MissingOrders as e:  # no --admin: say how to seed, no traceback, no report
+            for line in e.explanation():
+                print(f"{PROG}: replay: {line}", file=sys.stderr)
+            return Exit.UNUSABLE
         write_private(report_path, render_html(summary))  # 0600: it shows call contents
         if summary_path is not None:
             write_private(summary_path, summary_json(summary))
@@ -157,8 +165,11 @@ def register(sub: Any) -> None:
                                    "(and a JSON summary). The recording, the report paths "
                                    "and the target are checked before the first call is "
                                    "sent. Exit status 0: no call different; 1: some call "
-                                   "different; 2: unusable recording, flag or path; 3: the "
-                                   "target (or admin API) cannot be reached.")
+                                   "different; 2: unusable recording, flag or path, or (without "
+                                   "--admin, which seeds a sandbox target) a reservation the "
+                                   "recording uses that the target does not hold: it says "
+                                   "how to seed it; 3: the target (or admin API) cannot be "
+                                   "reached.")
     s.add_argument("recording", metavar="RECORDING",
                    help="a recording file or a directory of recording-*.jsonl files")
     s.add_argument("--target", required=True, metavar="URL",

@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.cli.common import (
     PROG, add_config_flag, add_db_flags, check_endpoint, config_from, db_url, describe,
-    one_line,
+    error_line,
 )
 from gateway.cli.record_flags import add_record_flags
 from gateway.config import DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_SANDBOX_LISTEN
@@ -20,6 +20,8 @@ SANDBOX_LISTEN = "tcp:8080:interface=127.0.0.1"
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from twisted.internet import defer, reactor
+
+    from twisted.logger import Logger
 
     from gateway.service import Gateway, GatewayOptions
 
@@ -44,18 +46,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from gateway.service import describe, redact_url
 
         assert gateway.legacy_port is not None and gateway.admin_port is not None
-        print(f"klarna-gateway: legacy XML-RPC on {describe(gateway.legacy_port)} "
-              f"({gateway.legacy_url})", flush=True)
-        print(f"klarna-gateway: admin API on {describe(gateway.admin_port)} "
-              f"({gateway.admin_url})" + (f"; sandbox on {gateway.sandbox_url}"
-                                          if gateway.sandbox_url else ""), flush=True)
-        print(f"klarna-gateway: database {redact_url(options.db_url)}", flush=True)
+        banner = {"legacy_listen": describe(gateway.legacy_port),
+                  "legacy_url": gateway.legacy_url,
+                  "admin_listen": describe(gateway.admin_port),
+                  "admin_url": gateway.admin_url, "sandbox_url": gateway.sandbox_url,
+                  "database": redact_url(options.db_url)}
+        if args.log_format == "json":
+            # A person reads the text banner; a log shipper reads this one event.
+            Logger(namespace="gateway.serve").info(
+                "klarna-gateway serving: legacy XML-RPC on {legacy_listen} ({legacy_url}); "
+                "admin API on {admin_listen} ({admin_url}); database {database}",
+                event="started", **banner)
+            return
+        print(f"{PROG}: legacy XML-RPC on {banner['legacy_listen']} ({gateway.legacy_url})",
+              flush=True)
+        print(f"{PROG}: admin API on {banner['admin_listen']} ({gateway.admin_url})"
+              + (f"; sandbox on {gateway.sandbox_url}" if gateway.sandbox_url else ""),
+              flush=True)
+        print(f"{PROG}: database {banner['database']}", flush=True)
 
     def failed(f: Any) -> None:
         message, code, _ = describe(f.value)
-        if args.debug:
+        fields = {}
+        if args.debug and args.log_format == "json":
+            fields["traceback"] = f.getTraceback()
+        elif args.debug:
             f.printTraceback(file=sys.stderr)
-        print(f"{PROG}: cannot start: {one_line(message)}", file=sys.stderr)
+        error_line(f"cannot start: {message}", code, as_json=args.log_format == "json",
+                   **fields)
         status["code"] = int(code)
         reactor.stop()  # type: ignore[attr-defined]
 
@@ -80,7 +98,14 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         check_seed(args.seed)
     except ValueError as e:
         raise InputError(f"--seed: {e}") from None
-    return run_sandbox(args.listen, str(config.source), seed=args.seed)
+    return run_sandbox(args.listen, str(config.source), seed=args.seed,
+                       log_format=args.log_format)
+
+
+def add_log_format_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="text lines, or JSON lines (every field of each event; then "
+                             "every line the process writes is JSON)")
 
 
 def register(sub: Any) -> None:
@@ -110,8 +135,7 @@ def register(sub: Any) -> None:
                    help="with --sandbox: reproducible ids and a frozen sandbox clock "
                         "(overrides [sandbox] seed)")
     s.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    s.add_argument("--log-format", choices=("text", "json"), default="text",
-                   help="text lines, or JSON lines (every field of each event)")
+    add_log_format_flag(s)
     s.add_argument("--log-file", default=None, metavar="PATH",
                    help="log to this file instead of stderr; SIGHUP reopens it (logrotate)")
     add_record_flags(s)
@@ -129,4 +153,5 @@ def register(sub: Any) -> None:
                               "config/sandbox.toml", required=False)
     s.add_argument("--seed", type=int, default=None, metavar="N",
                    help="reproducible ids and a frozen clock (overrides [sandbox] seed)")
+    add_log_format_flag(s)
     s.set_defaults(func=cmd_sandbox)

@@ -15,7 +15,8 @@ from typing import Any
 from typing import TYPE_CHECKING
 
 from gateway.cli.common import (
-    PROG, add_config_flag, add_db_flags, config_from, config_path, eid_flag, positive,
+    PROG, add_config_flag, add_db_flags, command_group, config_from, config_path, eid_flag,
+    positive,
     with_parts,
 )
 from gateway.cli.progress import Progress
@@ -135,11 +136,9 @@ def cmd_reservations_import(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    cfg = sub.add_parser(
-        "config", help="configuration",
-        description="Configuration files: `config check` validates one (every key, "
-                    "secrets resolved) without opening a database.").add_subparsers(
-        dest="config_command", required=True, metavar="COMMAND")
+    cfg = command_group(sub, "config", "configuration",
+                        "Configuration files: `config check` validates one (every key, "
+                        "secrets resolved) without opening a database.")
     s = cfg.add_parser(
         "check", help="validate a configuration file",
         description="Load and validate a configuration file (every key, secrets read from "
@@ -149,11 +148,9 @@ def register(sub: Any) -> None:
     add_config_flag(s)
     s.set_defaults(func=cmd_config_check)
 
-    res = sub.add_parser(
-        "reservations", help="the rno ↔ order_id mapping",
-        description="Register, show and import reservations (and, by import, invoices and "
-                    "credits) from before the migration.").add_subparsers(
-        dest="reservations_command", required=True, metavar="COMMAND")
+    res = command_group(sub, "reservations", "the rno ↔ order_id mapping",
+                        "Register, show and import reservations (and, by import, invoices "
+                        "and credits) from before the migration.")
     s = res.add_parser(
         "add", help="register one reservation",
         description="Register one Klarna order as a reservation of an eid: with --rno the "

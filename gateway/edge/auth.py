@@ -114,9 +114,7 @@ class Authenticator:
         if lookup.spec is None:
             assert lookup.not_offered is not None
             raise _not_offered(eid, method, params, lookup.not_offered)
-        spec = lookup.spec
-        p.arity(method, params, spec.arity)
-        return AuthenticatedCall(merchant, spec, spec.decode(eid, params[1], params))
+        return AuthenticatedCall(merchant, lookup.spec, lookup.spec.decode_params(params, eid))
 
     def eid_of(self, method: str, params: Sequence[Any]) -> int | None:
         """The call's eid for logs, if it can be read; never raises."""

@@ -28,7 +28,6 @@ from typing import Any, Final
 from gateway.calls import REGISTRY
 from gateway.calls.profiles import STRICT_RULES
 from gateway.calls.spec import Target
-from gateway.wire import params as p
 
 SAME: Final = "same"
 KNOWN: Final = "known difference"
@@ -161,8 +160,7 @@ def decode_masked(method: str, params: Sequence[Any]) -> Any:
         decoded = list(params)
         if spec.digest_at < len(decoded):
             decoded[spec.digest_at] = _DUMMY_DIGEST
-        p.arity(method, decoded, spec.arity)
-        return spec.decode(p.eid_at(decoded, spec.eid_at), decoded[1], decoded)
+        return spec.decode_params(decoded)
     except Exception:  # noqa: BLE001 - any decode failure: nothing to map
         return None
 

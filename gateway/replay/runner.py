@@ -16,6 +16,11 @@ a sandbox (``POST /v1/sandbox/orders`` with the recorded ``rno``; a target that 
 there runs none), and the newest journal id per eid is noted, so an entry newer than it is
 the replayed call's (the journal API is read with ``GET /v1/journal?eid=&method=&limit=1``).
 A replay assumes nobody else uses those eids on the target meanwhile.
+
+Without an admin API nothing is seeded: when the target answers "unknown reservation"
+(9109) for a reservation the recording shows existing, the replay stops there with
+:class:`MissingOrders`, which says which reservations the target must hold and how to seed
+them, instead of judging every later call on that reservation ``different``.
 """
 from __future__ import annotations
 
@@ -30,9 +35,9 @@ import treq
 from twisted.logger import Logger
 
 from gateway.config import Config
-from gateway.errors import GatewayError
+from gateway.errors import FaultCode, GatewayError
 from gateway.replay.compare import (
-    DIFFERENT, SKIPPED, NumberMap, Outcome, Verdict, judge, learn, mapped_values,
+    DIFFERENT, SKIPPED, NumberMap, Outcome, Verdict, judge, learn, mapped_values, number_ref,
 )
 from gateway.replay.masking import hash_of_placeholder
 from gateway.replay.recording import Recorded, iso, read_recording
@@ -55,6 +60,38 @@ class ReplayOptions:
     admin_token: str | None = None
     progress: bool = False
     timeout: float = 60.0
+
+
+class MissingOrders(Exception):
+    """The target does not hold a reservation the recording used, and no ``--admin`` was
+    given to seed it: the replay stopped after ``sent`` calls (this one refused, so nothing
+    changed on the target)."""
+
+    def __init__(self, eid: int, rno: str, recorded: str, needed: Sequence[SeedOrder],
+                 sent: int) -> None:
+        super().__init__(f"the target does not hold reservation {rno} (eid {eid})")
+        self.eid, self.rno, self.recorded, self.needed, self.sent = (
+            eid, rno, recorded, tuple(needed), sent)
+
+    def explanation(self) -> list[str]:
+        """What is missing and how to seed it, one line each (for a person at a terminal)."""
+        names = ", ".join(f"{s.rno} (eid {s.eid})" for s in self.needed[:10])
+        more = f" and {len(self.needed) - 10} more" if len(self.needed) > 10 else ""
+        return [
+            f"{self}: it answered fault {int(FaultCode.RNO)} (unknown reservation) where the "
+            f"recording has {self.recorded!r}; stopped after {self.sent} call(s), no report "
+            "written",
+            f"the recording uses {len(self.needed)} reservation(s) the target must hold: "
+            f"{names}{more}",
+            "to create them on a sandbox target (serve --sandbox), run the replay again with "
+            "the target's admin API: --admin http://127.0.0.1:8081 --admin-token TOKEN "
+            "(serve --sandbox's demo token is sandbox-admin; else the target's admin_token): "
+            "each order is created under its recorded rno before the first call",
+            "or seed them yourself: POST /v1/sandbox/orders on the admin API with "
+            '{"eid", "rno", the order lines} for each, or, on a gateway in front of Klarna, '
+            "klarna-gateway reservations add --eid EID --order-id ORDER_ID --rno RNO "
+            "(docs/migration-guide.md#compare-record-and-replay)",
+        ]
 
 
 @dataclass
@@ -117,14 +154,18 @@ class Replayer:
         calls = prepare(read_recording(self.options.recording))
         parsed = [Parsed(c.method, c.params, c.recorded.eid, c.outcome, c.recorded.context)
                   for c in calls if c.skip is None and c.outcome is not None]
+        needed = seed_orders(parsed)
+        unseeded = not self.options.admin  # (an admin API that refuses the token: a problem)
         if self.options.admin:
-            await self._seed(seed_orders(parsed))
+            await self._seed(needed)
             for eid in sorted({p.eid for p in parsed if p.eid is not None}):
                 self.watermark[eid] = await self._newest_journal_id(eid, None) or 0
         bar = _progress(len(calls)) if self.options.progress else None
         try:
             for n, c in enumerate(calls, 1):
-                self.summary.calls.append(await self._one(n, c))
+                self.summary.calls.append(result := await self._one(n, c))
+                if unseeded:
+                    self._check_held(n, c, result, needed)
                 if bar is not None:
                     bar.update(1)
         finally:
@@ -161,6 +202,20 @@ class Replayer:
         if self.options.admin and new.error is None and r.eid is not None:
             await self._journal(result, r.eid, c.method, ref, replacements)
         return result
+
+    def _check_held(self, n: int, c: _Call, result: CallResult,
+                    needed: Sequence[SeedOrder]) -> None:
+        """Raise :class:`MissingOrders` when the target did not know a reservation that the
+        recording shows existing (and the recorded call got another answer)."""
+        new, recorded = result.new, c.outcome
+        if new is None or recorded is None or new.fault_code != FaultCode.RNO \
+                or recorded.fault_code == FaultCode.RNO or c.recorded.eid is None:
+            return
+        ref = number_ref(c.method, c.params)
+        if ref is None or ref.kind not in ("rno", "any"):
+            return
+        if any(s.eid == c.recorded.eid and s.rno == ref.value for s in needed):
+            raise MissingOrders(c.recorded.eid, ref.value, recorded.label, needed, n)
 
     def _signed(self, c: _Call, replacements: dict[int, str], result: CallResult) -> bytes:
         """The body to send: numbers mapped, digest rebuilt where the recording masked it."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import sys
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -20,7 +21,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
-from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.logger import (
+    Logger, LogLevel, eventAsJSON, globalLogBeginner, jsonFileLogObserver, textFileLogObserver,
+)
 from twisted.web.server import Site
 
 from gateway.config import DEFAULT_SANDBOX_LISTEN, Config, default_sandbox_config_path, load_config
@@ -100,44 +103,56 @@ def _url_of(port: IListeningPort) -> str:
 
 
 def run_sandbox(listen: str = DEFAULT_SANDBOX_LISTEN, config_path: str | None = None,
-                seed: int | None = None) -> int:
+                seed: int | None = None, log_format: str = "text") -> int:
     """Run the sandbox until SIGINT/SIGTERM; returns the process exit status (0 stopped,
     2 unusable configuration, seed or endpoint, a port in use included).
 
     Orders live in memory only and vanish when the process stops. ``seed`` overrides
     ``[sandbox] seed`` of the config. Every refusal is one line on stderr; listening is
-    tried before the reactor runs, so a busy port ends the process at once.
+    tried before the reactor runs, so a busy port ends the process at once. ``log_format``
+    ``json``: every line on stderr is a JSON event (``gateway.logs``), refusals included.
     """
     from twisted.internet import reactor
 
     try:
         config = load_config(config_path or default_sandbox_config_path())
     except ConfigError as e:
-        return _refuse(str(e))
+        return _refuse(str(e), log_format)
     try:
         check_seed(seed)
     except ValueError as e:
-        return _refuse(f"--seed: {e}")
+        return _refuse(f"--seed: {e}", log_format)
     try:
         d = listen_sandbox(reactor, config, listen, seed=seed)
     except ValueError as e:  # malformed endpoint string
-        return _refuse(f"--listen {listen!r}: not a listening endpoint ({e})")
+        return _refuse(f"--listen {listen!r}: not a listening endpoint ({e})", log_format)
     outcome: list[Any] = []
     d.addBoth(outcome.append)
     status = {"code": 0}
     if not outcome:  # an endpoint that listens later (systemd, a slow resolver)
-        d.addBoth(lambda result: _listened(reactor, result, config, listen, status))
+        d.addBoth(lambda result: _listened(reactor, result, config, listen, status,
+                                           log_format))
     elif isinstance(outcome[0], Failure):
-        return _refuse(_listen_failure(outcome[0], listen))
+        return _refuse(_listen_failure(outcome[0], listen), log_format)
     else:
         reactor.callWhenRunning(_announce, reactor, outcome[0], config)
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo(
+        [jsonFileLogObserver(sys.stderr, recordSeparator="") if log_format == "json"
+         else textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     reactor.run()  # installs SIGINT/SIGTERM handlers that stop the reactor cleanly
     return status["code"]
 
 
-def _refuse(message: str) -> int:
-    print(f"klarna-gateway: {message}", file=sys.stderr)
+def _refuse(message: str, log_format: str = "text") -> int:
+    if log_format == "json":  # the event Twisted's JSON observer would write (the emulator
+        # imports nothing of the gateway's logging: tests/sandbox/test_sandbox_orders.py)
+        print(eventAsJSON({"log_format": "klarna-gateway: {message}",
+                           "log_level": LogLevel.critical, "log_namespace": "gateway.sandbox",
+                           "log_source": None, "log_time": time.time(),
+                           "message": message, "exit_status": 2}),
+              file=sys.stderr, flush=True)
+    else:
+        print(f"klarna-gateway: {message}", file=sys.stderr)
     return 2
 
 
@@ -160,9 +175,9 @@ def _announce(reactor: Any, port: IListeningPort, config: Config) -> None:
 
 
 def _listened(reactor: Any, result: Any, config: Config, listen: str,
-              status: dict[str, int]) -> None:
+              status: dict[str, int], log_format: str = "text") -> None:
     if isinstance(result, Failure):
-        status["code"] = _refuse(_listen_failure(result, listen))
+        status["code"] = _refuse(_listen_failure(result, listen), log_format)
         reactor.callWhenRunning(reactor.stop)
     else:
         _announce(reactor, result, config)

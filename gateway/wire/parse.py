@@ -27,13 +27,16 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from lxml import etree
 
 from gateway.errors import GatewayError, InvalidRequestError, ParseError
+
+_T = TypeVar("_T")
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
@@ -117,16 +120,27 @@ def parse_method_call(
         ParseError: not acceptable XML (syntax, DTD/entities, too deep, malformed value).
         InvalidRequestError: well-formed XML that is not a ``methodCall``.
     """
+    return _parse_document(body, max_depth, _decode_method_call, "request")
+
+
+def _parse_document(
+    body: bytes, max_depth: int, decode: Callable[[etree._Element], _T], what: str
+) -> _T:
+    """Parse, bound the depth and ``decode`` one document (a request or a response).
+
+    The one place where "only ``GatewayError`` escapes" is kept: requests and the answers
+    the recorder reads get the same hardening.
+    """
     try:
         root = _parse_xml(body)
         _check_depth(root, max_depth)
-        return _decode_method_call(root)
+        return decode(root)
     except GatewayError:
         raise
     except RecursionError:
         raise ParseError("nesting too deep") from None
     except Exception as exc:  # noqa: BLE001 - the contract is "only GatewayError escapes"
-        raise ParseError("malformed request", debug_context=repr(exc)) from None
+        raise ParseError(f"malformed {what}", debug_context=repr(exc)) from None
 
 
 def _parse_xml(body: bytes) -> etree._Element:
@@ -376,16 +390,7 @@ def parse_method_response(
     XML and the same exact decimals as requests. Raises ``ParseError`` /
     ``InvalidRequestError`` like :func:`parse_method_call`.
     """
-    try:
-        root = _parse_xml(body)
-        _check_depth(root, max_depth)
-        return _decode_method_response(root)
-    except GatewayError:
-        raise
-    except RecursionError:
-        raise ParseError("nesting too deep") from None
-    except Exception as exc:  # noqa: BLE001 - the contract is "only GatewayError escapes"
-        raise ParseError("malformed response", debug_context=repr(exc)) from None
+    return _parse_document(body, max_depth, _decode_method_response, "response")
 
 
 def _decode_method_response(root: etree._Element) -> MethodResponse:

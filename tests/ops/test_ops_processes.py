@@ -20,18 +20,12 @@ from gateway.testing.processes import (
 )
 from gateway.testing.processes import http as http_call
 from tests.harness import order_line
+from tests.process_fixtures import sandbox  # noqa: F401
 from tests.waiting import wait_until
 
 #: Every test here starts ``serve`` as a child process and signals it (slow: not in the
 #: default run; CI runs them).
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Any:
-    sb = SandboxProcess(log_path=tmp_path / "sandbox.log").start()
-    yield sb
-    sb.stop()
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

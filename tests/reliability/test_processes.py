@@ -16,14 +16,8 @@ from gateway.testing.processes import (
     GatewayProcess, SandboxProcess, db_upgrade, http, run_cli, write_config,
 )
 from tests.conftest import PG_DSN, make_pg_schema
+from tests.process_fixtures import sandbox  # noqa: F401
 from tests.waiting import wait_until
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Any:
-    sb = SandboxProcess(log_path=tmp_path / "sandbox.log").start()
-    yield sb
-    sb.stop()
 
 
 def _captures(sb: SandboxProcess, order_id: str) -> list[dict[str, Any]]:

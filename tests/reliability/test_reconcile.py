@@ -2,20 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gateway.testing.processes import (
     REST_AUTH, GatewayProcess, SandboxProcess, http, run_cli, write_config,
 )
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Any:
-    sb = SandboxProcess(log_path=tmp_path / "sandbox.log").start()
-    yield sb
-    sb.stop()
+from tests.process_fixtures import sandbox  # noqa: F401
 
 
 @pytest.mark.slow

@@ -1,8 +1,14 @@
 """Helpers for customer-token and seeded-mode tests, on top of ``tests/sandbox_fixtures.py``."""
 from __future__ import annotations
 
+import os
+import re
+import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
+
+from twisted.internet import defer, protocol, reactor
 
 from gateway.config import default_sandbox_config_path, load_config
 from tests.sandbox_fixtures import RunningSandbox, order_body, start_sandbox
@@ -55,3 +61,35 @@ async def start_seeded_sandbox(seed: int) -> RunningSandbox:
     """A fresh sandbox seeded through ``[sandbox] seed`` (the conformance hook installed)."""
     config = load_config(default_sandbox_config_path())
     return await start_sandbox(replace(config, sandbox=replace(config.sandbox, seed=seed)))
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class SandboxRunner(protocol.ProcessProtocol):
+    """A sandbox in its own Python process (``code`` run with ``python -c``): ``url`` fires
+    with the address it logs it listens on, ``ended`` with its exit code."""
+
+    def __init__(self, code: str, **env: str) -> None:
+        self.stderr = b""
+        self.url: defer.Deferred[str] = defer.Deferred()
+        self.ended: defer.Deferred[int] = defer.Deferred()
+        self.process = reactor.spawnProcess(  # type: ignore[attr-defined]
+            self, sys.executable, [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONPATH": str(REPO), **env}, path=str(REPO))
+
+    def errReceived(self, data: bytes) -> None:
+        self.stderr += data
+        found = re.search(rb"listening on (http://[0-9.:]+)", self.stderr)
+        if found and not self.url.called:
+            self.url.callback(found.group(1).decode())
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(reason.value.exitCode)
+
+    async def stop(self) -> int:
+        """SIGTERM unless it has ended; its exit code."""
+        if not self.ended.called:
+            self.process.signalProcess("TERM")
+        code: int = await self.ended.addTimeout(15, reactor)
+        return code

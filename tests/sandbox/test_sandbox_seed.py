@@ -8,19 +8,16 @@ asked for and two ephemeral listeners have different ports.
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import reactor
 
 from gateway.cli import build_parser
 from gateway.config import default_sandbox_config_path, load_config
@@ -28,6 +25,7 @@ from gateway.sandbox.clock import SEEDED_EPOCH, format_timestamp, parse_timestam
 from gateway.sandbox.ids import REFERENCE_ALPHABET, IdKind, IdSource, configured_seed
 from gateway.sandbox.service import listen_sandbox, make_sandbox_site, run_sandbox
 from tests.sandbox.support import (
+    SandboxRunner,
     PAY_TOKEN,
     TOKEN,
     TOKEN_ORDER,
@@ -44,7 +42,6 @@ from tests.sandbox_fixtures import (
     stop_sandbox,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 OM = "/ordermanagement/v1/orders/"
 PAY = "/payments/v1/authorizations/{}/order"
 HOST = "sandbox.test:8089"
@@ -271,34 +268,15 @@ def test_cli_sandbox_accepts_seed(capsys):
     assert "seed" in capsys.readouterr().err
 
 
-class _Runner(protocol.ProcessProtocol):
-    def __init__(self) -> None:
-        self.stderr = b""
-        self.url: defer.Deferred[str] = defer.Deferred()
-        self.ended: defer.Deferred[int] = defer.Deferred()
-
-    def errReceived(self, data: bytes) -> None:
-        self.stderr += data
-        found = re.search(rb"listening on (http://[0-9.:]+)", self.stderr)
-        if found and not self.url.called:
-            self.url.callback(found.group(1).decode())
-
-    def processEnded(self, reason: Any) -> None:
-        self.ended.callback(reason.value.exitCode)
-
-
 @pytest_twisted.ensureDeferred
 async def test_cli_seeded_process_matches_an_in_process_sandbox():
     """A separate ``klarna-gateway sandbox --seed 7`` process (its own hash seed) hands out
     the same ids and timestamps as an in-process sandbox with seed 7."""
     import treq
 
-    runner = _Runner()
-    code = ("from gateway.cli import main; raise SystemExit(main(['sandbox', '--seed', '7', "
-            "'--listen', 'tcp:0:interface=127.0.0.1']))")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "random"}
-    process = reactor.spawnProcess(runner, sys.executable, [sys.executable, "-c", code],
-                                   env=env, path=str(REPO))
+    runner = SandboxRunner(
+        "from gateway.cli import main; raise SystemExit(main(['sandbox', '--seed', '7', "
+        "'--listen', 'tcp:0:interface=127.0.0.1']))", PYTHONHASHSEED="random")
     local = await start_seeded_sandbox(7)
     try:
         url = await runner.url.addTimeout(15, reactor)
@@ -316,9 +294,8 @@ async def test_cli_seeded_process_matches_an_in_process_sandbox():
         assert parse_timestamp(answers[0]["created_at"]) == SEEDED_EPOCH
     finally:
         await stop_sandbox(local)
-        if not runner.ended.called:
-            process.signalProcess("TERM")
-    assert await runner.ended.addTimeout(15, reactor) == 0
+        ended = await runner.stop()
+    assert ended == 0
 
 
 # --- the id source itself ---

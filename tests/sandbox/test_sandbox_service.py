@@ -1,23 +1,18 @@
 """The standalone runner (service.py) and the conformance checker itself."""
 from __future__ import annotations
 
-import os
-import re
-import sys
-from pathlib import Path
-
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import reactor
 from twisted.web.server import Site
 
 from gateway.config import default_sandbox_config_path, load_config
 from gateway.sandbox.resource import SandboxResource
 from gateway.sandbox.service import listen_sandbox, make_sandbox_site, run_sandbox
 from tests.conformance import OpenApiChecker, default_checker, patch_spec
+from tests.sandbox.support import SandboxRunner
 from tests.sandbox_fixtures import order_body
 
-REPO = Path(__file__).resolve().parents[2]
 OM = "/ordermanagement/v1/orders/"
 
 
@@ -55,33 +50,13 @@ async def test_listen_sandbox_serves_on_loopback():
         await port.stopListening()
 
 
-class _Runner(protocol.ProcessProtocol):
-    def __init__(self) -> None:
-        self.stderr = b""
-        self.url: defer.Deferred[str] = defer.Deferred()
-        self.ended: defer.Deferred[int] = defer.Deferred()
-
-    def errReceived(self, data: bytes) -> None:
-        self.stderr += data
-        found = re.search(rb"listening on (http://[0-9.:]+)", self.stderr)
-        if found and not self.url.called:
-            self.url.callback(found.group(1).decode())
-
-    def processEnded(self, reason) -> None:
-        self.ended.callback(reason.value.exitCode)
-
-
 @pytest_twisted.ensureDeferred
 async def test_run_sandbox_as_a_process_until_sigterm():
     """run_sandbox logs its URL, serves merchants' requests and exits 0 on SIGTERM."""
     import treq
 
-    runner = _Runner()
-    code = ("from gateway.sandbox.service import run_sandbox; "
-            "raise SystemExit(run_sandbox('tcp:0:interface=127.0.0.1'))")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = reactor.spawnProcess(runner, sys.executable, [sys.executable, "-c", code],
-                                   env=env, path=str(REPO))
+    runner = SandboxRunner("from gateway.sandbox.service import run_sandbox; "
+                           "raise SystemExit(run_sandbox('tcp:0:interface=127.0.0.1'))")
     try:
         url = await runner.url.addTimeout(15, reactor)
         response = await treq.post(f"{url}/payments/v1/authorizations/t/order",
@@ -90,9 +65,8 @@ async def test_run_sandbox_as_a_process_until_sigterm():
         assert response.code == 200
         assert (await response.json())["fraud_status"] == "ACCEPTED"
     finally:
-        if not runner.ended.called:
-            process.signalProcess("TERM")
-    assert await runner.ended.addTimeout(15, reactor) == 0
+        ended = await runner.stop()
+    assert ended == 0
 
 
 def test_patch_spec_repairs_vendor_blemishes():
