@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 

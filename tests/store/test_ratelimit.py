@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from sqlalchemy import text
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, reactor
 
 from gateway.om.ratelimit import Limit
 from gateway.store import schema
