@@ -59,11 +59,13 @@ _SLOW_DESELECTED = pytest.StashKey[int]()
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
     deselected = config.stash.get(_SLOW_DESELECTED, 0)
+    why = ("(processes killed or restarted, soaks, a browser, the command line as a child "
+           "process): --run-slow runs them, as CI (CI=true) does")
     if deselected:
-        terminalreporter.write_line(
-            f"{deselected} slow tests deselected (processes killed or restarted, soaks, a "
-            f"browser, the command line as a child process): --run-slow runs them, as CI "
-            f"(CI=true) does")
+        terminalreporter.write_line(f"{deselected} slow tests deselected {why}")
+    elif not runs_slow(config) and getattr(config.option, "numprocesses", None):
+        # pytest-xdist: the workers collect and deselect; the controller only reports
+        terminalreporter.write_line(f"the tests marked slow were deselected {why}")
 
 
 @pytest_twisted.async_yield_fixture
